@@ -1,0 +1,561 @@
+"""
+One decoder-only transformer for both worlds this project lives in:
+
+- the CPU toy: a tiny GPT trained from scratch here (byte vocabulary, learned positions, LayerNorm, GELU);
+- the paper's models: Qwen2-family checkpoints such as DeepSeek-R1-Distill-Qwen-1.5B (RoPE, RMSNorm,
+  SwiGLU, grouped-query attention, q/k/v bias), plus GPT-2 and bias-free Llama, from a local
+  Hugging Face folder. Nothing is ever downloaded.
+
+The same class is the critic: with `GPTConfig.value_head=True` the language-model head is replaced by a
+scalar head and `forward` returns one value per position instead of logits.
+
+Conventions used everywhere in the project:
+- `attention_mask` is (batch, keys) with 1 for real tokens and 0 for left padding; it covers every column
+  of the KV cache plus the new tokens. Position ids default to `cumsum(mask) - 1`, so a left-padded row
+  produces the same logits as the same row without padding.
+- `forward(idx)` returns logits (batch, time, vocab): logits at position t score token t + 1.
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.checkpoint import checkpoint
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be loaded; the message names the file, tensor or field."""
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 258
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None  # None: n_head; fewer: grouped-query attention (Qwen2)
+    n_embd: int = 128
+    n_inner: int = 512  # MLP hidden width
+    head_dim: int | None = None  # None: n_embd // n_head
+    max_seq_len: int = 512
+    norm: str = "layernorm"  # "layernorm" (GPT-2) | "rmsnorm" (Qwen2, Llama)
+    norm_eps: float = 1e-5
+    pos: str = "learned"  # "learned" (GPT-2) | "rope"
+    rope_theta: float = 10000.0
+    mlp: str = "gelu"  # "gelu" (tanh approximation, GPT-2) | "swiglu"
+    qkv_bias: bool = True  # GPT-2 and Qwen2 have q/k/v biases, Llama does not
+    bias: bool = True  # biases on the output/MLP projections and norms (GPT-2 only)
+    tie_embeddings: bool = True
+    value_head: bool = False  # critic: scalar value per position instead of logits
+
+    def __post_init__(self):
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        checks = {
+            "norm": self.norm in ("layernorm", "rmsnorm"),
+            "pos": self.pos in ("learned", "rope"),
+            "mlp": self.mlp in ("gelu", "swiglu"),
+            "n_head": self.n_head > 0 and self.n_kv_head > 0 and self.n_head % self.n_kv_head == 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise CheckpointError(f"GPTConfig: unsupported {name}={getattr(self, name)!r}")
+        if self.head_dim is None:
+            self.head_dim = self.n_embd // self.n_head
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"config.json: unknown GPTConfig fields {unknown}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # Normalise in fp32 and cast back before the scale, exactly as Qwen2/Llama do, so bf16 matches.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def make_norm(cfg):
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(cfg.n_embd, cfg.norm_eps)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=cfg.bias)
+
+
+def rope_cos_sin(position_ids, head_dim, theta, dtype):
+    """cos/sin tables of shape (batch, 1, time, head_dim) for the given integer positions (fp32 maths)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device).float() / head_dim))
+    freqs = position_ids.float()[..., None] * inv_freq  # (B, T, head_dim/2)
+    emb = torch.cat([freqs, freqs], dim=-1)[:, None]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x, cos, sin):
+    # The "rotate half" layout of Qwen2/Llama checkpoints (not the interleaved one of the RoPE paper).
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class KVCache:
+    """Preallocated keys/values for every layer: (layers, batch, kv_heads, max_len, head_dim).
+
+    All rows share one write position, which is what left padding buys: every row's next token goes in
+    the same column, and the attention mask hides the padding columns.
+    """
+
+    def __init__(self, cfg, batch_size, max_len, dtype, device):
+        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.pos = 0  # columns filled so far
+
+    @property
+    def max_len(self):
+        return self.k.size(3)
+
+    def update(self, layer, k, v):
+        """Write the new keys/values after the filled columns; return the filled prefix including them."""
+        end = self.pos + k.size(2)
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def keep_rows(self, rows):
+        """Drop finished rows (index tensor of rows to keep) so decoding cost follows the live batch."""
+        self.k = self.k[:, rows]
+        self.v = self.v[:, rows]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        hd = cfg.head_dim
+        self.q = nn.Linear(cfg.n_embd, cfg.n_head * hd, bias=cfg.qkv_bias)
+        self.k = nn.Linear(cfg.n_embd, cfg.n_kv_head * hd, bias=cfg.qkv_bias)
+        self.v = nn.Linear(cfg.n_embd, cfg.n_kv_head * hd, bias=cfg.qkv_bias)
+        self.o = nn.Linear(cfg.n_head * hd, cfg.n_embd, bias=cfg.bias)
+
+    def forward(self, x, rope, mask, cache, layer):
+        B, T, _ = x.shape
+        cfg = self.cfg
+        q = self.q(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
+        k = self.k(x).view(B, T, cfg.n_kv_head, cfg.head_dim).transpose(1, 2)
+        v = self.v(x).view(B, T, cfg.n_kv_head, cfg.head_dim).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=mask,
+            is_causal=mask is None and T > 1,  # no mask given means "plain causal, no cache prefix"
+            enable_gqa=cfg.n_kv_head != cfg.n_head,
+        )
+        return self.o(y.transpose(1, 2).reshape(B, T, cfg.n_head * cfg.head_dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.swiglu = cfg.mlp == "swiglu"
+        if self.swiglu:
+            self.gate = nn.Linear(cfg.n_embd, cfg.n_inner, bias=cfg.bias)
+        self.up = nn.Linear(cfg.n_embd, cfg.n_inner, bias=cfg.bias)
+        self.down = nn.Linear(cfg.n_inner, cfg.n_embd, bias=cfg.bias)
+
+    def forward(self, x):
+        if self.swiglu:
+            return self.down(F.silu(self.gate(x)) * self.up(x))
+        return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.norm1 = make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.norm2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, rope, mask, cache=None, layer=0):
+        x = x + self.attn(self.norm1(x), rope, mask, cache, layer)
+        return x + self.mlp(self.norm2(x))
+
+
+def attention_mask_4d(attention_mask, q_len, k_len):
+    """Boolean (batch, 1, q_len, k_len) mask: causal over absolute columns, padded keys hidden.
+
+    Query i sits at column k_len - q_len + i. A left-padding query would see no key at all (softmax of
+    nothing is NaN), so every query may always see itself; the outputs at pad positions are never used.
+    """
+    device = attention_mask.device
+    q_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]
+    k_pos = torch.arange(k_len, device=device)[None, :]
+    allowed = (k_pos <= q_pos)[None, None] & attention_mask[:, None, None, :k_len].bool()
+    return allowed | (k_pos == q_pos)[None, None]
+
+
+def positions_from_mask(attention_mask, q_len):
+    """Per-row positions of the last q_len columns: padding does not count, pads sit at 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -q_len:]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        if cfg.pos == "learned":
+            self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = make_norm(cfg)
+        if cfg.value_head:
+            self.value_head = nn.Linear(cfg.n_embd, 1)
+        else:
+            self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+            if cfg.tie_embeddings:
+                self.lm_head.weight = self.tok_emb.weight
+        self.grad_checkpointing = False  # recompute each block in backward: activations O(layers) -> O(1)
+        self.apply(self._init_weights)
+        for block in self.blocks:
+            for proj in (block.attn.o, block.mlp.down):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.value_head:
+            nn.init.normal_(self.value_head.weight, std=1.0 / (cfg.n_embd + 1))
+
+    def _init_weights(self, module):
+        # GPT-2's scheme; __init__ then scales the residual output projections down by depth (nanoGPT).
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size, max_len):
+        p = next(self.parameters())
+        return KVCache(self.config, batch_size, max_len, p.dtype, p.device)
+
+    def hidden_states(self, idx, attention_mask=None, position_ids=None, cache=None):
+        """Final-norm hidden states (batch, time, n_embd); both heads read from here."""
+        B, T = idx.shape
+        cfg = self.config
+        start = cache.pos if cache is not None else 0
+        k_len = start + T
+        if cache is not None and k_len > cache.max_len:
+            raise ValueError(f"KV cache holds {cache.max_len} positions, {k_len} needed")
+        if attention_mask is not None and attention_mask.shape != (B, k_len):
+            raise ValueError(f"attention_mask must be (batch, cache + new tokens) = {(B, k_len)}, "
+                             f"got {tuple(attention_mask.shape)}")
+        if position_ids is None:
+            if attention_mask is not None:
+                position_ids = positions_from_mask(attention_mask, T)
+            else:
+                position_ids = torch.arange(start, k_len, device=idx.device).expand(B, T)
+        if attention_mask is not None:
+            mask = attention_mask_4d(attention_mask, T, k_len)
+        elif start > 0 and T > 1:
+            mask = attention_mask_4d(torch.ones(B, k_len, device=idx.device), T, k_len)
+        else:
+            mask = None  # plain causal (T > 1) or one new token that may see everything before it
+
+        x = self.tok_emb(idx)
+        rope = None
+        if cfg.pos == "learned":
+            if k_len > cfg.max_seq_len:
+                raise ValueError(f"sequence of {k_len} tokens exceeds max_seq_len={cfg.max_seq_len}")
+            x = x + self.pos_emb(position_ids)
+        else:
+            rope = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta, x.dtype)
+        for i, block in enumerate(self.blocks):
+            if self.grad_checkpointing and self.training and cache is None:
+                x = checkpoint(block, x, rope, mask, use_reentrant=False)
+            else:
+                x = block(x, rope, mask, cache, i)
+        if cache is not None:
+            cache.pos = k_len
+        return self.norm_f(x)
+
+    def forward(self, idx, attention_mask=None, position_ids=None, cache=None, last_only=False):
+        """Logits (batch, time, vocab), or values (batch, time) for a critic.
+
+        last_only: score only the last position (what a sampler needs after prefill).
+        """
+        h = self.hidden_states(idx, attention_mask, position_ids, cache)
+        if last_only:
+            h = h[:, -1:]
+        if self.config.value_head:
+            return self.value_head(h).squeeze(-1)
+        return self.lm_head(h)
+
+    # ------------------------------------------------------------------------------------------------
+    # Checkpoints: our own format is a folder with model.safetensors + config.json (GPTConfig fields).
+
+    def save(self, path):
+        """Write model.safetensors and config.json into folder `path`, each file atomically."""
+        os.makedirs(path, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        if self.config.tie_embeddings and "lm_head.weight" in state:
+            del state["lm_head.weight"]  # the same storage as tok_emb.weight; safetensors refuses aliases
+        atomic_save_safetensors(state, os.path.join(path, "model.safetensors"))
+        atomic_write_json({"format": "gpt", **asdict(self.config)}, os.path.join(path, "config.json"))
+
+    @classmethod
+    def from_pretrained(cls, path, dtype=None, device="cpu", value_head=False):
+        """Load our checkpoint folder or a Hugging Face folder (model_type gpt2, qwen2, llama).
+
+        dtype: None keeps the file's dtype. Tensors are read one at a time onto a model built on the meta
+        device, so a bf16 1.5B model never exists as an fp32 copy in memory.
+        value_head=True builds a critic: the LM head is dropped and a fresh scalar head is added (unless
+        the checkpoint already is a critic).
+        """
+        config, tensors = read_checkpoint(path)
+        if value_head:
+            config.value_head = True
+        return build_from_tensors(cls, config, tensors, dtype, device)
+
+    @classmethod
+    def load(cls, path, dtype=None, device="cpu"):
+        return cls.from_pretrained(path, dtype=dtype, device=device)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+
+
+def read_json(path, what="file"):
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such {what}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_checkpoint(path):
+    """(GPTConfig, iterator of (our tensor name, tensor)) for our folder or a Hugging Face folder."""
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: no such checkpoint folder (expected config.json + *.safetensors)")
+    raw = read_json(os.path.join(path, "config.json"), "config.json (is this a checkpoint folder?)")
+    model_type = raw.get("model_type")
+    if model_type is None:
+        raw.pop("format", None)
+        config, rename = GPTConfig.from_dict(raw), lambda name: [(name, lambda t: t)]
+    elif model_type == "gpt2":
+        config, rename = config_from_gpt2(raw), rename_gpt2
+    elif model_type in ("qwen2", "llama"):
+        config, rename = config_from_qwen2(raw), rename_qwen2
+    else:
+        raise CheckpointError(f"{path}/config.json: unsupported model_type {model_type!r} "
+                              "(supported: gpt2, qwen2, llama, or this project's own checkpoints)")
+    return config, iter_tensors(safetensors_files(path), rename)
+
+
+def safetensors_files(path):
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        shards = sorted(set(read_json(index)["weight_map"].values()))
+        files = [os.path.join(path, s) for s in shards]
+    else:
+        files = [os.path.join(path, "model.safetensors")]
+    for f in files:
+        if not os.path.isfile(f):
+            bins = [n for n in os.listdir(path) if n.endswith((".bin", ".pt"))]
+            hint = " (only pickled .bin weights found; convert them to safetensors)" if bins else ""
+            raise CheckpointError(f"{f}: missing weights file{hint}")
+    return files
+
+
+def iter_tensors(files, rename):
+    """Yield (our name, tensor) one tensor at a time; `rename` maps a file's name to [(ours, transform)]."""
+    for f in files:
+        with safe_open(f, framework="pt") as sf:
+            for name in sf.keys():
+                for ours, transform in rename(name):
+                    yield ours, transform(sf.get_tensor(name))
+
+
+def _hf_get(raw, key, default=None, required=True):
+    if key in raw and raw[key] is not None:
+        return raw[key]
+    if required and default is None:
+        raise CheckpointError(f"config.json: missing field {key!r}")
+    return default
+
+
+def config_from_gpt2(raw):
+    act = raw.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise CheckpointError(f"config.json: activation_function {act!r} not supported (gelu_new only)")
+    if raw.get("scale_attn_by_inverse_layer_idx") or raw.get("reorder_and_upcast_attn"):
+        raise CheckpointError("config.json: scale_attn_by_inverse_layer_idx/reorder_and_upcast_attn unsupported")
+    n_embd = _hf_get(raw, "n_embd")
+    return GPTConfig(
+        vocab_size=_hf_get(raw, "vocab_size"), n_layer=_hf_get(raw, "n_layer"),
+        n_head=_hf_get(raw, "n_head"), n_kv_head=_hf_get(raw, "n_head"), n_embd=n_embd,
+        n_inner=_hf_get(raw, "n_inner", 4 * n_embd), max_seq_len=_hf_get(raw, "n_positions"),
+        norm="layernorm", norm_eps=_hf_get(raw, "layer_norm_epsilon", 1e-5), pos="learned", mlp="gelu",
+        qkv_bias=True, bias=True, tie_embeddings=raw.get("tie_word_embeddings", True),
+    )
+
+
+def config_from_qwen2(raw):
+    model_type = raw["model_type"]
+    if raw.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"config.json: hidden_act {raw['hidden_act']!r} not supported (silu only)")
+    rope = raw.get("rope_parameters") or {}  # transformers >= 5 nests rope settings here
+    scaling = raw.get("rope_scaling") or rope
+    if scaling.get("rope_type", scaling.get("type", "default")) != "default":
+        raise CheckpointError(f"config.json: rope scaling {scaling} not supported (plain RoPE only)")
+    if model_type == "qwen2" and raw.get("use_sliding_window"):
+        raise CheckpointError("config.json: use_sliding_window=true not supported")
+    if model_type == "llama" and (raw.get("attention_bias") or raw.get("mlp_bias")):
+        raise CheckpointError("config.json: llama attention_bias/mlp_bias not supported")
+    n_head = _hf_get(raw, "num_attention_heads")
+    return GPTConfig(
+        vocab_size=_hf_get(raw, "vocab_size"), n_layer=_hf_get(raw, "num_hidden_layers"),
+        n_head=n_head, n_kv_head=_hf_get(raw, "num_key_value_heads", n_head),
+        n_embd=_hf_get(raw, "hidden_size"), n_inner=_hf_get(raw, "intermediate_size"),
+        head_dim=raw.get("head_dim"), max_seq_len=_hf_get(raw, "max_position_embeddings"),
+        norm="rmsnorm", norm_eps=_hf_get(raw, "rms_norm_eps", 1e-6), pos="rope",
+        rope_theta=float(rope.get("rope_theta", raw.get("rope_theta", 10000.0))), mlp="swiglu",
+        qkv_bias=model_type == "qwen2", bias=False, tie_embeddings=raw.get("tie_word_embeddings", False),
+    )
+
+
+_GPT2_NAMES = {"ln_1": "norm1", "ln_2": "norm2", "attn.c_proj": "attn.o", "mlp.c_fc": "mlp.up",
+               "mlp.c_proj": "mlp.down"}
+
+
+def rename_gpt2(name):
+    """GPT-2 names -> ours. Conv1D weights are stored (in, out): transpose; c_attn splits into q, k, v."""
+    name = name.removeprefix("transformer.")
+    if name.endswith((".attn.bias", ".attn.masked_bias")):
+        return []  # causal-mask buffers of old checkpoints, not weights
+    top = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight", "ln_f.weight": "norm_f.weight",
+           "ln_f.bias": "norm_f.bias", "lm_head.weight": "lm_head.weight"}
+    if name in top:
+        return [(top[name], lambda t: t)]
+    m = re.fullmatch(r"h\.(\d+)\.(.+)\.(weight|bias)", name)
+    if not m:
+        return [(name, lambda t: t)]  # reported as unexpected by the loader
+    layer, part, kind = m.groups()
+    prefix = f"blocks.{layer}."
+    conv = (lambda t: t.t()) if kind == "weight" and not part.startswith("ln_") else (lambda t: t)
+    if part == "attn.c_attn":
+        return [(f"{prefix}attn.{p}.{kind}", lambda t, i=i: conv(t).chunk(3, dim=0)[i]) for i, p in
+                enumerate("qkv")]
+    if part in _GPT2_NAMES:
+        return [(f"{prefix}{_GPT2_NAMES[part]}.{kind}", conv)]
+    return [(name, lambda t: t)]
+
+
+_QWEN2_NAMES = {"input_layernorm": "norm1", "post_attention_layernorm": "norm2", "self_attn.q_proj": "attn.q",
+                "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v", "self_attn.o_proj": "attn.o",
+                "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up", "mlp.down_proj": "mlp.down"}
+
+
+def rename_qwen2(name):
+    """Qwen2/Llama names -> ours (same layout, no transposes)."""
+    top = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "norm_f.weight",
+           "lm_head.weight": "lm_head.weight"}
+    if name in top:
+        return [(top[name], lambda t: t)]
+    if name.endswith("rotary_emb.inv_freq"):
+        return []  # recomputed from rope_theta
+    m = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)", name)
+    if m and m.group(2) in _QWEN2_NAMES:
+        return [(f"blocks.{m.group(1)}.{_QWEN2_NAMES[m.group(2)]}.{m.group(3)}", lambda t: t)]
+    return [(name, lambda t: t)]
+
+
+def build_from_tensors(cls, config, tensors, dtype, device):
+    """Materialise `cls(config)` from (name, tensor) pairs, checking names and shapes strictly."""
+    with torch.device("meta"):
+        model = cls(config)
+    expected = {k: v for k, v in model.state_dict().items()}
+    tied = config.tie_embeddings and not config.value_head
+    if tied:
+        expected.pop("lm_head.weight", None)
+    loaded = {}
+    for name, t in tensors:
+        if name == "lm_head.weight" and (config.value_head or tied):
+            continue  # a critic has no LM head; a tied head is the embedding
+        if name not in expected:
+            raise CheckpointError(f"unexpected tensor {name!r} in checkpoint (model config: {config})")
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise CheckpointError(f"tensor {name!r} has shape {tuple(t.shape)}, model expects "
+                                  f"{tuple(expected[name].shape)}")
+        loaded[name] = t.to(device=device, dtype=dtype or t.dtype).contiguous()
+    fresh = {k for k in expected if k.startswith("value_head.")} - set(loaded)
+    missing = sorted(set(expected) - set(loaded) - fresh)
+    if missing:
+        raise CheckpointError(f"checkpoint is missing tensor(s) {missing[:5]}" + (" ..." if len(missing) > 5 else ""))
+    if fresh:  # a critic made from an actor: a new scalar head, as in the paper's PPO
+        head = nn.Linear(config.n_embd, 1, device=device, dtype=dtype or loaded["tok_emb.weight"].dtype)
+        nn.init.normal_(head.weight, std=1.0 / (config.n_embd + 1))
+        nn.init.zeros_(head.bias)
+        loaded["value_head.weight"], loaded["value_head.bias"] = head.weight.data, head.bias.data
+    model.load_state_dict(loaded, strict=False, assign=True)
+    if tied:
+        model.lm_head.weight = model.tok_emb.weight
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------
+# Atomic file writes: a crash mid-write never leaves a truncated checkpoint behind.
+
+
+def atomic_save_safetensors(tensors, path, metadata=None):
+    tmp = f"{path}.tmp{os.getpid()}"
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(obj, path):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def publish_dir(tmp_dir, final_dir):
+    """Replace folder `final_dir` by the fully written `tmp_dir` (the old one survives until then)."""
+    old = f"{final_dir}.old"
+    if os.path.exists(old):
+        shutil.rmtree(old)
+    if os.path.exists(final_dir):
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if os.path.exists(old):
+        shutil.rmtree(old)

@@ -1,0 +1,282 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from model import GPT, CheckpointError, GPTConfig
+
+transformers = pytest.importorskip("transformers")
+
+
+def hf_gpt2(path, **kw):
+    cfg = transformers.GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=4, **kw)
+    torch.manual_seed(0)
+    m = transformers.GPT2LMHeadModel(cfg).eval()
+    _randomize_biases(m)
+    m.save_pretrained(path)
+    return m
+
+
+def hf_qwen2(path, tie=False, model_type="qwen2", **kw):
+    args = dict(vocab_size=101, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                tie_word_embeddings=tie, rms_norm_eps=1e-6)
+    args.update(kw)
+    if model_type == "qwen2":
+        cfg, cls = transformers.Qwen2Config(**args), transformers.Qwen2ForCausalLM
+    else:
+        cfg, cls = transformers.LlamaConfig(**args), transformers.LlamaForCausalLM
+    torch.manual_seed(0)
+    m = cls(cfg).eval()
+    _randomize_biases(m)
+    m.save_pretrained(path)
+    return m
+
+
+def _randomize_biases(m):
+    # HF initialises biases and norm weights to 0/1: randomise them so a dropped bias or a misplaced
+    # norm weight shows up as a logit difference.
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("bias") or "norm" in name or "ln_" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+
+
+def hf_logits(m, idx, mask=None):
+    with torch.no_grad():
+        return m(input_ids=idx, attention_mask=mask).logits
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda p: hf_gpt2(p), id="gpt2"),
+    pytest.param(lambda p: hf_qwen2(p, tie=False), id="qwen2-gqa-untied"),
+    pytest.param(lambda p: hf_qwen2(p, tie=True), id="qwen2-gqa-tied"),
+    pytest.param(lambda p: hf_qwen2(p, num_key_value_heads=4), id="qwen2-mha"),
+    pytest.param(lambda p: hf_qwen2(p, model_type="llama"), id="llama"),
+])
+def test_logit_parity_with_transformers(tmp_path, make):
+    ref = make(tmp_path)
+    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    idx = torch.randint(0, ours.config.vocab_size, (3, 17), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = ours(idx)
+    want = hf_logits(ref, idx)
+    assert (got - want).abs().max().item() < 1e-4
+
+
+def test_left_padded_batch_matches_transformers_and_unpadded_rows(tmp_path):
+    ref = hf_qwen2(tmp_path)
+    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14]]
+    idx, mask = left_pad(rows, pad=0)
+    with torch.no_grad():
+        got = ours(idx, attention_mask=mask)
+        want = ref(input_ids=idx, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+    real = mask.bool()
+    assert (got[real] - want[real]).abs().max().item() < 1e-4
+    for i, row in enumerate(rows):  # a padded row gives the same logits as the row alone
+        with torch.no_grad():
+            alone = ours(torch.tensor([row]))
+        assert (got[i, -len(row):] - alone[0]).abs().max().item() < 1e-5
+
+
+def left_pad(rows, pad):
+    T = max(len(r) for r in rows)
+    idx = torch.tensor([[pad] * (T - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows])
+    return idx, mask
+
+
+@pytest.mark.parametrize("cfg", [
+    GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_kv_head=4, n_embd=32, n_inner=64, max_seq_len=64),
+    GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, n_inner=48, max_seq_len=64,
+              norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False),
+], ids=["gpt2-style", "qwen2-style"])
+def test_kv_cache_prefill_then_decode_equals_full_forward(cfg):
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    rows = [[1, 2, 3, 4, 5, 6, 7], [8, 9, 10], [11, 12, 13, 14, 15]]
+    prompt, mask = left_pad(rows, pad=0)
+    new = torch.randint(1, 50, (3, 6))  # six decode steps, one token per row each
+    full_idx = torch.cat([prompt, new], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
+    with torch.no_grad():
+        full = model(full_idx, attention_mask=full_mask)
+        cache = model.new_cache(3, full_idx.size(1))
+        steps = [model(prompt, attention_mask=mask, cache=cache)]
+        for t in range(new.size(1)):
+            steps.append(model(new[:, t:t + 1], attention_mask=full_mask[:, :prompt.size(1) + t + 1], cache=cache))
+    incremental = torch.cat(steps, dim=1)
+    real = full_mask.bool()
+    assert (incremental[real] - full[real]).abs().max().item() < 1e-5
+
+
+def test_kv_cache_without_mask_matches_full_forward():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=40, n_layer=2, n_head=2, n_embd=16, n_inner=32, max_seq_len=32)).eval()
+    idx = torch.randint(0, 40, (2, 12))
+    with torch.no_grad():
+        full = model(idx)
+        cache = model.new_cache(2, 12)
+        parts = [model(idx[:, :5], cache=cache), model(idx[:, 5:8], cache=cache)]
+        parts += [model(idx[:, t:t + 1], cache=cache) for t in range(8, 12)]
+    assert (torch.cat(parts, 1) - full).abs().max().item() < 1e-5
+
+
+def test_save_load_round_trip_is_exact_and_atomic(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=40, n_layer=2, n_head=2, n_embd=16, n_inner=32, max_seq_len=32))
+    model.save(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]  # no temp files left
+    back = GPT.load(str(tmp_path))
+    assert back.config == model.config
+    idx = torch.randint(0, 40, (2, 9))
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
+    assert torch.allclose(back(idx), model(idx), atol=1e-6)
+    assert back.lm_head.weight is back.tok_emb.weight  # the tie survives the round trip
+
+
+def test_critic_from_actor_shares_trunk_and_has_fresh_head(tmp_path):
+    hf_qwen2(tmp_path, tie=True)
+    actor = GPT.from_pretrained(str(tmp_path))
+    critic = GPT.from_pretrained(str(tmp_path), value_head=True)
+    assert not hasattr(critic, "lm_head")
+    idx = torch.randint(0, 101, (2, 7))
+    values = critic(idx)
+    assert values.shape == (2, 7)
+    assert torch.equal(critic.hidden_states(idx), actor.hidden_states(idx))
+    critic.save(str(tmp_path / "critic"))  # a saved critic reloads as a critic, head included
+    back = GPT.load(str(tmp_path / "critic"))
+    assert torch.allclose(back(idx), values, atol=1e-6)  # same weights; mmapped storage may change SIMD paths
+
+
+def test_gradient_checkpointing_gives_identical_gradients():
+    cfg = GPTConfig(vocab_size=40, n_layer=3, n_head=2, n_kv_head=1, n_embd=16, n_inner=32, max_seq_len=32,
+                    norm="rmsnorm", pos="rope", mlp="swiglu", bias=False)
+    torch.manual_seed(0)
+    a = GPT(cfg)
+    b = GPT(cfg)
+    b.load_state_dict(a.state_dict())
+    b.grad_checkpointing = True
+    idx = torch.randint(0, 40, (2, 10))
+    for m in (a, b):
+        m.train()
+        m(idx).logsumexp(-1).mean().backward()
+    for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-6), n
+
+
+def test_bf16_autocast_forward_close_to_fp32():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=40, n_layer=2, n_head=2, n_embd=32, n_inner=64, max_seq_len=32,
+                          norm="rmsnorm", pos="rope", mlp="swiglu", bias=False)).eval()
+    idx = torch.randint(0, 40, (2, 10))
+    with torch.no_grad():
+        ref = model(idx)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(idx)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - ref).abs().max().item() < 0.05
+
+
+def test_load_in_bf16_casts_every_tensor(tmp_path):
+    hf_qwen2(tmp_path)
+    model = GPT.from_pretrained(str(tmp_path), dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model(torch.tensor([[1, 2, 3]])).dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bad inputs: one clear error naming the problem
+
+
+def test_missing_folder_and_config(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        GPT.from_pretrained(str(tmp_path / "nope"))
+    with pytest.raises(CheckpointError, match="config.json"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_unsupported_model_type(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+    with pytest.raises(CheckpointError, match="unsupported model_type 'mamba'"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_missing_weights_file(tmp_path):
+    hf_qwen2(tmp_path)
+    os.remove(tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="missing weights file"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def _rewrite_weights(path, edit):
+    from safetensors.torch import load_file, save_file
+    f = os.path.join(path, "model.safetensors")
+    tensors = load_file(f)
+    edit(tensors)
+    save_file(tensors, f, metadata={"format": "pt"})
+
+
+def test_missing_tensor_is_named(tmp_path):
+    hf_qwen2(tmp_path)
+    _rewrite_weights(tmp_path, lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+    with pytest.raises(CheckpointError, match=r"missing tensor.*blocks\.1\.mlp\.up\.weight"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_wrong_shape_is_named(tmp_path):
+    hf_qwen2(tmp_path)
+    _rewrite_weights(tmp_path, lambda t: t.update({"model.norm.weight": torch.ones(7)}))
+    with pytest.raises(CheckpointError, match=r"norm_f\.weight.*\(7,\).*\(32,\)"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_unexpected_tensor_is_named(tmp_path):
+    hf_qwen2(tmp_path)
+    _rewrite_weights(tmp_path, lambda t: t.update({"model.extra.weight": torch.ones(3)}))
+    with pytest.raises(CheckpointError, match="unexpected tensor 'model.extra.weight'"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_unknown_field_in_own_config(tmp_path):
+    GPT(GPTConfig(vocab_size=8, n_layer=1, n_head=1, n_embd=8, n_inner=8, max_seq_len=8)).save(str(tmp_path))
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["n_lyer"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="n_lyer"):
+        GPT.load(str(tmp_path))
+
+
+PEAK_RSS_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[2])
+from model import GPT, GPTConfig
+def status_mb(field):  # VmHWM is per address space; ru_maxrss would carry pytest's peak across exec
+    line = next(l for l in open("/proc/self/status") if l.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+with torch.device("meta"):  # pay torch's one-off lazy initialisation before the baseline
+    GPT(GPTConfig(vocab_size=8, n_layer=1, n_head=1, n_embd=8, n_inner=8))
+base = status_mb("VmRSS")
+m = GPT.from_pretrained(sys.argv[1], dtype=torch.bfloat16)
+touch = [p.max() for p in m.parameters()]  # make every (possibly mmapped) page resident
+print(base, status_mb("VmHWM"), sum(p.numel() for p in m.parameters()) * 2 / 2**20)
+"""
+
+
+def test_bf16_load_never_holds_an_fp32_copy(tmp_path):
+    # A 43M-parameter model stored in bf16 (86 MB): loading must peak near one bf16 copy; building the
+    # model in fp32 first would add 171 MB.
+    cfg = GPTConfig(vocab_size=32000, n_layer=4, n_head=8, n_kv_head=2, n_embd=512, n_inner=1536,
+                    max_seq_len=256, norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model.to_empty(device="cpu").to(torch.bfloat16).save(str(tmp_path))  # values do not matter, only bytes
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(tmp_path), repo],
+                         capture_output=True, text=True, check=True).stdout.split()
+    base, peak, weights = map(float, out)
+    assert peak - base < 1.5 * weights, (base, peak, weights)

@@ -1,0 +1,362 @@
+"""One tokenizer class on top of tiktoken, for the toy task and for real Hugging Face models.
+
+Two ways to build one:
+  * `Tokenizer.byte_level()`: the toy task's tokenizer. 256 byte tokens (id = byte value) plus
+    "<|endoftext|>" = 256 (eos) and "<|pad|>" = 257 (pad). No merges, so any string round-trips.
+  * `Tokenizer.from_hf(folder)`: converts a byte-level BPE `tokenizer.json` (GPT-2, Qwen2, Qwen2.5,
+    DeepSeek-R1-Distill-Qwen) into a `tiktoken.Encoding`, so the runtime never imports `tokenizers`
+    or `transformers`; the tests check the ids against both.
+
+Why the conversion is exact: tiktoken merges the adjacent pair whose *concatenation* has the lowest
+rank, HF merges the pair that comes first in `merges`. The two agree when merge i produces the token
+with the i-th smallest id, which `mergeable_ranks` checks instead of assuming.
+
+What `encode` does, like HF `tokenizer.encode(text, add_special_tokens=False)`:
+  1. split the text on added tokens (special or not, leftmost-longest match), which map to their ids;
+  2. NFC-normalise the other pieces (Qwen2's normalizer; GPT-2 has none);
+  3. tiktoken's regex pre-tokenisation + BPE on each piece.
+It never adds BOS (HF's post_processor might): prompts get BOS from the chat template's `bos_token`.
+
+pad_id is always different from eos_id: a pad equal to eos makes `tokens != pad_id` masks hide the
+EOS token from the RL loss, so the policy never learns to stop.
+"""
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import jinja2.ext
+import tiktoken
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# GPT-2's split regex (tiktoken's r50k spelling of HF ByteLevel(use_regex=True)).
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+BYTES_FILE = "tokenizer_bytes.json"
+HF_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+# The named special tokens transformers passes to chat templates (its `special_tokens_map`).
+TEMPLATE_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+@lru_cache(maxsize=1)
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters, used to spell tokens in tokenizer.json."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    mapping, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b], extra = chr(256 + extra), extra + 1
+    return mapping
+
+
+@lru_cache(maxsize=1)
+def unicode_to_byte() -> dict[str, int]:
+    return {c: b for b, c in byte_to_unicode().items()}
+
+
+def token_bytes(token: str) -> bytes:
+    """Bytes of a tokenizer.json vocab entry such as 'Ġthe' -> b' the'."""
+    decoder = unicode_to_byte()
+    try:
+        return bytes(decoder[c] for c in token)
+    except KeyError:
+        raise ValueError(f"vocab token {token!r} is not spelled with the byte-level alphabet") from None
+
+
+def token_content(token) -> str | None:
+    """tokenizer_config.json writes tokens either as a string or as {"content": ...}."""
+    return token.get("content") if isinstance(token, dict) else token
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, then rename, so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_normalizer(normalizer: dict | None) -> bool:
+    """Returns whether to apply NFC. Only None and NFC (alone or in a Sequence) are supported."""
+    if normalizer is None:
+        return False
+    parts = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
+    kinds = [p.get("type") for p in parts]
+    if any(k != "NFC" for k in kinds):
+        raise ValueError(f"unsupported normalizer {kinds} (only None or NFC)")
+    return bool(kinds)
+
+
+def check_byte_level(step: dict, use_regex: bool) -> None:
+    if step.get("type") != "ByteLevel" or step.get("use_regex", True) != use_regex:
+        raise ValueError(f"unsupported pre-tokenizer step {step} (expected ByteLevel(use_regex={use_regex}))")
+    if step.get("add_prefix_space", False):
+        raise ValueError("unsupported pre-tokenizer: ByteLevel(add_prefix_space=True)")
+
+
+def split_pattern(pre: dict | None) -> str:
+    """The regex that cuts text into pieces before BPE, from tokenizer.json's pre_tokenizer.
+
+    ByteLevel(use_regex=True) is GPT-2's regex; Qwen2 writes its own as
+    Sequence[Split(Regex, Isolated), ByteLevel(use_regex=False)].
+    """
+    kind = (pre or {}).get("type")
+    if kind == "ByteLevel":
+        check_byte_level(pre, use_regex=True)
+        return GPT2_PATTERN
+    steps = pre.get("pretokenizers", []) if kind == "Sequence" else []
+    if len(steps) == 2 and steps[0].get("type") == "Split":
+        split, pattern = steps[0], steps[0].get("pattern", {})
+        if "Regex" not in pattern or split.get("behavior") != "Isolated" or split.get("invert", False):
+            raise ValueError(f"unsupported Split pre-tokenizer {split} (expected a Regex, Isolated, not inverted)")
+        check_byte_level(steps[1], use_regex=False)
+        return pattern["Regex"]
+    raise ValueError(f"unsupported pre-tokenizer {kind!r}: expected ByteLevel or Sequence[Split, ByteLevel]")
+
+
+def check_bpe_model(model: dict) -> None:
+    if model.get("type") != "BPE":
+        raise ValueError(f"unsupported tokenizer model type {model.get('type')!r}: "
+                         "only byte-level BPE converts to tiktoken")
+    if model.get("dropout") or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        raise ValueError("unsupported BPE options: dropout / continuing_subword_prefix / end_of_word_suffix")
+    if model.get("byte_fallback"):
+        raise ValueError("unsupported BPE option byte_fallback (that is a SentencePiece-style tokenizer)")
+
+
+def mergeable_ranks(model: dict, added_ids: set[int]) -> dict[bytes, int]:
+    """tiktoken's {token bytes: id} for the regular vocab, after checking that merging by id equals
+    merging by HF's merge order: every merge (a, b) makes a token with a larger id than a and b, and
+    merge i+1 makes a larger id than merge i. Errors rather than produce different tokens than HF."""
+    # Added tokens that are also in the vocab (GPT-2's <|endoftext|>) are handled as special tokens.
+    vocab = {token: rank for token, rank in model["vocab"].items() if rank not in added_ids}
+    ranks = {token_bytes(token): rank for token, rank in vocab.items()}
+    if len(ranks) != len(vocab) or len(set(vocab.values())) != len(vocab):
+        raise ValueError("the vocab spells two tokens with the same bytes or gives two tokens the same id")
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise ValueError(f"vocab lacks {len(missing)} of the 256 single bytes (e.g. {missing[0]}), so not byte-level")
+    last = -1
+    for i, merge in enumerate(model.get("merges", [])):
+        a, b = merge.split(" ") if isinstance(merge, str) else merge
+        ra, rb, rab = vocab.get(a), vocab.get(b), vocab.get(a + b)
+        if ra is None or rb is None or rab is None:
+            raise ValueError(f"merge {i} ({a!r}, {b!r}) refers to tokens missing from the vocab")
+        if not (rab > max(ra, rb) and rab > last):
+            raise ValueError(f"merge {i} ({a!r}, {b!r}) -> id {rab} breaks the id order that tiktoken needs")
+        last = rab
+    n_merges, n_multi = len(model.get("merges", [])), len(ranks) - 256
+    if n_merges != n_multi:
+        raise ValueError(f"{n_multi} multi-byte vocab tokens but {n_merges} merges: some tokens are not made by merges")
+    return ranks
+
+
+def added_tokens(tok: dict) -> dict[str, dict]:
+    """tokenizer.json's added_tokens by content. Their strip flags would change matching; refuse them."""
+    added = {t["content"]: t for t in tok.get("added_tokens", [])}
+    for content, t in added.items():
+        if t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
+            raise ValueError(f"added token {content!r} uses lstrip/rstrip/single_word, which is not supported")
+    return added
+
+
+def chat_template_of(config: dict, folder: Path) -> str | None:
+    """The jinja chat template: chat_template.jinja if present (newer transformers), else the config's
+    chat_template, a string or a list of {name, template} of which we take "default"."""
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if isinstance(template, list):
+        template = {t["name"]: t["template"] for t in template}.get("default")
+    return template
+
+
+@lru_cache(maxsize=8)
+def compile_template(source: str):
+    """Compiles a chat template in the same jinja environment transformers uses, so renders match."""
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
+class Tokenizer:
+    """tiktoken encoding + the ids and chat template the RL code needs. Build with `byte_level`,
+    `from_hf` or `load`; the constructor just stores what they worked out."""
+
+    def __init__(self, enc: tiktoken.Encoding, *, eos_id: int, pad_id: int, bos_id: int | None = None,
+                 special_ids: set[int] = frozenset(), nfc: bool = False, chat_template: str | None = None,
+                 template_tokens: dict[str, str] | None = None, files: dict[str, str] | None = None):
+        if pad_id == eos_id:
+            raise ValueError(f"pad_id == eos_id == {eos_id}: that would hide EOS from the loss")
+        self.enc, self.eos_id, self.pad_id, self.bos_id = enc, eos_id, pad_id, bos_id
+        self.vocab_size = enc.n_vocab
+        self.special_ids = set(special_ids)  # dropped by decode(skip_special=True)
+        self.chat_template = chat_template
+        self._nfc = nfc
+        self._template_tokens = template_tokens or {}
+        self._files = files  # HF source files, written back verbatim by save()
+        # Longest first, so the regex alternation is leftmost-longest like HF's added-token matcher.
+        self._added = {s: enc.encode_single_token(s) for s in enc.special_tokens_set}
+        added = sorted(self._added, key=len, reverse=True)
+        self._added_re = re.compile("|".join(map(re.escape, added))) if added else None
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of `text`, with added tokens written in the text recognised; never adds BOS."""
+        ids, start = [], 0
+        for m in self._added_re.finditer(text) if self._added_re else ():
+            ids += self._encode_plain(text[start:m.start()])
+            ids.append(self._added[m.group()])
+            start = m.end()
+        return ids + self._encode_plain(text[start:])
+
+    def _encode_plain(self, text: str) -> list[int]:
+        if self._nfc:
+            text = unicodedata.normalize("NFC", text)
+        return self.enc.encode_ordinary(text) if text else []
+
+    def decode(self, ids, skip_special: bool = False) -> str:
+        """Text of `ids` (a list, numpy array or tensor). Bytes that are not valid UTF-8 (a token
+        sequence cut inside a character) become U+FFFD, as in HF. `skip_special` drops the tokens
+        marked special; non-special added tokens such as R1's <think> stay, as in HF."""
+        ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+        if skip_special:
+            ids = [i for i in ids if i not in self.special_ids]
+        return self.enc.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """Renders the model's chat template like transformers' apply_chat_template(tokenize=False)."""
+        if self.chat_template is None:
+            raise ValueError("this tokenizer has no chat template "
+                             "(the byte-level toy has none: format prompts directly)")
+        return compile_template(self.chat_template).render(
+            messages=messages, tools=None, documents=None, add_generation_prompt=add_generation_prompt,
+            **self._template_tokens)
+
+    @classmethod
+    def byte_level(cls) -> "Tokenizer":
+        """The toy tokenizer: token id = byte value, no merges, eos 256, pad 257."""
+        specials = {"<|endoftext|>": 256, "<|pad|>": 257}
+        enc = tiktoken.Encoding("bytes", pat_str=r"[\s\S]", special_tokens=specials,
+                                mergeable_ranks={bytes([b]): b for b in range(256)})
+        return cls(enc, eos_id=256, pad_id=257, special_ids={256, 257})
+
+    @classmethod
+    def from_hf(cls, path) -> "Tokenizer":
+        """Converts a Hugging Face folder (tokenizer.json + optional tokenizer_config.json)."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: tokenizer folder not found")
+        files = {name: (folder / name).read_text(encoding="utf-8") for name in HF_FILES if (folder / name).is_file()}
+        tok = read_json(folder / "tokenizer.json")
+        config = json.loads(files.get("tokenizer_config.json", "{}"))
+        check_bpe_model(tok.get("model") or {})
+        nfc = check_normalizer(tok.get("normalizer"))
+        pattern = split_pattern(tok.get("pre_tokenizer"))
+        if (tok.get("decoder") or {}).get("type") != "ByteLevel":
+            raise ValueError(f"unsupported decoder {tok.get('decoder')} (expected ByteLevel)")
+        added = added_tokens(tok)
+        ranks = mergeable_ranks(tok["model"], {t["id"] for t in added.values()})
+        try:
+            enc = tiktoken.Encoding(f"hf:{folder.name}", pat_str=pattern, mergeable_ranks=ranks,
+                                    special_tokens={c: t["id"] for c, t in added.items()})
+        except ValueError as e:
+            raise ValueError(f"{folder}: tiktoken rejects the pre-tokenizer regex {pattern!r}: {e}") from e
+
+        def token_id(name: str) -> int | None:
+            content = token_content(config.get(name))
+            if content is None:
+                return None
+            if content in added:
+                return added[content]["id"]
+            if content.encode() in ranks:
+                return ranks[content.encode()]
+            raise ValueError(f"{folder}: tokenizer_config {name} {content!r} is not a token of tokenizer.json")
+
+        eos_id = token_id("eos_token")
+        if eos_id is None:
+            if "<|endoftext|>" not in added:
+                raise ValueError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
+            eos_id = added["<|endoftext|>"]["id"]
+        templ = {n: token_content(config[n]) for n in TEMPLATE_TOKEN_NAMES if token_content(config.get(n))}
+        return cls(enc, eos_id=eos_id, pad_id=choose_pad_id(token_id("pad_token"), added, eos_id, folder),
+                   bos_id=token_id("bos_token"), special_ids={t["id"] for t in added.values() if t.get("special")},
+                   nfc=nfc, chat_template=chat_template_of(config, folder), template_tokens=templ, files=files)
+
+    def save(self, dir) -> None:
+        """HF-derived: the source files verbatim; byte-level: tokenizer_bytes.json."""
+        folder = Path(dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._files is None:
+            record = {"kind": "bytes", "eos_id": self.eos_id, "pad_id": self.pad_id}
+            atomic_write(folder / BYTES_FILE, json.dumps(record))
+        for name, text in (self._files or {}).items():
+            atomic_write(folder / name, text)
+
+    @classmethod
+    def load(cls, dir) -> "Tokenizer":
+        folder = Path(dir)
+        if (folder / "tokenizer.json").is_file():
+            return cls.from_hf(folder)
+        if (folder / BYTES_FILE).is_file():
+            kind = read_json(folder / BYTES_FILE).get("kind")
+            if kind != "bytes":
+                raise ValueError(f"{folder / BYTES_FILE}: unknown tokenizer kind {kind!r} (expected 'bytes')")
+            return cls.byte_level()
+        raise FileNotFoundError(f"{folder}: expected tokenizer.json (Hugging Face) or {BYTES_FILE} (byte-level)")
+
+
+def choose_pad_id(config_pad: int | None, added: dict[str, dict], eos_id: int, folder: Path) -> int:
+    """A pad id that is not eos: the config's pad_token, else <|endoftext|>, else an added token with
+    "pad" in its name, else any other added token. Pad positions are masked, so only != eos matters
+    (R1-Distill-Qwen's config sets pad = eos = <｜end▁of▁sentence｜> and it has no <|endoftext|>,
+    so we take <|vision_pad|>)."""
+    def preference(t):
+        return t["content"] != "<|endoftext|>", "pad" not in t["content"].lower(), t["id"]
+    by_preference = sorted(added.values(), key=preference)
+    for candidate in [config_pad, *(t["id"] for t in by_preference)]:
+        if candidate is not None and candidate != eos_id:
+            return candidate
+    raise ValueError(f"{folder}: no token other than eos ({eos_id}) to use as pad; add a pad token to tokenizer.json "
+                     "(and a row to the model's embeddings), since pad == eos would hide EOS from the loss")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Encode text with a tokenizer and show the ids.")
+    parser.add_argument("--path", default=None,
+                        help="folder with tokenizer.json or tokenizer_bytes.json (default: the byte-level toy)")
+    parser.add_argument("--text", default="What is 1/2 + 1/3? \\boxed{5/6}", help="text to encode")
+    args = parser.parse_args()
+    tok = Tokenizer.load(args.path) if args.path else Tokenizer.byte_level()
+    ids = tok.encode(args.text)
+    print(f"vocab_size={tok.vocab_size} eos={tok.eos_id} pad={tok.pad_id} bos={tok.bos_id}")
+    print(f"{len(ids)} ids: {ids}")
+    print(f"decoded: {tok.decode(ids)!r}")
+
+
+if __name__ == "__main__":
+    main()
