@@ -1,0 +1,240 @@
+"""
+Batched sampling with a KV cache: the rollout engine of PPO and of evaluation.
+
+    completions = generate(model, prompts, max_new_tokens=256, temperature=0.6, eos_id=tok.eos_id, seed=0)
+    completions[i].tokens     # response ids through the first EOS (included when the row stopped)
+    completions[i].logprobs   # log p(token) under softmax(logits / temperature), one per token
+    completions[i].finish_reason  # "eos" or "length"
+
+How a batch runs: prompts of different lengths are left-padded to one width, so every row writes its next
+token into the same cache column; the attention mask hides the pads and per-row position ids ignore them,
+so a padded row behaves exactly as it would alone. Rows that stop are compacted out of the cache once a
+quarter of the live batch has finished, so the cost follows the rows still running.
+
+Log-probs: they are computed from softmax(logits / temperature) *before* top-k/top-p filtering. That is
+the distribution the PPO trainer recomputes; with top_k or top_p < 1 the tokens are drawn from the
+filtered, renormalised distribution instead, so the returned log-probs are not the sampling probabilities
+(the trainer therefore samples with no filtering). With temperature = 0 (greedy) they are taken at
+temperature 1.
+
+CLI (project checkpoints and local Hugging Face folders alike):
+    python sample.py --ckpt runs/base --prompt "(3+4)*5" --num-samples 4 --temperature 0.6
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from model import CheckpointError, GPT
+from tokenizer import Tokenizer
+
+
+@dataclass
+class Completion:
+    tokens: list[int]
+    logprobs: list[float]
+    finish_reason: str  # "eos": stopped at EOS (the last token); "length": cut off at max_new_tokens
+
+    def __len__(self):
+        return len(self.tokens)
+
+
+def filter_logits(logits, top_k=None, top_p=1.0):
+    """Set logits outside the top-k / nucleus (top-p) set to -inf. top_k=None and top_p=1 change nothing."""
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the tokens ranked above it already hold top_p of the mass; the top one always stays.
+        drop_sorted = probs.cumsum(-1) - probs >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next_token(logits, temperature=1.0, top_k=None, top_p=1.0, generator=None):
+    """(token, logprob) per row from last-position logits (batch, vocab); see the module docstring."""
+    logits = logits.float()
+    if temperature == 0:
+        logp = logits.log_softmax(-1)
+        token = logits.argmax(-1)
+    else:
+        logp = (logits / temperature).log_softmax(-1)
+        probs = filter_logits(logp, top_k, top_p).softmax(-1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return token, logp.gather(-1, token[:, None]).squeeze(-1)
+
+
+def left_pad(prompts, pad_id, device):
+    """(ids, mask) of shape (batch, longest prompt), prompts right-aligned."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, width - len(p):] = torch.tensor(p, device=device)
+            mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, eos_id=None, pad_id=0,
+             seed=None, generator=None, batch_size=64, stream=None):
+    """Sample one completion per prompt (a list of token-id lists of any lengths); see the module docstring.
+
+    batch_size bounds memory: prompts run in chunks of that many rows (the KV cache is sized for one chunk).
+    seed (or an explicit torch.Generator) makes the samples repeat exactly for the same call.
+    stream: optional callback called with each new token id of row 0 (used by the CLI for one sample).
+    """
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    device = next(model.parameters()).device
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed if seed is not None else torch.seed())
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        out += _generate_chunk(model, chunk, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id,
+                               generator, stream if start == 0 else None)
+    model.train(was_training)
+    return out
+
+
+def _generate_chunk(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id, generator, stream):
+    device = next(model.parameters()).device
+    ids, mask = left_pad(prompts, pad_id, device)
+    total = ids.size(1) + max_new_tokens
+    if model.config.pos == "learned" and total > model.config.max_seq_len:
+        raise ValueError(f"prompt ({ids.size(1)}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                         f"context of {model.config.max_seq_len} tokens; lower --max-new-tokens")
+    n = len(prompts)
+    cache = model.new_cache(n, total)
+    logits = model(ids, attention_mask=mask, cache=cache, last_only=True)[:, -1]
+    out_tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    out_logp = torch.zeros((n, max_new_tokens), device=device)
+    length = torch.full((n,), max_new_tokens, device=device)  # a row cut off keeps every token
+    stopped = torch.zeros(n, dtype=torch.bool, device=device)
+    rows = torch.arange(n, device=device)  # original row of each cache row
+    live = torch.ones(n, dtype=torch.bool, device=device)  # cache rows that have not hit EOS yet
+    for t in range(max_new_tokens):
+        token, logp = sample_next_token(logits, temperature, top_k, top_p, generator)
+        out_tokens[rows, t] = token  # rows already stopped write past their end; trimmed below
+        out_logp[rows, t] = logp
+        if stream is not None and rows[0] == 0 and live[0]:
+            stream(token[0].item())
+        hit_eos = live & (token == eos_id)
+        length[rows[hit_eos]] = t + 1
+        stopped[rows[hit_eos]] = True
+        live &= ~hit_eos
+        if not live.any():
+            break
+        if (~live).sum() * 4 >= live.numel():  # compact once a quarter of the cache rows are done
+            keep = live.nonzero().squeeze(-1)
+            cache.keep_rows(keep)
+            rows, token, mask, live = rows[keep], token[keep], mask[keep], live[keep]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        logits = model(token[:, None], attention_mask=mask, cache=cache)[:, -1]
+    return [Completion(toks[:k], lps[:k], "eos" if s else "length")
+            for toks, lps, k, s in zip(out_tokens.tolist(), out_logp.tolist(), length.long().tolist(),
+                                      stopped.tolist())]
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI
+
+
+def load_for_inference(path, device="cpu", dtype=None):
+    """(model, tokenizer) from a project checkpoint or a local Hugging Face folder, in eval mode."""
+    model = GPT.from_pretrained(path, dtype=dtype, device=device).eval()
+    return model, Tokenizer.load(path)
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def read_prompts(path, key):
+    """Prompts from a JSONL file: the field `key` of each record (default: "problem", else "prompt")."""
+    prompts = []
+    try:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    prompts.append(rec[key] if key else rec.get("problem", rec.get("prompt")))
+                except (json.JSONDecodeError, KeyError, AttributeError, TypeError):
+                    raise SystemExit(f"error: {path}:{n}: expected a JSON object with a {key or 'problem'!r} field")
+                if not isinstance(prompts[-1], str):
+                    raise SystemExit(f"error: {path}:{n}: no string {key or 'problem/prompt'!r} field")
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no such prompts file")
+    return prompts
+
+
+def main():
+    from tasks import prompt_text  # the toy's prompt format, or the model's chat template
+
+    p = argparse.ArgumentParser(description="Sample completions from a checkpoint.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="project checkpoint folder or local Hugging Face model folder")
+    p.add_argument("--prompt", help="one problem/question; wrapped in the chat template (or the toy format)")
+    p.add_argument("--prompts", help="JSONL file of problems instead of --prompt")
+    p.add_argument("--key", default=None, help="field of --prompts records to use (default: problem, else prompt)")
+    p.add_argument("--raw", action="store_true", help="use the prompt text as is, without template/format")
+    p.add_argument("--num-samples", type=int, default=1, help="completions per prompt")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature; 0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default off)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="cut-off length of each completion")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per sampling chunk (bounds memory)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    args = p.parse_args()
+    if (args.prompt is None) == (args.prompts is None):
+        p.error("give exactly one of --prompt or --prompts")
+    try:
+        model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    problems = [args.prompt] if args.prompt is not None else read_prompts(args.prompts, args.key)
+    texts = problems if args.raw else [prompt_text(q, tok) for q in problems]
+    prompts = [tok.encode(t) for t in texts for _ in range(args.num_samples)]
+    single = len(prompts) == 1
+    printed = []
+
+    def stream(token):  # print text as it comes; bytes of a split character wait for the rest
+        printed.append(token)
+        text = tok.decode(printed, skip_special=True)
+        if not text.endswith("\ufffd"):
+            sys.stdout.write(text[stream.done:])
+            sys.stdout.flush()
+            stream.done = len(text)
+    stream.done = 0
+
+    t0 = time.perf_counter()
+    completions = generate(model, prompts, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                           eos_id=tok.eos_id, pad_id=tok.pad_id, seed=args.seed, batch_size=args.batch_size,
+                           stream=stream if single else None)
+    seconds = time.perf_counter() - t0
+    for i, c in enumerate(completions):
+        if not single:
+            print(f"--- sample {i} (prompt {i // args.num_samples}, {len(c)} tokens, {c.finish_reason})")
+            print(tok.decode(c.tokens, skip_special=True))
+    n_tokens = sum(len(c) for c in completions)
+    print(f"\n[{len(completions)} completion(s), {n_tokens} tokens, {n_tokens / seconds:.0f} tokens/s]",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+import math
+
+import pytest
+import torch
+
+from model import GPT, GPTConfig
+from sample import filter_logits, generate, sample_next_token
+
+EOS, PAD = 11, 12
+PROMPTS = [[1, 2, 3, 4, 5, 6, 7], [8, 9], [3, 1, 4, 1, 5], [2], [7, 7, 7, 7]]
+
+
+def tiny_model(pos="rope", seed=0):
+    torch.manual_seed(seed)
+    cfg = GPTConfig(vocab_size=13, n_layer=2, n_head=2, n_kv_head=1, n_embd=32, n_inner=64, max_seq_len=64,
+                    norm="rmsnorm", pos=pos, mlp="swiglu", bias=False, tie_embeddings=False)
+    model = GPT(cfg).eval()
+    with torch.no_grad():  # sharper logits than the 0.02-std init, so greedy paths and EOS stops vary
+        model.lm_head.weight.mul_(8.0)
+    return model
+
+
+def test_greedy_batched_equals_one_prompt_at_a_time():
+    model = tiny_model()
+    batched = generate(model, PROMPTS, 24, temperature=0, eos_id=EOS, pad_id=PAD)
+    for prompt, got in zip(PROMPTS, batched):
+        alone = generate(model, [prompt], 24, temperature=0, eos_id=EOS, pad_id=PAD)[0]
+        assert got.tokens == alone.tokens
+        assert got.finish_reason == alone.finish_reason
+    assert {c.finish_reason for c in batched} == {"eos", "length"}  # both kinds of stop were exercised
+
+
+def full_forward_logprobs(model, prompt, response, temperature):
+    idx = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logits = model(idx)[0, len(prompt) - 1 : -1]  # logits at t score token t + 1
+    return (logits / temperature).log_softmax(-1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("temperature", [0.6, 1.0])
+def test_logprobs_match_one_full_forward(temperature):
+    model = tiny_model()
+    completions = generate(model, PROMPTS * 4, 30, temperature=temperature, eos_id=EOS, pad_id=PAD, seed=3)
+    lengths = {len(c) for c in completions}
+    assert len(lengths) > 3  # rows stop at different times, so the cache compaction ran
+    for prompt, c in zip(PROMPTS * 4, completions):
+        want = full_forward_logprobs(model, prompt, c.tokens, temperature)
+        assert (torch.tensor(c.logprobs) - want).abs().max().item() < 1e-5
+
+
+def test_same_seed_same_samples_other_seed_differs():
+    model = tiny_model()
+    run = lambda seed: [c.tokens for c in generate(model, PROMPTS, 20, temperature=1.0, eos_id=EOS,
+                                                   pad_id=PAD, seed=seed)]
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+def test_each_row_stops_at_its_own_eos():
+    model = tiny_model()
+    completions = generate(model, PROMPTS * 8, 40, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=0)
+    for c in completions:
+        assert EOS not in c.tokens[:-1]  # nothing after the first EOS belongs to the response
+        if c.finish_reason == "eos":
+            assert c.tokens[-1] == EOS
+        else:
+            assert len(c) == 40
+        assert len(c.logprobs) == len(c)
+
+
+def test_chunking_does_not_change_greedy_output():
+    model = tiny_model()
+    whole = generate(model, PROMPTS, 16, temperature=0, eos_id=EOS, pad_id=PAD, batch_size=64)
+    chunked = generate(model, PROMPTS, 16, temperature=0, eos_id=EOS, pad_id=PAD, batch_size=2)
+    assert [c.tokens for c in whole] == [c.tokens for c in chunked]
+
+
+def test_learned_positions_model_works_and_rejects_overlong_requests():
+    model = tiny_model(pos="learned")
+    greedy = generate(model, PROMPTS, 10, temperature=0, eos_id=EOS, pad_id=PAD)
+    for prompt, got in zip(PROMPTS, greedy):
+        assert got.tokens == generate(model, [prompt], 10, temperature=0, eos_id=EOS, pad_id=PAD)[0].tokens
+    with pytest.raises(ValueError, match="exceeds the model's context of 64"):
+        generate(model, PROMPTS, 60, eos_id=EOS)
+
+
+def test_filter_logits_hand_computed():
+    logits = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.15), math.log(0.05)]])
+    assert torch.equal(filter_logits(logits), logits)  # top_p = 1, no top_k: untouched
+    kept = lambda x: torch.isfinite(x)[0].tolist()
+    # Mass ranked above each token: 0, .5, .8, .95 -> with top_p = .8 the third token is dropped.
+    assert kept(filter_logits(logits, top_p=0.8)) == [True, True, False, False]
+    assert kept(filter_logits(logits, top_p=0.81)) == [True, True, True, False]
+    assert kept(filter_logits(logits, top_k=2)) == [True, True, False, False]
+    shuffled = logits[:, [2, 0, 3, 1]]  # order must not matter
+    assert kept(filter_logits(shuffled, top_p=0.8)) == [False, True, False, True]
+
+
+def test_tiny_top_p_is_greedy_and_logprob_is_unfiltered():
+    model = tiny_model()
+    greedy = generate(model, PROMPTS, 12, temperature=0, eos_id=EOS, pad_id=PAD)
+    nucleus = generate(model, PROMPTS, 12, temperature=1.0, top_p=1e-6, eos_id=EOS, pad_id=PAD, seed=1)
+    assert [c.tokens for c in nucleus] == [c.tokens for c in greedy]
+    # The log-prob reported is that of the unfiltered distribution, i.e. not 0 although p(filtered) = 1.
+    assert all(lp < 0 for c in nucleus for lp in c.logprobs)
+
+
+def test_sample_next_token_greedy_and_temperature():
+    logits = torch.tensor([[1.0, 3.0, 2.0]])
+    token, logp = sample_next_token(logits, temperature=0)
+    assert token.item() == 1
+    assert logp.item() == pytest.approx(torch.log_softmax(logits, -1)[0, 1].item())
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_next_token(logits, temperature=0.5, generator=g)[0] for _ in range(4000)])
+    freq = torch.bincount(draws.squeeze(-1), minlength=3).float() / 4000
+    want = torch.softmax(logits / 0.5, -1)[0]
+    assert (freq - want).abs().max().item() < 0.03
