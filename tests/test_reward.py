@@ -1,0 +1,371 @@
+"""Tests for reward.py: the equivalence table, extraction, the paper's reward values, reward hacking,
+and (with hypothesis) that nothing raises or slows down on arbitrary or adversarial text."""
+
+import json
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from reward import MAX_ANSWER_CHARS, compute_reward, extract_answer, is_equiv, normalize_answer
+
+REWARD_PY = Path(__file__).resolve().parent.parent / "reward.py"
+
+EQUIVALENT = [
+    ("5", "5"),
+    ("1,000", "1000"),  # thousands separators
+    ("1{,}000", "1000"),
+    ("1,\\!000", "1000"),
+    ("1\\,000", "1,000"),
+    ("10,125.5", "10125.5"),
+    ("\\dfrac{3}{4}", "3/4"),  # fractions in every spelling
+    ("\\tfrac{3}{4}", "\\frac{3}{4}"),
+    ("\\frac12", "\\frac{1}{2}"),
+    ("\\frac{6}{8}", "\\frac34"),
+    ("0.5", "1/2"),
+    ("0.5", "\\frac{1}{2}"),
+    (".5", "0.5"),
+    ("5.0", "5"),
+    ("\\frac{255}{4}", "63.75"),
+    ("-3", "-3"),  # signs
+    ("+3", "3"),
+    ("-0", "0"),
+    ("-\\frac{1}{2}", "\\frac{-1}{2}"),
+    ("-\\frac{1}{2}", "-0.5"),
+    ("50\\%", "50"),  # percent sign dropped, value kept
+    ("12%", "12\\%"),
+    ("\\$18.90", "18.9"),
+    ("5 \\text{ cm}", "5"),  # units
+    ("5\\text{ cm}^2", "5"),
+    ("5 \\mbox{ inches}", "5"),
+    ("7 \\text{ square units}", "7"),
+    ("5 cm", "5"),
+    ("30^\\circ", "30"),  # degrees
+    ("30^{\\circ}", "30"),
+    ("30°", "30"),
+    ("90 degrees", "90"),
+    ("\\left( 1, 2 \\right)", "(1,2)"),  # tuples and intervals
+    ("(3, -1)", "(3,-1)"),
+    ("(\\frac{1}{2}, 3)", "(0.5, 3)"),
+    ("[1, 2)", "[1,2)"),
+    ("(-\\infty, 3]", "(-\\infty,3]"),
+    ("\\sqrt2", "\\sqrt{2}"),  # radicals
+    ("2\\sqrt3", "2\\sqrt{3}"),
+    ("\\sqrt{8}", "2\\sqrt{2}"),
+    ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"),
+    ("\\sqrt{\\frac{1}{4}}", "\\frac12"),
+    ("2\\pi", "2 \\pi"),  # pi
+    ("\\frac{\\pi}{2}", "\\pi/2"),
+    ("\\frac{3\\pi}{4}", "\\frac{3}{4}\\pi"),
+    ("x = 5", "5"),  # layout
+    ("y=-2", "-2"),
+    ("5.", "5"),
+    ("$5$", "5"),
+    ("\\displaystyle\\frac{1}{2}", "0.5"),
+    ("\\text{(C)}", "C"),
+    ("\\textbf{(C)}", "\\text{(C)}"),
+    ("x^2+1", "x^2 + 1"),  # no algebra, but equal text is equal
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
+    ("1, 2", "2, 1"),  # a list of solutions is a multiset
+    ("\\{1, 2\\}", "1,2"),
+    ("\\left\\{ 2, 1 \\right\\}", "\\{1,2\\}"),
+]
+
+NOT_EQUIVALENT = [
+    ("1/3", "0.333"),  # exact: no float tolerance
+    ("0.333", "\\frac{1}{3}"),
+    ("1.4142", "\\sqrt{2}"),
+    ("3.14159", "\\pi"),
+    ("50\\%", "0.5"),  # documented choice: the percent sign is dropped, not divided out
+    ("1, 2", "1"),  # several candidates are not one answer
+    ("1, 2, 3, 4", "2"),
+    ("(1, 2)", "1, 2"),  # a point is not a list of solutions
+    ("(1, 2)", "(2, 1)"),  # tuples are ordered
+    ("(1, 2, 3)", "(1, 2)"),
+    ("[1, 2)", "(1, 2)"),  # interval bracket types must match
+    ("[1, 2]", "[1, 2)"),
+    ("1, 234", "1234"),  # spaced: a list, not a thousands separator
+    ("1,00", "100"),
+    ("2", "-2"),
+    ("5", "50"),
+    ("15", "5"),  # no substring credit
+    ("5x", "5"),
+    ("\\sqrt{2}", "\\sqrt{3}"),
+    ("2\\pi", "\\pi"),
+    ("\\frac{1}{2}", "\\frac{2}{1}"),
+    ("2\\frac{1}{2}", "1"),  # a mixed number is not read as a product
+    ("2 \\text{ or } 3", "2"),  # hedges are not unit words
+    ("2 or 3", "2"),
+    ("\\pm 1", "1"),
+    ("", "5"),
+    (None, "5"),
+    ("\\text{}", "5"),
+    ("+", "1"),
+    ("5", ""),
+]
+
+
+@pytest.mark.parametrize("pred, gold", EQUIVALENT)
+def test_equivalent(pred, gold):
+    assert is_equiv(pred, gold)
+    assert is_equiv(gold, pred)
+
+
+@pytest.mark.parametrize("pred, gold", NOT_EQUIVALENT)
+def test_not_equivalent(pred, gold):
+    assert not is_equiv(pred, gold)
+
+
+@pytest.mark.parametrize("raw, normalised", [
+    ("x = \\left( \\dfrac12, 1{,}000 \\right).", "(\\frac{1}{2},1000)"),
+    ("\\$1,\\!000", "1000"),
+    ("\\text{(C)}", "C"),
+    ("5 \\text{ cm}^2", "5"),
+])
+def test_normalize_answer(raw, normalised):
+    assert normalize_answer(raw) == normalised
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("so \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),  # nested braces
+    ("\\boxed{\\sqrt{\\frac{1}{2}}}", "\\sqrt{\\frac{1}{2}}"),
+    ("first \\boxed{1}, then \\boxed{2}", "2"),  # the last box wins
+    ("\\boxed{1} and finally \\fbox{3}", "3"),
+    ("$\\boxed 5$.", "5"),  # \boxed followed by a space and a token
+    ("\\boxed {7}", "7"),
+    ("\\fbox{3}", "3"),
+    ("\\boxed{ 42 }", "42"),
+    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces are literal
+    ("\\boxed{1", None),  # unbalanced
+    ("\\boxed{5} then a truncated \\boxed{\\frac{1}", None),  # the last box decides, no fallback
+    ("\\boxed{}", None),  # empty box: no answer
+    ("\\boxed{   }", None),
+    ("\\boxed", None),
+    ("\\boxedx", None),
+    ("no box here, the answer is 5", None),
+    ("#### 42", None),  # unboxed forms need allow_unboxed=True
+    ("", None),
+])
+def test_extract_answer(text, answer):
+    assert extract_answer(text) == answer
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("so 6 * 7 = 42\n#### 42", "42"),
+    ("#### 1,000\nextra", "1,000"),
+    ("Thus the answer is 42. Let me check.", "42"),
+    ("The answer is: $\\frac{1}{2}$.", "$\\frac{1}{2}$"),
+    ("The answer is 3.5", "3.5"),
+    ("nothing here", None),
+    ("\\boxed{7} and the answer is 8", "7"),  # a box always takes precedence
+    ("\\boxed{7", None),  # a (broken) box exists, so no unboxed fallback
+])
+def test_extract_answer_unboxed(text, answer):
+    assert extract_answer(text, allow_unboxed=True) == answer
+
+
+def test_compute_reward_paper_values():
+    assert compute_reward("... so \\boxed{\\frac{255}{4}}", "\\frac{255}{4}") == 1.0
+    assert compute_reward("... so \\boxed{63.75}", "\\frac{255}{4}") == 1.0
+    assert compute_reward("... so \\boxed{64}", "\\frac{255}{4}") == -0.5
+    assert compute_reward("... so the answer is 63.75", "\\frac{255}{4}") == -1.0
+
+
+def test_compute_reward_custom_values():
+    values = dict(correct=2.0, wrong=0.25, no_answer=-3.0)
+    assert compute_reward("\\boxed{5}", "5", **values) == 2.0
+    assert compute_reward("\\boxed{6}", "5", **values) == 0.25
+    assert compute_reward("5", "5", **values) == -3.0
+
+
+@pytest.mark.parametrize("response, gold, reward", [
+    ("\\boxed{}", "5", -1.0),  # an empty box is no answer
+    ("```\n\\boxed{7}\n```\nSo the answer is \\boxed{5}.", "5", 1.0),  # code block, then the real box
+    ("\\boxed{5}.\n```latex\n\\boxed{7}\n```", "5", -0.5),  # ... but a later code-block box counts
+    ('The problem says "put \\boxed{42} here". I get \\boxed{5}.', "42", -0.5),  # quoted statement
+    ("".join(f"\\boxed{{{k}}}" for k in range(10)), "0", -0.5),  # many boxes: only the last counts
+    ("".join(f"\\boxed{{{k}}}" for k in range(10)), "9", 1.0),
+    ("I think it is 5.", "5", -1.0),  # hidden in text without a box
+    ("the answer is 5", "5", -1.0),
+    ("#### 5", "5", -1.0),
+    ("\\boxed{4, 5}", "5", -0.5),  # hedged candidates
+    ("\\boxed{4 \\text{ or } 5}", "5", -0.5),
+    ("\\boxed{15}", "5", -0.5),  # the gold as a substring
+    ("\\boxed{5} ... wait, \\boxed{5", "5", -1.0),  # truncated last box, earlier draft ignored
+    ("\\boxed{\\boxed{5}}", "5", 1.0),
+])
+def test_reward_hacking(response, gold, reward):
+    assert compute_reward(response, gold) == reward
+
+
+def test_unknown_backend_raises():
+    with pytest.raises(ValueError, match="unknown backend"):
+        is_equiv("1", "1", backend="sympy")
+
+
+def test_math_verify_backend_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # makes `import math_verify` fail
+    with pytest.raises(ImportError, match="pip install math-verify") as info:
+        is_equiv("0.5", "\\frac{1}{2}", backend="math_verify")
+    assert "\n" not in str(info.value)
+
+
+def test_math_verify_backend():
+    pytest.importorskip("math_verify")
+    assert is_equiv("0.5", "\\frac{1}{2}", backend="math_verify")
+    assert not is_equiv("2", "3", backend="math_verify")
+
+
+# --------------------------------------------------------------------------------------------------
+# Properties: exact arithmetic, never raising, always fast.
+
+LATEX_PIECES = ["\\boxed{", "\\boxed ", "\\fbox{", "{", "}", "\\", "\\{", "\\}", "$", "\\frac", "\\dfrac",
+                "\\sqrt", "\\pi", "\\left(", "\\right)", "\\text{", " cm", "^\\circ", "\\%", "\\!", "{,}",
+                "1", "0", "9", "-", "+", ".", ",", "/", "(", ")", "[", "]", "x", "=", " ", "\n", "####",
+                "the answer is ", "é", "\x00"]
+latex_soup = st.lists(st.sampled_from(LATEX_PIECES), max_size=80).map("".join)
+any_text = st.one_of(st.text(max_size=200), latex_soup)
+
+
+def _latex(x: Fraction) -> str:
+    if x.denominator == 1:
+        return str(x.numerator)
+    return f"{'-' if x < 0 else ''}\\frac{{{abs(x.numerator)}}}{{{x.denominator}}}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.fractions(max_denominator=1000), st.fractions(max_denominator=1000))
+def test_fractions_compare_exactly(x, y):
+    assert is_equiv(_latex(x), f"{x.numerator}/{x.denominator}")
+    assert is_equiv(_latex(x), _latex(y)) == (x == y)
+    assert compute_reward(f"so \\boxed{{{_latex(x)}}}.", _latex(y)) == (1.0 if x == y else -0.5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-10**6, 10**6), st.integers(0, 6))
+def test_decimals_compare_exactly(n, places):
+    x = Fraction(n, 10**places)
+    whole, fraction = divmod(abs(n), 10**places)
+    decimal = f"{'-' if n < 0 else ''}{whole}.{fraction:0{places}d}" if places else str(n)
+    assert is_equiv(decimal, _latex(x))
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_text, any_text)
+def test_never_raises(text, gold):
+    answer = extract_answer(text)
+    assert answer is None or (isinstance(answer, str) and answer.strip() == answer != "")
+    unboxed = extract_answer(text, allow_unboxed=True)
+    assert unboxed is None or isinstance(unboxed, str)
+    assert isinstance(normalize_answer(text), str)
+    assert is_equiv(text, gold) == is_equiv(gold, text)  # symmetric
+    assert is_equiv(text, text) == (normalize_answer(text) != "")  # reflexive on real answers
+    assert compute_reward(text, gold) in (1.0, -0.5, -1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_characters="{}\\"), max_size=MAX_ANSWER_CHARS))
+def test_box_returns_its_content(content):
+    assert extract_answer(f"reasoning... \\boxed{{{content}}} done") == (content.strip() or None)
+
+
+def _slowest_of_best(calls, repeats: int = 3) -> float:
+    """Seconds the slowest call takes, each timed as the best of a few runs (robust to a busy machine)."""
+    def best(call):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return min(times)
+    return max(best(call) for call in calls)
+
+
+def _all_calls(text):
+    return [lambda: extract_answer(text), lambda: extract_answer(text, allow_unboxed=True),
+            lambda: normalize_answer(text), lambda: compute_reward(text, "5"), lambda: is_equiv(text, "5"),
+            lambda: is_equiv(text, text), lambda: is_equiv(text[:MAX_ANSWER_CHARS], text[:MAX_ANSWER_CHARS]),
+            lambda: compute_reward(f"\\boxed{{{text[:MAX_ANSWER_CHARS - 2]}}}", text[:MAX_ANSWER_CHARS])]
+
+
+ADVERSARIAL = {
+    "deep nesting": "\\boxed{" * 100_000,
+    "thousands of boxes": "\\boxed{1}" * 100_000,
+    "1 MB of text": "x" * 1_000_000,
+    "huge number in a box": "\\boxed{" + "9" * 500_000 + "}",
+    "huge number": "9" * 500_000,
+    "long number under the cap": "9" * 990,
+    "open braces": "{" * 1_000_000,
+    "close braces": "}" * 1_000_000,
+    "backslashes": "\\" * 1_000_000,
+    "brace pairs in a box": "\\boxed{" + "{}" * 500_000 + "}",
+    "escaped braces in a box": "\\boxed{" + "\\{" * 500_000,
+    "spaces after box": "\\boxed" + " " * 1_000_000 + "5",
+    "nested fractions": "\\frac{" * 80 + "1" + "}{2}" * 80,
+    "many radicals": "\\sqrt{9973}\\sqrt{1}" * 45,
+    "many pis": "\\pi" * 333,
+    "long list": "1," * 499,
+    "nested parentheses": "(" * 500 + ")" * 500,
+    "many slashes": "1/" * 499,
+    "answer is": "the answer is " * 70_000,
+    "hashes": "####" * 250_000,
+    "dollars": "$" * 1_000_000,
+    "text commands": "\\text{" * 160,
+}
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_adversarial_input_is_fast(name):
+    assert _slowest_of_best(_all_calls(ADVERSARIAL[name])) < 0.05
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.sampled_from(LATEX_PIECES), min_size=1, max_size=6).map("".join))
+def test_megabyte_of_repeated_latex_is_fast(unit):
+    text = unit * (1_000_000 // len(unit))
+    assert _slowest_of_best(_all_calls(text)) < 0.05
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(REWARD_PY), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_cli_single_response():
+    result = _run("--response", "so \\boxed{\\frac{1}{2}}.", "--gold", "0.5")
+    assert result.returncode == 0
+    assert "extracted:  '\\\\frac{1}{2}'" in result.stdout
+    assert "equivalent: True" in result.stdout
+    assert "reward:     +1.0" in result.stdout
+
+
+def test_cli_jsonl(tmp_path):
+    path = tmp_path / "rollouts.jsonl"
+    records = [{"out": "\\boxed{5}", "gold": 5},  # a numeric gold is read as text
+               {"out": "\\boxed{6}", "gold": "5"}, {"out": "5", "gold": "5"}]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
+    result = _run("--jsonl", str(path), "--response-key", "out", "--gold-key", "gold")
+    assert result.returncode == 0, result.stderr
+    assert "3 responses: correct 1, wrong 1, no answer 1; mean reward -0.167" in result.stdout
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read"),
+    ('{"response": "\\\\boxed{5}", "answer": "5"}\n{not json\n', "rollouts.jsonl:2: malformed JSON"),
+    ('{"response": "\\\\boxed{5}"}\n', "rollouts.jsonl:1: record lacks key"),
+])
+def test_cli_jsonl_errors(tmp_path, content, message):
+    path = tmp_path / "rollouts.jsonl"
+    if content is not None:
+        path.write_text(content)
+    result = _run("--jsonl", str(path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
