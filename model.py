@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.checkpoint import checkpoint
 
@@ -398,10 +397,46 @@ def safetensors_files(path):
 def iter_tensors(files, rename):
     """Yield (our name, tensor) one tensor at a time; `rename` maps a file's name to [(ours, transform)]."""
     for f in files:
-        with safe_open(f, framework="pt") as sf:
-            for name in sf.keys():
-                for ours, transform in rename(name):
-                    yield ours, transform(sf.get_tensor(name))
+        for name, tensor in read_safetensors(f):
+            for ours, transform in rename(name):
+                yield ours, transform(tensor)
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def read_safetensors(path):
+    """Yield (name, tensor) from a .safetensors file, each read straight into freshly allocated memory.
+
+    Not the library's mmap views: those sit at arbitrary alignment (CPU kernels then take other paths, so
+    a resumed run drifts from an uninterrupted one in the last bits), and their touched file pages stay
+    resident beside our copies, doubling peak memory while a big model loads. The format is simple: an
+    8-byte header length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw bytes.
+    """
+    with open(path, "rb") as f:
+        try:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        except (json.JSONDecodeError, UnicodeDecodeError, MemoryError, OverflowError) as e:
+            raise CheckpointError(f"{path}: not a safetensors file ({e})") from None
+        base = f.tell()
+        header.pop("__metadata__", None)
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            if info["dtype"] not in _SAFETENSORS_DTYPES:
+                raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
+            tensor = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+            start, end = info["data_offsets"]
+            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+            f.seek(base + start)
+            if end - start != len(view) or f.readinto(view) != len(view):
+                raise CheckpointError(f"{path}: tensor {name!r} is truncated or its size does not match its shape")
+            yield name, tensor
+
+
+def load_safetensors(path):
+    """{name: tensor} of a whole .safetensors file (see read_safetensors)."""
+    return dict(read_safetensors(path))
 
 
 def _hf_get(raw, key, default=None, required=True):

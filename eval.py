@@ -1,0 +1,187 @@
+"""
+Accuracy and response length: the two axes of the paper's claim.
+
+    python eval.py --ckpt runs/base runs/phase1/checkpoint/actor --data data/toy_test.jsonl --out results.json
+
+For each checkpoint: K samples per problem (paper: K = 4, temperature 0.6, top-p 0.95), pass@1 as the
+mean accuracy over all samples with its standard error, mean and median response length in tokens over
+all, correct and incorrect responses, the share cut off at --max-new-tokens, and all of it per level.
+Prints a markdown table with the checkpoints side by side and writes the same figures as JSON.
+
+The standard error treats problems as the unit: the K samples of one problem are not independent, so it
+is std(per-problem accuracy) / sqrt(#problems). Cut-off responses count as wrong (no final answer).
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from reward import compute_reward, extract_answer, is_equiv
+from sample import DTYPES, generate, load_for_inference
+from tasks import DataError, prompt_text, read_problems
+
+
+def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size=64,
+            progress=None):
+    """Sample `samples` responses per problem; one record per response with its text, length and score."""
+    prompts = [tok.encode(prompt_text(p["problem"], tok)) for p in problems for _ in range(samples)]
+    records = []
+    for start in range(0, len(prompts), batch_size * 4):  # chunks, so long runs can report progress
+        chunk = prompts[start : start + batch_size * 4]
+        completions = generate(model, chunk, max_new_tokens, temperature, top_p=top_p, eos_id=tok.eos_id,
+                               pad_id=tok.pad_id, seed=seed + start, batch_size=batch_size)
+        for i, c in enumerate(completions, start):
+            problem = problems[i // samples]
+            text = tok.decode(c.tokens, skip_special=True)
+            records.append({"problem_id": problem["id"], "level": problem.get("level"), "text": text,
+                            "length": len(c), "finish_reason": c.finish_reason,
+                            "correct": score(text, c.finish_reason, problem["answer"])})
+        if progress:
+            progress(len(records), len(prompts))
+    return records
+
+
+def score(text, finish_reason, gold):
+    """Correct = finished (EOS) and its last boxed answer equals the gold one."""
+    if finish_reason != "eos":
+        return False
+    return is_equiv(extract_answer(text), gold)
+
+
+def summarize(records):
+    """pass@1, its standard error and the length statistics of a set of response records."""
+    if not records:
+        return {}
+    by_problem = {}
+    for r in records:
+        by_problem.setdefault(r["problem_id"], []).append(r["correct"])
+    per_problem = [sum(v) / len(v) for v in by_problem.values()]
+    n = len(per_problem)
+    lengths = lambda rs: [r["length"] for r in rs]
+    correct = [r for r in records if r["correct"]]
+    wrong = [r for r in records if not r["correct"]]
+    mean = lambda xs: statistics.fmean(xs) if xs else None
+    median = lambda xs: statistics.median(xs) if xs else None
+    return {
+        "accuracy": statistics.fmean(per_problem),
+        "accuracy_stderr": statistics.stdev(per_problem) / math.sqrt(n) if n > 1 else 0.0,
+        "problems": n,
+        "responses": len(records),
+        "length_mean": mean(lengths(records)),
+        "length_median": median(lengths(records)),
+        "length_mean_correct": mean(lengths(correct)),
+        "length_median_correct": median(lengths(correct)),
+        "length_mean_incorrect": mean(lengths(wrong)),
+        "length_median_incorrect": median(lengths(wrong)),
+        "length_cv_correct": (statistics.stdev(lengths(correct)) / mean(lengths(correct))
+                              if len(correct) > 1 else None),
+        "cut_off_share": sum(r["finish_reason"] == "length" for r in records) / len(records),
+    }
+
+
+def summarize_by_level(records):
+    """{"all": summary, "levels": {level: summary}} (levels only when the problems have them)."""
+    levels = sorted({r["level"] for r in records if r["level"] is not None})
+    return {"all": summarize(records),
+            "levels": {str(lv): summarize([r for r in records if r["level"] == lv]) for lv in levels}}
+
+
+def evaluate(model, tok, problems, samples=4, temperature=0.6, top_p=0.95, max_new_tokens=512, seed=0,
+             batch_size=64, progress=None):
+    """Summary (overall and per level) of `model` on `problems`; also returns the response records."""
+    records = rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size,
+                      progress)
+    return summarize_by_level(records), records
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def fmt(x, pct=False):
+    if x is None:
+        return "-"
+    return f"{100 * x:.1f}" if pct else f"{x:.0f}"
+
+
+def markdown_table(results):
+    """Checkpoints side by side: accuracy % (± stderr) and mean length, overall and per level."""
+    names = list(results)
+    levels = sorted({lv for r in results.values() for lv in r["levels"]}, key=int)
+    rows = [("all", lambda r: r["all"])] + [(f"level {lv}", lambda r, lv=lv: r["levels"].get(lv)) for lv in levels]
+    head = "| | " + " | ".join(f"{n}: acc % | {n}: mean len" for n in names) + " |"
+    sep = "|---|" + "---|---|" * len(names)
+    lines = [head, sep]
+    for label, get in rows:
+        cells = []
+        for n in names:
+            s = get(results[n]) or {}
+            acc = f"{fmt(s.get('accuracy'), pct=True)} ± {fmt(s.get('accuracy_stderr'), pct=True)}" if s else "-"
+            cells += [acc, fmt(s.get("length_mean"))]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def atomic_write_json(obj, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main():
+    p = argparse.ArgumentParser(description="Evaluate checkpoints: pass@1 and response length, per level.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", nargs="+", required=True, help="checkpoint folders (project or Hugging Face)")
+    p.add_argument("--names", nargs="+", help="column names for the checkpoints (default: folder paths)")
+    p.add_argument("--data", required=True, help="problems JSONL (toy or MATH-style: problem, answer, level)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
+    p.add_argument("--samples", type=int, default=4, help="samples per problem (K)")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="cut-off length; cut-off counts as wrong")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per sampling chunk")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for every checkpoint)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON")
+    p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
+    args = p.parse_args()
+    names = args.names or args.ckpt
+    if len(names) != len(args.ckpt):
+        p.error("--names needs one name per --ckpt")
+    try:
+        problems = read_problems(args.data)[: args.limit]
+    except DataError as e:
+        raise SystemExit(f"error: {e}")
+    results, responses = {}, {}
+    for name, path in zip(names, args.ckpt):
+        try:
+            model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"error: {e}")
+        t0 = time.perf_counter()
+        show = lambda done, total: print(f"\r  {name}: {done}/{total} responses", end="", file=sys.stderr, flush=True)
+        summary, records = evaluate(model, tok, problems, args.samples, args.temperature, args.top_p,
+                                    args.max_new_tokens, args.seed, args.batch_size, progress=show)
+        print(f"\r  {name}: {len(records)} responses in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        results[name], responses[name] = summary, records
+    print(markdown_table(results))
+    if args.out:
+        settings = {k: getattr(args, k) for k in ("data", "samples", "temperature", "top_p", "max_new_tokens", "seed")}
+        out = {"settings": settings, "results": results}
+        if args.save_responses:
+            out["responses"] = responses
+        atomic_write_json(out, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

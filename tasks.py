@@ -1,0 +1,245 @@
+"""
+Problems, prompts and the embedded toy task.
+
+The toy: chained arithmetic whose answer a rule can check, five difficulty levels (level L has L
+operations), e.g. level 3:
+
+    Q: ((10-6)*5)-3
+    A: 10-6=4. 4*5=20. 20-3=17. \\boxed{17}
+
+Every value stays in 1..199, so a wrong chain rarely lands on the right answer by luck. The reasoning
+traces that warm-start the base model vary in verbosity: one latent knob per trace switches on a
+restatement of the problem, a re-check after each step ("check 4*5=20 ok."), and a closing sentence.
+Correct traces for the same problem differ by 3x or more in length, so there is length for RL to move.
+Some steps slip (a wrong result is written); a re-check catches the slip and redoes the step, an
+unchecked slip carries through to a wrong answer. So verbosity is mostly padding, partly real
+verification: the mix a concise-reasoning method has to sort out.
+
+Train and test problems are split by a stable hash of the expression, so they are disjoint by
+construction and every seed agrees on the split.
+
+Records everywhere are JSONL `{"id", "problem", "answer", "level"}`. `read_problems` also takes
+MATH-style files: `question` for `problem`, `"Level 5"` for 5, and a gold answer given only as the last
+`\\boxed{}` of a `solution`.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+
+from reward import extract_answer
+
+LEVELS = (1, 2, 3, 4, 5)
+MAX_VALUE = 199
+SLIP_RATE = 0.08  # share of steps written wrong in the traces
+TEST_SHARE = 5  # one expression in 5 belongs to the test split
+INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."  # the paper's
+
+
+# ----------------------------------------------------------------------------------------------------
+# Problems
+
+
+def split_of(problem: str) -> str:
+    """"test" or "train", from a stable hash of the expression (Python's hash() is salted per process)."""
+    digest = int(hashlib.md5(problem.encode()).hexdigest()[:8], 16)
+    return "test" if digest % TEST_SHARE == 0 else "train"
+
+
+def random_step(rng, value):
+    """One operation (op, operand, result) applicable to `value` that keeps the result in 1..MAX_VALUE."""
+    ops = ["+", "-"] + (["*"] if value * 2 <= MAX_VALUE else [])
+    op = rng.choice(ops)
+    if op == "+":
+        b = rng.randint(2, min(60, MAX_VALUE - value)) if value <= MAX_VALUE - 2 else None
+    elif op == "-":
+        b = rng.randint(2, min(60, value - 1)) if value >= 3 else None
+    else:
+        b = rng.randint(2, min(9, MAX_VALUE // value))
+    if b is None:
+        return random_step(rng, value)  # the other direction is always possible
+    return op, b, {"+": value + b, "-": value - b, "*": value * b}[op]
+
+
+def make_problem(rng, level):
+    """A level-`level` chain: (start value, [(op, operand, result), ...], expression text)."""
+    start = rng.randint(2, 60)
+    steps, value, text = [], start, str(start)
+    for i in range(level):
+        op, b, value = random_step(rng, value)
+        steps.append((op, b, value))
+        text = f"{'(' + text + ')' if i else text}{op}{b}"
+    return start, steps, text
+
+
+def parse_problem(text):
+    """Inverse of make_problem for the toy's expressions: (start, steps)."""
+    tokens, i = [], 0
+    body = text.replace("(", "").replace(")", "")
+    num = ""
+    for ch in body:
+        if ch.isdigit():
+            num += ch
+        else:
+            tokens.append(int(num))
+            tokens.append(ch)
+            num = ""
+    tokens.append(int(num))
+    start, steps, value = tokens[0], [], tokens[0]
+    for op, b in zip(tokens[1::2], tokens[2::2]):
+        value = {"+": value + b, "-": value - b, "*": value * b}[op]
+        steps.append((op, b, value))
+    return start, steps
+
+
+def make_split(split, n_per_level, seed):
+    """n_per_level distinct problems per level from one split, deterministic in seed."""
+    rng = random.Random(f"{split}-{seed}")
+    records, seen = [], set()
+    for level in LEVELS:
+        count = 0
+        while count < n_per_level:
+            _, steps, text = make_problem(rng, level)
+            if text in seen or split_of(text) != split:
+                continue
+            seen.add(text)
+            records.append({"id": f"{split}-L{level}-{count}", "problem": text, "answer": str(steps[-1][2]),
+                            "level": level})
+            count += 1
+    return records
+
+
+# ----------------------------------------------------------------------------------------------------
+# Traces
+
+
+def slipped(rng, result):
+    """A plausible wrong result: off by one, two or ten (carry mistakes), still a positive number."""
+    for delta in rng.sample([-10, -2, -1, 1, 2, 10], 6):
+        if result + delta >= 1:
+            return result + delta
+    return result + 1
+
+
+def make_trace(rng, problem, verbosity=None, slip_rate=SLIP_RATE):
+    """A reasoning trace for a toy problem; verbosity in [0, 1] (random when None) sets the padding.
+
+    Returns (text, final value); the final value is wrong when a slip went unchecked.
+    """
+    start, steps = parse_problem(problem)
+    v = rng.random() if verbosity is None else verbosity
+    parts = [f"We need {problem}."] if rng.random() < v else []
+    value = start
+    for op, b, _ in steps:
+        right = {"+": value + b, "-": value - b, "*": value * b}[op]
+        written = slipped(rng, right) if rng.random() < slip_rate else right
+        parts.append(f"{value}{op}{b}={written}.")
+        if rng.random() < v:  # a re-check recomputes the step and repairs a slip
+            if written == right:
+                parts.append(f"check {value}{op}{b}={right} ok.")
+            else:
+                parts.append(f"check {value}{op}{b}={right} no. {value}{op}{b}={right}.")
+                written = right
+        value = written
+    if rng.random() < v:
+        parts.append(f"So the answer is {value}.")
+    parts.append(f"\\boxed{{{value}}}")
+    return " ".join(parts), value
+
+
+# ----------------------------------------------------------------------------------------------------
+# Prompts and records (toy and MATH-style)
+
+
+def prompt_text(problem, tokenizer):
+    """The text a model is prompted with: the model's chat template with the paper's instruction when
+    the tokenizer has one (real models), else the toy's "Q: ...\\nA: " format."""
+    if tokenizer.chat_template is None:
+        return f"Q: {problem}\nA: "
+    return tokenizer.apply_chat_template([{"role": "user", "content": f"{problem}\n{INSTRUCTION}"}],
+                                         add_generation_prompt=True)
+
+
+class DataError(ValueError):
+    """A problems file that cannot be read; the message names the file and line."""
+
+
+def normalize_record(rec, where):
+    """{"id", "problem", "answer", "level"} from a toy or MATH-style record (see the module docstring)."""
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object")
+    problem = rec.get("problem", rec.get("question"))
+    if not isinstance(problem, str) or not problem.strip():
+        raise DataError(f"{where}: no 'problem' (or 'question') text")
+    answer = rec.get("answer")
+    if answer is None and isinstance(rec.get("solution"), str):
+        answer = extract_answer(rec["solution"])
+    if answer is None:
+        raise DataError(f"{where}: no 'answer', and no \\boxed{{}} answer in a 'solution'")
+    level = rec.get("level")
+    if isinstance(level, str):
+        digits = level.removeprefix("Level").strip()
+        level = int(digits) if digits.isdigit() else None  # MATH has a few "Level ?" records
+    out = {"id": str(rec.get("id", rec.get("unique_id", where))), "problem": problem, "answer": str(answer),
+           "level": level}
+    for key in ("subject", "type"):
+        if key in rec:
+            out["subject"] = rec[key]
+    return out
+
+
+def read_problems(path):
+    """Records from a JSONL file (toy or MATH-style); a bad line raises DataError naming file and line."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such problems file")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            records.append(normalize_record(rec, f"{path}:{n}"))
+    if not records:
+        raise DataError(f"{path}: no problems in file")
+    return records
+
+
+def write_jsonl(records, path):
+    """Write records atomically (temp file, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def main():
+    p = argparse.ArgumentParser(description="Write the toy task's train/test problem files, or show traces.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="data", help="folder for toy_train.jsonl and toy_test.jsonl")
+    p.add_argument("--train-per-level", type=int, default=2000, help="train problems per level")
+    p.add_argument("--test-per-level", type=int, default=200, help="test problems per level")
+    p.add_argument("--seed", type=int, default=0, help="problem generation seed")
+    p.add_argument("--show", type=int, default=0, help="print this many example traces and exit")
+    args = p.parse_args()
+    if args.show:
+        rng = random.Random(args.seed)
+        for i in range(args.show):
+            level = LEVELS[i % len(LEVELS)]
+            problem = make_problem(rng, level)[2]
+            print(f"Q: {problem}\nA: {make_trace(rng, problem)[0]}\n")
+        return
+    for split, n in (("train", args.train_per_level), ("test", args.test_per_level)):
+        path = os.path.join(args.out, f"toy_{split}.jsonl")
+        write_jsonl(make_split(split, n, args.seed), path)
+        print(f"wrote {n * len(LEVELS)} problems to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+import json
+import math
+import os
+
+import pytest
+import torch
+
+import train_rl
+from model import GPT, GPTConfig
+from sample import Completion
+from tokenizer import Tokenizer
+from train_rl import (Config, aggregate, build_rollout, compute_gae, explained_variance, group_advantages,
+                      head_logprobs, kl_penalty, masked_whiten, place_rewards, policy_loss, score_responses,
+                      token_logprobs, value_loss)
+
+# ---------------------------------------------------------------------------------------------------
+# GAE: hand-computed. Row: rewards [0, 0, 1], values [0.5, 0.6, 0.7], value after the end = 0.
+
+
+def test_gae_gamma1_lambda095():
+    adv, ret = compute_gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.6, 0.7]]),
+                           torch.ones(1, 3), gamma=1.0, lam=0.95)
+    # delta = [0.1, 0.1, 0.3]; A2 = 0.3, A1 = 0.1 + 0.95 * 0.3, A0 = 0.1 + 0.95 * A1
+    assert adv.tolist()[0] == pytest.approx([0.46575, 0.385, 0.3])
+    assert ret.tolist()[0] == pytest.approx([0.96575, 0.985, 1.0])
+
+
+def test_gae_lambda1_is_monte_carlo():
+    adv, ret = compute_gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.6, 0.7]]),
+                           torch.ones(1, 3), gamma=1.0, lam=1.0)
+    assert adv.tolist()[0] == pytest.approx([0.5, 0.4, 0.3])  # R - V_t
+    assert ret.tolist()[0] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_gae_gamma_below_one():
+    adv, _ = compute_gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.6, 0.7]]),
+                         torch.ones(1, 3), gamma=0.9, lam=0.95)
+    # delta = [0.9*0.6-0.5, 0.9*0.7-0.6, 0.3] = [0.04, 0.03, 0.3]; gamma*lam = 0.855
+    assert adv.tolist()[0] == pytest.approx([0.04 + 0.855 * (0.03 + 0.855 * 0.3), 0.03 + 0.855 * 0.3, 0.3])
+
+
+def test_gae_padded_row_ignores_pad_values_and_rewards():
+    rewards = torch.tensor([[0.0, -1.0, 5.0], [0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.2, -0.3, 9.9], [0.5, 0.6, 0.7]])  # 5.0 and 9.9 sit on a pad
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    adv, ret = compute_gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    # Row 0: delta1 = -1 + 0 - (-0.3) = -0.7 (value after the last valid token is 0), delta0 = -0.3 - 0.2
+    assert adv[0].tolist() == pytest.approx([-0.5 + 0.95 * -0.7, -0.7, 0.0])
+    assert ret[0].tolist() == pytest.approx([-0.965, -1.0, 0.0])
+    assert adv[1].tolist() == pytest.approx([0.46575, 0.385, 0.3])  # unaffected by its neighbour
+
+
+def test_masked_whiten_hand_computed():
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 100.0, 100.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    w = masked_whiten(x, mask)
+    std = math.sqrt(1.25)  # valid values 1..4: mean 2.5, variance 1.25
+    assert w[0].tolist() == pytest.approx([-1.5 / std, -0.5 / std, 0.5 / std], abs=1e-6)
+    assert w[1].tolist() == pytest.approx([1.5 / std, 0.0, 0.0], abs=1e-6)
+
+
+def test_policy_loss_and_clip_fraction():
+    ratio = torch.tensor([[0.5, 1.1, 1.5, 0.7, 1.5]])
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0, 1.0]])
+    loss, clipped = policy_loss(torch.log(ratio), torch.zeros_like(ratio), adv, clip_eps=0.2)
+    # max(-A r, -A clip(r, .8, 1.2)) per token
+    assert loss.tolist()[0] == pytest.approx([-0.5, -1.1, 1.5, 0.8, -1.2])
+    assert clipped.tolist()[0] == [0.0, 0.0, 0.0, 1.0, 1.0]  # clip fraction 2/5
+
+
+def test_value_loss_hand_computed():
+    loss = value_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]), torch.tensor([2.0, 0.4]), clip_eps=0.2)
+    # v=1: max((1-2)^2, (0.7-2)^2) = 1.69; v=0: max(0.16, (0.3-0.4)^2) = 0.16; times 0.5
+    assert loss.tolist() == pytest.approx([0.845, 0.08])
+
+
+def test_kl_estimators_hand_computed():
+    logp, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
+    assert kl_penalty(logp, ref, "k1").item() == pytest.approx(math.log(2))
+    assert kl_penalty(logp, ref, "k2").item() == pytest.approx(0.5 * math.log(2) ** 2)
+    assert kl_penalty(logp, ref, "k3").item() == pytest.approx(0.5 - 1 + math.log(2))
+    with pytest.raises(ValueError, match="unknown KL estimator"):
+        kl_penalty(logp, ref, "k4")
+
+
+def test_aggregation_modes_and_micro_batch_invariance():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    expected = {"token-mean": 10 / 4, "seq-mean-token-mean": (2 + 4) / 2, "seq-mean-token-sum": (6 + 4) / 2}
+    for mode, want in expected.items():
+        assert aggregate(loss, mask, mode).item() == pytest.approx(want)
+        # Two micro-batches of one row each, normalised by the minibatch totals, sum to the same value.
+        split = sum(aggregate(loss[i : i + 1], mask[i : i + 1], mode, num_tokens=mask.sum(), num_seqs=2)
+                    for i in range(2))
+        assert split.item() == pytest.approx(want)
+
+
+def test_group_advantages():
+    adv = group_advantages(torch.tensor([1.0, -1.0, 1.0, 1.0]), group_size=2)
+    assert adv[:2].tolist() == pytest.approx([1 / math.sqrt(2), -1 / math.sqrt(2)], rel=1e-4)
+    assert adv[2:].tolist() == [0.0, 0.0]  # an all-correct group carries no signal
+
+
+def test_explained_variance():
+    returns = torch.tensor([[1.0, 2.0, 3.0]])
+    mask = torch.ones(1, 3)
+    assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
+    assert explained_variance(torch.full((1, 3), 2.0), returns, mask) == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rollout plumbing
+
+
+def test_reward_lands_on_last_valid_token():
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    rewards = place_rewards(torch.tensor([1.0, -0.5]), mask)
+    assert rewards.tolist() == [[0.0, 0.0, 1.0, 0.0], [-0.5, 0.0, 0.0, 0.0]]
+
+
+def test_cut_off_response_scores_as_no_answer_unless_asked():
+    tok = Tokenizer.byte_level()
+    values = {"correct": 1.0, "wrong": -0.5, "no_answer": -1.0}
+    right = tok.encode("2+3=5. \\boxed{5}")
+    completions = [Completion(right + [tok.eos_id], [0.0] * (len(right) + 1), "eos"),
+                   Completion(right + tok.encode(" and more"), [0.0] * (len(right) + 9), "length")]
+    assert score_responses(tok, completions, ["5", "5"], values) == ([1.0, -1.0], [True, False])
+    assert score_responses(tok, completions, ["5", "5"], values, score_truncated=True) == ([1.0, 1.0], [True, True])
+
+
+def test_build_rollout_layout():
+    prompts = [[1, 2, 3], [4]]
+    completions = [Completion([7, 8], [0, 0], "eos"), Completion([9, 9, 9], [0, 0, 0], "length")]
+    r = build_rollout(prompts, completions, [1.0, -1.0], [True, False], pad_id=0, device="cpu")
+    assert r.input_ids.tolist() == [[1, 2, 3, 7, 8, 0], [0, 0, 4, 9, 9, 9]]
+    assert r.attention_mask.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
+    assert r.mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert r.truncated.tolist() == [False, True]
+    sub = r.rows(torch.tensor([0]))  # trimmed to its own longest response
+    assert sub.input_ids.tolist() == [[1, 2, 3, 7, 8]] and sub.mask.tolist() == [[1, 1]]
+
+
+def test_head_logprobs_chunked_equals_whole_with_gradients():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    h = torch.randn(2, 9, 8, requires_grad=True)
+    targets = torch.randint(0, 50, (2, 9))
+    whole = token_logprobs(head(h), targets, 0.7)
+    chunked = head_logprobs(head, h, targets, 0.7, max_elements=2 * 50 * 4)  # chunks of 4 positions
+    for a, b in zip(whole, chunked):
+        assert torch.allclose(a, b, atol=1e-6)
+    g1 = torch.autograd.grad(whole[0].sum(), h)[0]
+    g2 = torch.autograd.grad(chunked[0].sum(), h)[0]
+    assert torch.allclose(g1, g2, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# End to end on a tiny model made here
+
+
+def tiny_checkpoint(path, answers, steps=150):
+    """A byte-level GPT trained for a few seconds to answer "Q: 1\\nA: " with \\boxed{a}, a in answers."""
+    torch.manual_seed(0)
+    tok = Tokenizer.byte_level()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, n_inner=64, max_seq_len=64))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    prompt = tok.encode("Q: 1\nA: ")
+    seqs = [prompt + tok.encode(f"\\boxed{{{a}}}") + [tok.eos_id] for a in answers]
+    x = torch.tensor([s[:-1] for s in seqs])
+    y = torch.tensor([s[1:] for s in seqs])
+    weight = torch.zeros_like(y, dtype=torch.float)
+    weight[:, len(prompt) - 1 :] = 1
+    for _ in range(steps):
+        loss = (torch.nn.functional.cross_entropy(model(x).transpose(1, 2), y, reduction="none") * weight).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save(str(path))
+    tok.save(str(path))
+    with open(path / "problems.jsonl", "w") as f:
+        f.write(json.dumps({"id": "q1", "problem": "1", "answer": "1", "level": 1}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def half_right(tmp_path_factory):
+    # Half the training answers are right ("1"), half wrong ("2"): a policy at ~50% accuracy.
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), ["1", "2"])
+
+
+def tiny_config(ckpt, out, **kw):
+    base = dict(phase=2, init=str(ckpt), data=str(ckpt / "problems.jsonl"), out=str(out), steps=20,
+                prompts_per_step=2, samples_per_prompt=8, temperature=1.0, max_new_tokens=16, actor_lr=3e-3,
+                critic_lr=3e-3, minibatches=2, micro_batch=5, save_every=100, warmup_ratio=0.0)
+    base.update(kw)
+    return Config(**base)
+
+
+def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path):
+    cfg = tiny_config(half_right, tmp_path)
+    actor, critic, ref, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
+    problems = train_rl.load_training_problems(cfg)
+    batch, _ = train_rl.collect(cfg, actor, ref, critic, tok, problems, step=0)
+    train_rl.compute_advantages(cfg, batch)
+    ok, stats = train_rl.update(cfg, actor, critic, train_rl.make_optimizer(actor, 1e-3, cfg),
+                                train_rl.make_optimizer(critic, 1e-3, cfg), batch, 0, train_actor=True)
+    assert ok
+    assert stats["ratio_dev_first"] < 1e-5
+    # The sampler's log-probs and the recomputed ones agree too (same temperature on both sides).
+    assert batch.logp.shape == batch.mask.shape
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+def test_twenty_steps_raise_the_mean_reward(half_right, tmp_path, algo):
+    last = train_rl.train(tiny_config(half_right, tmp_path, algo=algo, kl_estimator="k1" if algo == "ppo" else "k3"))
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    first = sum(r["reward_mean"] for r in log[:3]) / 3
+    final = sum(r["reward_mean"] for r in log[-3:]) / 3
+    assert first < 0.5 and final > first + 0.5, (first, final)
+    assert last["step"] == 19 and os.path.isdir(tmp_path / "checkpoint" / "actor")
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monkeypatch):
+    full = tiny_config(half_right, tmp_path / "full", steps=4, save_every=2)
+    train_rl.train(full)
+
+    crashed = tiny_config(half_right, tmp_path / "crash", steps=4, save_every=2)
+    real_collect = train_rl.collect
+
+    def crash_at_step_2(cfg, actor, ref, critic, tok, problems, step):
+        if step == 2:
+            raise RuntimeError("simulated crash")
+        return real_collect(cfg, actor, ref, critic, tok, problems, step)
+
+    monkeypatch.setattr(train_rl, "collect", crash_at_step_2)
+    with pytest.raises(RuntimeError):
+        train_rl.train(crashed)
+    monkeypatch.setattr(train_rl, "collect", real_collect)
+    train_rl.train(crashed, resume=True)
+
+    a = GPT.load(str(tmp_path / "full" / "checkpoint" / "actor")).state_dict()
+    b = GPT.load(str(tmp_path / "crash" / "checkpoint" / "actor")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "crash" / "log.jsonl")]
+    assert steps == [0, 1, 2, 3]  # no duplicated or missing log records
+
+
+def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp_path, monkeypatch):
+    cfg = tiny_config(half_right, tmp_path, steps=6, save_every=1, max_bad_steps=2)
+    real = train_rl.compute_advantages
+
+    def poisoned(cfg_, batch):
+        real(cfg_, batch)
+        if batch_step[0] >= 2:
+            batch.advantages = batch.advantages * float("nan")
+        batch_step[0] += 1
+
+    batch_step = [0]
+    monkeypatch.setattr(train_rl, "compute_advantages", poisoned)
+    with pytest.raises(SystemExit, match="2 steps in a row with NaN"):
+        train_rl.train(cfg)
+    state = json.load(open(tmp_path / "checkpoint" / "state.json"))
+    assert state["step"] == 2  # steps 0 and 1 were good; the poisoned ones were not saved
+    actor = GPT.load(str(tmp_path / "checkpoint" / "actor"))
+    assert all(torch.isfinite(p).all() for p in actor.parameters())

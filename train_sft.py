@@ -1,0 +1,131 @@
+"""
+Train the toy base model: a tiny GPT on reasoning traces of varied verbosity (see tasks.py), on a CPU.
+
+This stands in for the "reasoning model" the paper starts from: it solves easy problems, only sometimes
+the hard ones, and its responses vary a lot in length. Problems come fresh from the train split at every
+step (the test split is never seen) and each gets a freshly drawn trace, so there is no fixed dataset to
+overfit. The loss covers the response tokens and the EOS, not the prompt.
+
+    python train_sft.py --out runs/base            # about 8 minutes on 2 CPU cores
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+from model import GPT, GPTConfig, publish_dir
+from tasks import LEVELS, make_problem, make_trace, prompt_text, split_of
+from tokenizer import Tokenizer
+
+
+def training_example(rng, tok, levels):
+    """(token ids, loss mask) of one prompt + trace + EOS from the train split."""
+    while True:
+        problem = make_problem(rng, rng.choice(levels))[2]
+        if split_of(problem) == "train":
+            break
+    prompt = tok.encode(prompt_text(problem, tok))
+    response = tok.encode(make_trace(rng, problem)[0]) + [tok.eos_id]
+    return prompt + response, [0] * len(prompt) + [1] * len(response)
+
+
+def make_batch(rng, tok, batch_size, levels):
+    """Right-padded inputs, targets and loss mask (batch, time). Right padding needs no attention mask:
+    causal attention never lets a real token see the pads after it, and pads carry no loss."""
+    examples = [training_example(rng, tok, levels) for _ in range(batch_size)]
+    width = max(len(ids) for ids, _ in examples) - 1
+    x = torch.full((batch_size, width), tok.pad_id)
+    y = torch.full((batch_size, width), tok.pad_id)
+    mask = torch.zeros((batch_size, width))
+    for i, (ids, m) in enumerate(examples):
+        n = len(ids) - 1
+        x[i, :n] = torch.tensor(ids[:-1])
+        y[i, :n] = torch.tensor(ids[1:])
+        mask[i, :n] = torch.tensor(m[1:], dtype=torch.float)  # the mask is aligned with the targets
+    return x, y, mask
+
+
+def lr_at(step, total, peak, warmup, floor=0.1):
+    """Linear warm-up, then cosine decay to floor * peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/base", help="checkpoint folder to write")
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices")
+    p.add_argument("--n-layer", type=int, default=4, help="transformer blocks")
+    p.add_argument("--n-head", type=int, default=4, help="attention heads")
+    p.add_argument("--n-embd", type=int, default=128, help="model width")
+    p.add_argument("--max-seq-len", type=int, default=512, help="context length (prompt + response)")
+    p.add_argument("--levels", default="1,2,3,4,5", help="comma-separated problem levels to train on")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and data")
+    p.add_argument("--log-every", type=int, default=50, help="print a progress line every N steps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    if not set(levels) <= set(LEVELS):
+        p.error(f"--levels must be among {LEVELS}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    tok = Tokenizer.byte_level()
+    cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                    n_inner=4 * args.n_embd, max_seq_len=args.max_seq_len)
+    model = GPT(cfg)
+    decay = [p_ for n, p_ in model.named_parameters() if p_.dim() >= 2]
+    no_decay = [p_ for n, p_ in model.named_parameters() if p_.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    print(f"training {model.num_params() / 1e6:.2f}M params for {args.steps} steps of {args.batch_size} "
+          f"sequences, levels {levels}, seed {args.seed}")
+    log = []
+    t0 = time.perf_counter()
+    tokens_seen = 0
+    for step in range(args.steps):
+        lr = lr_at(step, args.steps, args.lr, args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y, mask = make_batch(rng, tok, args.batch_size, levels)
+        logits = model(x)
+        loss_tok = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(mask)
+        loss = (loss_tok * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        tokens_seen += x.numel()
+        if step % args.log_every == 0 or step == args.steps - 1:
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / (step + 1) * (args.steps - step - 1)
+            print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tokens_seen / elapsed:7.0f} tok/s | "
+                  f"{elapsed / 60:4.1f} min, eta {eta / 60:4.1f} min", flush=True)
+            log.append({"step": step, "loss": loss.item(), "lr": lr, "elapsed_s": elapsed})
+
+    tmp = f"{args.out}.tmp"
+    model.save(tmp)
+    tok.save(tmp)
+    with open(os.path.join(tmp, "train_sft.json"), "w") as f:
+        json.dump({"args": vars(args), "log": log, "seconds": time.perf_counter() - t0}, f, indent=1)
+    publish_dir(tmp, args.out)
+    print(f"saved {args.out} after {(time.perf_counter() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
