@@ -136,7 +136,7 @@ def atomic_write_json(obj, path):
     os.replace(tmp, path)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description="Evaluate checkpoints: pass@1 and response length, per level.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", nargs="+", required=True, help="checkpoint folders (project or Hugging Face)")
@@ -153,7 +153,7 @@ def main():
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
     p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     names = args.names or args.ckpt
     if len(names) != len(args.ckpt):
         p.error("--names needs one name per --ckpt")

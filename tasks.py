@@ -219,7 +219,7 @@ def write_jsonl(records, path):
     os.replace(tmp, path)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description="Write the toy task's train/test problem files, or show traces.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="data", help="folder for toy_train.jsonl and toy_test.jsonl")
@@ -227,7 +227,7 @@ def main():
     p.add_argument("--test-per-level", type=int, default=200, help="test problems per level")
     p.add_argument("--seed", type=int, default=0, help="problem generation seed")
     p.add_argument("--show", type=int, default=0, help="print this many example traces and exit")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.show:
         rng = random.Random(args.seed)
         for i in range(args.show):

@@ -35,20 +35,30 @@ def training_example(rng, tok, levels):
     return prompt + response, [0] * len(prompt) + [1] * len(response)
 
 
-def make_batch(rng, tok, batch_size, levels):
+def make_batch(examples, pad_id):
     """Right-padded inputs, targets and loss mask (batch, time). Right padding needs no attention mask:
     causal attention never lets a real token see the pads after it, and pads carry no loss."""
-    examples = [training_example(rng, tok, levels) for _ in range(batch_size)]
     width = max(len(ids) for ids, _ in examples) - 1
-    x = torch.full((batch_size, width), tok.pad_id)
-    y = torch.full((batch_size, width), tok.pad_id)
-    mask = torch.zeros((batch_size, width))
+    x = torch.full((len(examples), width), pad_id)
+    y = torch.full((len(examples), width), pad_id)
+    mask = torch.zeros((len(examples), width))
     for i, (ids, m) in enumerate(examples):
         n = len(ids) - 1
         x[i, :n] = torch.tensor(ids[:-1])
         y[i, :n] = torch.tensor(ids[1:])
         mask[i, :n] = torch.tensor(m[1:], dtype=torch.float)  # the mask is aligned with the targets
     return x, y, mask
+
+
+def batches(rng, tok, batch_size, levels, pool=8):
+    """Endless batches; each `pool` batches' worth of examples is sorted by length first, so a batch holds
+    similar lengths and little compute goes to padding (traces vary 5x in length)."""
+    while True:
+        examples = sorted((training_example(rng, tok, levels) for _ in range(batch_size * pool)), key=lambda e: len(e[0]))
+        group = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
+        rng.shuffle(group)
+        for chunk in group:
+            yield make_batch(chunk, tok.pad_id)
 
 
 def lr_at(step, total, peak, warmup, floor=0.1):
@@ -98,11 +108,12 @@ def main():
     log = []
     t0 = time.perf_counter()
     tokens_seen = 0
+    data = batches(rng, tok, args.batch_size, levels)
     for step in range(args.steps):
         lr = lr_at(step, args.steps, args.lr, args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
-        x, y, mask = make_batch(rng, tok, args.batch_size, levels)
+        x, y, mask = next(data)
         logits = model(x)
         loss_tok = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(mask)
         loss = (loss_tok * mask).sum() / mask.sum()
@@ -110,7 +121,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        tokens_seen += x.numel()
+        tokens_seen += x.numel()  # padded tokens included: this is the compute throughput
         if step % args.log_every == 0 or step == args.steps - 1:
             elapsed = time.perf_counter() - t0
             eta = elapsed / (step + 1) * (args.steps - step - 1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import train_rl
-from model import GPT, GPTConfig
+from model import GPT
 from sample import Completion
 from tokenizer import Tokenizer
 from train_rl import (Config, aggregate, build_rollout, compute_gae, explained_variance, group_advantages,
@@ -156,36 +156,6 @@ def test_head_logprobs_chunked_equals_whole_with_gradients():
 
 # ---------------------------------------------------------------------------------------------------
 # End to end on a tiny model made here
-
-
-def tiny_checkpoint(path, answers, steps=150):
-    """A byte-level GPT trained for a few seconds to answer "Q: 1\\nA: " with \\boxed{a}, a in answers."""
-    torch.manual_seed(0)
-    tok = Tokenizer.byte_level()
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, n_inner=64, max_seq_len=64))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    prompt = tok.encode("Q: 1\nA: ")
-    seqs = [prompt + tok.encode(f"\\boxed{{{a}}}") + [tok.eos_id] for a in answers]
-    x = torch.tensor([s[:-1] for s in seqs])
-    y = torch.tensor([s[1:] for s in seqs])
-    weight = torch.zeros_like(y, dtype=torch.float)
-    weight[:, len(prompt) - 1 :] = 1
-    for _ in range(steps):
-        loss = (torch.nn.functional.cross_entropy(model(x).transpose(1, 2), y, reduction="none") * weight).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.save(str(path))
-    tok.save(str(path))
-    with open(path / "problems.jsonl", "w") as f:
-        f.write(json.dumps({"id": "q1", "problem": "1", "answer": "1", "level": 1}) + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def half_right(tmp_path_factory):
-    # Half the training answers are right ("1"), half wrong ("2"): a policy at ~50% accuracy.
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), ["1", "2"])
 
 
 def tiny_config(ckpt, out, **kw):

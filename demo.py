@@ -1,0 +1,146 @@
+"""
+The whole method in one command, on a CPU: shipped toy base -> phase 1 -> phase-2 set -> phase 2 ->
+evaluation table and plots.
+
+    python demo.py            # about 20 minutes on 2 CPU cores
+    python demo.py --quick    # about 3 minutes: the same stages, fewer steps and a smaller evaluation
+
+Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
+demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint); --fresh redoes
+everything.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import torch
+
+import eval as evaluation
+import plots
+import select_problems
+import tasks
+import train_rl
+
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "toy-base")
+
+# What differs between the full demo and --quick; everything else is the train_rl.py phase presets.
+SETTINGS = {
+    "full": dict(phase1_steps=100, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
+                 test_samples=4, candidates=256),
+    "quick": dict(phase1_steps=8, phase2_steps=8, eval_every=4, eval_problems=40, test_per_level=20,
+                  test_samples=2, candidates=48),
+}
+
+
+def banner(text):
+    print(f"\n=== {text}", flush=True)
+
+
+def run(name, module, argv):
+    """Print the equivalent shell command, then run the module's main() on those arguments."""
+    print(f"$ python {name} " + " ".join(argv), flush=True)
+    t0 = time.perf_counter()
+    module.main(argv)
+    print(f"[{name}: {time.perf_counter() - t0:.0f} s]", flush=True)
+
+
+def phase_done(run_dir, steps):
+    state = os.path.join(run_dir, "checkpoint", "state.json")
+    if not os.path.isfile(state):
+        return None
+    with open(state) as f:
+        return json.load(f)["step"] >= steps
+
+
+def rl_phase(phase, init, data, extra, out, steps, settings, test):
+    run_dir = os.path.join(out, f"phase{phase}")
+    done = phase_done(run_dir, steps)
+    if done:
+        print(f"reusing {run_dir} (finished)")
+    elif done is False:
+        run("train_rl.py", train_rl, ["--resume", "--out", run_dir])
+    else:
+        run("train_rl.py", train_rl, ["--phase", str(phase), "--init", init, "--data", data, *extra,
+                                      "--steps", str(steps), "--eval-data", test,
+                                      "--eval-every", str(settings["eval_every"]),
+                                      "--eval-problems", str(settings["eval_problems"]), "--out", run_dir])
+    return os.path.join(run_dir, "checkpoint", "actor")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a ~3-minute run of every stage (smaller numbers)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/demo, or runs/demo-quick)")
+    p.add_argument("--base", default=BASE, help="base model checkpoint (default: the shipped toy base)")
+    p.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing finished stages")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    settings = SETTINGS["quick" if args.quick else "full"]
+    out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.fresh and os.path.isdir(out):
+        shutil.rmtree(out)
+    if not os.path.isfile(os.path.join(args.base, "model.safetensors")):
+        raise SystemExit(f"error: no base model at {args.base}; train one with: python train_sft.py --out {args.base}")
+    t0 = time.perf_counter()
+
+    banner("1/6 toy problems (train/test splits, deterministic)")
+    data = os.path.join(out, "data")
+    train, test = os.path.join(data, "toy_train.jsonl"), os.path.join(data, "toy_test.jsonl")
+    if not (os.path.isfile(train) and os.path.isfile(test)):
+        run("tasks.py", tasks, ["--out", data, "--test-per-level", str(settings["test_per_level"])])
+
+    banner("2/6 phase 1: PPO on hard problems (levels 4-5) to raise accuracy")
+    phase1 = rl_phase(1, args.base, train, ["--levels", "4,5"], out, settings["phase1_steps"], settings, test)
+
+    banner("3/6 phase-2 set: 8 problems the phase-1 model solves only sometimes")
+    chosen = os.path.join(out, "phase2_set.jsonl")
+    if not os.path.isfile(chosen):
+        run("select_problems.py", select_problems, ["--ckpt", phase1, "--data", train, "--levels", "4,5",
+                                                    "--candidates", str(settings["candidates"]), "--out", chosen])
+
+    banner("4/6 phase 2: PPO on those 8 problems to shorten responses")
+    phase2 = rl_phase(2, phase1, chosen, [], out, settings["phase2_steps"], settings, test)
+
+    banner(f"5/6 evaluation on the held-out test set ({settings['test_samples']} samples per problem)")
+    results = os.path.join(out, "results.json")
+    if not os.path.isfile(results):
+        run("eval.py", evaluation, ["--ckpt", args.base, phase1, phase2, "--names", "base", "phase1", "phase2",
+                                    "--data", test, "--samples", str(settings["test_samples"]),
+                                    "--max-new-tokens", "320", "--out", results])
+
+    banner("6/6 plots")
+    logs = {name: plots.read_log(os.path.join(out, name, "log.jsonl")) for name in ("phase1", "phase2")}
+    plots.plot_training(logs, os.path.join(out, "training_curves.png"))
+    with open(results) as f:
+        figures = json.load(f)["results"]
+    plots.plot_tradeoff(figures, os.path.join(out, "tradeoff.png"))
+    print(f"wrote {out}/training_curves.png and {out}/tradeoff.png")
+
+    table = evaluation.markdown_table(figures)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(table + "\n")
+    banner(f"results (held-out test set, {settings['test_samples']} samples per problem, T=0.6, top-p 0.95)")
+    print(table)
+    print(summary_lines(figures))
+    print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; everything is in {out}/")
+
+
+def summary_lines(r):
+    """One line per phase: accuracy change (points) and length change (%) on all levels."""
+    lines = []
+    for a, b in (("base", "phase1"), ("phase1", "phase2")):
+        acc = 100 * (r[b]["all"]["accuracy"] - r[a]["all"]["accuracy"])
+        length = 100 * (r[b]["all"]["length_mean"] / r[a]["all"]["length_mean"] - 1)
+        lines.append(f"{a} -> {b}: accuracy {acc:+.1f} points, mean length {length:+.0f}%")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

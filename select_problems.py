@@ -1,0 +1,96 @@
+"""
+Pick the phase-2 training set: problems the model solves only occasionally.
+
+    python select_problems.py --ckpt runs/phase1/checkpoint/actor --data data/toy_train.jsonl --levels 4,5 \\
+        --candidates 256 --samples 8 --n 8 --out runs/phase2_set.jsonl
+
+Samples k responses for each candidate problem, estimates its pass rate, keeps the problems whose pass rate
+is strictly between 0 and 1 (or inside --min-pass-rate/--max-pass-rate), and writes the N with the lowest
+pass rates: the paper used 8 MATH problems (7 at level 5) that its model could solve, and found that how
+solvable the set is sets how fast length falls. Works the same on a local Hugging Face model with
+MATH-style JSONL. The output records gain a "pass_rate" field.
+"""
+
+import argparse
+import random
+import sys
+import time
+
+from eval import rollout
+from sample import DTYPES, load_for_inference
+from tasks import DataError, read_problems, write_jsonl
+
+
+def pass_rates(records):
+    """{problem id: share of its responses that were correct}."""
+    rates = {}
+    for r in records:
+        rates.setdefault(r["problem_id"], []).append(r["correct"])
+    return {pid: sum(v) / len(v) for pid, v in rates.items()}
+
+
+def choose(problems, rates, n, min_rate, max_rate, seed):
+    """The n problems with the lowest pass rates inside (min_rate, max_rate); ties in a seeded order."""
+    eligible = [p for p in problems if min_rate < rates[p["id"]] < max_rate]
+    random.Random(seed).shuffle(eligible)
+    eligible.sort(key=lambda p: rates[p["id"]])  # stable: the shuffle breaks ties
+    return eligible[:n]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Select the phase-2 problems (solved only sometimes).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="model to measure pass rates with (project or Hugging Face)")
+    p.add_argument("--data", required=True, help="candidate problems JSONL (toy or MATH-style)")
+    p.add_argument("--levels", default=None, help="comma-separated levels to draw candidates from (default all)")
+    p.add_argument("--candidates", type=int, default=256, help="how many problems to try (seeded random subset)")
+    p.add_argument("--samples", type=int, default=8, help="responses per candidate (k)")
+    p.add_argument("--n", type=int, default=8, help="problems to select (paper: 8)")
+    p.add_argument("--min-pass-rate", type=float, default=0.0, help="keep pass rates strictly above this")
+    p.add_argument("--max-pass-rate", type=float, default=1.0, help="keep pass rates strictly below this")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (as in training)")
+    p.add_argument("--max-new-tokens", type=int, default=320, help="cut-off length (cut-off counts as wrong)")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per sampling chunk")
+    p.add_argument("--seed", type=int, default=0, help="seed for the candidate subset and sampling")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--out", required=True, help="JSONL file for the selected problems")
+    args = p.parse_args(argv)
+    try:
+        problems = read_problems(args.data)
+    except DataError as e:
+        raise SystemExit(f"error: {e}")
+    if args.levels:
+        levels = {int(x) for x in args.levels.split(",")}
+        problems = [q for q in problems if q["level"] in levels]
+    random.Random(args.seed).shuffle(problems)
+    candidates = problems[: args.candidates]
+    if not candidates:
+        raise SystemExit(f"error: no candidate problems in {args.data} at levels {args.levels}")
+    try:
+        model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
+
+    t0 = time.perf_counter()
+    show = lambda done, total: print(f"\r  sampled {done}/{total}", end="", file=sys.stderr, flush=True)
+    records = rollout(model, tok, candidates, args.samples, args.temperature, 1.0, args.max_new_tokens, args.seed,
+                      args.batch_size, progress=show)
+    print(f"\r  sampled {len(records)} responses in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    rates = pass_rates(records)
+    histogram = {}
+    for r in rates.values():
+        histogram[round(r * args.samples)] = histogram.get(round(r * args.samples), 0) + 1
+    print("pass-rate histogram (correct out of %d: problems): %s" % (args.samples, dict(sorted(histogram.items()))))
+    chosen = choose(candidates, rates, args.n, args.min_pass_rate, args.max_pass_rate, args.seed)
+    if len(chosen) < args.n:
+        raise SystemExit(f"error: only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
+                         f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range")
+    write_jsonl([{**q, "pass_rate": rates[q["id"]]} for q in chosen], args.out)
+    for q in chosen:
+        print(f"  {q['id']:>16} level {q['level']} pass {rates[q['id']]:.3f}  {q['problem'][:60]}")
+    print(f"wrote {len(chosen)} problems to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

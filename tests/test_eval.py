@@ -1,0 +1,97 @@
+import json
+import math
+import statistics
+
+import pytest
+
+import eval as evaluation
+from eval import evaluate, markdown_table, summarize
+from model import GPT
+from reward import extract_answer, is_equiv
+from sample import load_for_inference
+
+
+def write_problems(path, records):
+    with open(path, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+PROBLEMS = [  # the tiny policy answers \boxed{1} or \boxed{2} to every prompt
+    {"id": "a", "problem": "1", "answer": "1", "level": 1},
+    {"id": "b", "problem": "1", "answer": "2", "level": 2},
+    {"id": "c", "problem": "1", "answer": "3", "level": 2},  # never right
+]
+
+
+def test_figures_match_a_hand_count_of_the_sampled_responses(half_right):
+    model, tok = load_for_inference(str(half_right))
+    summary, records = evaluate(model, tok, PROBLEMS, samples=6, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=0)
+    assert len(records) == 18
+    # Re-judge every response from its text, then recompute every figure by hand.
+    gold = {p["id"]: p["answer"] for p in PROBLEMS}
+    for r in records:
+        judged = r["finish_reason"] == "eos" and is_equiv(extract_answer(r["text"]), gold[r["problem_id"]])
+        assert r["correct"] == judged
+        assert r["length"] == len(tok.encode(r["text"])) + (r["finish_reason"] == "eos")  # EOS counts as a token
+    per_problem = [sum(r["correct"] for r in records if r["problem_id"] == pid) / 6 for pid in "abc"]
+    assert 0 < per_problem[0] < 1 and per_problem[2] == 0  # a real mix, not a degenerate case
+    s = summary["all"]
+    assert s["accuracy"] == pytest.approx(sum(per_problem) / 3)
+    assert s["accuracy_stderr"] == pytest.approx(statistics.stdev(per_problem) / math.sqrt(3))
+    lengths = [r["length"] for r in records]
+    assert s["length_mean"] == pytest.approx(sum(lengths) / 18)
+    assert s["length_median"] == statistics.median(lengths)
+    right = [r["length"] for r in records if r["correct"]]
+    assert s["length_mean_correct"] == pytest.approx(sum(right) / len(right))
+    assert s["cut_off_share"] == pytest.approx(sum(r["finish_reason"] == "length" for r in records) / 18)
+    level2 = [r for r in records if r["level"] == 2]
+    assert summary["levels"]["2"]["accuracy"] == pytest.approx((per_problem[1] + per_problem[2]) / 2)
+    assert summary["levels"]["2"]["length_mean"] == pytest.approx(sum(r["length"] for r in level2) / 12)
+
+
+def test_cut_off_responses_count_as_wrong_and_are_counted():
+    records = [
+        {"problem_id": "x", "level": 1, "length": 10, "finish_reason": "eos", "correct": True},
+        {"problem_id": "x", "level": 1, "length": 30, "finish_reason": "length", "correct": False},
+        {"problem_id": "y", "level": 1, "length": 20, "finish_reason": "eos", "correct": False},
+        {"problem_id": "y", "level": 1, "length": 20, "finish_reason": "eos", "correct": False},
+    ]
+    s = summarize(records)
+    assert s["accuracy"] == 0.25 and s["cut_off_share"] == 0.25
+    assert s["accuracy_stderr"] == pytest.approx(statistics.stdev([0.5, 0.0]) / math.sqrt(2))
+    assert (s["length_mean"], s["length_mean_correct"], s["length_mean_incorrect"]) == (20, 10, pytest.approx(70 / 3))
+    assert evaluation.score("\\boxed{1}", "length", "1") is False
+
+
+def test_markdown_table_layout():
+    one = {"accuracy": 0.5, "accuracy_stderr": 0.1, "length_mean": 42.0}
+    results = {"base": {"all": one, "levels": {"1": one}}, "rl": {"all": one, "levels": {}}}
+    assert markdown_table(results).splitlines() == [
+        "| | base: acc % | base: mean len | rl: acc % | rl: mean len |",
+        "|---|---|---|---|---|",
+        "| all | 50.0 ± 10.0 | 42 | 50.0 ± 10.0 | 42 |",
+        "| level 1 | 50.0 ± 10.0 | 42 | - | - |",
+    ]
+
+
+def test_cli_writes_json_and_table(half_right, tmp_path, capsys):
+    data = write_problems(tmp_path / "p.jsonl", PROBLEMS)
+    out = tmp_path / "r.json"
+    evaluation.main(["--ckpt", str(half_right), str(half_right), "--names", "a", "b", "--data", str(data),
+                     "--samples", "2", "--max-new-tokens", "12", "--out", str(out)])
+    got = json.loads(out.read_text())
+    assert set(got["results"]) == {"a", "b"}
+    assert got["results"]["a"] == got["results"]["b"]  # same weights, same seed: same figures
+    assert got["settings"]["samples"] == 2
+    assert "| all |" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="no such problems file"):
+        evaluation.main(["--ckpt", "x", "--data", str(tmp_path / "missing.jsonl")])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1", "answer": "1"}\n{not json\n')
+    with pytest.raises(SystemExit, match=r"bad.jsonl:2: not valid JSON"):
+        evaluation.main(["--ckpt", "x", "--data", str(bad)])

@@ -1,0 +1,99 @@
+import json
+import random
+
+import pytest
+
+from select_problems import choose, pass_rates
+from tasks import (LEVELS, DataError, make_problem, make_split, make_trace, parse_problem, prompt_text,
+                   read_problems, split_of)
+from tokenizer import Tokenizer
+
+
+def test_problems_are_deterministic_and_splits_disjoint():
+    train, test = make_split("train", 50, seed=0), make_split("test", 50, seed=0)
+    assert train == make_split("train", 50, seed=0)
+    assert not {r["problem"] for r in train} & {r["problem"] for r in test}
+    assert all(split_of(r["problem"]) == "test" for r in test)
+    assert [sum(r["level"] == lv for r in test) for lv in LEVELS] == [50] * 5
+
+
+def test_expression_text_and_answer_agree():
+    rng = random.Random(1)
+    for level in LEVELS:
+        for _ in range(200):
+            start, steps, text = make_problem(rng, level)
+            assert len(steps) == level == text.count("+") + text.count("-") + text.count("*")
+            assert eval(text) == steps[-1][2]  # the expression evaluates to the gold answer
+            assert all(1 <= v <= 199 for _, _, v in steps)
+            assert parse_problem(text) == (start, steps)
+
+
+def test_traces_without_slips_are_correct_and_vary_in_length():
+    rng = random.Random(0)
+    problem = "((10-6)*5)-3"
+    terse, _ = make_trace(rng, problem, verbosity=0.0, slip_rate=0.0)
+    verbose, _ = make_trace(rng, problem, verbosity=1.0, slip_rate=0.0)
+    assert terse == "10-6=4. 4*5=20. 20-3=17. \\boxed{17}"
+    assert verbose.startswith("We need ((10-6)*5)-3. 10-6=4. check 10-6=4 ok.")
+    assert verbose.endswith("So the answer is 17. \\boxed{17}")
+    assert len(verbose) >= 3 * len(terse)
+
+
+def test_a_checked_slip_is_repaired_and_an_unchecked_one_is_not():
+    rng = random.Random(3)
+    checked = [make_trace(rng, "(20+5)+9", verbosity=1.0, slip_rate=1.0) for _ in range(20)]
+    assert all(value == 34 and " no. " in text for text, value in checked)
+    unchecked = [make_trace(rng, "20+5", verbosity=0.0, slip_rate=1.0) for _ in range(20)]
+    assert all(value != 25 and f"={value}. " in text for text, value in unchecked)
+
+
+def test_read_problems_accepts_toy_and_math_style(tmp_path):
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"id": "t1", "problem": "2+3", "answer": "5", "level": 1},
+        {"problem": "Compute x.", "solution": "So $x = \\boxed{\\frac{255}{4}}$.", "level": "Level 5",
+         "type": "Algebra", "unique_id": "test/algebra/1.json"},
+        {"question": "AIME?", "answer": 33},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    got = read_problems(str(path))
+    assert got[0] == {"id": "t1", "problem": "2+3", "answer": "5", "level": 1}
+    assert got[1] == {"id": "test/algebra/1.json", "problem": "Compute x.", "answer": "\\frac{255}{4}", "level": 5,
+                      "subject": "Algebra"}
+    assert got[2]["answer"] == "33" and got[2]["level"] is None and got[2]["id"].endswith(":3")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{oops", r"p.jsonl:2: not valid JSON"),
+    ('{"answer": "1"}', r"p.jsonl:2: no 'problem'"),
+    ('{"problem": "x", "solution": "no box"}', r"p.jsonl:2: no 'answer'"),
+    ("[1, 2]", r"p.jsonl:2: expected a JSON object"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, line, message):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"problem": "1+1", "answer": "2"}\n' + line + "\n")
+    with pytest.raises(DataError, match=message):
+        read_problems(str(path))
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(DataError, match="no such problems file"):
+        read_problems(str(tmp_path / "nope.jsonl"))
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="no problems"):
+        read_problems(str(tmp_path / "empty.jsonl"))
+
+
+def test_toy_prompt_format():
+    assert prompt_text("(1+2)*3", Tokenizer.byte_level()) == "Q: (1+2)*3\nA: "
+
+
+def test_selection_keeps_sometimes_solved_lowest_first():
+    problems = [{"id": str(i)} for i in range(6)]
+    records = [{"problem_id": str(i), "correct": c} for i, cs in
+               enumerate([[1, 1], [0, 0], [1, 0], [0, 1], [1, 1], [0, 0]]) for c in cs]
+    records += [{"problem_id": "2", "correct": 0}, {"problem_id": "2", "correct": 0}]  # "2": 1 of 4
+    rates = pass_rates(records)
+    assert rates == {"0": 1.0, "1": 0.0, "2": 0.25, "3": 0.5, "4": 1.0, "5": 0.0}
+    assert [p["id"] for p in choose(problems, rates, 2, 0.0, 1.0, seed=0)] == ["2", "3"]
+    assert [p["id"] for p in choose(problems, rates, 5, 0.3, 1.0, seed=0)] == ["3"]
