@@ -124,8 +124,8 @@ class KVCache:
 
     def __init__(self, cfg, batch_size, max_len, dtype, device):
         shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.k = torch.empty(shape, dtype=dtype, device=device)  # only the filled columns are ever read
+        self.v = torch.empty(shape, dtype=dtype, device=device)
         self.pos = 0  # columns filled so far
 
     @property
@@ -260,8 +260,10 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def new_cache(self, batch_size, max_len):
+        """An empty KVCache; under autocast it holds the autocast dtype (fp32 weights, bf16 cache)."""
         p = next(self.parameters())
-        return KVCache(self.config, batch_size, max_len, p.dtype, p.device)
+        dtype = torch.get_autocast_dtype(p.device.type) if torch.is_autocast_enabled(p.device.type) else p.dtype
+        return KVCache(self.config, batch_size, max_len, dtype, p.device)
 
     def hidden_states(self, idx, attention_mask=None, position_ids=None, cache=None):
         """Final-norm hidden states (batch, time, n_embd); both heads read from here."""

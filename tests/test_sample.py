@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model import GPT, GPTConfig
-from sample import filter_logits, generate, sample_next_token
+from sample import draw, filter_logits, generate, sample_next_token
 
 EOS, PAD = 11, 12
 PROMPTS = [[1, 2, 3, 4, 5, 6, 7], [8, 9], [3, 1, 4, 1, 5], [2], [7, 7, 7, 7]]
@@ -115,3 +115,21 @@ def test_sample_next_token_greedy_and_temperature():
     freq = torch.bincount(draws.squeeze(-1), minlength=3).float() / 4000
     want = torch.softmax(logits / 0.5, -1)[0]
     assert (freq - want).abs().max().item() < 0.03
+
+
+def test_draw_frequencies_and_zero_weights_never_drawn():
+    g = torch.Generator().manual_seed(0)
+    weights = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).expand(20000, 4)
+    freq = torch.bincount(draw(weights, g), minlength=4).float() / 20000
+    assert freq[1] == 0
+    assert (freq - torch.tensor([0.1, 0.0, 0.6, 0.3])).abs().max() < 0.015
+    edge = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])  # unnormalised is fine
+    assert draw(edge.repeat(100, 1), g).view(100, 3).eq(torch.tensor([2, 0, 1])).all()
+
+
+def test_sampling_under_bf16_autocast_uses_a_bf16_cache():
+    model = tiny_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.new_cache(2, 8).k.dtype == torch.bfloat16
+        completions = generate(model, PROMPTS, 10, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=0)
+    assert all(len(c.logprobs) == len(c) and all(math.isfinite(x) and x <= 0 for x in c.logprobs) for c in completions)

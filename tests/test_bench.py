@@ -1,0 +1,25 @@
+import json
+import sys
+
+import pytest
+
+import bench
+
+
+@pytest.mark.slow  # importing transformers alone takes several seconds on a small CPU
+def test_quick_bench_writes_positive_numbers(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    out = tmp_path / "sub" / "bench.json"  # the folder does not exist yet: bench.py creates it
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--quick", "--out", str(out)])
+    bench.main()
+    report = json.loads(out.read_text())
+    assert {"torch", "transformers", "threads", "cpu"} <= set(report["env"])
+    assert report["max_abs_logit_diff"] < 1e-4  # both sides really ran the same weights
+    results = report["results"]
+    assert {"prefill 1x32", "prefill 2x16", "decode 1 @ 32 ctx", "sample b1", "sample b4", "sample toy b4"} \
+        == set(results)
+    for name, r in results.items():
+        assert r["ours"] > 0, name
+        if name != "sample toy b4":  # the toy model has no transformers counterpart
+            assert r["transformers"] > 0 and r["ratio"] > 0, name
+    assert report["results"]["sample toy b4"]["transformers"] is None
