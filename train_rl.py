@@ -48,7 +48,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from eval import evaluate
-from model import GPT, CheckpointError, atomic_save_safetensors, atomic_write_json, load_safetensors, publish_dir
+import memory
+from model import (GPT, CheckpointError, atomic_save_safetensors, atomic_write_json, load_safetensors, publish_dir,
+                   read_checkpoint)
 from reward import compute_reward
 from sample import DTYPES, generate
 from tasks import DataError, prompt_text, read_problems
@@ -430,7 +432,9 @@ def build_parser():
             kw.update(type=kind)
         p.add_argument(flag, **kw)
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and the estimated memory (memory.py), then exit")
+    p.add_argument("--gpu-mem", type=float, default=None, help="with --dry-run: GiB available, to say if it fits")
     return p
 
 
@@ -822,6 +826,21 @@ def train(cfg, resume=False):
     return rec
 
 
+def dry_run_report(cfg, gpu_mem_gib):
+    """Estimated memory of this run, from the init checkpoint's config and the longest prompt."""
+    model_cfg, _ = read_checkpoint(cfg.init)
+    tok = Tokenizer.load(cfg.init)
+    prompt_len = max(len(tok.encode(prompt_text(p["problem"], tok))) for p in load_training_problems(cfg))
+    est = memory.estimate(model_cfg, prompt_len=prompt_len, max_new_tokens=cfg.max_new_tokens,
+                          sample_batch=min(cfg.sample_batch, cfg.prompts_per_step * cfg.samples_per_prompt),
+                          micro_batch=cfg.micro_batch, bf16=cfg.dtype == "bf16",
+                          grad_checkpointing=cfg.grad_checkpointing, critic=cfg.algo == "ppo")
+    head = (f"estimated memory: {memory.param_count(model_cfg) / 1e9:.3f}B-parameter model, longest prompt "
+            f"{prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {cfg.sample_batch}, micro-batch "
+            f"{cfg.micro_batch}, {cfg.dtype}, gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
+    return head + "\n" + memory.report(est, gpu_mem_gib)
+
+
 def append_jsonl(path, rec):
     with open(path, "a") as f:
         f.write(json.dumps(rec) + "\n")
@@ -854,6 +873,10 @@ def main(argv=None):
         cfg = resolve_config(args)
     print(json.dumps(asdict(cfg), indent=1))
     if args.dry_run:
+        try:
+            print(dry_run_report(cfg, args.gpu_mem))
+        except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: {e}")
         return
     try:
         train(cfg, resume=args.resume)

@@ -1,0 +1,81 @@
+"""
+How much memory a train_rl.py run needs, before it runs (train_rl.py --dry-run prints this).
+
+Per model, in bytes, for N parameters:
+  actor, critic (trained):  weights fp32 4N + gradients fp32 4N + AdamW moments fp32 8N = 16N
+                            (bf16 runs keep fp32 weights: at lr 5e-7 a bf16 weight would not move at all)
+  reference (frozen):       2N in bf16 runs, 4N in fp32
+  critic N:                 the actor's N without the LM head (untied) plus a scalar head
+Transient, the larger of the two phases of a step:
+  sampling:   KV cache 2 (k, v) x layers x sample_batch x kv_heads x head_dim x (prompt + max_new_tokens)
+              x bytes, plus a few (sample_batch, vocab) fp32 buffers for the next-token distribution;
+  training:   activations of one micro-batch of micro_batch x (prompt + max_new_tokens) tokens. Without
+              gradient checkpointing every layer keeps its inputs to each matmul and nonlinearity, about
+              (8 d + 2 kv_dim + 5 d_mlp) values per token per layer (plus RMSNorm's fp32 copies); with it,
+              only each layer's input (d per token) is kept and one layer is live at a time. The LM head's
+              log-probs run in chunks of at most 2^24 logits (train_rl.head_logprobs).
+Not counted: the CUDA context and allocator fragmentation (budget ~10% headroom), the optimiser's
+temporary buffers, and the Python process itself.
+"""
+
+import torch
+
+from model import GPT, GPTConfig
+
+GIB = 2**30
+
+
+def param_count(cfg: GPTConfig) -> int:
+    with torch.device("meta"):
+        return GPT(cfg).num_params()
+
+
+def critic_param_count(cfg: GPTConfig) -> int:
+    with torch.device("meta"):
+        critic = GPT(GPTConfig(**{**cfg.__dict__, "value_head": True}))
+    return critic.num_params()
+
+
+def layer_activation_values(cfg: GPTConfig) -> int:
+    """Values a transformer block keeps for backward, per token (see the module docstring)."""
+    kv_dim = cfg.n_kv_head * cfg.head_dim
+    mlp = (5 if cfg.mlp == "swiglu" else 3) * cfg.n_inner
+    return 8 * cfg.n_embd + 2 * kv_dim + mlp
+
+
+def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, micro_batch, bf16,
+             grad_checkpointing, critic=True) -> dict:
+    """Bytes by item (see the module docstring); "total" is persistent + the larger transient phase."""
+    act_bytes = 2 if bf16 else 4
+    n_actor = param_count(model_cfg)
+    n_critic = critic_param_count(model_cfg) if critic else 0
+    seq = prompt_len + max_new_tokens
+    d, L = model_cfg.n_embd, model_cfg.n_layer
+    out = {
+        "actor weights+grads+adam": 16 * n_actor,
+        "critic weights+grads+adam": 16 * n_critic,
+        "reference weights": (2 if bf16 else 4) * n_actor,
+    }
+    kv = 2 * L * sample_batch * model_cfg.n_kv_head * model_cfg.head_dim * seq * act_bytes
+    out["sampling: kv cache + logits"] = kv + 4 * sample_batch * model_cfg.vocab_size * 4
+
+    tokens = micro_batch * seq
+    norm_fp32 = 2 * d * 4 if model_cfg.norm == "rmsnorm" and bf16 else 0  # RMSNorm upcasts in bf16 runs
+    per_layer = tokens * (layer_activation_values(model_cfg) * act_bytes + norm_fp32)
+    if grad_checkpointing:
+        acts = L * tokens * d * act_bytes + per_layer
+    else:
+        acts = L * per_layer
+    head = min(2**24, tokens * model_cfg.vocab_size) * 4 * 3  # logits, log-softmax, its gradient
+    out["training: activations (one micro-batch)"] = acts + head + tokens * d * 4 * 2  # + embeddings, final norm
+    transient = max(out["sampling: kv cache + logits"], out["training: activations (one micro-batch)"])
+    out["total"] = out["actor weights+grads+adam"] + out["critic weights+grads+adam"] + out["reference weights"] + transient
+    return out
+
+
+def report(estimates: dict, gpu_mem_gib: float | None) -> str:
+    lines = [f"  {name:<42} {b / GIB:8.2f} GiB" for name, b in estimates.items()]
+    if gpu_mem_gib:
+        fits = estimates["total"] * 1.1 <= gpu_mem_gib * GIB
+        lines.append(f"  fits {gpu_mem_gib:g} GiB with 10% headroom: {'yes' if fits else 'NO'}")
+    return "\n".join(lines)

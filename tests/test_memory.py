@@ -1,0 +1,76 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import memory
+from model import GPT, GPTConfig
+from tokenizer import Tokenizer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs two PPO steps in a fresh process and prints its peak resident memory above the baseline taken
+# after imports (VmHWM is per address space, so pytest's own memory does not leak in).
+PEAK_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import train_rl
+from model import GPT, GPTConfig
+def mb(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field + ":")).split()[1]) * 1024
+with torch.device("meta"):
+    GPT(GPTConfig(vocab_size=8, n_layer=1, n_head=1, n_embd=8, n_inner=8))  # torch's lazy init
+torch.zeros(1).sum()
+base = mb("VmRSS")
+train_rl.main(sys.argv[2:])
+print("PEAK", mb("VmHWM") - base)
+"""
+
+
+def make_model(path):
+    tok = Tokenizer.byte_level()
+    cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=4, n_head=8, n_kv_head=2, n_embd=512, n_inner=1536,
+                    max_seq_len=128, norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False)
+    torch.manual_seed(0)
+    GPT(cfg).save(str(path))
+    tok.save(str(path))
+    with open(path / "p.jsonl", "w") as f:
+        f.write(json.dumps({"problem": "1+1", "answer": "2", "level": 1}) + "\n")
+    return cfg
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_estimate_within_25_percent_of_measured_peak(tmp_path, checkpointing):
+    cfg = make_model(tmp_path)
+    flags = ["--phase", "2", "--init", str(tmp_path), "--data", str(tmp_path / "p.jsonl"), "--out",
+             str(tmp_path / "run"), "--steps", "2", "--prompts-per-step", "2", "--samples-per-prompt", "4",
+             "--max-new-tokens", "48", "--micro-batch", "8", "--minibatches", "1", "--critic-warmup-steps", "0",
+             "--grad-checkpointing", str(checkpointing).lower(), "--save-every", "100"]
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, REPO, *flags], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    measured = int(out.stdout.split("PEAK")[-1])
+    prompt_len = len(Tokenizer.byte_level().encode("Q: 1+1\nA: "))
+    est = memory.estimate(cfg, prompt_len=prompt_len, max_new_tokens=48, sample_batch=8, micro_batch=8,
+                          bf16=False, grad_checkpointing=checkpointing)["total"]
+    print(f"estimate {est / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB")
+    assert abs(est - measured) / measured < 0.25, (est / 2**20, measured / 2**20)
+
+
+def test_estimate_by_hand_for_a_known_config():
+    cfg = GPTConfig(vocab_size=100, n_layer=2, n_head=2, n_kv_head=1, n_embd=16, n_inner=32, max_seq_len=64,
+                    norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False)
+    n = memory.param_count(cfg)
+    # embeddings 100*16, per layer q 16*16+16, k,v 16*8+8 each, o 16*16, mlp 3*16*32, 2 norms; final norm; head
+    per_layer = (256 + 16) + 2 * (128 + 8) + 256 + 3 * 512 + 2 * 16
+    assert n == 1600 + 2 * per_layer + 16 + 1600
+    assert memory.critic_param_count(cfg) == n - 1600 + 17  # no LM head, a 16 -> 1 head with bias
+    est = memory.estimate(cfg, prompt_len=10, max_new_tokens=22, sample_batch=4, micro_batch=2, bf16=True,
+                          grad_checkpointing=False)
+    assert est["actor weights+grads+adam"] == 16 * n
+    assert est["reference weights"] == 2 * n
+    assert est["sampling: kv cache + logits"] == 2 * 2 * 4 * 1 * 8 * 32 * 2 + 4 * 4 * 100 * 4
