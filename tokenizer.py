@@ -241,12 +241,23 @@ class Tokenizer:
 
     def decode(self, ids, skip_special: bool = False) -> str:
         """Text of `ids` (a list, numpy array or tensor). Bytes that are not valid UTF-8 (a token
-        sequence cut inside a character) become U+FFFD, as in HF. `skip_special` drops the tokens
+        sequence cut inside a character) become U+FFFD, as in HF; so does an id outside the vocabulary
+        (a model can sample the padding rows of its embedding table). `skip_special` drops the tokens
         marked special; non-special added tokens such as R1's <think> stay, as in HF."""
         ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
         if skip_special:
             ids = [i for i in ids if i not in self.special_ids]
-        return self.enc.decode_bytes(ids).decode("utf-8", errors="replace")
+        try:
+            data = self.enc.decode_bytes(ids)
+        except KeyError:  # ids the vocabulary lacks: models pad their embedding table past the tokenizer
+            data = b"".join(self._token_bytes(i) for i in ids)
+        return data.decode("utf-8", errors="replace")
+
+    def _token_bytes(self, i: int) -> bytes:
+        try:
+            return self.enc.decode_single_token_bytes(i)
+        except KeyError:
+            return "\ufffd".encode()
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """Renders the model's chat template like transformers' apply_chat_template(tokenize=False)."""

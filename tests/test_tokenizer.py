@@ -291,3 +291,8 @@ def test_chat_template_jinja_file(folders, tmp_path):
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}]) == R1_SPECIALS[0] + "hi"
     tok.save(tmp_path / "copy")
     assert Tokenizer.load(tmp_path / "copy").chat_template == tok.chat_template
+
+
+def test_decode_of_ids_outside_the_vocabulary_is_a_replacement_char():
+    tok = Tokenizer.byte_level()
+    assert tok.decode([65, 475, 66]) == "A\ufffdB"  # a model with a padded embedding table can sample 475
