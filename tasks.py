@@ -7,7 +7,7 @@ operations), e.g. level 3:
     Q: ((10-6)*5)-3
     A: 10-6=4. 4*5=20. 20-3=17. \\boxed{17}
 
-Every value stays in 1..199, so a wrong chain rarely lands on the right answer by luck. The reasoning
+Every value stays in 1..99 and operands are small, so the arithmetic facts are learnable in minutes. The reasoning
 traces that warm-start the base model vary in verbosity: one latent knob per trace switches on a
 restatement of the problem, a re-check after each step ("check 4*5=20 ok."), and a closing sentence.
 Correct traces for the same problem differ by 3x or more in length, so there is length for RL to move.
@@ -32,7 +32,7 @@ import random
 from reward import extract_answer
 
 LEVELS = (1, 2, 3, 4, 5)
-MAX_VALUE = 199
+MAX_VALUE = 99
 SLIP_RATE = 0.08  # share of steps written wrong in the traces
 TEST_SHARE = 5  # one expression in 5 belongs to the test split
 INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."  # the paper's
@@ -49,23 +49,26 @@ def split_of(problem: str) -> str:
 
 
 def random_step(rng, value):
-    """One operation (op, operand, result) applicable to `value` that keeps the result in 1..MAX_VALUE."""
-    ops = ["+", "-"] + (["*"] if value * 2 <= MAX_VALUE else [])
+    """One operation (op, operand, result) applicable to `value` that keeps the result in 1..MAX_VALUE.
+
+    Operands are small (+/- up to 19, * up to 9): a tiny model can learn that many arithmetic facts in
+    minutes, while the chain of steps and the copying of operands out of the nested expression is what
+    makes the high levels hard.
+    """
+    ops = [op for op, ok in (("+", value <= MAX_VALUE - 2), ("-", value >= 3), ("*", 2 * value <= MAX_VALUE)) if ok]
     op = rng.choice(ops)
     if op == "+":
-        b = rng.randint(2, min(60, MAX_VALUE - value)) if value <= MAX_VALUE - 2 else None
+        b = rng.randint(2, min(19, MAX_VALUE - value))
     elif op == "-":
-        b = rng.randint(2, min(60, value - 1)) if value >= 3 else None
+        b = rng.randint(2, min(19, value - 1))
     else:
         b = rng.randint(2, min(9, MAX_VALUE // value))
-    if b is None:
-        return random_step(rng, value)  # the other direction is always possible
     return op, b, {"+": value + b, "-": value - b, "*": value * b}[op]
 
 
 def make_problem(rng, level):
     """A level-`level` chain: (start value, [(op, operand, result), ...], expression text)."""
-    start = rng.randint(2, 60)
+    start = rng.randint(2, 30)
     steps, value, text = [], start, str(start)
     for i in range(level):
         op, b, value = random_step(rng, value)
@@ -94,20 +97,25 @@ def parse_problem(text):
     return start, steps
 
 
-def make_split(split, n_per_level, seed):
-    """n_per_level distinct problems per level from one split, deterministic in seed."""
+def make_split(split, n_per_level, seed, max_tries=100):
+    """Up to n_per_level distinct problems per level from one split, deterministic in seed.
+
+    Level 1 has only about a thousand distinct problems, so a level stops early once max_tries draws in a
+    row bring nothing new; the caller can see how many it got.
+    """
     rng = random.Random(f"{split}-{seed}")
     records, seen = [], set()
     for level in LEVELS:
-        count = 0
-        while count < n_per_level:
+        count = misses = 0
+        while count < n_per_level and misses < max_tries * n_per_level:
             _, steps, text = make_problem(rng, level)
             if text in seen or split_of(text) != split:
+                misses += 1
                 continue
             seen.add(text)
             records.append({"id": f"{split}-L{level}-{count}", "problem": text, "answer": str(steps[-1][2]),
                             "level": level})
-            count += 1
+            count, misses = count + 1, 0
     return records
 
 
@@ -237,8 +245,10 @@ def main(argv=None):
         return
     for split, n in (("train", args.train_per_level), ("test", args.test_per_level)):
         path = os.path.join(args.out, f"toy_{split}.jsonl")
-        write_jsonl(make_split(split, n, args.seed), path)
-        print(f"wrote {n * len(LEVELS)} problems to {path}")
+        records = make_split(split, n, args.seed)
+        write_jsonl(records, path)
+        counts = [sum(r["level"] == lv for r in records) for lv in LEVELS]
+        print(f"wrote {len(records)} problems to {path} (per level: {counts})")
 
 
 if __name__ == "__main__":

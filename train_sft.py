@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from model import GPT, GPTConfig, publish_dir
-from tasks import LEVELS, make_problem, make_trace, prompt_text, split_of
+from tasks import LEVELS, make_problem, make_split, make_trace, prompt_text, split_of
 from tokenizer import Tokenizer
 
 
@@ -61,6 +61,24 @@ def batches(rng, tok, batch_size, levels, pool=8):
             yield make_batch(chunk, tok.pad_id)
 
 
+# Both block designs at about the same parameter count (SwiGLU has three matrices, GELU two).
+ARCHS = {
+    "gpt2": lambda d: dict(pos="learned", norm="layernorm", mlp="gelu", n_inner=4 * d),
+    "qwen2": lambda d: dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_inner=8 * d // 3 // 32 * 32, bias=False,
+                            tie_embeddings=True),
+}
+
+
+def probe(model, tok, per_level=20):
+    """Greedy accuracy per level on the first test problems: a cheap progress signal while training."""
+    from eval import rollout  # late import: eval pulls in the sampler, only needed here
+
+    problems = [r for lv in LEVELS for r in make_split("test", per_level, seed=0) if r["level"] == lv][: per_level * 5]
+    records = rollout(model, tok, problems, 1, 0.0, 1.0, 320, seed=0)
+    model.train()
+    return {lv: sum(r["correct"] for r in records if r["level"] == lv) / per_level for lv in LEVELS}
+
+
 def lr_at(step, total, peak, warmup, floor=0.1):
     """Linear warm-up, then cosine decay to floor * peak."""
     if step < warmup:
@@ -82,6 +100,10 @@ def main():
     p.add_argument("--n-head", type=int, default=4, help="attention heads")
     p.add_argument("--n-embd", type=int, default=128, help="model width")
     p.add_argument("--max-seq-len", type=int, default=512, help="context length (prompt + response)")
+    p.add_argument("--arch", choices=ARCHS, default="qwen2",
+                   help="qwen2: RoPE, RMSNorm, SwiGLU; gpt2: learned positions, LayerNorm, GELU")
+    p.add_argument("--probe-every", type=int, default=200,
+                   help="every N steps print greedy accuracy per level on a few test problems (0: never)")
     p.add_argument("--levels", default="1,2,3,4,5", help="comma-separated problem levels to train on")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data")
     p.add_argument("--log-every", type=int, default=50, help="print a progress line every N steps")
@@ -97,7 +119,7 @@ def main():
     rng = random.Random(args.seed)
     tok = Tokenizer.byte_level()
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                    n_inner=4 * args.n_embd, max_seq_len=args.max_seq_len)
+                    max_seq_len=args.max_seq_len, **ARCHS[args.arch](args.n_embd))
     model = GPT(cfg)
     decay = [p_ for n, p_ in model.named_parameters() if p_.dim() >= 2]
     no_decay = [p_ for n, p_ in model.named_parameters() if p_.dim() < 2]
@@ -128,6 +150,10 @@ def main():
             print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tokens_seen / elapsed:7.0f} tok/s | "
                   f"{elapsed / 60:4.1f} min, eta {eta / 60:4.1f} min", flush=True)
             log.append({"step": step, "loss": loss.item(), "lr": lr, "elapsed_s": elapsed})
+        if args.probe_every and (step + 1) % args.probe_every == 0:
+            acc = probe(model, tok)
+            print("  greedy accuracy by level: " + " ".join(f"L{lv} {100 * a:.0f}%" for lv, a in acc.items()), flush=True)
+            log[-1]["probe"] = acc
 
     tmp = f"{args.out}.tmp"
     model.save(tmp)

@@ -24,7 +24,7 @@ def test_expression_text_and_answer_agree():
             start, steps, text = make_problem(rng, level)
             assert len(steps) == level == text.count("+") + text.count("-") + text.count("*")
             assert eval(text) == steps[-1][2]  # the expression evaluates to the gold answer
-            assert all(1 <= v <= 199 for _, _, v in steps)
+            assert all(1 <= v <= 99 for _, _, v in steps)
             assert parse_problem(text) == (start, steps)
 
 
