@@ -56,7 +56,7 @@ def ppo_steps(folder, device, max_new_tokens):
     run = os.path.join(folder, "run")
     flags = ["--phase", "2", "--init", folder, "--data", os.path.join(folder, "p.jsonl"), "--out", run,
              "--steps", "2", "--max-new-tokens", str(max_new_tokens), "--dtype", "bf16", "--device", device,
-             "--grad-checkpointing", "true", "--micro-batch", "4", "--critic-warmup-steps", "0",
+             "--grad-checkpointing", "true", "--micro-batch", "4", "--sample-batch", "64", "--critic-warmup-steps", "0",
              "--save-every", "100", "--actor-lr", "5e-7", "--critic-lr", "9e-6"]
     train_rl.main(flags)
     with open(os.path.join(run, "log.jsonl")) as f:

@@ -300,7 +300,7 @@ def batched_forward(model, rollout, micro_batch, **kw):
 class Config:
     phase: int = 2
     algo: str = "ppo"  # ppo | grpo
-    init: str = "runs/base"
+    init: str = "checkpoints/toy-base"
     ref: str | None = None  # None: the same weights as init
     critic_init: str | None = None  # None: the actor's weights with a fresh value head
     data: str = "data/toy_train.jsonl"
@@ -347,15 +347,24 @@ class Config:
     max_bad_steps: int = 3
 
 
-# Paper recipe (method.md): actor lr 5e-7, critic 9e-6, 8 prompts x 8 samples, T = 0.6, KL 0.01 (k1),
-# gamma 1, lambda 0.95, clips 0.2, grad clip 1, cosine with 3% warm-up. The toy's model is 2000x smaller
-# and fresh from supervised training, so its learning rates are scaled up; everything else is the paper's.
+# The Config defaults above are the paper's recipe (method.md): actor lr 5e-7, critic 9e-6, 8 prompts x 8
+# samples, T = 0.6, KL 0.01 (k1), gamma 1, lambda 0.95, clips 0.2, grad clip 1, cosine with 3% warm-up.
+# A phase preset fills in what depends on the phase and on the model's scale ("toy": the CPU demo's
+# 0.8M-parameter model, fresh from supervised training, which needs far larger learning rates; "paper":
+# billion-parameter reasoning models on a GPU). Explicit flags override both.
 PRESETS = {
-    1: dict(phase=1, steps=100, prompts_per_step=16, samples_per_prompt=8, actor_lr=2e-5, critic_lr=2e-4,
-            minibatches=2, critic_warmup_steps=5, eval_every=25),
-    2: dict(phase=2, steps=60, prompts_per_step=8, samples_per_prompt=8, actor_lr=2e-5, critic_lr=2e-4,
-            minibatches=2, critic_warmup_steps=5, eval_every=20),
+    (1, "toy"): dict(steps=100, prompts_per_step=16, samples_per_prompt=8, actor_lr=2e-5, critic_lr=2e-4,
+                     minibatches=2, critic_warmup_steps=5, eval_every=25),
+    (2, "toy"): dict(steps=60, prompts_per_step=8, samples_per_prompt=8, actor_lr=2e-5, critic_lr=2e-4,
+                     minibatches=2, critic_warmup_steps=5, eval_every=20),
+    (1, "paper"): dict(steps=300, prompts_per_step=8, samples_per_prompt=8, max_new_tokens=8192, micro_batch=1,
+                       sample_batch=32, dtype="bf16", grad_checkpointing=True, eval_every=50, device="cuda"),
+    (2, "paper"): dict(steps=150, prompts_per_step=8, samples_per_prompt=8, max_new_tokens=8192, micro_batch=1,
+                       sample_batch=32, dtype="bf16", grad_checkpointing=True, eval_every=25, device="cuda"),
 }
+PAPER_SCALE_PARAMS = 50_000_000  # --scale auto: models at least this big get the "paper" preset
+
+
 CHOICES = {"algo": ("ppo", "grpo"), "kl_estimator": ("k1", "k2", "k3"), "dtype": ("fp32", "bf16"),
            "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")}
 HELP = {
@@ -431,6 +440,9 @@ def build_parser():
         else:
             kw.update(type=kind)
         p.add_argument(flag, **kw)
+    p.add_argument("--scale", choices=("auto", "toy", "paper"), default="auto",
+                   help="which preset --phase fills in: toy (CPU demo) or paper (1B+ models on a GPU); auto "
+                        f"picks paper for models of {PAPER_SCALE_PARAMS // 10**6}M+ parameters")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and the estimated memory (memory.py), then exit")
@@ -438,12 +450,24 @@ def build_parser():
     return p
 
 
+def model_scale(init):
+    """ "paper" for models of PAPER_SCALE_PARAMS or more, else "toy" (reads config.json only)."""
+    return "paper" if memory.param_count(read_checkpoint(init)[0]) >= PAPER_SCALE_PARAMS else "toy"
+
+
 def resolve_config(args):
-    """Config defaults <- phase preset <- explicit flags."""
+    """Config defaults (the paper's recipe) <- phase preset for the model's scale <- explicit flags."""
     phase = args.phase if args.phase is not None else Config.phase
-    if phase not in PRESETS:
+    if phase not in (1, 2):
         raise SystemExit(f"error: --phase must be 1 or 2, got {phase}")
-    values = {**PRESETS[phase]}
+    scale = args.scale
+    if scale == "auto":
+        try:
+            scale = model_scale(args.init or Config.init)
+        except (CheckpointError, FileNotFoundError) as e:
+            raise SystemExit(f"error: --init: {e}")
+    print(f"preset: phase {phase}, {scale} scale")
+    values = {"phase": phase, **PRESETS[(phase, scale)]}
     values.update({k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__ and v is not None})
     if "adam_betas" in values:
         values["adam_betas"] = tuple(values["adam_betas"])

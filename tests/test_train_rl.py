@@ -233,3 +233,20 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
     assert state["step"] == 2  # steps 0 and 1 were good; the poisoned ones were not saved
     actor = GPT.load(str(tmp_path / "checkpoint" / "actor"))
     assert all(torch.isfinite(p).all() for p in actor.parameters())
+
+
+def test_presets_pick_the_scale_and_flags_win(half_right):
+    parse = lambda *flags: train_rl.resolve_config(train_rl.build_parser().parse_args(
+        ["--init", str(half_right), *flags]))
+    toy = parse("--phase", "1")
+    assert (toy.phase, toy.actor_lr, toy.prompts_per_step, toy.max_new_tokens) == (1, 2e-5, 16, 320)
+    paper = parse("--phase", "2", "--scale", "paper")  # what a 1.5B model gets by itself
+    assert (paper.actor_lr, paper.critic_lr, paper.max_new_tokens, paper.dtype) == (5e-7, 9e-6, 8192, "bf16")
+    assert (paper.gae_lambda, paper.gamma, paper.kl_coef, paper.temperature) == (0.95, 1.0, 0.01, 0.6)
+    mine = parse("--phase", "2", "--gae-lambda", "1.0", "--actor-lr", "1e-4", "--whiten-advantages", "false")
+    assert (mine.gae_lambda, mine.actor_lr, mine.whiten_advantages, mine.steps) == (1.0, 1e-4, False, 60)
+    assert parse("--phase", "2", "--algo", "grpo").kl_estimator == "k3"  # GRPO puts KL in the loss
+    with pytest.raises(SystemExit, match="use --kl-estimator k3"):
+        parse("--algo", "grpo", "--kl-estimator", "k1")
+    with pytest.raises(SystemExit):
+        train_rl.build_parser().parse_args(["--loss-agg", "sum"])  # unknown values are refused by argparse
