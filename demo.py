@@ -25,6 +25,7 @@ import select_problems
 import tasks
 import train_rl
 
+ABLATIONS = {"phase2_lambda1": ["--gae-lambda", "1.0"], "phase2_grpo": ["--algo", "grpo"]}
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "toy-base")
 
 # What differs between the full demo and --quick; everything else is the train_rl.py phase presets.
@@ -56,8 +57,9 @@ def phase_done(run_dir, steps):
         return json.load(f)["step"] >= steps
 
 
-def rl_phase(phase, init, data, extra, out, steps, settings, test):
-    run_dir = os.path.join(out, f"phase{phase}")
+def rl_phase(phase, init, data, extra, out, steps, settings, test, name=None):
+    """Run (or reuse, or resume) one train_rl.py run in out/name; returns its trained actor's folder."""
+    run_dir = os.path.join(out, name or f"phase{phase}")
     done = phase_done(run_dir, steps)
     if done:
         print(f"reusing {run_dir} (finished)")
@@ -79,6 +81,8 @@ def main(argv=None):
     p.add_argument("--base", default=BASE, help="base model checkpoint (default: the shipped toy base)")
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing finished stages")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--ablations", action="store_true",
+                   help="also run phase 2 with --gae-lambda 1.0 and with --algo grpo (about 10 more minutes)")
     args = p.parse_args(argv)
     settings = SETTINGS["quick" if args.quick else "full"]
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
@@ -108,16 +112,24 @@ def main(argv=None):
     banner("4/6 phase 2: PPO on those 8 problems to shorten responses")
     phase2 = rl_phase(2, phase1, chosen, [], out, settings["phase2_steps"], settings, test)
 
+    models = {"base": args.base, "phase1": phase1, "phase2": phase2}
+    if args.ablations:
+        banner("4b/6 ablations: phase 2 without GAE's length pressure (lambda = 1), and GRPO")
+        for name, flags in ABLATIONS.items():
+            models[name] = rl_phase(2, phase1, chosen, flags, out, settings["phase2_steps"], settings, test, name)
+
     banner(f"5/6 evaluation on the held-out test set ({settings['test_samples']} samples per problem)")
     results = os.path.join(out, "results.json")
-    if not os.path.isfile(results):
-        run("eval.py", evaluation, ["--ckpt", args.base, phase1, phase2, "--names", "base", "phase1", "phase2",
-                                    "--data", test, "--samples", str(settings["test_samples"]),
-                                    "--max-new-tokens", "320", "--out", results])
+    if not evaluated(results, models):
+        run("eval.py", evaluation, ["--ckpt", *models.values(), "--names", *models, "--data", test,
+                                    "--samples", str(settings["test_samples"]), "--max-new-tokens", "320",
+                                    "--out", results])
 
     banner("6/6 plots")
-    logs = {name: plots.read_log(os.path.join(out, name, "log.jsonl")) for name in ("phase1", "phase2")}
-    plots.plot_training(logs, os.path.join(out, "training_curves.png"))
+    logs = {name: plots.read_log(os.path.join(out, name, "log.jsonl")) for name in models if name != "base"}
+    phase1_steps = max(r["step"] + 1 for r in logs["phase1"])
+    plots.plot_training(logs, os.path.join(out, "training_curves.png"),
+                        starts={name: 0 if name == "phase1" else phase1_steps for name in logs})
     with open(results) as f:
         figures = json.load(f)["results"]
     plots.plot_tradeoff(figures, os.path.join(out, "tradeoff.png"))
@@ -132,10 +144,19 @@ def main(argv=None):
     print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; everything is in {out}/")
 
 
+def evaluated(results, models):
+    """True when results.json exists and covers exactly these models (else the evaluation is redone)."""
+    if not os.path.isfile(results):
+        return False
+    with open(results) as f:
+        return set(json.load(f)["results"]) == set(models)
+
+
 def summary_lines(r):
     """One line per phase: accuracy change (points) and length change (%) on all levels."""
     lines = []
-    for a, b in (("base", "phase1"), ("phase1", "phase2")):
+    pairs = [("base", "phase1")] + [("phase1", name) for name in r if name.startswith("phase2")]
+    for a, b in pairs:
         acc = 100 * (r[b]["all"]["accuracy"] - r[a]["all"]["accuracy"])
         length = 100 * (r[b]["all"]["length_mean"] / r[a]["all"]["length_mean"] - 1)
         lines.append(f"{a} -> {b}: accuracy {acc:+.1f} points, mean length {length:+.0f}%")

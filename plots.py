@@ -28,12 +28,16 @@ def read_log(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_training(logs, out):
-    """Two panels (accuracy, length) with one line per log; train-batch values faint, held-out bold."""
+def plot_training(logs, out, starts=None):
+    """Two panels (accuracy, length) with one line per log; train-batch values faint, held-out bold.
+
+    starts: {name: step on the shared x axis where that run begins}; by default runs follow each other
+    (phase 2 starts where phase 1 ended)."""
     plt = pyplot()
     fig, (acc_ax, len_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    offset = 0
+    next_start = 0
     for name, records in logs.items():
+        offset = starts[name] if starts and name in starts else next_start
         train = [r for r in records if "accuracy" in r]
         evals = [r for r in records if "eval_accuracy" in r]
         steps = lambda rs: [offset + r["step"] + 1 for r in rs]
@@ -44,7 +48,7 @@ def plot_training(logs, out):
                     label=f"{name} held-out")
         len_ax.plot(steps(train), [r["length_mean"] for r in train], alpha=0.3, color=line.get_color(),
                     label=f"{name} train batch")
-        offset += max((r["step"] + 1 for r in records), default=0)  # phases follow each other on one axis
+        next_start = offset + max((r["step"] + 1 for r in records), default=0)
     acc_ax.set(xlabel="RL step", ylabel="accuracy (%)", title="accuracy")
     len_ax.set(xlabel="RL step", ylabel="mean response length (tokens)", title="response length")
     for ax in (acc_ax, len_ax):

@@ -38,6 +38,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -500,13 +501,16 @@ def step_generator(seed, step, stream, device="cpu"):
 
 
 def pick_problems(problems, n, seed, step):
-    """Problems for this step: consecutive slices of a seeded shuffle, reshuffled every epoch."""
+    """Problems for this step: consecutive slices of a seeded shuffle, reshuffled every epoch. A function
+    of (seed, step) alone, so a resumed run picks what the uninterrupted one would have."""
+    orders = {}
     picked = []
     for j in range(step * n, (step + 1) * n):
         epoch, i = divmod(j, len(problems))
-        order = list(range(len(problems)))
-        random.Random(f"{seed}-{epoch}").shuffle(order)
-        picked.append(problems[order[i]])
+        if epoch not in orders:
+            orders[epoch] = list(range(len(problems)))
+            random.Random(f"{seed}-{epoch}").shuffle(orders[epoch])
+        picked.append(problems[orders[epoch][i]])
     return picked
 
 
@@ -630,13 +634,13 @@ def update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor):
             idx = idx.to(batch.mask.device)
             n_updates += 1
             if train_actor:
-                good = actor_minibatch(cfg, actor, batch, idx, autocast, stats)
-                good, norm = optimizer_step(actor, actor_opt, cfg, good)
-                ok, _ = ok and good, norms["actor_grad_norm"].append(norm)
+                good, norm = optimizer_step(actor, actor_opt, cfg, actor_minibatch(cfg, actor, batch, idx, autocast, stats))
+                norms["actor_grad_norm"].append(norm)
+                ok = ok and good
             if critic is not None:
-                good = critic_minibatch(cfg, critic, batch, idx, autocast, stats)
-                good, norm = optimizer_step(critic, critic_opt, cfg, good)
-                ok, _ = ok and good, norms["critic_grad_norm"].append(norm)
+                good, norm = optimizer_step(critic, critic_opt, cfg, critic_minibatch(cfg, critic, batch, idx, autocast, stats))
+                norms["critic_grad_norm"].append(norm)
+                ok = ok and good
     out = {k: v / n_updates for k, v in stats.items() if k != "ratio_dev_first"}
     out["ratio_dev_first"] = stats.get("ratio_dev_first")
     out.update({k: sum(v) / len(v) if v else None for k, v in norms.items()})
@@ -687,8 +691,7 @@ def save_checkpoint(cfg, step, actor, critic, actor_opt, critic_opt, tok):
     final = os.path.join(cfg.out, "checkpoint")
     tmp = final + ".tmp"
     if os.path.exists(tmp):
-        import shutil
-        shutil.rmtree(tmp)
+        shutil.rmtree(tmp)  # a half-written checkpoint from a crash
     actor.save(os.path.join(tmp, "actor"))
     tok.save(os.path.join(tmp, "actor"))
     tensors = optimizer_tensors(actor_opt, "actor")

@@ -25,9 +25,9 @@ from tokenizer import Tokenizer
 
 
 def training_example(rng, tok, levels):
-    """(token ids, loss mask) of one prompt + trace + EOS from the train split."""
+    """(token ids, loss mask) of one prompt + trace + EOS from the train split; levels: {level: weight}."""
     while True:
-        problem = make_problem(rng, rng.choice(levels))[2]
+        problem = make_problem(rng, rng.choices(list(levels), weights=list(levels.values()))[0])[2]
         if split_of(problem) == "train":
             break
     prompt = tok.encode(prompt_text(problem, tok))
@@ -104,14 +104,16 @@ def main():
                    help="qwen2: RoPE, RMSNorm, SwiGLU; gpt2: learned positions, LayerNorm, GELU")
     p.add_argument("--probe-every", type=int, default=200,
                    help="every N steps print greedy accuracy per level on a few test problems (0: never)")
-    p.add_argument("--levels", default="1,2,3,4,5", help="comma-separated problem levels to train on")
+    p.add_argument("--level-weights", default="1,1,1,1,1",
+                   help="relative frequency of levels 1..5 in the training traces (0 leaves a level out)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data")
     p.add_argument("--log-every", type=int, default=50, help="print a progress line every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
-    if not set(levels) <= set(LEVELS):
-        p.error(f"--levels must be among {LEVELS}")
+    weights = [float(x) for x in args.level_weights.split(",")]
+    if len(weights) != len(LEVELS) or min(weights) < 0 or sum(weights) <= 0:
+        p.error(f"--level-weights needs {len(LEVELS)} non-negative numbers, not all 0")
+    levels = dict(zip(LEVELS, weights))
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -126,7 +128,7 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     print(f"training {model.num_params() / 1e6:.2f}M params for {args.steps} steps of {args.batch_size} "
-          f"sequences, levels {levels}, seed {args.seed}")
+          f"sequences, level weights {args.level_weights}, seed {args.seed}")
     log = []
     t0 = time.perf_counter()
     tokens_seen = 0
