@@ -13,16 +13,13 @@ is std(per-problem accuracy) / sqrt(#problems). Cut-off responses count as wrong
 """
 
 import argparse
-import json
 import math
-import os
 import statistics
 import sys
 import time
 
-import torch
-
-from reward import compute_reward, extract_answer, is_equiv
+from model import atomic_write_json
+from reward import extract_answer, is_equiv
 from sample import DTYPES, generate, load_for_inference
 from tasks import DataError, prompt_text, read_problems
 
@@ -126,14 +123,6 @@ def markdown_table(results):
             cells += [acc, fmt(s.get("length_mean"))]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def atomic_write_json(obj, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

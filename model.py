@@ -579,6 +579,7 @@ def atomic_save_safetensors(tensors, path, metadata=None):
 
 
 def atomic_write_json(obj, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2)

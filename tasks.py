@@ -79,7 +79,7 @@ def make_problem(rng, level):
 
 def parse_problem(text):
     """Inverse of make_problem for the toy's expressions: (start, steps)."""
-    tokens, i = [], 0
+    tokens = []
     body = text.replace("(", "").replace(")", "")
     num = ""
     for ch in body:

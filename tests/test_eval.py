@@ -6,7 +6,6 @@ import pytest
 
 import eval as evaluation
 from eval import evaluate, markdown_table, summarize
-from model import GPT
 from reward import extract_answer, is_equiv
 from sample import load_for_inference
 
