@@ -140,6 +140,8 @@ def main(argv=None):
     banner(f"results (held-out test set, {settings['test_samples']} samples per problem, T=0.6, top-p 0.95)")
     print(table)
     print(summary_lines(figures))
+    for name, log in logs.items():
+        print(f"{name} seconds per step: " + time_breakdown([rec for rec in log if "time_total" in rec]))
     print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; everything is in {out}/")
 
 
@@ -152,14 +154,23 @@ def evaluated(results, models):
 
 
 def summary_lines(r):
-    """One line per phase: accuracy change (points) and length change (%) on all levels."""
+    """One line per phase: accuracy change (points) and length change (%), overall and per level."""
     lines = []
     pairs = [("base", "phase1")] + [("phase1", name) for name in r if name.startswith("phase2")]
     for a, b in pairs:
         acc = 100 * (r[b]["all"]["accuracy"] - r[a]["all"]["accuracy"])
         length = 100 * (r[b]["all"]["length_mean"] / r[a]["all"]["length_mean"] - 1)
-        lines.append(f"{a} -> {b}: accuracy {acc:+.1f} points, mean length {length:+.0f}%")
+        levels = " ".join(f"L{lv} {100 * (r[b]['levels'][lv]['accuracy'] - r[a]['levels'][lv]['accuracy']):+.1f}"
+                          for lv in r[a]["levels"])
+        lines.append(f"{a} -> {b}: accuracy {acc:+.1f} points, mean length {length:+.0f}% (accuracy by level: {levels})")
     return "\n".join(lines)
+
+
+def time_breakdown(log):
+    """Mean seconds per PPO step by stage (the log's time_* fields), as one line."""
+    stages = [k for k in log[0] if k.startswith("time_")]
+    mean = {k[5:]: sum(rec[k] for rec in log) / len(log) for k in stages}
+    return ", ".join(f"{k} {v:.2f}" for k, v in mean.items())
 
 
 if __name__ == "__main__":

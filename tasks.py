@@ -10,7 +10,9 @@ operations), e.g. level 3:
 Every value stays in 1..99 and operands are small, so the arithmetic facts are learnable in minutes. The reasoning
 traces that warm-start the base model vary in verbosity: one latent knob per trace switches on a
 restatement of the problem, a re-check after each step ("check 4*5=20 ok."), and a closing sentence.
-Correct traces for the same problem differ by 3x or more in length, so there is length for RL to move.
+Correct traces for the same problem differ by 3x or more in length, and the knob leans verbose (the
+larger of two uniform draws), so the base model's mean length sits well above the shortest correct
+trace: that gap is the length RL can remove.
 Some steps slip (a wrong result is written); a re-check catches the slip and redoes the step, an
 unchecked slip carries through to a wrong answer. So verbosity is mostly padding, partly real
 verification: the mix a concise-reasoning method has to sort out.
@@ -137,8 +139,8 @@ def make_trace(rng, problem, verbosity=None, slip_rate=SLIP_RATE):
     Returns (text, final value); the final value is wrong when a slip went unchecked.
     """
     start, steps = parse_problem(problem)
-    v = rng.random() if verbosity is None else verbosity
-    parts = [f"We need {problem}."] if rng.random() < v else []
+    v = max(rng.random(), rng.random()) if verbosity is None else verbosity
+    parts = [f"We need {problem}. Step by step."] if rng.random() < v else []
     value = start
     for op, b, _ in steps:
         right = {"+": value + b, "-": value - b, "*": value * b}[op]

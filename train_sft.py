@@ -91,8 +91,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/base", help="checkpoint folder to write")
-    p.add_argument("--steps", type=int, default=3000, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
+    p.add_argument("--steps", type=int, default=3400, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=12, help="sequences per step")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
     p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
     p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices")

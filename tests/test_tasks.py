@@ -34,7 +34,7 @@ def test_traces_without_slips_are_correct_and_vary_in_length():
     terse, _ = make_trace(rng, problem, verbosity=0.0, slip_rate=0.0)
     verbose, _ = make_trace(rng, problem, verbosity=1.0, slip_rate=0.0)
     assert terse == "10-6=4. 4*5=20. 20-3=17. \\boxed{17}"
-    assert verbose.startswith("We need ((10-6)*5)-3. 10-6=4. check 10-6=4 ok.")
+    assert verbose.startswith("We need ((10-6)*5)-3. Step by step. 10-6=4. check 10-6=4 ok.")
     assert verbose.endswith("So the answer is 17. \\boxed{17}")
     assert len(verbose) >= 3 * len(terse)
 
