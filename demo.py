@@ -2,8 +2,9 @@
 The whole method in one command, on a CPU: shipped toy base -> phase 1 -> phase-2 set -> phase 2 ->
 evaluation table and plots.
 
-    python demo.py            # about 20 minutes on 2 CPU cores
-    python demo.py --quick    # about 3 minutes: the same stages, fewer steps and a smaller evaluation
+    python demo.py              # about 16 minutes on 2 CPU cores
+    python demo.py --ablations  # plus phase 2 with --gae-lambda 1.0 and with --algo grpo: about 28 minutes
+    python demo.py --quick      # about 3 minutes: the same stages, fewer steps and a smaller evaluation
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
 demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint); --fresh redoes
@@ -29,7 +30,7 @@ BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "
 
 # What differs between the full demo and --quick; everything else is the train_rl.py phase presets.
 SETTINGS = {
-    "full": dict(phase1_steps=100, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
+    "full": dict(phase1_steps=80, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
                  test_samples=4, candidates=256),
     "quick": dict(phase1_steps=8, phase2_steps=8, eval_every=4, eval_problems=40, test_per_level=20,
                   test_samples=2, candidates=48),
@@ -81,7 +82,7 @@ def main(argv=None):
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing finished stages")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--ablations", action="store_true",
-                   help="also run phase 2 with --gae-lambda 1.0 and with --algo grpo (about 10 more minutes)")
+                   help="also run phase 2 with --gae-lambda 1.0 and with --algo grpo (about 12 more minutes)")
     args = p.parse_args(argv)
     settings = SETTINGS["quick" if args.quick else "full"]
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")

@@ -8,8 +8,8 @@ The prepared GPU measurement: one short script, run once on a lent GPU.
 2. two PPO steps of train_rl.py (the paper's recipe: bf16 autocast, gradient checkpointing, fp32 master
    weights, critic and bf16 reference) on 8 prompts x 8 samples, reporting seconds per stage of the second
    step and the peak GPU memory, next to memory.py's estimate for the same run.
-The model is random (Qwen2-0.5B shape: 24 layers, width 896, 14 heads, 2 KV heads, vocab 151936), so its
-responses run to --max-new-tokens: the worst case for time and memory.
+The model is random (Qwen2-0.5B shape: 24 layers, width 896, 14 heads, 2 KV heads, vocab 151936), so nearly
+all its responses run to --max-new-tokens: the worst case for time and memory.
 """
 
 import argparse

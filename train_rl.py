@@ -360,9 +360,9 @@ class Config:
 # 0.8M-parameter model, fresh from supervised training, which needs far larger learning rates; "paper":
 # billion-parameter reasoning models on a GPU). Explicit flags override both.
 PRESETS = {
-    (1, "toy"): dict(steps=100, prompts_per_step=16, samples_per_prompt=8, actor_lr=2e-5, critic_lr=2e-4,
-                     minibatches=2, critic_warmup_steps=5, eval_every=25),
-    (2, "toy"): dict(steps=60, prompts_per_step=8, samples_per_prompt=8, actor_lr=2e-5, critic_lr=2e-4,
+    (1, "toy"): dict(steps=80, prompts_per_step=8, samples_per_prompt=8, actor_lr=5e-5, critic_lr=2e-4,
+                     minibatches=2, critic_warmup_steps=5, eval_every=20),
+    (2, "toy"): dict(steps=60, prompts_per_step=8, samples_per_prompt=8, actor_lr=5e-5, critic_lr=2e-4,
                      minibatches=2, critic_warmup_steps=5, eval_every=20),
     (1, "paper"): dict(steps=300, prompts_per_step=8, samples_per_prompt=8, max_new_tokens=8192, micro_batch=1,
                        sample_batch=32, dtype="bf16", grad_checkpointing=True, eval_every=50, device="cuda"),

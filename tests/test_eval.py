@@ -7,7 +7,8 @@ import pytest
 import eval as evaluation
 from eval import evaluate, markdown_table, summarize
 from reward import extract_answer, is_equiv
-from sample import load_for_inference
+from sample import generate, load_for_inference
+from tasks import prompt_text
 
 
 def write_problems(path, records):
@@ -28,12 +29,17 @@ def test_figures_match_a_hand_count_of_the_sampled_responses(half_right):
     model, tok = load_for_inference(str(half_right))
     summary, records = evaluate(model, tok, PROBLEMS, samples=6, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=0)
     assert len(records) == 18
+    # The same draw straight from the sampler (one chunk, same seed) is the oracle for texts and lengths:
+    # re-encoding a text is not, since a tiny model at T = 1 can emit bytes that are not valid UTF-8.
+    prompts = [tok.encode(prompt_text(p["problem"], tok)) for p in PROBLEMS for _ in range(6)]
+    draws = generate(model, prompts, 12, 1.0, top_p=1.0, eos_id=tok.eos_id, pad_id=tok.pad_id, seed=0)
     # Re-judge every response from its text, then recompute every figure by hand.
     gold = {p["id"]: p["answer"] for p in PROBLEMS}
-    for r in records:
+    for r, c in zip(records, draws):
+        assert r["length"] == len(c.tokens) and r["finish_reason"] == c.finish_reason  # EOS counts as a token
+        assert r["text"] == tok.decode(c.tokens, skip_special=True)
         judged = r["finish_reason"] == "eos" and is_equiv(extract_answer(r["text"]), gold[r["problem_id"]])
         assert r["correct"] == judged
-        assert r["length"] == len(tok.encode(r["text"])) + (r["finish_reason"] == "eos")  # EOS counts as a token
     per_problem = [sum(r["correct"] for r in records if r["problem_id"] == pid) / 6 for pid in "abc"]
     assert 0 < per_problem[0] < 1 and per_problem[2] == 0  # a real mix, not a degenerate case
     s = summary["all"]

@@ -239,7 +239,7 @@ def test_presets_pick_the_scale_and_flags_win(half_right):
     parse = lambda *flags: train_rl.resolve_config(train_rl.build_parser().parse_args(
         ["--init", str(half_right), *flags]))
     toy = parse("--phase", "1")
-    assert (toy.phase, toy.actor_lr, toy.prompts_per_step, toy.max_new_tokens) == (1, 2e-5, 16, 320)
+    assert (toy.phase, toy.actor_lr, toy.prompts_per_step, toy.max_new_tokens) == (1, 5e-5, 8, 320)
     paper = parse("--phase", "2", "--scale", "paper")  # what a 1.5B model gets by itself
     assert (paper.actor_lr, paper.critic_lr, paper.max_new_tokens, paper.dtype) == (5e-7, 9e-6, 8192, "bf16")
     assert (paper.gae_lambda, paper.gamma, paper.kl_coef, paper.temperature) == (0.95, 1.0, 0.01, 0.6)
