@@ -282,8 +282,8 @@ def head_logprobs(head, h, targets, temperature, max_elements=2**24):
 
 def micro_batches(idx, size, lengths):
     """Rows idx in chunks of at most `size`, longest responses first. Rollout.rows trims a micro-batch to its
-    own longest response, so grouping similar lengths spends little compute on padding (about a third of
-    the toy's PPO step, where lengths vary 4x within a batch)."""
+    own longest response, so grouping similar lengths spends little compute on padding (toy responses
+    vary 4x in length within one batch)."""
     order = idx[torch.argsort(lengths[idx], descending=True, stable=True)]
     return [order[i : i + size] for i in range(0, len(order), size)]
 

@@ -110,7 +110,10 @@ def main():
     p.add_argument("--log-every", type=int, default=50, help="print a progress line every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
-    weights = [float(x) for x in args.level_weights.split(",")]
+    try:
+        weights = [float(x) for x in args.level_weights.split(",")]
+    except ValueError:
+        weights = []
     if len(weights) != len(LEVELS) or min(weights) < 0 or sum(weights) <= 0:
         p.error(f"--level-weights needs {len(LEVELS)} non-negative numbers, not all 0")
     levels = dict(zip(LEVELS, weights))
