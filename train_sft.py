@@ -104,7 +104,9 @@ def main():
                    help="qwen2: RoPE, RMSNorm, SwiGLU; gpt2: learned positions, LayerNorm, GELU")
     p.add_argument("--probe-every", type=int, default=500,
                    help="every N steps print greedy accuracy per level on a few test problems (0: never)")
-    p.add_argument("--level-weights", default="2,2,2,1,1",
+    # Level 5 is rare in the traces so the base solves it only about a third of the time: headroom for
+    # phase 1 (with 2,2,2,1,1 the same schedule reached 58% at level 5).
+    p.add_argument("--level-weights", default="2,2,2,1,0.4",
                    help="relative frequency of levels 1..5 in the training traces (0 leaves a level out)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data")
     p.add_argument("--log-every", type=int, default=50, help="print a progress line every N steps")
