@@ -44,6 +44,28 @@ def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, s
     return records
 
 
+def progress_printer(label):
+    """A `rollout` progress callback: one line rewritten in place on a terminal; in a log file (no carriage
+    returns) a line at each quarter."""
+    tty = sys.stderr.isatty()
+    printed = set()
+
+    def show(done, total):
+        if tty:
+            print(f"\r  {label}: {done}/{total} responses", end="", file=sys.stderr, flush=True)
+        elif (quarter := 4 * done // total) not in printed:
+            printed.add(quarter)
+            print(f"  {label}: {done}/{total} responses", file=sys.stderr, flush=True)
+
+    return show
+
+
+def progress_done(label, n, t0):
+    """The closing progress line; on a terminal it overwrites the running one."""
+    start = "\r" if sys.stderr.isatty() else ""
+    print(f"{start}  {label}: {n} responses in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
 def score(text, finish_reason, gold):
     """Correct = finished (EOS) and its last boxed answer equals the gold one."""
     if finish_reason != "eos":
@@ -157,10 +179,9 @@ def main(argv=None):
         except (ValueError, FileNotFoundError) as e:
             raise SystemExit(f"error: {e}")
         t0 = time.perf_counter()
-        show = lambda done, total: print(f"\r  {name}: {done}/{total} responses", end="", file=sys.stderr, flush=True)
         summary, records = evaluate(model, tok, problems, args.samples, args.temperature, args.top_p,
-                                    args.max_new_tokens, args.seed, args.batch_size, progress=show)
-        print(f"\r  {name}: {len(records)} responses in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+                                    args.max_new_tokens, args.seed, args.batch_size, progress=progress_printer(name))
+        progress_done(name, len(records), t0)
         results[name], responses[name] = summary, records
     print(markdown_table(results))
     if args.out:

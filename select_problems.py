@@ -13,10 +13,9 @@ MATH-style JSONL. The output records gain a "pass_rate" field.
 
 import argparse
 import random
-import sys
 import time
 
-from eval import rollout
+from eval import progress_done, progress_printer, rollout
 from sample import DTYPES, load_for_inference
 from tasks import DataError, read_problems, write_jsonl
 
@@ -73,10 +72,9 @@ def main(argv=None):
         raise SystemExit(f"error: {e}")
 
     t0 = time.perf_counter()
-    show = lambda done, total: print(f"\r  sampled {done}/{total}", end="", file=sys.stderr, flush=True)
     records = rollout(model, tok, candidates, args.samples, args.temperature, 1.0, args.max_new_tokens, args.seed,
-                      args.batch_size, progress=show)
-    print(f"\r  sampled {len(records)} responses in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+                      args.batch_size, progress=progress_printer("sampled"))
+    progress_done("sampled", len(records), t0)
     rates = pass_rates(records)
     histogram = {}
     for r in rates.values():

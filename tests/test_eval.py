@@ -100,3 +100,12 @@ def test_cli_errors_are_one_line(tmp_path):
     bad.write_text('{"problem": "1", "answer": "1"}\n{not json\n')
     with pytest.raises(SystemExit, match=r"bad.jsonl:2: not valid JSON"):
         evaluation.main(["--ckpt", "x", "--data", str(bad)])
+
+
+def test_progress_in_a_log_file_is_a_line_per_quarter_without_carriage_returns(capsys):
+    show = evaluation.progress_printer("base")  # pytest's captured stderr is not a terminal
+    for done in (64, 100, 128, 192, 200, 256):
+        show(done, 256)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines() == [f"  base: {n}/256 responses" for n in (64, 128, 192, 256)]
