@@ -7,11 +7,12 @@ evaluation table and plots.
     python demo.py --quick      # about 3 minutes: the same stages, fewer steps and a smaller evaluation
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
-demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint); --fresh redoes
-everything.
+demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint) if the base model and
+settings are the same (out/demo.json records them; a mismatch is refused); --fresh redoes everything.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -92,6 +93,7 @@ def main(argv=None):
         shutil.rmtree(out)
     if not os.path.isfile(os.path.join(args.base, "model.safetensors")):
         raise SystemExit(f"error: no base model at {args.base}; train one with: python train_sft.py --out {args.base}")
+    claim_out_dir(out, {"base_sha256": file_sha256(os.path.join(args.base, "model.safetensors")), **settings})
     t0 = time.perf_counter()
 
     banner("1/6 toy problems (train/test splits, deterministic)")
@@ -144,6 +146,27 @@ def main(argv=None):
     for name, log in logs.items():
         print(f"{name} seconds per step: " + time_breakdown([rec for rec in log if "time_total" in rec]))
     print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; everything is in {out}/")
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def claim_out_dir(out, stamp):
+    """Reuse --out only if it was made from the same base model and settings: stages of two different runs
+    would otherwise be mixed silently (say, a new base model under an old phase 1)."""
+    path = os.path.join(out, "demo.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            if json.load(f) != stamp:
+                raise SystemExit(f"error: {out} holds a demo run from another base model or other settings; "
+                                 "rerun with --fresh, or pick another --out")
+        return
+    os.makedirs(out, exist_ok=True)
+    with open(f"{path}.tmp", "w") as f:
+        json.dump(stamp, f, indent=1)
+    os.replace(f"{path}.tmp", path)
 
 
 def evaluated(results, models):

@@ -21,3 +21,21 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     demo.main(["--quick", "--out", str(out)])  # a second run reuses every finished stage
     again = capsys.readouterr().out
     assert "reusing" in again and "$ python train_rl.py" not in again and "$ python eval.py" not in again
+
+
+def test_a_run_folder_from_another_base_or_settings_is_not_reused(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "demo.json").write_text(json.dumps({"base_sha256": "0" * 64, **demo.SETTINGS["quick"]}))
+    with pytest.raises(SystemExit, match="another base model or other settings; rerun with --fresh"):
+        demo.main(["--quick", "--out", str(out)])
+    assert not (out / "data").exists()  # refused before any stage ran
+
+
+def test_claim_out_dir_accepts_its_own_stamp(tmp_path):
+    stamp = {"base_sha256": "ab" * 32, **demo.SETTINGS["quick"]}
+    demo.claim_out_dir(str(tmp_path / "d"), stamp)
+    assert json.loads((tmp_path / "d" / "demo.json").read_text()) == stamp
+    demo.claim_out_dir(str(tmp_path / "d"), stamp)  # the same stamp again: reuse allowed
+    with pytest.raises(SystemExit):
+        demo.claim_out_dir(str(tmp_path / "d"), {**stamp, "phase1_steps": 9})
