@@ -240,6 +240,8 @@ def test_presets_pick_the_scale_and_flags_win(half_right):
         ["--init", str(half_right), *flags]))
     toy = parse("--phase", "1")
     assert (toy.phase, toy.actor_lr, toy.prompts_per_step, toy.max_new_tokens) == (1, 5e-5, 8, 320)
+    assert (toy.gae_lambda, parse("--phase", "1", "--gae-lambda", "0.95").gae_lambda) == (1.0, 0.95)
+    assert (parse("--phase", "2").gae_lambda, parse("--phase", "2").kl_coef) == (0.95, 0.05)
     paper = parse("--phase", "2", "--scale", "paper")  # what a 1.5B model gets by itself
     assert (paper.actor_lr, paper.critic_lr, paper.max_new_tokens, paper.dtype) == (5e-7, 9e-6, 8192, "bf16")
     assert (paper.gae_lambda, paper.gamma, paper.kl_coef, paper.temperature) == (0.95, 1.0, 0.01, 0.6)
