@@ -19,7 +19,6 @@ folder with `GPT.from_pretrained`; the largest logit difference is reported as a
 
 import argparse
 import inspect
-import json
 import os
 import statistics
 import tempfile
@@ -27,7 +26,7 @@ import time
 
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, atomic_write_json
 from sample import generate
 
 PRESETS = {  # --quick swaps in the tiny column; flags given on the command line override either
@@ -210,15 +209,6 @@ def markdown_table(results):
     return "\n".join(lines + [fmt_row(name, r) for name, r in results.items()])
 
 
-def write_json_atomic(obj, path):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def main():
     p = argparse.ArgumentParser(description="CPU throughput of model.py/sample.py vs transformers (same weights).")
     p.add_argument("--what", choices=["model", "sample", "all"], default="all",
@@ -247,7 +237,7 @@ def main():
     results, extra = run_benchmarks(args.what, cfg)
     env["loadavg_end"] = os.getloadavg()[0]
     print("\n" + markdown_table(results))
-    write_json_atomic(dict(env=env, config=cfg, **extra, results=results), args.out)
+    atomic_write_json(dict(env=env, config=cfg, **extra, results=results), args.out)
     print(f"\nwrote {args.out}")
 
 

@@ -25,6 +25,7 @@ import plots
 import select_problems
 import tasks
 import train_rl
+from model import atomic_write_json
 
 ABLATIONS = {"phase2_lambda1": ["--gae-lambda", "1.0"], "phase2_grpo": ["--algo", "grpo"]}
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "toy-base")
@@ -167,10 +168,7 @@ def claim_out_dir(out, stamp):
                 raise SystemExit(f"error: {out} holds a demo run from another base model or other settings; "
                                  "rerun with --fresh, or pick another --out")
         return
-    os.makedirs(out, exist_ok=True)
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(stamp, f, indent=1)
-    os.replace(f"{path}.tmp", path)
+    atomic_write_json(stamp, path)
 
 
 def evaluated(results, models):
