@@ -8,7 +8,8 @@ evaluation table and plots.
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
 demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint) if the base model and
-settings are the same (out/demo.json records them; a mismatch is refused); --fresh redoes everything.
+settings are the same (out/demo.json records them with train_rl.py's toy presets; a mismatch is refused);
+--fresh redoes everything.
 """
 
 import argparse
@@ -94,7 +95,8 @@ def main(argv=None):
         shutil.rmtree(out)
     if not os.path.isfile(os.path.join(args.base, "model.safetensors")):
         raise SystemExit(f"error: no base model at {args.base}; train one with: python train_sft.py --out {args.base}")
-    claim_out_dir(out, {"base_sha256": file_sha256(os.path.join(args.base, "model.safetensors")), **settings})
+    claim_out_dir(out, {"base_sha256": file_sha256(os.path.join(args.base, "model.safetensors")), **settings,
+                        "presets": {f"phase{p}": train_rl.PRESETS[(p, "toy")] for p in (1, 2)}})
     t0 = time.perf_counter()
 
     banner("1/6 toy problems (train/test splits, deterministic)")
@@ -165,7 +167,7 @@ def claim_out_dir(out, stamp):
     if os.path.isfile(path):
         with open(path) as f:
             if json.load(f) != stamp:
-                raise SystemExit(f"error: {out} holds a demo run from another base model or other settings; "
+                raise SystemExit(f"error: {out} holds a demo run from another base model, settings or presets; "
                                  "rerun with --fresh, or pick another --out")
         return
     atomic_write_json(stamp, path)

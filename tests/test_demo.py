@@ -23,13 +23,17 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert "reusing" in again and "$ python train_rl.py" not in again and "$ python eval.py" not in again
 
 
-def test_a_run_folder_from_another_base_or_settings_is_not_reused(tmp_path):
-    out = tmp_path / "demo"
-    out.mkdir()
-    (out / "demo.json").write_text(json.dumps({"base_sha256": "0" * 64, **demo.SETTINGS["quick"]}))
-    with pytest.raises(SystemExit, match="another base model or other settings; rerun with --fresh"):
-        demo.main(["--quick", "--out", str(out)])
-    assert not (out / "data").exists()  # refused before any stage ran
+def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path):
+    real = {"base_sha256": demo.file_sha256(os.path.join(demo.BASE, "model.safetensors")),
+            **demo.SETTINGS["quick"], "presets": {f"phase{p}": demo.train_rl.PRESETS[(p, "toy")] for p in (1, 2)}}
+    other_preset = {**real, "presets": {**real["presets"], "phase2": {**real["presets"]["phase2"], "actor_lr": 1}}}
+    for i, stamp in enumerate([{**real, "base_sha256": "0" * 64}, other_preset]):
+        out = tmp_path / f"demo{i}"
+        out.mkdir()
+        (out / "demo.json").write_text(json.dumps(stamp))
+        with pytest.raises(SystemExit, match="another base model, settings or presets; rerun with --fresh"):
+            demo.main(["--quick", "--out", str(out)])
+        assert not (out / "data").exists()  # refused before any stage ran
 
 
 def test_claim_out_dir_accepts_its_own_stamp(tmp_path):
