@@ -3,7 +3,7 @@ The whole method in one command, on a CPU: shipped toy base -> phase 1 -> phase-
 evaluation table and plots.
 
     python demo.py              # about 19 minutes on 2 CPU cores
-    python demo.py --ablations  # plus phase 2 with --gae-lambda 1.0 and with --algo grpo: about 32 minutes
+    python demo.py --ablations  # plus phase 2 with --gae-lambda 1.0 and with --algo grpo: about 34 minutes
     python demo.py --quick      # about 3 minutes: the same stages, fewer steps and a smaller evaluation
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
@@ -85,7 +85,7 @@ def main(argv=None):
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing finished stages")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--ablations", action="store_true",
-                   help="also run phase 2 with --gae-lambda 1.0 and with --algo grpo (about 13 more minutes)")
+                   help="also run phase 2 with --gae-lambda 1.0 and with --algo grpo (about 15 more minutes)")
     args = p.parse_args(argv)
     settings = SETTINGS["quick" if args.quick else "full"]
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")

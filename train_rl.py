@@ -366,7 +366,9 @@ class Config:
 # KL 0.05, not 0.01, to hold back a 0.8M model's drift while it fits 8 problems (same set and start: 0.01
 # ended 1.6 points lower at the same length), and two passes over each batch at half phase 1's learning rate:
 # from the same phase-1 model and set, 1 pass at 5e-5 shortened by 29% for -2.9 points, 2 passes at 2.5e-5
-# by 36% for -1.4 (31% more time per step), 3 passes at 2.5e-5 by 40% for -3.1.
+# by 35% for -1.4 (18% more time per step), 3 passes at 2.5e-5 by 40% for -3.2. Phase 1 stops at 80 steps
+# although more steps gain more on levels 4-5 (100 steps: +12 points, 120: +13, vs +8): phase 2 then
+# shortened those models by only 15-21% (sets at pass rates 3/8 to 5/8 from the 100- and 120-step models).
 PRESETS = {
     (1, "toy"): dict(steps=80, prompts_per_step=8, samples_per_prompt=8, actor_lr=5e-5, critic_lr=2e-4,
                      minibatches=2, critic_warmup_steps=5, eval_every=20, gae_lambda=1.0),
