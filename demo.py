@@ -95,8 +95,7 @@ def main(argv=None):
         shutil.rmtree(out)
     if not os.path.isfile(os.path.join(args.base, "model.safetensors")):
         raise SystemExit(f"error: no base model at {args.base}; train one with: python train_sft.py --out {args.base}")
-    claim_out_dir(out, {"base_sha256": file_sha256(os.path.join(args.base, "model.safetensors")), **settings,
-                        "presets": {f"phase{p}": train_rl.PRESETS[(p, "toy")] for p in (1, 2)}})
+    claim_out_dir(out, run_stamp(args.base, settings))
     t0 = time.perf_counter()
 
     banner("1/6 toy problems (train/test splits, deterministic)")
@@ -158,6 +157,12 @@ def main(argv=None):
 def file_sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+def run_stamp(base, settings):
+    """What the demo's results depend on besides the code: the base model's bytes, the settings, the presets."""
+    return {"base_sha256": file_sha256(os.path.join(base, "model.safetensors")), **settings,
+            "presets": {f"phase{p}": train_rl.PRESETS[(p, "toy")] for p in (1, 2)}}
 
 
 def claim_out_dir(out, stamp):

@@ -24,8 +24,7 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
 
 
 def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path):
-    real = {"base_sha256": demo.file_sha256(os.path.join(demo.BASE, "model.safetensors")),
-            **demo.SETTINGS["quick"], "presets": {f"phase{p}": demo.train_rl.PRESETS[(p, "toy")] for p in (1, 2)}}
+    real = demo.run_stamp(demo.BASE, demo.SETTINGS["quick"])
     other_preset = {**real, "presets": {**real["presets"], "phase2": {**real["presets"]["phase2"], "actor_lr": 1}}}
     for i, stamp in enumerate([{**real, "base_sha256": "0" * 64}, other_preset]):
         out = tmp_path / f"demo{i}"
