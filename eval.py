@@ -32,7 +32,8 @@ def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, s
     for start in range(0, len(prompts), batch_size * 4):  # chunks, so long runs can report progress
         chunk = prompts[start : start + batch_size * 4]
         completions = generate(model, chunk, max_new_tokens, temperature, top_p=top_p, eos_id=tok.eos_id,
-                               pad_id=tok.pad_id, seed=seed + start, batch_size=batch_size)
+                               pad_id=tok.pad_id, seed=seed, row_ids=range(start, start + len(chunk)),
+                               batch_size=batch_size)
         for i, c in enumerate(completions, start):
             problem = problems[i // samples]
             text = tok.decode(c.tokens, skip_special=True)

@@ -22,6 +22,7 @@ CLI (project checkpoints and local Hugging Face folders alike):
 """
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -58,28 +59,47 @@ def filter_logits(logits, top_k=None, top_p=1.0):
     return logits
 
 
-def sample_next_token(logits, temperature=1.0, top_k=None, top_p=1.0, generator=None):
-    """(token, logprob) per row from last-position logits (batch, vocab); see the module docstring."""
+def sample_next_token(logits, temperature=1.0, top_k=None, top_p=1.0, u=None):
+    """(token, logprob) per row from last-position logits (batch, vocab); see the module docstring.
+
+    u: one uniform number in [0, 1) per row, the randomness of the draw (unused when greedy)."""
     logits = logits.float()
     if temperature == 0:
         logp = logits.log_softmax(-1)
         token = logits.argmax(-1)
     else:
         logp = (logits / temperature).log_softmax(-1)
-        token = draw(filter_logits(logp, top_k, top_p).exp(), generator)
+        token = draw(filter_logits(logp, top_k, top_p).exp(), u)
     return token, logp.gather(-1, token[:, None]).squeeze(-1)
 
 
-def draw(weights, generator=None):
-    """One index per row, with probability proportional to `weights` (non-negative, any total).
+def draw(weights, u):
+    """One index per row, with probability proportional to `weights` (non-negative, any total), from one
+    uniform number u in [0, 1) per row.
 
-    Inverse-CDF sampling: one uniform number per row and a binary search. torch.multinomial draws a random
+    Inverse-CDF sampling: a binary search for u in the cumulative weights. torch.multinomial draws a random
     number for every vocabulary entry on CPU, 3.5x slower at batch 64 with a 50k vocabulary. Zero weights
     (filtered tokens) have zero-width slots and are never drawn.
     """
     cdf = weights.cumsum(-1)
-    u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1).squeeze(-1)
+    target = u.to(cdf.dtype)[:, None] * cdf[:, -1:]
+    return torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.size(-1) - 1).squeeze(-1)
+
+
+def row_uniforms(seed, row_ids, n):
+    """(len(row_ids), n) uniform numbers in [0, 1), on the CPU: row r's numbers depend only on (seed, r).
+
+    Token t of row r is drawn with number [r, t], so a row samples the same tokens whatever batch it runs
+    in: its chunk, the rows that finished beside it, the process it runs on (train_rl.py under torchrun
+    splits a step's rows across processes and must sample exactly what one process would).
+    """
+    out = torch.empty(len(row_ids), n)
+    g = torch.Generator()
+    for i, r in enumerate(row_ids):
+        key = hashlib.blake2b(f"{seed}/{r}".encode(), digest_size=8).digest()
+        g.manual_seed(int.from_bytes(key, "little"))
+        torch.rand(n, generator=g, out=out[i])
+    return out
 
 
 def left_pad(prompts, pad_id, device):
@@ -96,32 +116,32 @@ def left_pad(prompts, pad_id, device):
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, eos_id=None, pad_id=0,
-             seed=None, generator=None, batch_size=64, stream=None):
+             seed=0, row_ids=None, batch_size=64, stream=None):
     """Sample one completion per prompt (a list of token-id lists of any lengths); see the module docstring.
 
     batch_size bounds memory: prompts run in chunks of that many rows (the KV cache is sized for one chunk).
-    seed (or an explicit torch.Generator) makes the samples repeat exactly for the same call.
+    seed, row_ids: prompt i draws its tokens from the random stream (seed, row_ids[i]) (default row_ids:
+    0, 1, ...), so the same call repeats exactly, and a row's sample does not depend on the batch around it.
     stream: optional callback called with each new token id of row 0 (used by the CLI for one sample).
     """
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-    device = next(model.parameters()).device
-    if generator is None:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(seed if seed is not None else torch.seed())
+    row_ids = list(range(len(prompts))) if row_ids is None else list(row_ids)
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
+        noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens)
         out += _generate_chunk(model, chunk, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id,
-                               generator, stream if start == 0 else None)
+                               noise, stream if start == 0 else None)
     model.train(was_training)
     return out
 
 
-def _generate_chunk(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id, generator, stream):
+def _generate_chunk(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id, noise, stream):
     device = next(model.parameters()).device
+    noise = noise.to(device)
     ids, mask = left_pad(prompts, pad_id, device)
     total = ids.size(1) + max_new_tokens
     if model.config.pos == "learned" and total > model.config.max_seq_len:
@@ -137,7 +157,7 @@ def _generate_chunk(model, prompts, max_new_tokens, temperature, top_k, top_p, e
     rows = torch.arange(n, device=device)  # original row of each cache row
     live = torch.ones(n, dtype=torch.bool, device=device)  # cache rows that have not hit EOS yet
     for t in range(max_new_tokens):
-        token, logp = sample_next_token(logits, temperature, top_k, top_p, generator)
+        token, logp = sample_next_token(logits, temperature, top_k, top_p, noise[rows, t])
         out_tokens[rows, t] = token  # rows already stopped write past their end; trimmed below
         out_logp[rows, t] = logp
         if stream is not None and rows[0] == 0 and live[0]:

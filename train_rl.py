@@ -518,10 +518,10 @@ def lr_factor(step, total, warmup_ratio, min_ratio):
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def step_generator(seed, step, stream, device="cpu"):
-    """A generator that depends only on (seed, step, stream): a resumed run draws the same numbers."""
-    g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + step) * 7 + stream)
+def step_generator(seed, step):
+    """A generator that depends only on (seed, step): a resumed run draws the same numbers."""
+    g = torch.Generator()
+    g.manual_seed(seed * 1_000_003 + step)
     return g
 
 
@@ -556,8 +556,7 @@ def collect(cfg, actor, ref, critic, tok, problems, step):
     t = time.perf_counter()
     with autocast():
         completions = generate(actor, prompts, cfg.max_new_tokens, cfg.temperature, eos_id=tok.eos_id,
-                               pad_id=tok.pad_id, generator=step_generator(cfg.seed, step, 0, cfg.device),
-                               batch_size=cfg.sample_batch)
+                               pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}", batch_size=cfg.sample_batch)
     times["sample"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -649,7 +648,7 @@ def update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor):
     norms = {"actor_grad_norm": [], "critic_grad_norm": []}
     ok = True
     n_updates = 0
-    gen = step_generator(cfg.seed, step, 1)
+    gen = step_generator(cfg.seed, step)
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(batch.mask.size(0), generator=gen).chunk(cfg.minibatches):
             idx = idx.to(batch.mask.device)
@@ -835,16 +834,18 @@ def train(cfg, resume=False):
         print(f"step   -1 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
 
     stop, bad_steps, rec = StopRequest(), 0, None
+    actor_start = cfg.critic_warmup_steps if critic is not None else 0  # the actor's schedule starts here
     for step in range(start, cfg.steps):
-        factor = lr_factor(step, cfg.steps, cfg.warmup_ratio, cfg.min_lr_ratio)
-        lrs = {"actor_lr": cfg.actor_lr * factor, "critic_lr": cfg.critic_lr * factor}
+        train_actor = step >= actor_start
+        actor_factor = lr_factor(step - actor_start, cfg.steps - actor_start, cfg.warmup_ratio, cfg.min_lr_ratio)
+        lrs = {"actor_lr": cfg.actor_lr * actor_factor if train_actor else 0.0,
+               "critic_lr": cfg.critic_lr * lr_factor(step, cfg.steps, cfg.warmup_ratio, cfg.min_lr_ratio)}
         for opt, lr in ((actor_opt, lrs["actor_lr"]), (critic_opt, lrs["critic_lr"])):
             for group in opt.param_groups if opt else []:
                 group["lr"] = lr
         batch, times = collect(cfg, actor, ref, critic, tok, problems, step)
         compute_advantages(cfg, batch)
         t = time.perf_counter()
-        train_actor = step >= cfg.critic_warmup_steps or critic is None
         ok, stats = update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor)
         times["update"] = time.perf_counter() - t
         rec = log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item()))

@@ -68,11 +68,15 @@ def test_each_row_stops_at_its_own_eos():
         assert len(c.logprobs) == len(c)
 
 
-def test_chunking_does_not_change_greedy_output():
+def test_a_rows_sample_does_not_depend_on_the_batch_around_it():
+    # Row r draws from the random stream (seed, r): chunking, other rows and their stops change nothing.
     model = tiny_model()
-    whole = generate(model, PROMPTS, 16, temperature=0, eos_id=EOS, pad_id=PAD, batch_size=64)
-    chunked = generate(model, PROMPTS, 16, temperature=0, eos_id=EOS, pad_id=PAD, batch_size=2)
-    assert [c.tokens for c in whole] == [c.tokens for c in chunked]
+    kw = dict(temperature=1.0, eos_id=EOS, pad_id=PAD, seed=4)
+    whole = generate(model, PROMPTS * 3, 16, batch_size=64, **kw)
+    assert [c.tokens for c in generate(model, PROMPTS * 3, 16, batch_size=2, **kw)] == [c.tokens for c in whole]
+    alone = generate(model, [PROMPTS[2]], 16, row_ids=[7], **kw)[0]  # row 7 of the batch, sampled by itself
+    assert alone.tokens == whole[7].tokens
+    assert len({len(c) for c in whole}) > 2  # rows stopped at different steps, so compaction ran
 
 
 def test_learned_positions_model_works_and_rejects_overlong_requests():
@@ -110,9 +114,9 @@ def test_sample_next_token_greedy_and_temperature():
     token, logp = sample_next_token(logits, temperature=0)
     assert token.item() == 1
     assert logp.item() == pytest.approx(torch.log_softmax(logits, -1)[0, 1].item())
-    g = torch.Generator().manual_seed(0)
-    draws = torch.stack([sample_next_token(logits, temperature=0.5, generator=g)[0] for _ in range(4000)])
-    freq = torch.bincount(draws.squeeze(-1), minlength=3).float() / 4000
+    u = torch.rand(4000, generator=torch.Generator().manual_seed(0))
+    draws = sample_next_token(logits.expand(4000, 3), temperature=0.5, u=u)[0]
+    freq = torch.bincount(draws, minlength=3).float() / 4000
     want = torch.softmax(logits / 0.5, -1)[0]
     assert (freq - want).abs().max().item() < 0.03
 
@@ -120,11 +124,14 @@ def test_sample_next_token_greedy_and_temperature():
 def test_draw_frequencies_and_zero_weights_never_drawn():
     g = torch.Generator().manual_seed(0)
     weights = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).expand(20000, 4)
-    freq = torch.bincount(draw(weights, g), minlength=4).float() / 20000
+    freq = torch.bincount(draw(weights, torch.rand(20000, generator=g)), minlength=4).float() / 20000
     assert freq[1] == 0
     assert (freq - torch.tensor([0.1, 0.0, 0.6, 0.3])).abs().max() < 0.015
     edge = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])  # unnormalised is fine
-    assert draw(edge.repeat(100, 1), g).view(100, 3).eq(torch.tensor([2, 0, 1])).all()
+    assert draw(edge.repeat(100, 1), torch.rand(300, generator=g)).view(100, 3).eq(torch.tensor([2, 0, 1])).all()
+    # Inverse CDF by hand: cumulative weights [0.1, 0.1, 0.7, 1.0]; u = 0.05 -> 0, 0.1 -> 2 (the empty slot
+    # of token 1 is skipped), 0.69 -> 2, 0.71 -> 3, 0.999 -> 3.
+    assert draw(weights[:5], torch.tensor([0.05, 0.1, 0.69, 0.71, 0.999])).tolist() == [0, 2, 2, 3, 3]
 
 
 def test_sampling_under_bf16_autocast_uses_a_bf16_cache():

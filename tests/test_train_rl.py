@@ -260,3 +260,17 @@ def test_presets_pick_the_scale_and_flags_win(half_right):
         parse("--algo", "grpo", "--kl-estimator", "k1")
     with pytest.raises(SystemExit):
         train_rl.build_parser().parse_args(["--loss-agg", "sum"])  # unknown values are refused by argparse
+
+
+def test_actor_schedule_starts_when_the_actor_starts_training(half_right, tmp_path):
+    # 6 steps, the first 2 critic-only: the actor's own 4-step schedule warms up over 2 of them (ratio 0.5).
+    cfg = tiny_config(half_right, tmp_path, steps=6, critic_warmup_steps=2, warmup_ratio=0.5, min_lr_ratio=0.1,
+                      actor_lr=1e-3, critic_lr=2e-3)
+    train_rl.train(cfg)
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [r["actor_trained"] for r in log] == [False, False, True, True, True, True]
+    # warm-up 1/2, 2/2, then cosine over 2 steps: 1.0, then 0.1 + 0.9 * 0.5 * (1 + cos(pi / 2)) = 0.55
+    assert [r["actor_lr"] for r in log] == pytest.approx([0, 0, 5e-4, 1e-3, 1e-3, 5.5e-4])
+    # The critic's schedule runs over all 6 steps: warm-up 3 steps, then cosine over 3.
+    assert [r["critic_lr"] for r in log] == pytest.approx(
+        [2e-3 * f for f in (1 / 3, 2 / 3, 1.0, 1.0, 0.1 + 0.9 * 0.75, 0.1 + 0.9 * 0.25)])
