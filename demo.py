@@ -12,11 +12,8 @@ settings are the same (out/demo.json records them with train_rl.py's toy presets
 --fresh redoes everything.
 """
 
-import argparse
 import hashlib
-import json
 import os
-import shutil
 import time
 
 import torch
@@ -26,7 +23,7 @@ import plots
 import select_problems
 import tasks
 import train_rl
-from model import atomic_write_json
+from common import InputError, Parser, check_out_folder, cli, positive_int, read_json, write_json, write_text
 
 ABLATIONS = {"phase2_lambda1": ["--gae-lambda", "1.0"], "phase2_grpo": ["--algo", "grpo"]}
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "toy-base")
@@ -56,8 +53,7 @@ def phase_done(run_dir, steps):
     state = os.path.join(run_dir, "checkpoint", "state.json")
     if not os.path.isfile(state):
         return None
-    with open(state) as f:
-        return json.load(f)["step"] >= steps
+    return read_json(state)["step"] >= steps
 
 
 def rl_phase(phase, init, data, extra, out, steps, settings, test, name=None):
@@ -76,14 +72,14 @@ def rl_phase(phase, init, data, extra, out, steps, settings, test, name=None):
     return os.path.join(run_dir, "checkpoint", "actor")
 
 
+@cli
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a ~3-minute run of every stage (smaller numbers)")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo, or runs/demo-quick)")
     p.add_argument("--base", default=BASE, help="base model checkpoint (default: the shipped toy base)")
-    p.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing finished stages")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--fresh", action="store_true", help="redo every stage: remove the demo's earlier outputs in --out")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--ablations", action="store_true",
                    help="also run phase 2 with --gae-lambda 1.0 and with --algo grpo (about 15 more minutes)")
     args = p.parse_args(argv)
@@ -91,11 +87,11 @@ def main(argv=None):
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.fresh and os.path.isdir(out):
-        shutil.rmtree(out)
     if not os.path.isfile(os.path.join(args.base, "model.safetensors")):
-        raise SystemExit(f"error: no base model at {args.base}; train one with: python train_sft.py --out {args.base}")
-    claim_out_dir(out, run_stamp(args.base, settings))
+        raise InputError(f"no base model at {args.base}; train one with: python train_sft.py --out {args.base}")
+    stamp = run_stamp(args.base, settings)
+    check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run")
+    claim_out_dir(out, stamp)
     t0 = time.perf_counter()
 
     banner("1/6 toy problems (train/test splits, deterministic)")
@@ -138,14 +134,12 @@ def main(argv=None):
     phase1_steps = max(r["step"] + 1 for r in logs["phase1"])
     plots.plot_training(logs, os.path.join(out, "training_curves.png"),
                         starts={name: 0 if name == "phase1" else phase1_steps for name in logs})
-    with open(results) as f:
-        figures = json.load(f)["results"]
+    figures = read_json(results)["results"]
     plots.plot_tradeoff(figures, os.path.join(out, "tradeoff.png"))
     print(f"wrote {out}/training_curves.png and {out}/tradeoff.png")
 
     table = evaluation.markdown_table(figures)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(table + "\n")
+    write_text(os.path.join(out, "results.md"), table + "\n")
     banner(f"results (held-out test set, {settings['test_samples']} samples per problem, T=0.6, top-p 0.95)")
     print(table)
     print(summary_lines(figures))
@@ -159,10 +153,14 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+DEMO_FILES = {"demo.json", "data", "phase1", "phase2_set.jsonl", "phase2", *ABLATIONS, "results.json", "results.md",
+              "training_curves.png", "tradeoff.png"}  # what the demo writes into --out
+
+
 def run_stamp(base, settings):
     """What the demo's results depend on besides the code: the base model's bytes, the settings, the presets."""
     return {"base_sha256": file_sha256(os.path.join(base, "model.safetensors")), **settings,
-            "presets": {f"phase{p}": train_rl.PRESETS[(p, "toy")] for p in (1, 2)}}
+            "presets": {f"phase{p}": train_rl.preset(p, "toy") for p in (1, 2)}}
 
 
 def claim_out_dir(out, stamp):
@@ -170,20 +168,16 @@ def claim_out_dir(out, stamp):
     would otherwise be mixed silently (say, a new base model under an old phase 1)."""
     path = os.path.join(out, "demo.json")
     if os.path.isfile(path):
-        with open(path) as f:
-            if json.load(f) != stamp:
-                raise SystemExit(f"error: {out} holds a demo run from another base model, settings or presets; "
-                                 "rerun with --fresh, or pick another --out")
+        if read_json(path) != stamp:
+            raise InputError(f"{out} holds a demo run from another base model, settings or presets; rerun with "
+                             "--fresh, or pick another --out")
         return
-    atomic_write_json(stamp, path)
+    write_json(stamp, path)
 
 
 def evaluated(results, models):
     """True when results.json exists and covers exactly these models (else the evaluation is redone)."""
-    if not os.path.isfile(results):
-        return False
-    with open(results) as f:
-        return set(json.load(f)["results"]) == set(models)
+    return os.path.isfile(results) and set(read_json(results)["results"]) == set(models)
 
 
 def summary_lines(r):

@@ -12,22 +12,23 @@ The standard error treats problems as the unit: the K samples of one problem are
 is std(per-problem accuracy) / sqrt(#problems). Cut-off responses count as wrong (no final answer).
 """
 
-import argparse
 import math
+import random
 import statistics
 import sys
 import time
 
-from model import atomic_write_json
-from reward import extract_answer, is_equiv
+from common import Parser, check_writable, cli, device, non_negative_float, positive_int, probability, write_json
+from reward import grade
 from sample import DTYPES, generate, load_for_inference
-from tasks import DataError, prompt_text, read_problems
+from tasks import encode_prompts, read_problems
 
 
 def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size=64,
             progress=None):
     """Sample `samples` responses per problem; one record per response with its text, length and score."""
-    prompts = [tok.encode(prompt_text(p["problem"], tok)) for p in problems for _ in range(samples)]
+    encoded = encode_prompts(problems, tok, max_new_tokens, model.config.max_seq_len)
+    prompts = [ids for ids in encoded for _ in range(samples)]
     records = []
     for start in range(0, len(prompts), batch_size * 4):  # chunks, so long runs can report progress
         chunk = prompts[start : start + batch_size * 4]
@@ -37,9 +38,10 @@ def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, s
         for i, c in enumerate(completions, start):
             problem = problems[i // samples]
             text = tok.decode(c.tokens, skip_special=True)
+            finished = c.finish_reason == "eos"
             records.append({"problem_id": problem["id"], "level": problem.get("level"), "text": text,
                             "length": len(c), "finish_reason": c.finish_reason,
-                            "correct": score(text, c.finish_reason, problem["answer"])})
+                            "correct": grade(text, problem["answer"], finished) == "correct"})
         if progress:
             progress(len(records), len(prompts))
     return records
@@ -67,21 +69,19 @@ def progress_done(label, n, t0):
     print(f"{start}  {label}: {n} responses in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
-def score(text, finish_reason, gold):
-    """Correct = finished (EOS) and its last boxed answer equals the gold one."""
-    if finish_reason != "eos":
-        return False
-    return is_equiv(extract_answer(text), gold)
+def pass_rates(records):
+    """{problem id: share of its responses that were correct}."""
+    by_problem = {}
+    for r in records:
+        by_problem.setdefault(r["problem_id"], []).append(r["correct"])
+    return {pid: sum(v) / len(v) for pid, v in by_problem.items()}
 
 
 def summarize(records):
     """pass@1, its standard error and the length statistics of a set of response records."""
     if not records:
         return {}
-    by_problem = {}
-    for r in records:
-        by_problem.setdefault(r["problem_id"], []).append(r["correct"])
-    per_problem = [sum(v) / len(v) for v in by_problem.values()]
+    per_problem = list(pass_rates(records).values())
     n = len(per_problem)
     lengths = lambda rs: [r["length"] for r in rs]
     correct = [r for r in records if r["correct"]]
@@ -120,6 +120,22 @@ def evaluate(model, tok, problems, samples=4, temperature=0.6, top_p=0.95, max_n
     return summarize_by_level(records), records
 
 
+def held_out(path, n, seed):
+    """A fixed, level-mixed subset of n problems of a file (the toy's files are sorted by level)."""
+    problems = read_problems(path)
+    random.Random(seed).shuffle(problems)
+    return problems[:n]
+
+
+def eval_record(model, tok, problems, samples, temperature, max_new_tokens, seed, batch_size):
+    """The figures train_rl.py logs for a held-out evaluation: eval_accuracy, eval_length, and per level."""
+    summary, _ = evaluate(model, tok, problems, samples, temperature, 0.95, max_new_tokens, seed, batch_size)
+    rec = {"eval_accuracy": summary["all"]["accuracy"], "eval_length": summary["all"]["length_mean"]}
+    for lv, s in summary["levels"].items():
+        rec[f"eval_accuracy_L{lv}"], rec[f"eval_length_L{lv}"] = s["accuracy"], s["length_mean"]
+    return rec
+
+
 # ----------------------------------------------------------------------------------------------------
 # Reporting
 
@@ -148,37 +164,33 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
+@cli
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Evaluate checkpoints: pass@1 and response length, per level.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description="Evaluate checkpoints: pass@1 and response length, per level.")
     p.add_argument("--ckpt", nargs="+", required=True, help="checkpoint folders (project or Hugging Face)")
-    p.add_argument("--names", nargs="+", help="column names for the checkpoints (default: folder paths)")
-    p.add_argument("--data", required=True, help="problems JSONL (toy or MATH-style: problem, answer, level)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
-    p.add_argument("--samples", type=int, default=4, help="samples per problem (K)")
-    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="cut-off length; cut-off counts as wrong")
-    p.add_argument("--batch-size", type=int, default=64, help="rows per sampling chunk")
+    p.add_argument("--names", nargs="+", help="column names for the checkpoints (default: the folder paths)")
+    p.add_argument("--data", required=True, help="problems JSONL (toy, MATH- or GSM8K-style)")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N problems")
+    p.add_argument("--samples", type=positive_int, default=4, help="samples per problem (K)")
+    p.add_argument("--temperature", type=non_negative_float, default=0.6, help="sampling temperature; 0 is greedy")
+    p.add_argument("--top-p", type=probability, default=0.95, help="nucleus sampling mass, in (0, 1]")
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="cut-off length; cut-off counts as wrong")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="rows per sampling chunk")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for every checkpoint)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
-    p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON")
+    p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON file")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
     args = p.parse_args(argv)
     names = args.names or args.ckpt
     if len(names) != len(args.ckpt):
         p.error("--names needs one name per --ckpt")
-    try:
-        problems = read_problems(args.data)[: args.limit]
-    except DataError as e:
-        raise SystemExit(f"error: {e}")
+    if args.out:
+        check_writable(args.out)  # before the sampling, not after it
+    problems = read_problems(args.data)[: args.limit]
     results, responses = {}, {}
     for name, path in zip(names, args.ckpt):
-        try:
-            model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))
-        except (ValueError, FileNotFoundError) as e:
-            raise SystemExit(f"error: {e}")
+        model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))
         t0 = time.perf_counter()
         summary, records = evaluate(model, tok, problems, args.samples, args.temperature, args.top_p,
                                     args.max_new_tokens, args.seed, args.batch_size, progress=progress_printer(name))
@@ -190,7 +202,7 @@ def main(argv=None):
         out = {"settings": settings, "results": results}
         if args.save_responses:
             out["responses"] = responses
-        atomic_write_json(out, args.out)
+        write_json(out, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -4,7 +4,7 @@ How much memory a train_rl.py run needs, before it runs (train_rl.py --dry-run p
 Per model, in bytes, for N parameters:
   actor, critic (trained):  weights fp32 4N + gradients fp32 4N + AdamW moments fp32 8N = 16N
                             (bf16 runs keep fp32 weights: at lr 5e-7 a bf16 weight would not move at all)
-  reference (frozen):       2N in bf16 runs, 4N in fp32
+  reference (frozen):       4N: fp32 like the actor, so that it runs through exactly the actor's numerics
   critic N:                 the actor's N without the LM head (untied) plus a scalar head
 Transient, the larger of the two phases of a step:
   sampling:   KV cache 2 (k, v) x layers x sample_batch x kv_heads x head_dim x (prompt + max_new_tokens)
@@ -20,7 +20,9 @@ temporary buffers, and the Python process itself.
 
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, read_checkpoint
+from tasks import encode_prompts, read_problems
+from tokenizer import Tokenizer
 
 GIB = 2**30
 
@@ -54,7 +56,7 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
     out = {
         "actor weights+grads+adam": 16 * n_actor,
         "critic weights+grads+adam": 16 * n_critic,
-        "reference weights": (2 if bf16 else 4) * n_actor,
+        "reference weights": 4 * n_actor,  # fp32, so it runs through exactly the actor's numerics
     }
     kv = 2 * L * sample_batch * model_cfg.n_kv_head * model_cfg.head_dim * seq * act_bytes
     out["sampling: kv cache + logits"] = kv + 4 * sample_batch * model_cfg.vocab_size * 4
@@ -79,3 +81,19 @@ def report(estimates: dict, gpu_mem_gib: float | None) -> str:
         fits = estimates["total"] * 1.1 <= gpu_mem_gib * GIB
         lines.append(f"  fits {gpu_mem_gib:g} GiB with 10% headroom: {'yes' if fits else 'NO'}")
     return "\n".join(lines)
+
+
+def run_report(cfg, gpu_mem_gib=None):
+    """train_rl.py --dry-run: the estimate for a run's config, from its --init's config.json and longest prompt."""
+    model_cfg, _ = read_checkpoint(cfg.init)
+    prompts = encode_prompts(read_problems(cfg.data, cfg.levels), Tokenizer.load(cfg.init), cfg.max_new_tokens,
+                             model_cfg.max_seq_len)
+    prompt_len = max(len(ids) for ids in prompts)
+    est = estimate(model_cfg, prompt_len=prompt_len, max_new_tokens=cfg.max_new_tokens,
+                   sample_batch=min(cfg.sample_batch, cfg.prompts_per_step * cfg.samples_per_prompt),
+                   micro_batch=cfg.micro_batch, bf16=cfg.dtype == "bf16", grad_checkpointing=cfg.grad_checkpointing,
+                   critic=cfg.algo == "ppo")
+    head = (f"estimated memory: {param_count(model_cfg) / 1e9:.3f}B-parameter model, longest prompt {prompt_len} + "
+            f"{cfg.max_new_tokens} new tokens, sample batch {cfg.sample_batch}, micro-batch {cfg.micro_batch}, "
+            f"{cfg.dtype}, gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
+    return head + "\n" + report(est, gpu_mem_gib)

@@ -20,17 +20,17 @@ import json
 import math
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch.utils.checkpoint import checkpoint
 
+from common import InputError, read_json, save_safetensors, write_json
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A checkpoint folder that cannot be loaded; the message names the file, tensor or field."""
 
 
@@ -71,10 +71,17 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        """A config from a project checkpoint's config.json, every field checked for its type."""
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(d) - set(types))
         if unknown:
             raise CheckpointError(f"config.json: unknown GPTConfig fields {unknown}")
+        for name, value in d.items():
+            allowed = getattr(types[name], "__args__", (types[name],))  # int | None -> (int, NoneType)
+            allowed += (int,) if float in allowed else ()  # 10000 is a fine rope_theta
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                raise CheckpointError(f"config.json: {name} must be {' or '.join(t.__name__ for t in allowed)}, "
+                                      f"got {value!r}")
         return cls(**d)
 
 
@@ -326,8 +333,8 @@ class GPT(nn.Module):
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         if self.config.tie_embeddings and "lm_head.weight" in state:
             del state["lm_head.weight"]  # the same storage as tok_emb.weight; safetensors refuses aliases
-        atomic_save_safetensors(state, os.path.join(path, "model.safetensors"))
-        atomic_write_json({"format": "gpt", **asdict(self.config)}, os.path.join(path, "config.json"))
+        save_safetensors(state, os.path.join(path, "model.safetensors"))
+        write_json({"format": "gpt", **asdict(self.config)}, os.path.join(path, "config.json"))
 
     @classmethod
     def from_pretrained(cls, path, dtype=None, device="cpu", value_head=False):
@@ -343,30 +350,27 @@ class GPT(nn.Module):
             config.value_head = True
         return build_from_tensors(cls, config, tensors, dtype, device)
 
-    @classmethod
-    def load(cls, path, dtype=None, device="cpu"):
-        return cls.from_pretrained(path, dtype=dtype, device=device)
-
 
 # ----------------------------------------------------------------------------------------------------
 # Loading
 
 
-def read_json(path, what="file"):
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such {what}")
+def read_checkpoint_json(path, what):
+    """A JSON object from a checkpoint folder (a CheckpointError names the file if it is missing or bad)."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        raw = read_json(path, what)
+    except InputError as e:
+        raise CheckpointError(str(e)) from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    return raw
 
 
 def read_checkpoint(path):
     """(GPTConfig, iterator of (our tensor name, tensor)) for our folder or a Hugging Face folder."""
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: no such checkpoint folder (expected config.json + *.safetensors)")
-    raw = read_json(os.path.join(path, "config.json"), "config.json (is this a checkpoint folder?)")
+    raw = read_checkpoint_json(os.path.join(path, "config.json"), "config.json (is this a checkpoint folder?)")
     model_type = raw.get("model_type")
     if model_type is None:
         raw.pop("format", None)
@@ -384,7 +388,7 @@ def read_checkpoint(path):
 def safetensors_files(path):
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(index):
-        shards = sorted(set(read_json(index)["weight_map"].values()))
+        shards = sorted(set(read_checkpoint_json(index, "index")["weight_map"].values()))
         files = [os.path.join(path, s) for s in shards]
     else:
         files = [os.path.join(path, "model.safetensors")]
@@ -566,34 +570,3 @@ def build_from_tensors(cls, config, tensors, dtype, device):
     if tied:
         model.lm_head.weight = model.tok_emb.weight
     return model
-
-
-# ----------------------------------------------------------------------------------------------------
-# Atomic file writes: a crash mid-write never leaves a truncated checkpoint behind.
-
-
-def atomic_save_safetensors(tensors, path, metadata=None):
-    tmp = f"{path}.tmp{os.getpid()}"
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(obj, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def publish_dir(tmp_dir, final_dir):
-    """Replace folder `final_dir` by the fully written `tmp_dir` (the old one survives until then)."""
-    old = f"{final_dir}.old"
-    if os.path.exists(old):
-        shutil.rmtree(old)
-    if os.path.exists(final_dir):
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if os.path.exists(old):
-        shutil.rmtree(old)

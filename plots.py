@@ -7,9 +7,9 @@ The demo's two pictures, as PNG (matplotlib is imported only here, and only when
     python plots.py --logs runs/demo/phase1/log.jsonl runs/demo/phase2/log.jsonl --results runs/demo/results.json
 """
 
-import argparse
-import json
 import os
+
+from common import Parser, cli, read_json, read_jsonl
 
 
 def pyplot():
@@ -24,8 +24,7 @@ def pyplot():
 
 
 def read_log(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [rec for _, rec in read_jsonl(path, "train_rl.py log")]
 
 
 def plot_training(logs, out, starts=None):
@@ -85,20 +84,19 @@ def save(fig, out):
     pyplot().close(fig)
 
 
-def main():
-    p = argparse.ArgumentParser(description="Plot training curves and the accuracy/length trade-off.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+@cli
+def main(argv=None):
+    p = Parser(description="Plot training curves and the accuracy/length trade-off.")
     p.add_argument("--logs", nargs="*", default=[], help="train_rl.py log.jsonl files, in order (phase 1, 2)")
     p.add_argument("--names", nargs="*", default=None, help="a name per log (default: the run folder names)")
     p.add_argument("--results", default=None, help="eval.py --out JSON for the trade-off plot")
     p.add_argument("--out-dir", default=".", help="folder for training_curves.png and tradeoff.png")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.logs:
         names = args.names or [os.path.basename(os.path.dirname(os.path.abspath(x))) for x in args.logs]
         plot_training({n: read_log(x) for n, x in zip(names, args.logs)}, os.path.join(args.out_dir, "training_curves.png"))
     if args.results:
-        with open(args.results) as f:
-            plot_tradeoff(json.load(f)["results"], os.path.join(args.out_dir, "tradeoff.png"))
+        plot_tradeoff(read_json(args.results)["results"], os.path.join(args.out_dir, "tradeoff.png"))
 
 
 if __name__ == "__main__":

@@ -38,11 +38,12 @@ scan is linear, and answers past MAX_ANSWER_CHARS skip normalisation (1 MB of te
 """
 
 import argparse
-import json
 import math
 import re
 from collections import Counter
 from fractions import Fraction
+
+from common import InputError, Parser, cli, read_jsonl
 
 MAX_ANSWER_CHARS = 1_000  # real final answers (matrices included) are a few hundred at most; bounds the work
 MAX_DIGITS = 300  # longer digit strings compare as text (int() of huge strings is slow or raises)
@@ -296,53 +297,49 @@ def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
     return bool(a and b) and (a == b or _signature(a) == _signature(b))
 
 
-def compute_reward(response: str, gold: str, correct: float = 1.0, wrong: float = -0.5,
-                   no_answer: float = -1.0) -> float:
-    """The paper's terminal reward: `correct` / `wrong` (boxed but not equal) / `no_answer` (no box)."""
-    pred = extract_answer(response)
+def grade(response: str, gold: str, finished: bool = True) -> str:
+    """ "correct", "wrong" (a boxed answer that is not equal) or "no_answer": the one rule of correctness
+    used by training, evaluation and selection. A response that did not finish (cut off at the length
+    limit) has no final answer, whatever its text holds."""
+    pred = extract_answer(response) if finished else None
     if pred is None:
-        return no_answer
-    return correct if is_equiv(pred, gold) else wrong
+        return "no_answer"
+    return "correct" if is_equiv(pred, gold) else "wrong"
+
+
+def compute_reward(response: str, gold: str, correct: float = 1.0, wrong: float = -0.5,
+                   no_answer: float = -1.0, finished: bool = True) -> float:
+    """The paper's terminal reward: `correct` / `wrong` (boxed but not equal) / `no_answer` (no box)."""
+    return {"correct": correct, "wrong": wrong, "no_answer": no_answer}[grade(response, gold, finished)]
 
 
 # --------------------------------------------------------------------------------------------------
 # Command line
 
 
-def _score_jsonl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _score_jsonl(args: argparse.Namespace) -> None:
     """Score every record of a JSONL file and print one summary line (plus one line per record with -v)."""
-    outcomes = {1.0: "correct", -0.5: "wrong", -1.0: "no answer"}  # the default reward values
     counts = Counter()
-    try:
-        f = open(args.jsonl, "rb")
-    except OSError as e:
-        parser.exit(2, f"reward.py: error: cannot read {args.jsonl}: {e.strerror}\n")
-    with f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"reward.py: error: {args.jsonl}:{lineno}"
-            try:
-                record = json.loads(line)
-                response, gold = record[args.response_key], record[args.gold_key]
-            except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
-                parser.exit(2, f"{where}: malformed JSON ({e})\n")
-            except (KeyError, TypeError):
-                parser.exit(2, f"{where}: record lacks key {args.response_key!r} or {args.gold_key!r}\n")
-            if not isinstance(response, str):
-                parser.exit(2, f"{where}: {args.response_key!r} is not text\n")
-            reward = compute_reward(response, str(gold))
-            counts[outcomes[reward]] += 1
-            if args.verbose:
-                print(f"{lineno}\t{reward:+.1f}\t{extract_answer(response)!r}\t{gold!r}")
+    for where, record in read_jsonl(args.jsonl, "responses file"):
+        if not isinstance(record, dict) or args.response_key not in record or args.gold_key not in record:
+            raise InputError(f"{where}: record lacks key {args.response_key!r} or {args.gold_key!r}")
+        response, gold = record[args.response_key], record[args.gold_key]
+        if not isinstance(response, str):
+            raise InputError(f"{where}: {args.response_key!r} is not text")
+        outcome = grade(response, str(gold))
+        counts[outcome] += 1
+        if args.verbose:
+            print(f"{where}\t{outcome}\t{extract_answer(response)!r}\t{gold!r}")
     n = sum(counts.values())
-    mean = sum(reward * counts[outcome] for reward, outcome in outcomes.items()) / max(n, 1)
-    summary = ", ".join(f"{outcome} {counts[outcome]}" for outcome in outcomes.values())
-    print(f"{n} responses: {summary}; mean reward {mean:+.3f}")
+    rewards = {"correct": 1.0, "wrong": -0.5, "no_answer": -1.0}  # the paper's values
+    mean = sum(rewards[k] * counts[k] for k in rewards) / max(n, 1)
+    print(f"{n} responses: correct {counts['correct']}, wrong {counts['wrong']}, no answer {counts['no_answer']}; "
+          f"mean reward {mean:+.3f}")
 
 
+@cli
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Score responses with the paper's correctness reward.")
+    parser = Parser(description="Score responses with the paper's correctness reward.")
     parser.add_argument("--response", help="one response text to score (use with --gold)")
     parser.add_argument("--gold", help="the gold answer for --response, e.g. '\\frac{1}{2}'")
     parser.add_argument("--jsonl", help="score every record of this JSONL file instead")
@@ -353,7 +350,7 @@ def main() -> None:
     if args.jsonl is not None:
         if args.response is not None or args.gold is not None:
             parser.error("give either --jsonl or --response/--gold, not both")
-        _score_jsonl(parser, args)
+        _score_jsonl(args)
         return
     if args.response is None or args.gold is None:
         parser.error("give --response and --gold, or --jsonl")

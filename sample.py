@@ -21,16 +21,15 @@ CLI (project checkpoints and local Hugging Face folders alike):
     python sample.py --ckpt runs/base --prompt "(3+4)*5" --num-samples 4 --temperature 0.6
 """
 
-import argparse
 import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
-from model import CheckpointError, GPT
+from common import InputError, Parser, cli, device, non_negative_float, positive_int, probability, read_jsonl
+from model import GPT
 from tokenizer import Tokenizer
 
 
@@ -102,15 +101,17 @@ def row_uniforms(seed, row_ids, n):
     return out
 
 
-def left_pad(prompts, pad_id, device):
-    """(ids, mask) of shape (batch, longest prompt), prompts right-aligned."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
-    for i, p in enumerate(prompts):
-        if p:
-            ids[i, width - len(p):] = torch.tensor(p, device=device)
-            mask[i, width - len(p):] = 1
+def pad_rows(rows, pad_id, device, left=True):
+    """(ids, mask) of shape (batch, longest row): rows of token ids padded on the left (right-aligned, as
+    prompts are) or on the right; mask is 1 on the real tokens."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        if r:
+            cols = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, cols] = torch.tensor(r, device=device)
+            mask[i, cols] = 1
     return ids, mask
 
 
@@ -142,9 +143,9 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
 def _generate_chunk(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id, noise, stream):
     device = next(model.parameters()).device
     noise = noise.to(device)
-    ids, mask = left_pad(prompts, pad_id, device)
+    ids, mask = pad_rows(prompts, pad_id, device)
     total = ids.size(1) + max_new_tokens
-    if model.config.pos == "learned" and total > model.config.max_seq_len:
+    if total > model.config.max_seq_len:
         raise ValueError(f"prompt ({ids.size(1)}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
                          f"context of {model.config.max_seq_len} tokens; lower --max-new-tokens")
     n = len(prompts)
@@ -195,52 +196,45 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def read_prompts(path, key):
     """Prompts from a JSONL file: the field `key` of each record (default: "problem", else "prompt")."""
     prompts = []
-    try:
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    prompts.append(rec[key] if key else rec.get("problem", rec.get("prompt")))
-                except (json.JSONDecodeError, KeyError, AttributeError, TypeError):
-                    raise SystemExit(f"error: {path}:{n}: expected a JSON object with a {key or 'problem'!r} field")
-                if not isinstance(prompts[-1], str):
-                    raise SystemExit(f"error: {path}:{n}: no string {key or 'problem/prompt'!r} field")
-    except FileNotFoundError:
-        raise SystemExit(f"error: {path}: no such prompts file")
+    for where, rec in read_jsonl(path, "prompts file"):
+        record = rec if isinstance(rec, dict) else {}
+        text = record.get(key) if key else record.get("problem", record.get("prompt"))
+        if not isinstance(text, str):
+            raise InputError(f"{where}: expected a JSON object with a text {key or 'problem/prompt'!r} field")
+        prompts.append(text)
     return prompts
 
 
-def main():
+@cli
+def main(argv=None):
     from tasks import prompt_text  # the toy's prompt format, or the model's chat template
 
-    p = argparse.ArgumentParser(description="Sample completions from a checkpoint.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description="Sample completions from a checkpoint.")
     p.add_argument("--ckpt", required=True, help="project checkpoint folder or local Hugging Face model folder")
     p.add_argument("--prompt", help="one problem/question; wrapped in the chat template (or the toy format)")
     p.add_argument("--prompts", help="JSONL file of problems instead of --prompt")
     p.add_argument("--key", default=None, help="field of --prompts records to use (default: problem, else prompt)")
     p.add_argument("--raw", action="store_true", help="use the prompt text as is, without template/format")
-    p.add_argument("--num-samples", type=int, default=1, help="completions per prompt")
-    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature; 0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default off)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="cut-off length of each completion")
-    p.add_argument("--batch-size", type=int, default=64, help="rows per sampling chunk (bounds memory)")
+    p.add_argument("--num-samples", type=positive_int, default=1, help="completions per prompt")
+    p.add_argument("--temperature", type=non_negative_float, default=0.6, help="sampling temperature; 0 is greedy")
+    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass, in (0, 1]; 1 is off")
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens (default: off)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=256, help="cut-off length of each completion")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="rows per sampling chunk (bounds memory)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if (args.prompt is None) == (args.prompts is None):
         p.error("give exactly one of --prompt or --prompts")
-    try:
-        model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+    model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
     problems = [args.prompt] if args.prompt is not None else read_prompts(args.prompts, args.key)
     texts = problems if args.raw else [prompt_text(q, tok) for q in problems]
     prompts = [tok.encode(t) for t in texts for _ in range(args.num_samples)]
+    longest = max(len(ids) for ids in prompts)
+    if longest == 0 or longest + args.max_new_tokens > model.config.max_seq_len:
+        raise InputError(f"a prompt of {longest} tokens plus --max-new-tokens {args.max_new_tokens} does not fit the "
+                         f"model's context of {model.config.max_seq_len} tokens" if longest else "an empty prompt")
     single = len(prompts) == 1
     printed = []
 

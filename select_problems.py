@@ -11,21 +11,13 @@ solvable the set is sets how fast length falls. Works the same on a local Huggin
 MATH-style JSONL. The output records gain a "pass_rate" field.
 """
 
-import argparse
 import random
 import time
 
-from eval import progress_done, progress_printer, rollout
+from common import Parser, check_writable, cli, device, positive_float, positive_int, ranged, int_list, write_jsonl
+from eval import pass_rates, progress_done, progress_printer, rollout
 from sample import DTYPES, load_for_inference
-from tasks import DataError, read_problems, write_jsonl
-
-
-def pass_rates(records):
-    """{problem id: share of its responses that were correct}."""
-    rates = {}
-    for r in records:
-        rates.setdefault(r["problem_id"], []).append(r["correct"])
-    return {pid: sum(v) / len(v) for pid, v in rates.items()}
+from tasks import DataError, read_problems
 
 
 def choose(problems, rates, n, min_rate, max_rate, seed):
@@ -36,40 +28,32 @@ def choose(problems, rates, n, min_rate, max_rate, seed):
     return eligible[:n]
 
 
+@cli
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Select the phase-2 problems (solved only sometimes).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description="Select the phase-2 problems (solved only sometimes).")
     p.add_argument("--ckpt", required=True, help="model to measure pass rates with (project or Hugging Face)")
-    p.add_argument("--data", required=True, help="candidate problems JSONL (toy or MATH-style)")
-    p.add_argument("--levels", default=None, help="comma-separated levels to draw candidates from (default all)")
-    p.add_argument("--candidates", type=int, default=256, help="how many problems to try (seeded random subset)")
-    p.add_argument("--samples", type=int, default=8, help="responses per candidate (k)")
-    p.add_argument("--n", type=int, default=8, help="problems to select (paper: 8)")
-    p.add_argument("--min-pass-rate", type=float, default=0.0, help="keep pass rates strictly above this")
-    p.add_argument("--max-pass-rate", type=float, default=1.0, help="keep pass rates strictly below this")
-    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (as in training)")
-    p.add_argument("--max-new-tokens", type=int, default=320, help="cut-off length (cut-off counts as wrong)")
-    p.add_argument("--batch-size", type=int, default=64, help="rows per sampling chunk")
+    p.add_argument("--data", required=True, help="candidate problems JSONL (toy, MATH- or GSM8K-style)")
+    p.add_argument("--levels", type=int_list, default=None, help="comma-separated levels to draw candidates from (default: all)")
+    p.add_argument("--candidates", type=positive_int, default=256, help="how many problems to try (seeded random subset)")
+    p.add_argument("--samples", type=positive_int, default=8, help="responses per candidate (k)")
+    p.add_argument("--n", type=positive_int, default=8, help="problems to select (paper: 8)")
+    p.add_argument("--min-pass-rate", type=ranged(float), default=0.0, help="keep pass rates strictly above this")
+    p.add_argument("--max-pass-rate", type=ranged(float), default=1.0, help="keep pass rates strictly below this")
+    p.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature (as in training)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=320, help="cut-off length (cut-off counts as wrong)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="rows per sampling chunk")
     p.add_argument("--seed", type=int, default=0, help="seed for the candidate subset and sampling")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
     p.add_argument("--out", required=True, help="JSONL file for the selected problems")
     args = p.parse_args(argv)
-    try:
-        problems = read_problems(args.data)
-    except DataError as e:
-        raise SystemExit(f"error: {e}")
-    if args.levels:
-        levels = {int(x) for x in args.levels.split(",")}
-        problems = [q for q in problems if q["level"] in levels]
+    if args.min_pass_rate >= args.max_pass_rate:
+        p.error(f"--min-pass-rate ({args.min_pass_rate}) must be below --max-pass-rate ({args.max_pass_rate})")
+    check_writable(args.out)
+    problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)
     candidates = problems[: args.candidates]
-    if not candidates:
-        raise SystemExit(f"error: no candidate problems in {args.data} at levels {args.levels}")
-    try:
-        model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
+    model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
 
     t0 = time.perf_counter()
     records = rollout(model, tok, candidates, args.samples, args.temperature, 1.0, args.max_new_tokens, args.seed,
@@ -82,8 +66,8 @@ def main(argv=None):
     print("pass-rate histogram (correct out of %d: problems): %s" % (args.samples, dict(sorted(histogram.items()))))
     chosen = choose(candidates, rates, args.n, args.min_pass_rate, args.max_pass_rate, args.seed)
     if len(chosen) < args.n:
-        raise SystemExit(f"error: only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
-                         f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range")
+        raise DataError(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
+                        f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range")
     write_jsonl([{**q, "pass_rate": rates[q["id"]]} for q in chosen], args.out)
     for q in chosen:
         print(f"  {q['id']:>16} level {q['level']} pass {rates[q['id']]:.3f}  {q['problem'][:60]}")

@@ -25,12 +25,13 @@ MATH-style files: `question` for `problem`, `"Level 5"` for 5, and a gold answer
 `\\boxed{}` of a `solution`.
 """
 
-import argparse
 import hashlib
 import json
 import os
 import random
+from decimal import Decimal
 
+from common import InputError, Parser, cli, decimal_text, non_negative_int, positive_int, read_jsonl, write_jsonl
 from reward import extract_answer
 
 LEVELS = (1, 2, 3, 4, 5)
@@ -172,71 +173,99 @@ def prompt_text(problem, tokenizer):
                                          add_generation_prompt=True)
 
 
-class DataError(ValueError):
-    """A problems file that cannot be read; the message names the file and line."""
+class DataError(InputError):
+    """A problems file that cannot be used; the message names the file and line."""
+
+
+def gold_answer(rec, where):
+    """The gold answer of a record as text: `answer` (a JSON number is written out in full: 1e-05 ->
+    0.00001; GSM8K's "... #### 29" gives 29), else the last \\boxed{} of MATH's `solution`."""
+    answer = rec.get("answer")
+    if isinstance(answer, str) and "####" in answer:  # GSM8K: the reasoning, then "#### <answer>"
+        answer = answer.rsplit("####", 1)[1].strip().replace(",", "")
+    elif answer is None and isinstance(rec.get("solution"), str):
+        answer = extract_answer(rec["solution"])
+        if answer is None:
+            raise DataError(f"{where}: no 'answer', and no \\boxed{{}} answer in its 'solution'")
+    if answer is None:
+        raise DataError(f"{where}: no 'answer' (or MATH 'solution' with a \\boxed{{}} answer)")
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, Decimal)):
+        raise DataError(f"{where}: 'answer' must be text or a number, got {json.dumps(answer, default=str)[:40]}")
+    answer = decimal_text(answer).strip()
+    if not answer:
+        raise DataError(f"{where}: empty 'answer'; such a problem can never be solved")
+    return answer
+
+
+def problem_level(level, where):
+    """An integer level from 5, "5" or MATH's "Level 5"; None when absent or MATH's "Level ?"."""
+    if level is None or isinstance(level, int) and not isinstance(level, bool):
+        return level
+    if isinstance(level, str):
+        digits = level.removeprefix("Level").strip()
+        if digits.isdigit():
+            return int(digits)
+        if digits == "?":
+            return None
+    raise DataError(f"{where}: 'level' must be an integer or \"Level N\", got {json.dumps(level, default=str)[:40]}")
 
 
 def normalize_record(rec, where):
-    """{"id", "problem", "answer", "level"} from a toy or MATH-style record (see the module docstring)."""
+    """{"id", "problem", "answer", "level"} from a toy, MATH- or GSM8K-style record (see the module docstring)."""
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object")
     problem = rec.get("problem", rec.get("question"))
     if not isinstance(problem, str) or not problem.strip():
         raise DataError(f"{where}: no 'problem' (or 'question') text")
-    answer = rec.get("answer")
-    if answer is None and isinstance(rec.get("solution"), str):
-        answer = extract_answer(rec["solution"])
-    if answer is None:
-        raise DataError(f"{where}: no 'answer', and no \\boxed{{}} answer in a 'solution'")
-    level = rec.get("level")
-    if isinstance(level, str):
-        digits = level.removeprefix("Level").strip()
-        level = int(digits) if digits.isdigit() else None  # MATH has a few "Level ?" records
-    out = {"id": str(rec.get("id", rec.get("unique_id", where))), "problem": problem, "answer": str(answer),
-           "level": level}
+    out = {"id": decimal_text(rec.get("id", rec.get("unique_id", where))), "problem": problem,
+           "answer": gold_answer(rec, where), "level": problem_level(rec.get("level"), where)}
     for key in ("subject", "type"):
         if key in rec:
             out["subject"] = rec[key]
     return out
 
 
-def read_problems(path):
-    """Records from a JSONL file (toy or MATH-style); a bad line raises DataError naming file and line."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: no such problems file")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            records.append(normalize_record(rec, f"{path}:{n}"))
+def read_problems(path, levels=None):
+    """Problem records of a JSONL file (toy, MATH- or GSM8K-style), optionally only those at `levels`.
+
+    Refused with a DataError naming file and line: malformed lines, records without a problem or answer,
+    and two records with the same id (1 and "1" included), which would be merged in per-problem figures.
+    """
+    records, seen = [], {}
+    for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
+        record = normalize_record(rec, where)
+        if record["id"] in seen:
+            raise DataError(f"{where}: id {record['id']!r} already used at {seen[record['id']]}; ids must be unique")
+        seen[record["id"]] = where
+        records.append(record)
     if not records:
         raise DataError(f"{path}: no problems in file")
+    if levels:
+        records = [r for r in records if r["level"] in set(levels)]
+        if not records:
+            raise DataError(f"{path}: no problems at levels {sorted(set(levels))}")
     return records
 
 
-def write_jsonl(records, path):
-    """Write records atomically (temp file, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+def encode_prompts(problems, tok, max_new_tokens, context):
+    """The prompt ids of each problem; refuses a prompt that leaves no room for max_new_tokens."""
+    prompts = [tok.encode(prompt_text(p["problem"], tok)) for p in problems]
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    if len(prompts[longest]) + max_new_tokens > context:
+        raise DataError(f"problem {problems[longest]['id']!r}: its prompt of {len(prompts[longest])} tokens plus "
+                        f"{max_new_tokens} new tokens exceeds the model's context of {context}; shorten the problem "
+                        "or lower --max-new-tokens")
+    return prompts
 
 
+@cli
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Write the toy task's train/test problem files, or show traces.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description="Write the toy task's train/test problem files, or show traces.")
     p.add_argument("--out", default="data", help="folder for toy_train.jsonl and toy_test.jsonl")
-    p.add_argument("--train-per-level", type=int, default=2000, help="train problems per level")
-    p.add_argument("--test-per-level", type=int, default=200, help="test problems per level")
+    p.add_argument("--train-per-level", type=positive_int, default=2000, help="train problems per level")
+    p.add_argument("--test-per-level", type=positive_int, default=200, help="test problems per level")
     p.add_argument("--seed", type=int, default=0, help="problem generation seed")
-    p.add_argument("--show", type=int, default=0, help="print this many example traces and exit")
+    p.add_argument("--show", type=non_negative_int, default=0, help="print this many example traces and exit")
     args = p.parse_args(argv)
     if args.show:
         rng = random.Random(args.seed)

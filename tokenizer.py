@@ -23,9 +23,7 @@ EOS token from the RL loss, so the policy never learns to stop.
 
 import argparse
 import json
-import os
 import re
-import tempfile
 import unicodedata
 from datetime import datetime
 from functools import lru_cache
@@ -35,6 +33,8 @@ import jinja2
 import jinja2.ext
 import tiktoken
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from common import InputError, read_json, write_text
 
 # GPT-2's split regex (tiktoken's r50k spelling of HF ByteLevel(use_regex=True)).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -66,30 +66,12 @@ def token_bytes(token: str) -> bytes:
     try:
         return bytes(decoder[c] for c in token)
     except KeyError:
-        raise ValueError(f"vocab token {token!r} is not spelled with the byte-level alphabet") from None
+        raise InputError(f"vocab token {token!r} is not spelled with the byte-level alphabet") from None
 
 
 def token_content(token) -> str | None:
     """tokenizer_config.json writes tokens either as a string or as {"content": ...}."""
     return token.get("content") if isinstance(token, dict) else token
-
-
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename, so a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_normalizer(normalizer: dict | None) -> bool:
@@ -99,15 +81,15 @@ def check_normalizer(normalizer: dict | None) -> bool:
     parts = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
     kinds = [p.get("type") for p in parts]
     if any(k != "NFC" for k in kinds):
-        raise ValueError(f"unsupported normalizer {kinds} (only None or NFC)")
+        raise InputError(f"unsupported normalizer {kinds} (only None or NFC)")
     return bool(kinds)
 
 
 def check_byte_level(step: dict, use_regex: bool) -> None:
     if step.get("type") != "ByteLevel" or step.get("use_regex", True) != use_regex:
-        raise ValueError(f"unsupported pre-tokenizer step {step} (expected ByteLevel(use_regex={use_regex}))")
+        raise InputError(f"unsupported pre-tokenizer step {step} (expected ByteLevel(use_regex={use_regex}))")
     if step.get("add_prefix_space", False):
-        raise ValueError("unsupported pre-tokenizer: ByteLevel(add_prefix_space=True)")
+        raise InputError("unsupported pre-tokenizer: ByteLevel(add_prefix_space=True)")
 
 
 def split_pattern(pre: dict | None) -> str:
@@ -124,20 +106,20 @@ def split_pattern(pre: dict | None) -> str:
     if len(steps) == 2 and steps[0].get("type") == "Split":
         split, pattern = steps[0], steps[0].get("pattern", {})
         if "Regex" not in pattern or split.get("behavior") != "Isolated" or split.get("invert", False):
-            raise ValueError(f"unsupported Split pre-tokenizer {split} (expected a Regex, Isolated, not inverted)")
+            raise InputError(f"unsupported Split pre-tokenizer {split} (expected a Regex, Isolated, not inverted)")
         check_byte_level(steps[1], use_regex=False)
         return pattern["Regex"]
-    raise ValueError(f"unsupported pre-tokenizer {kind!r}: expected ByteLevel or Sequence[Split, ByteLevel]")
+    raise InputError(f"unsupported pre-tokenizer {kind!r}: expected ByteLevel or Sequence[Split, ByteLevel]")
 
 
 def check_bpe_model(model: dict) -> None:
     if model.get("type") != "BPE":
-        raise ValueError(f"unsupported tokenizer model type {model.get('type')!r}: "
+        raise InputError(f"unsupported tokenizer model type {model.get('type')!r}: "
                          "only byte-level BPE converts to tiktoken")
     if model.get("dropout") or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
-        raise ValueError("unsupported BPE options: dropout / continuing_subword_prefix / end_of_word_suffix")
+        raise InputError("unsupported BPE options: dropout / continuing_subword_prefix / end_of_word_suffix")
     if model.get("byte_fallback"):
-        raise ValueError("unsupported BPE option byte_fallback (that is a SentencePiece-style tokenizer)")
+        raise InputError("unsupported BPE option byte_fallback (that is a SentencePiece-style tokenizer)")
 
 
 def mergeable_ranks(model: dict, added_ids: set[int]) -> dict[bytes, int]:
@@ -148,22 +130,22 @@ def mergeable_ranks(model: dict, added_ids: set[int]) -> dict[bytes, int]:
     vocab = {token: rank for token, rank in model["vocab"].items() if rank not in added_ids}
     ranks = {token_bytes(token): rank for token, rank in vocab.items()}
     if len(ranks) != len(vocab) or len(set(vocab.values())) != len(vocab):
-        raise ValueError("the vocab spells two tokens with the same bytes or gives two tokens the same id")
+        raise InputError("the vocab spells two tokens with the same bytes or gives two tokens the same id")
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:
-        raise ValueError(f"vocab lacks {len(missing)} of the 256 single bytes (e.g. {missing[0]}), so not byte-level")
+        raise InputError(f"vocab lacks {len(missing)} of the 256 single bytes (e.g. {missing[0]}), so not byte-level")
     last = -1
     for i, merge in enumerate(model.get("merges", [])):
         a, b = merge.split(" ") if isinstance(merge, str) else merge
         ra, rb, rab = vocab.get(a), vocab.get(b), vocab.get(a + b)
         if ra is None or rb is None or rab is None:
-            raise ValueError(f"merge {i} ({a!r}, {b!r}) refers to tokens missing from the vocab")
+            raise InputError(f"merge {i} ({a!r}, {b!r}) refers to tokens missing from the vocab")
         if not (rab > max(ra, rb) and rab > last):
-            raise ValueError(f"merge {i} ({a!r}, {b!r}) -> id {rab} breaks the id order that tiktoken needs")
+            raise InputError(f"merge {i} ({a!r}, {b!r}) -> id {rab} breaks the id order that tiktoken needs")
         last = rab
     n_merges, n_multi = len(model.get("merges", [])), len(ranks) - 256
     if n_merges != n_multi:
-        raise ValueError(f"{n_multi} multi-byte vocab tokens but {n_merges} merges: some tokens are not made by merges")
+        raise InputError(f"{n_multi} multi-byte vocab tokens but {n_merges} merges: some tokens are not made by merges")
     return ranks
 
 
@@ -172,7 +154,7 @@ def added_tokens(tok: dict) -> dict[str, dict]:
     added = {t["content"]: t for t in tok.get("added_tokens", [])}
     for content, t in added.items():
         if t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
-            raise ValueError(f"added token {content!r} uses lstrip/rstrip/single_word, which is not supported")
+            raise InputError(f"added token {content!r} uses lstrip/rstrip/single_word, which is not supported")
     return added
 
 
@@ -212,7 +194,7 @@ class Tokenizer:
                  special_ids: set[int] = frozenset(), nfc: bool = False, chat_template: str | None = None,
                  template_tokens: dict[str, str] | None = None, files: dict[str, str] | None = None):
         if pad_id == eos_id:
-            raise ValueError(f"pad_id == eos_id == {eos_id}: that would hide EOS from the loss")
+            raise InputError(f"pad_id == eos_id == {eos_id}: that would hide EOS from the loss")
         self.enc, self.eos_id, self.pad_id, self.bos_id = enc, eos_id, pad_id, bos_id
         self.vocab_size = enc.n_vocab
         self.special_ids = set(special_ids)  # dropped by decode(skip_special=True)
@@ -262,7 +244,7 @@ class Tokenizer:
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """Renders the model's chat template like transformers' apply_chat_template(tokenize=False)."""
         if self.chat_template is None:
-            raise ValueError("this tokenizer has no chat template "
+            raise InputError("this tokenizer has no chat template "
                              "(the byte-level toy has none: format prompts directly)")
         return compile_template(self.chat_template).render(
             messages=messages, tools=None, documents=None, add_generation_prompt=add_generation_prompt,
@@ -281,22 +263,24 @@ class Tokenizer:
         """Converts a Hugging Face folder (tokenizer.json + optional tokenizer_config.json)."""
         folder = Path(path)
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: tokenizer folder not found")
+            raise InputError(f"{folder}: no such tokenizer folder")
         files = {name: (folder / name).read_text(encoding="utf-8") for name in HF_FILES if (folder / name).is_file()}
-        tok = read_json(folder / "tokenizer.json")
-        config = json.loads(files.get("tokenizer_config.json", "{}"))
+        tok = read_json(folder / "tokenizer.json", "tokenizer.json")
+        config = read_json(folder / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
+        if not isinstance(tok, dict) or not isinstance(config, dict):
+            raise InputError(f"{folder}: tokenizer.json and tokenizer_config.json must each hold a JSON object")
         check_bpe_model(tok.get("model") or {})
         nfc = check_normalizer(tok.get("normalizer"))
         pattern = split_pattern(tok.get("pre_tokenizer"))
         if (tok.get("decoder") or {}).get("type") != "ByteLevel":
-            raise ValueError(f"unsupported decoder {tok.get('decoder')} (expected ByteLevel)")
+            raise InputError(f"unsupported decoder {tok.get('decoder')} (expected ByteLevel)")
         added = added_tokens(tok)
         ranks = mergeable_ranks(tok["model"], {t["id"] for t in added.values()})
         try:
             enc = tiktoken.Encoding(f"hf:{folder.name}", pat_str=pattern, mergeable_ranks=ranks,
                                     special_tokens={c: t["id"] for c, t in added.items()})
         except ValueError as e:
-            raise ValueError(f"{folder}: tiktoken rejects the pre-tokenizer regex {pattern!r}: {e}") from e
+            raise InputError(f"{folder}: tiktoken rejects the pre-tokenizer regex {pattern!r}: {e}") from e
 
         def token_id(name: str) -> int | None:
             content = token_content(config.get(name))
@@ -306,12 +290,12 @@ class Tokenizer:
                 return added[content]["id"]
             if content.encode() in ranks:
                 return ranks[content.encode()]
-            raise ValueError(f"{folder}: tokenizer_config {name} {content!r} is not a token of tokenizer.json")
+            raise InputError(f"{folder}: tokenizer_config {name} {content!r} is not a token of tokenizer.json")
 
         eos_id = token_id("eos_token")
         if eos_id is None:
             if "<|endoftext|>" not in added:
-                raise ValueError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
+                raise InputError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
             eos_id = added["<|endoftext|>"]["id"]
         templ = {n: token_content(config[n]) for n in TEMPLATE_TOKEN_NAMES if token_content(config.get(n))}
         return cls(enc, eos_id=eos_id, pad_id=choose_pad_id(token_id("pad_token"), added, eos_id, folder),
@@ -324,9 +308,9 @@ class Tokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         if self._files is None:
             record = {"kind": "bytes", "eos_id": self.eos_id, "pad_id": self.pad_id}
-            atomic_write(folder / BYTES_FILE, json.dumps(record))
+            write_text(folder / BYTES_FILE, json.dumps(record))
         for name, text in (self._files or {}).items():
-            atomic_write(folder / name, text)
+            write_text(folder / name, text)
 
     @classmethod
     def load(cls, dir) -> "Tokenizer":
@@ -334,11 +318,12 @@ class Tokenizer:
         if (folder / "tokenizer.json").is_file():
             return cls.from_hf(folder)
         if (folder / BYTES_FILE).is_file():
-            kind = read_json(folder / BYTES_FILE).get("kind")
+            record = read_json(folder / BYTES_FILE)
+            kind = record.get("kind") if isinstance(record, dict) else None
             if kind != "bytes":
-                raise ValueError(f"{folder / BYTES_FILE}: unknown tokenizer kind {kind!r} (expected 'bytes')")
+                raise InputError(f"{folder / BYTES_FILE}: unknown tokenizer kind {kind!r} (expected 'bytes')")
             return cls.byte_level()
-        raise FileNotFoundError(f"{folder}: expected tokenizer.json (Hugging Face) or {BYTES_FILE} (byte-level)")
+        raise InputError(f"{folder}: expected tokenizer.json (Hugging Face) or {BYTES_FILE} (byte-level)")
 
 
 def choose_pad_id(config_pad: int | None, added: dict[str, dict], eos_id: int, folder: Path) -> int:
@@ -352,7 +337,7 @@ def choose_pad_id(config_pad: int | None, added: dict[str, dict], eos_id: int, f
     for candidate in [config_pad, *(t["id"] for t in by_preference)]:
         if candidate is not None and candidate != eos_id:
             return candidate
-    raise ValueError(f"{folder}: no token other than eos ({eos_id}) to use as pad; add a pad token to tokenizer.json "
+    raise InputError(f"{folder}: no token other than eos ({eos_id}) to use as pad; add a pad token to tokenizer.json "
                      "(and a row to the model's embeddings), since pad == eos would hide EOS from the loss")
 
 

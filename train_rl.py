@@ -1,5 +1,5 @@
 """
-Hand-written PPO for concise reasoning (Fatemi et al., 2025): the two phases are two sets of flags.
+Hand-written PPO for concise reasoning (Fatemi et al., 2025): the two phases are two presets of flags.
 
     python train_rl.py --phase 1 --init runs/base --data data/toy_train.jsonl --levels 4,5 --out runs/phase1
     python train_rl.py --phase 2 --init runs/phase1/checkpoint/actor --data runs/phase2_set.jsonl --out runs/phase2
@@ -14,7 +14,8 @@ One PPO step:
              "no answer" (-1) whatever its text says, and the cut is terminal for the critic (the value
              after it is 0), because that is where the episode ended;
   3. reference log-probs from the frozen initial policy; old log-probs and values recomputed with one
-     full forward each (so the first PPO ratio is exactly 1);
+     full forward each, through exactly the numerics of the update (so the first PPO ratio is exactly 1,
+     and so is the ratio to the reference at step 0);
   4. rewards per token: -kl_coef * (logp - logp_ref) on every response token (k1, in the reward, the
      paper's choice) plus the score on the last response token; GAE (gamma = 1, lambda = 0.95) with the
      critic's values gives advantages and returns; advantages are whitened over the batch;
@@ -38,22 +39,24 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from eval import evaluate
 import memory
-from model import (GPT, CheckpointError, atomic_save_safetensors, atomic_write_json, load_safetensors, publish_dir,
-                   read_checkpoint)
-from reward import compute_reward
-from sample import generate
-from tasks import DataError, prompt_text, read_problems
+from common import (FolderLock, InputError, Parser, StopRequest, append_jsonl, bool_flag, check_out_folder, cli, device,
+                    fraction, int_list, load_optimizer, lr_at, non_negative_float, non_negative_int, optimizer_tensors,
+                    positive_float, positive_int, publish_dir, ranged, read_json, read_jsonl, recover_dir,
+                    save_safetensors, write_json, write_jsonl)
+from eval import eval_record, held_out
+from model import GPT, read_checkpoint, read_safetensors
+from reward import grade
+from sample import generate, pad_rows
+from tasks import encode_prompts, read_problems
 from tokenizer import Tokenizer
 
 # ----------------------------------------------------------------------------------------------------
@@ -64,14 +67,11 @@ def masked_mean(x, mask, dim=None):
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
-def masked_whiten(x, mask, shift_mean=True, eps=1e-8):
+def masked_whiten(x, mask, eps=1e-8):
     """(x - mean) / std over the valid positions of the whole batch; padded positions stay 0."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
-    white = (x - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        white = white + mean
-    return white * mask
+    return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
 def compute_gae(rewards, values, mask, gamma=1.0, lam=0.95):
@@ -171,6 +171,22 @@ def token_logprobs(logits, targets, temperature):
     return logp, entropy
 
 
+def head_logprobs(head, h, targets, temperature, max_elements=2**24):
+    """token_logprobs of head(h), a chunk of positions at a time.
+
+    A 151k-token vocabulary makes (batch, T, vocab) fp32 logits 5 GB for one 8k-token response; chunks of
+    positions bound that, and with gradients on each chunk is recomputed in backward instead of stored.
+    """
+    chunk = max(1, max_elements // (h.size(0) * head.out_features))
+    if chunk >= h.size(1):
+        return token_logprobs(head(h), targets, temperature)
+    fn = lambda hc, tc: token_logprobs(head(hc), tc, temperature)
+    parts = [checkpoint(fn, h[:, s : s + chunk], targets[:, s : s + chunk], use_reentrant=False)
+             if torch.is_grad_enabled() else fn(h[:, s : s + chunk], targets[:, s : s + chunk])
+             for s in range(0, h.size(1), chunk)]
+    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Rollouts
 
@@ -213,32 +229,21 @@ class Rollout:
 
 def build_rollout(prompts, completions, scores, correct, pad_id, device):
     """Pack prompt ids and sampled completions into one Rollout (left-padded prompts, right-padded responses)."""
-    P = max(len(p) for p in prompts)
-    T = max(len(c.tokens) for c in completions)
-    B = len(prompts)
-    ids = torch.full((B, P + T), pad_id, dtype=torch.long)
-    attn = torch.zeros((B, P + T), dtype=torch.long)
-    mask = torch.zeros((B, T))
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, P - len(p) : P] = torch.tensor(p)
-        ids[i, P : P + len(c.tokens)] = torch.tensor(c.tokens)
-        attn[i, P - len(p) : P + len(c.tokens)] = 1
-        mask[i, : len(c.tokens)] = 1
+    prompt_ids, prompt_mask = pad_rows(prompts, pad_id, "cpu", left=True)
+    response_ids, response_mask = pad_rows([c.tokens for c in completions], pad_id, "cpu", left=False)
     truncated = torch.tensor([c.finish_reason == "length" for c in completions])
-    return Rollout(ids.to(device), attn.to(device), P, mask.to(device), torch.tensor(scores, device=device),
+    return Rollout(torch.cat([prompt_ids, response_ids], 1).to(device),
+                   torch.cat([prompt_mask, response_mask], 1).to(device), prompt_ids.size(1),
+                   response_mask.float().to(device), torch.tensor(scores, device=device),
                    torch.tensor(correct, device=device), truncated.to(device))
 
 
-def score_responses(tok, completions, golds, reward_values, score_truncated=False):
-    """(scores, correct) of each completion. Cut-off responses score as "no answer" unless score_truncated."""
-    scores, correct = [], []
-    for c, gold in zip(completions, golds):
-        if c.finish_reason == "length" and not score_truncated:
-            scores.append(reward_values["no_answer"])
-        else:
-            scores.append(compute_reward(tok.decode(c.tokens, skip_special=True), gold, **reward_values))
-        correct.append(scores[-1] == reward_values["correct"])
-    return scores, correct
+def score_responses(tok, completions, golds, rewards, score_truncated=False):
+    """(scores, correct) of each completion; rewards: {"correct", "wrong", "no_answer"}: value. A cut-off
+    response has no final answer (reward.grade), unless score_truncated."""
+    grades = [grade(tok.decode(c.tokens, skip_special=True), gold, c.finish_reason == "eos" or score_truncated)
+              for c, gold in zip(completions, golds)]
+    return [rewards[g] for g in grades], [g == "correct" for g in grades]
 
 
 def place_rewards(scores, mask):
@@ -249,35 +254,25 @@ def place_rewards(scores, mask):
     return rewards
 
 
-def response_forward(model, batch, temperature=None, autocast=None):
-    """Log-probs and entropies (temperature given) or values (critic) of the response tokens, (B, T).
-
-    The outputs at positions P-1 ... P+T-2 belong to response tokens 0 ... T-1: logits at a position score
-    the next token, and the value at a position is the value of the state before the next token.
-    """
+def response_hidden(model, batch):
+    """Final hidden states at the positions that score the response tokens, (B, T, n_embd): the outputs
+    at positions P-1 ... P+T-2 belong to response tokens 0 ... T-1 (the logits at a position score the
+    next token; the value at a position is that of the state before the next token)."""
     P, T = batch.prompt_len, batch.mask.size(1)
-    with autocast():
-        h = model.hidden_states(batch.input_ids, attention_mask=batch.attention_mask)[:, P - 1 : P + T - 1]
-        if model.config.value_head:
-            return model.value_head(h).squeeze(-1).float() * batch.mask
-        logp, entropy = head_logprobs(model.lm_head, h, batch.input_ids[:, P : P + T], temperature)
+    return model.hidden_states(batch.input_ids, attention_mask=batch.attention_mask)[:, P - 1 : P + T - 1]
+
+
+def response_logprobs(actor, batch, temperature):
+    """Log-probs and entropies of the response tokens at `temperature`, (B, T), 0 past each response."""
+    P, T = batch.prompt_len, batch.mask.size(1)
+    logp, entropy = head_logprobs(actor.lm_head, response_hidden(actor, batch), batch.input_ids[:, P : P + T],
+                                  temperature)
     return logp * batch.mask, entropy * batch.mask
 
 
-def head_logprobs(head, h, targets, temperature, max_elements=2**24):
-    """token_logprobs of head(h), a chunk of positions at a time.
-
-    A 151k-token vocabulary makes (batch, T, vocab) fp32 logits 5 GB for one 8k-token response; chunks of
-    positions bound that, and with gradients on each chunk is recomputed in backward instead of stored.
-    """
-    chunk = max(1, max_elements // (h.size(0) * head.out_features))
-    if chunk >= h.size(1):
-        return token_logprobs(head(h), targets, temperature)
-    fn = lambda hc, tc: token_logprobs(head(hc), tc, temperature)
-    parts = [checkpoint(fn, h[:, s : s + chunk], targets[:, s : s + chunk], use_reentrant=False)
-             if torch.is_grad_enabled() else fn(h[:, s : s + chunk], targets[:, s : s + chunk])
-             for s in range(0, h.size(1), chunk)]
-    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+def response_values(critic, batch):
+    """The critic's value before each response token, (B, T), 0 past each response."""
+    return critic.value_head(response_hidden(critic, batch)).squeeze(-1).float() * batch.mask
 
 
 def micro_batches(idx, size, lengths):
@@ -289,233 +284,22 @@ def micro_batches(idx, size, lengths):
 
 
 @torch.no_grad()
-def batched_forward(model, rollout, micro_batch, **kw):
-    """response_forward over micro-batches of the rollout, scattered back to (B, T)."""
-    full = torch.zeros_like(rollout.mask)
-    for micro in micro_batches(torch.arange(rollout.mask.size(0), device=full.device), micro_batch, rollout.lengths):
-        out = response_forward(model, rollout.rows(micro), **kw)
-        out = out[0] if isinstance(out, tuple) else out
+def forward_all(fn, batch, micro_batch):
+    """fn(sub-batch) -> (rows, T') over micro-batches of the whole rollout, scattered back into (B, T)."""
+    full = torch.zeros_like(batch.mask)
+    for micro in micro_batches(torch.arange(batch.mask.size(0), device=full.device), micro_batch, batch.lengths):
+        out = fn(batch.rows(micro))
         full[micro, : out.size(1)] = out.to(full.dtype)
     return full
 
 
 # ----------------------------------------------------------------------------------------------------
-# Configuration: the paper's recipe, scaled to the model by phase presets, every value a flag.
+# One PPO step: collect, compute_advantages, update
 
 
-@dataclass
-class Config:
-    phase: int = 2
-    algo: str = "ppo"  # ppo | grpo
-    init: str = "checkpoints/toy-base"
-    ref: str | None = None  # None: the same weights as init
-    critic_init: str | None = None  # None: the actor's weights with a fresh value head
-    data: str = "data/toy_train.jsonl"
-    levels: str | None = None  # e.g. "4,5": train only on these levels
-    eval_data: str | None = None
-    eval_every: int = 0
-    eval_problems: int = 200
-    eval_samples: int = 1
-    out: str = "runs/rl"
-    steps: int = 100
-    prompts_per_step: int = 8
-    samples_per_prompt: int = 8
-    temperature: float = 0.6
-    max_new_tokens: int = 320
-    actor_lr: float = 5e-7
-    critic_lr: float = 9e-6
-    warmup_ratio: float = 0.03
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    adam_betas: tuple = (0.9, 0.95)
-    ppo_epochs: int = 1
-    minibatches: int = 1
-    micro_batch: int = 16
-    clip_eps: float = 0.2
-    value_clip_eps: float = 0.2
-    max_grad_norm: float = 1.0
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    whiten_advantages: bool = True
-    kl_coef: float = 0.01
-    kl_estimator: str = "k1"  # k1: in the reward (paper); k2/k3: in the loss
-    loss_agg: str = "token-mean"
-    critic_warmup_steps: int = 0
-    reward_correct: float = 1.0
-    reward_wrong: float = -0.5
-    reward_no_answer: float = -1.0
-    score_truncated: bool = False
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "fp32"  # fp32 | bf16 (bf16 autocast; the trained weights stay fp32)
-    grad_checkpointing: bool = False
-    sample_batch: int = 64
-    save_every: int = 25
-    max_bad_steps: int = 3
-
-
-# The Config defaults above are the paper's recipe (method.md): actor lr 5e-7, critic 9e-6, 8 prompts x 8
-# samples, T = 0.6, KL 0.01 (k1), gamma 1, lambda 0.95, clips 0.2, grad clip 1, cosine with 3% warm-up.
-# A phase preset fills in what depends on the phase and on the model's scale ("toy": the CPU demo's
-# 0.8M-parameter model, fresh from supervised training, which needs far larger learning rates; "paper":
-# billion-parameter reasoning models on a GPU). Explicit flags override both.
-# Toy phase 1 uses lambda = 1: the tiny critic explains almost none of the return's variance (0.01 on
-# average over 80 steps), so with lambda = 0.95 the first steps of a 150-token level-5 answer get
-# 0.95^100 ~ 0.006 of the credit and phase 1 cannot fix them (measured, 80 steps: level 5 +1 point with
-# 0.95, +11 with 1.0). Phase 2 keeps the paper's 0.95: its length pressure is the method. Toy phase 2 uses
-# KL 0.05, not 0.01, to hold back a 0.8M model's drift while it fits 8 problems (same set and start: 0.01
-# ended 1.6 points lower at the same length), and two passes over each batch at half phase 1's learning rate:
-# from the same phase-1 model and set, 1 pass at 5e-5 shortened by 29% for -2.9 points, 2 passes at 2.5e-5
-# by 35% for -1.4 (18% more time per step), 3 passes at 2.5e-5 by 40% for -3.2. Phase 1 stops at 80 steps
-# although more steps gain more on levels 4-5 (100 steps: +12 points, 120: +13, vs +8): phase 2 then
-# shortened those models by only 15-21% (sets at pass rates 3/8 to 5/8 from the 100- and 120-step models).
-PRESETS = {
-    (1, "toy"): dict(steps=80, prompts_per_step=8, samples_per_prompt=8, actor_lr=5e-5, critic_lr=2e-4,
-                     minibatches=2, critic_warmup_steps=5, eval_every=20, gae_lambda=1.0),
-    (2, "toy"): dict(steps=60, prompts_per_step=8, samples_per_prompt=8, actor_lr=2.5e-5, critic_lr=2e-4,
-                     minibatches=2, critic_warmup_steps=5, eval_every=20, kl_coef=0.05, ppo_epochs=2),
-    (1, "paper"): dict(steps=300, prompts_per_step=8, samples_per_prompt=8, max_new_tokens=8192, micro_batch=1,
-                       sample_batch=32, dtype="bf16", grad_checkpointing=True, eval_every=50, device="cuda"),
-    (2, "paper"): dict(steps=150, prompts_per_step=8, samples_per_prompt=8, max_new_tokens=8192, micro_batch=1,
-                       sample_batch=32, dtype="bf16", grad_checkpointing=True, eval_every=25, device="cuda"),
-}
-PAPER_SCALE_PARAMS = 50_000_000  # --scale auto: models at least this big get the "paper" preset
-
-
-CHOICES = {"algo": ("ppo", "grpo"), "kl_estimator": ("k1", "k2", "k3"), "dtype": ("fp32", "bf16"),
-           "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")}
-HELP = {
-    "phase": "1: many hard problems (accuracy); 2: the small selected set (conciseness). Fills the defaults below",
-    "algo": "ppo (critic + GAE) or grpo (group-normalised scores, no critic) on the same code path",
-    "init": "actor checkpoint to start from (project or Hugging Face folder)",
-    "ref": "frozen reference policy for the KL term (default: --init)",
-    "critic_init": "critic initialisation (default: --init with a fresh scalar head)",
-    "data": "problems JSONL (toy or MATH-style)",
-    "levels": "comma-separated levels of --data to train on (default: all)",
-    "eval_data": "held-out problems JSONL evaluated every --eval-every steps (default: none)",
-    "eval_every": "evaluate on --eval-data every N steps (0: never)",
-    "eval_problems": "number of held-out problems per evaluation",
-    "eval_samples": "samples per held-out problem per evaluation",
-    "out": "run folder: config.json, log.jsonl, checkpoint/ (actor/ inside is the trained model)",
-    "steps": "PPO steps (each: sample, score, update)",
-    "prompts_per_step": "problems per step",
-    "samples_per_prompt": "responses sampled per problem",
-    "temperature": "sampling temperature, also used for every log-prob (ratios, KL, entropy)",
-    "max_new_tokens": "response cut-off; a cut-off response scores as 'no answer'",
-    "actor_lr": "actor peak learning rate",
-    "critic_lr": "critic peak learning rate",
-    "warmup_ratio": "share of steps for linear learning-rate warm-up",
-    "min_lr_ratio": "cosine schedule floor, as a share of the peak",
-    "weight_decay": "AdamW weight decay",
-    "adam_betas": "AdamW betas, two floats",
-    "ppo_epochs": "passes over each step's batch",
-    "minibatches": "optimiser steps per pass (the batch is split in this many minibatches)",
-    "micro_batch": "rows per forward/backward (gradient accumulation within a minibatch)",
-    "clip_eps": "PPO ratio clip",
-    "value_clip_eps": "value clip around the old values",
-    "max_grad_norm": "gradient-norm clip",
-    "gamma": "GAE discount",
-    "gae_lambda": "GAE lambda (1.0 removes the length pressure the paper describes)",
-    "whiten_advantages": "normalise advantages over the batch (true/false)",
-    "kl_coef": "KL-to-reference coefficient",
-    "kl_estimator": "k1: in the per-token reward (paper); k2/k3: added to the policy loss",
-    "loss_agg": "token aggregation of the losses",
-    "critic_warmup_steps": "first N steps update only the critic",
-    "reward_correct": "reward of a correct answer",
-    "reward_wrong": "reward of a boxed but wrong answer",
-    "reward_no_answer": "reward without a boxed answer (and of cut-off responses)",
-    "score_truncated": "score cut-off responses by their text instead of as 'no answer' (true/false)",
-    "seed": "seed for data order and sampling",
-    "device": "cpu, cuda, cuda:1, ...",
-    "dtype": "fp32, or bf16 autocast (weights and optimiser stay fp32)",
-    "grad_checkpointing": "recompute activations in backward to save memory (true/false)",
-    "sample_batch": "rows per sampling chunk (bounds KV-cache memory)",
-    "save_every": "write a resumable checkpoint every N steps (and at the end)",
-    "max_bad_steps": "stop after this many consecutive steps with a NaN/inf loss",
-}
-
-
-def parse_bool(s):
-    if s.lower() in ("1", "true", "yes", "on"):
-        return True
-    if s.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
-
-
-def default_text(name):
-    """The help suffix " (default: 5e-07; toy phase 1: 5e-05; ...)": the paper's value, then each preset's."""
-    if "(default" in HELP[name]:
-        return ""
-    presets = [f"{scale} phase {phase}: {values[name]}" for (phase, scale), values in PRESETS.items()
-               if name in values]
-    return " (default: " + "; ".join([str(Config.__dataclass_fields__[name].default), *presets]) + ")"
-
-
-def build_parser():
-    p = argparse.ArgumentParser(description="PPO for concise reasoning; --phase picks the preset.",
-                                epilog="Flags left out take the --phase preset, then the paper's values.")
-    for f in Config.__dataclass_fields__.values():
-        flag = "--" + f.name.replace("_", "-")
-        kind = {bool: parse_bool, int: int, float: float}.get(type(f.default), str)
-        kw = dict(default=None, help=HELP[f.name] + default_text(f.name))
-        if f.name == "adam_betas":
-            kw.update(nargs=2, type=float)
-        elif f.name in CHOICES:
-            kw.update(choices=CHOICES[f.name])
-        else:
-            kw.update(type=kind)
-        p.add_argument(flag, **kw)
-    p.add_argument("--scale", choices=("auto", "toy", "paper"), default="auto",
-                   help="which preset --phase fills in: toy (CPU demo) or paper (1B+ models on a GPU); auto "
-                        f"picks paper for models of {PAPER_SCALE_PARAMS // 10**6}M+ parameters")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config and the estimated memory (memory.py), then exit")
-    p.add_argument("--gpu-mem", type=float, default=None, help="with --dry-run: GiB available, to say if it fits")
-    return p
-
-
-def model_scale(init):
-    """ "paper" for models of PAPER_SCALE_PARAMS or more, else "toy" (reads config.json only)."""
-    return "paper" if memory.param_count(read_checkpoint(init)[0]) >= PAPER_SCALE_PARAMS else "toy"
-
-
-def resolve_config(args):
-    """Config defaults (the paper's recipe) <- phase preset for the model's scale <- explicit flags."""
-    phase = args.phase if args.phase is not None else Config.phase
-    if phase not in (1, 2):
-        raise SystemExit(f"error: --phase must be 1 or 2, got {phase}")
-    scale = args.scale
-    if scale == "auto":
-        try:
-            scale = model_scale(args.init or Config.init)
-        except (CheckpointError, FileNotFoundError) as e:
-            raise SystemExit(f"error: --init: {e}")
-    print(f"preset: phase {phase}, {scale} scale")
-    values = {"phase": phase, **PRESETS[(phase, scale)]}
-    values.update({k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__ and v is not None})
-    if "adam_betas" in values:
-        values["adam_betas"] = tuple(values["adam_betas"])
-    cfg = Config(**values)
-    if cfg.algo == "grpo" and cfg.kl_estimator == "k1" and args.kl_estimator is None:
-        cfg.kl_estimator = "k3"  # GRPO has no per-token reward to put k1 in
-    if cfg.algo == "grpo" and cfg.kl_estimator == "k1":
-        raise SystemExit("error: --algo grpo has no critic and no per-token reward; use --kl-estimator k3")
-    return cfg
-
-
-# ----------------------------------------------------------------------------------------------------
-# Training
-
-
-def lr_factor(step, total, warmup_ratio, min_ratio):
-    """Linear warm-up over warmup_ratio of the steps, then cosine decay to min_ratio of the peak."""
-    warmup = max(1, math.ceil(warmup_ratio * total))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def autocast(cfg):
+    """The forward passes' precision: bf16 autocast over fp32 weights, or plain fp32."""
+    return torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
 
 
 def step_generator(seed, step):
@@ -539,42 +323,37 @@ def pick_problems(problems, n, seed, step):
     return picked
 
 
-def autocast_for(cfg):
-    device_type = torch.device(cfg.device).type
-    if cfg.dtype == "bf16":
-        return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
-    return lambda: torch.autocast(device_type, enabled=False)
-
-
-def collect(cfg, actor, ref, critic, tok, problems, step):
-    """Steps 1-3 of the module docstring: a scored Rollout with old/reference log-probs and values."""
-    autocast, times = autocast_for(cfg), {}
+def collect(cfg, actor, ref, critic, tok, problems, prompts, step):
+    """Steps 1-3 of the module docstring: a scored Rollout with old and reference log-probs and values.
+    prompts: {problem id: prompt token ids}."""
+    times = {}
     batch_problems = pick_problems(problems, cfg.prompts_per_step, cfg.seed, step)
-    prompts = [tok.encode(prompt_text(p["problem"], tok)) for p in batch_problems for _ in range(cfg.samples_per_prompt)]
-    golds = [p["answer"] for p in batch_problems for _ in range(cfg.samples_per_prompt)]
-
+    rows = [p for p in batch_problems for _ in range(cfg.samples_per_prompt)]
     t = time.perf_counter()
-    with autocast():
-        completions = generate(actor, prompts, cfg.max_new_tokens, cfg.temperature, eos_id=tok.eos_id,
-                               pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}", batch_size=cfg.sample_batch)
+    with autocast(cfg):
+        completions = generate(actor, [prompts[p["id"]] for p in rows], cfg.max_new_tokens, cfg.temperature,
+                               eos_id=tok.eos_id, pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}",
+                               batch_size=cfg.sample_batch)
     times["sample"] = time.perf_counter() - t
 
     t = time.perf_counter()
     rewards = {"correct": cfg.reward_correct, "wrong": cfg.reward_wrong, "no_answer": cfg.reward_no_answer}
-    scores, correct = score_responses(tok, completions, golds, rewards, cfg.score_truncated)
-    batch = build_rollout(prompts, completions, scores, correct, tok.pad_id, cfg.device)
+    scores, correct = score_responses(tok, completions, [p["answer"] for p in rows], rewards, cfg.score_truncated)
+    batch = build_rollout([prompts[p["id"]] for p in rows], completions, scores, correct, tok.pad_id, cfg.device)
     times["score"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    batch.logp = batched_forward(actor, batch, cfg.micro_batch, temperature=cfg.temperature, autocast=autocast)
-    batch.logp_ref = batched_forward(ref, batch, cfg.micro_batch, temperature=cfg.temperature, autocast=autocast)
+    with autocast(cfg):
+        batch.logp = forward_all(lambda sub: response_logprobs(actor, sub, cfg.temperature)[0], batch, cfg.micro_batch)
+        batch.logp_ref = forward_all(lambda sub: response_logprobs(ref, sub, cfg.temperature)[0], batch, cfg.micro_batch)
     times["reference"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if critic is not None:
-        batch.values = batched_forward(critic, batch, cfg.micro_batch, autocast=autocast)
-    else:
+    if critic is None:
         batch.values = torch.zeros_like(batch.mask)
+    else:
+        with autocast(cfg):
+            batch.values = forward_all(lambda sub: response_values(critic, sub), batch, cfg.micro_batch)
     times["critic"] = time.perf_counter() - t
     return batch, times
 
@@ -592,12 +371,13 @@ def compute_advantages(cfg, batch):
     batch.advantages = masked_whiten(adv, batch.mask) if cfg.whiten_advantages else adv
 
 
-def actor_minibatch(cfg, actor, batch, idx, autocast, stats):
-    """Accumulate the policy gradient of minibatch rows idx; returns False on a non-finite loss."""
+def actor_backward(cfg, actor, batch, idx, stats):
+    """Accumulate the policy gradient of minibatch rows idx; False on a non-finite loss."""
     num_tokens, num_seqs = batch.mask[idx].sum(), len(idx)
     for micro in micro_batches(idx, cfg.micro_batch, batch.lengths):
         sub = batch.rows(micro)
-        logp, entropy = response_forward(actor, sub, cfg.temperature, autocast)
+        with autocast(cfg):
+            logp, entropy = response_logprobs(actor, sub, cfg.temperature)
         loss_tok, clipped = policy_loss(logp, sub.logp, sub.advantages, cfg.clip_eps)
         if cfg.kl_estimator != "k1":
             loss_tok = loss_tok + cfg.kl_coef * kl_penalty(logp, sub.logp_ref, cfg.kl_estimator)
@@ -617,11 +397,13 @@ def actor_minibatch(cfg, actor, batch, idx, autocast, stats):
     return True
 
 
-def critic_minibatch(cfg, critic, batch, idx, autocast, stats):
+def critic_backward(cfg, critic, batch, idx, stats):
+    """Accumulate the value-loss gradient of minibatch rows idx; False on a non-finite loss."""
     num_tokens, num_seqs = batch.mask[idx].sum(), len(idx)
     for micro in micro_batches(idx, cfg.micro_batch, batch.lengths):
         sub = batch.rows(micro)
-        values = response_forward(critic, sub, autocast=autocast)
+        with autocast(cfg):
+            values = response_values(critic, sub)
         loss = aggregate(value_loss(values, sub.values, sub.returns, cfg.value_clip_eps), sub.mask, cfg.loss_agg,
                          num_tokens, num_seqs)
         if not torch.isfinite(loss):
@@ -631,9 +413,9 @@ def critic_minibatch(cfg, critic, batch, idx, autocast, stats):
     return True
 
 
-def optimizer_step(model, opt, cfg, ok):
-    """Clip and apply the accumulated gradient; skip (and report) a non-finite one."""
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm).item()
+def optimizer_step(model, opt, max_grad_norm, ok):
+    """Clip and apply the accumulated gradient, unless it is non-finite (then skip it); (applied, norm)."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).item()
     ok = ok and math.isfinite(norm)
     if ok:
         opt.step()
@@ -642,25 +424,25 @@ def optimizer_step(model, opt, cfg, ok):
 
 
 def update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor):
-    """Step 5: ppo_epochs passes over the batch in `minibatches` optimiser steps per model."""
-    autocast = autocast_for(cfg)
+    """Step 5: ppo_epochs passes over the batch, each `minibatches` optimiser steps per model."""
     stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl", "value_loss")}
     norms = {"actor_grad_norm": [], "critic_grad_norm": []}
-    ok = True
-    n_updates = 0
+    ok, n_updates = True, 0
     gen = step_generator(cfg.seed, step)
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(batch.mask.size(0), generator=gen).chunk(cfg.minibatches):
             idx = idx.to(batch.mask.device)
             n_updates += 1
             if train_actor:
-                good, norm = optimizer_step(actor, actor_opt, cfg, actor_minibatch(cfg, actor, batch, idx, autocast, stats))
+                finite = actor_backward(cfg, actor, batch, idx, stats)
+                applied, norm = optimizer_step(actor, actor_opt, cfg.max_grad_norm, finite)
                 norms["actor_grad_norm"].append(norm)
-                ok = ok and good
+                ok = ok and applied
             if critic is not None:
-                good, norm = optimizer_step(critic, critic_opt, cfg, critic_minibatch(cfg, critic, batch, idx, autocast, stats))
+                finite = critic_backward(cfg, critic, batch, idx, stats)
+                applied, norm = optimizer_step(critic, critic_opt, cfg.max_grad_norm, finite)
                 norms["critic_grad_norm"].append(norm)
-                ok = ok and good
+                ok = ok and applied
     out = {k: v / n_updates for k, v in stats.items() if k != "ratio_dev_first"}
     out["ratio_dev_first"] = stats.get("ratio_dev_first")
     out.update({k: sum(v) / len(v) if v else None for k, v in norms.items()})
@@ -668,15 +450,18 @@ def update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Models, optimisers, checkpoints
+# The run: models, checkpoints, the log, the loop
+
+RUN_FILES = {"config.json", "log.jsonl", "checkpoint"}  # what a run writes into --out
+STATE_VERSION = 2  # of checkpoint/state.json
 
 
 def load_models(cfg, actor_path, critic_path):
-    """(actor, critic or None, ref, tokenizer). The reference is frozen; bf16 runs keep it in bf16."""
+    """(actor, critic or None, ref, tokenizer). Every model keeps fp32 weights, so the frozen reference runs
+    through exactly the actor's numerics (bf16 autocast included) and the KL at step 0 is exactly 0."""
     tok = Tokenizer.load(actor_path)
     actor = GPT.from_pretrained(actor_path, dtype=torch.float32, device=cfg.device)
-    ref_dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
-    ref = GPT.from_pretrained(cfg.ref or cfg.init, dtype=ref_dtype, device=cfg.device).eval().requires_grad_(False)
+    ref = GPT.from_pretrained(cfg.ref or cfg.init, dtype=torch.float32, device=cfg.device).eval().requires_grad_(False)
     critic = None
     if cfg.algo == "ppo":
         critic = GPT.from_pretrained(critic_path, dtype=torch.float32, device=cfg.device, value_head=True)
@@ -691,44 +476,41 @@ def make_optimizer(model, lr, cfg):
     return torch.optim.AdamW(model.parameters(), lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
 
 
-def optimizer_tensors(opt, prefix):
-    """AdamW state as flat {name: tensor} for safetensors (no pickles anywhere)."""
-    return {f"{prefix}.{i}.{k}": v.detach().reshape(-1) if v.dim() == 0 else v.detach()
-            for i, state in opt.state_dict()["state"].items() for k, v in state.items()}
-
-
-def load_optimizer(opt, tensors, prefix):
-    sd = opt.state_dict()
-    for name, value in tensors.items():
-        head, i, key = name.split(".")
-        if head == prefix:
-            sd["state"].setdefault(int(i), {})[key] = value.reshape(()) if key == "step" else value
-    opt.load_state_dict(sd)
-
-
-def save_checkpoint(cfg, step, actor, critic, actor_opt, critic_opt, tok):
-    """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap."""
+def save_checkpoint(cfg, step, record, actor, critic, actor_opt, critic_opt, tok):
+    """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap. state.json
+    holds the step's log record, so the log can always be made to agree with the checkpoint."""
     final = os.path.join(cfg.out, "checkpoint")
     tmp = final + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)  # a half-written checkpoint from a crash
+    recover_dir(final)  # also clears a half-written checkpoint.tmp left by a crash
     actor.save(os.path.join(tmp, "actor"))
     tok.save(os.path.join(tmp, "actor"))
     tensors = optimizer_tensors(actor_opt, "actor")
     if critic is not None:
         critic.save(os.path.join(tmp, "critic"))
         tensors.update(optimizer_tensors(critic_opt, "critic"))
-    atomic_save_safetensors(tensors, os.path.join(tmp, "optim.safetensors"))
-    atomic_write_json({"step": step, "config": asdict(cfg)}, os.path.join(tmp, "state.json"))
+    save_safetensors(tensors, os.path.join(tmp, "optim.safetensors"))
+    write_json({"version": STATE_VERSION, "step": step, "record": record, "config": vars(cfg)},
+               os.path.join(tmp, "state.json"))
     publish_dir(tmp, final)
 
 
+def read_state(out):
+    """checkpoint/state.json of run folder `out` (after finishing a checkpoint swap a crash cut short)."""
+    ckpt = os.path.join(out, "checkpoint")
+    recover_dir(ckpt)
+    state = read_json(os.path.join(ckpt, "state.json"), "checkpoint (nothing to resume; start without --resume)")
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise InputError(f"{ckpt}/state.json was written by another version of train_rl.py; resume it with that "
+                         "version, or start a new run")
+    return state
+
+
 def log_record(cfg, step, batch, stats, times, lrs, tokens):
-    """The numbers that say whether a PPO run is healthy (ppo-pitfalls.md, item 12)."""
+    """The numbers that say whether a PPO run is healthy, one record per step."""
     lengths = batch.lengths.float()
     groups = batch.correct.view(-1, cfg.samples_per_prompt).float().mean(1)
     kl_tok = (batch.logp - batch.logp_ref) * batch.mask
-    rec = {
+    return {
         "step": step, "phase": cfg.phase, "algo": cfg.algo, "loss_agg": cfg.loss_agg,
         "reward_mean": batch.scores.float().mean().item(), "accuracy": batch.correct.float().mean().item(),
         "length_mean": lengths.mean().item(), "length_min": lengths.min().item(), "length_max": lengths.max().item(),
@@ -742,7 +524,6 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
         "tokens_per_s": tokens / sum(times.values()),
         **{f"time_{k}": v for k, v in times.items()}, "time_total": sum(times.values()),
     }
-    return rec
 
 
 def progress_line(rec):
@@ -755,103 +536,76 @@ def progress_line(rec):
     return line
 
 
-def held_out(cfg):
-    """A fixed, level-mixed subset of the evaluation problems (the files are sorted by level)."""
-    if not cfg.eval_data or not cfg.eval_every:
-        return None
-    problems = read_problems(cfg.eval_data)
-    random.Random(cfg.seed).shuffle(problems)
-    return problems[: cfg.eval_problems]
+def restore_log(path, state, finish_record):
+    """On resume: the log up to the checkpoint's step and no further. Records of steps after it are dropped
+    (they will be redone); the checkpoint's own step comes from state.json when the log lacks it (a crash
+    between the save and the log write), completed by finish_record (its held-out evaluation)."""
+    last = state["step"] - 1
+    log = [rec for _, rec in read_jsonl(path, "log", torn_tail_ok=True)] if os.path.isfile(path) else []
+    logged = [rec for rec in log if rec["step"] == last]
+    write_jsonl([rec for rec in log if rec["step"] < last] + (logged[-1:] or [finish_record(state["record"])]), path)
 
 
-def evaluate_during_training(cfg, actor, tok, problems):
-    summary, _ = evaluate(actor, tok, problems, samples=cfg.eval_samples, temperature=cfg.temperature, top_p=0.95,
-                          max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.sample_batch)
-    actor.train()
-    rec = {"eval_accuracy": summary["all"]["accuracy"], "eval_length": summary["all"]["length_mean"]}
-    for lv, s in summary["levels"].items():
-        rec[f"eval_accuracy_L{lv}"], rec[f"eval_length_L{lv}"] = s["accuracy"], s["length_mean"]
-    return rec
+def train(cfg, resume=False, overwrite=False):
+    """The whole run, in --out (locked while it runs); returns the last step's log record."""
+    with FolderLock(cfg.out):
+        check_out_folder(cfg.out, RUN_FILES, resume=resume, overwrite=overwrite)
+        return run(cfg, resume)
 
 
-def load_training_problems(cfg):
-    problems = read_problems(cfg.data)
-    if cfg.levels:
-        levels = {int(x) for x in cfg.levels.split(",")}
-        problems = [p for p in problems if p["level"] in levels]
-        if not problems:
-            raise DataError(f"{cfg.data}: no problems at levels {sorted(levels)}")
-    return problems
-
-
-class StopRequest:
-    """Ctrl-C once: finish the current step, save, exit. Twice: exit at once without saving."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self._handler)
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: finishing this step, then saving (Ctrl-C again to quit without saving)", flush=True)
-
-
-def train(cfg, resume=False):
-    """The whole run; returns the last step's log record."""
+def run(cfg, resume):
     torch.manual_seed(cfg.seed)
-    ckpt = os.path.join(cfg.out, "checkpoint")
-    start = 0
-    actor_path = critic_path = cfg.init
-    if cfg.critic_init:
-        critic_path = cfg.critic_init
-    if resume:
-        state = json.load(open(os.path.join(ckpt, "state.json")))
-        start = state["step"]
-        actor_path, critic_path = os.path.join(ckpt, "actor"), os.path.join(ckpt, "critic")
-    problems = load_training_problems(cfg)
-    eval_problems = held_out(cfg)
-    actor, critic, ref, tok = load_models(cfg, actor_path, critic_path)
+    ckpt, log_path = os.path.join(cfg.out, "checkpoint"), os.path.join(cfg.out, "log.jsonl")
+    state = read_state(cfg.out) if resume else None
+    problems = read_problems(cfg.data, cfg.levels)
+    eval_problems = held_out(cfg.eval_data, cfg.eval_problems, cfg.seed) if cfg.eval_every and cfg.eval_data else None
+    actor, critic, ref, tok = load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
+                                          os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
+    prompts = dict(zip([p["id"] for p in problems],
+                       encode_prompts(problems, tok, cfg.max_new_tokens, actor.config.max_seq_len)))
     actor_opt = make_optimizer(actor, cfg.actor_lr, cfg)
     critic_opt = make_optimizer(critic, cfg.critic_lr, cfg) if critic is not None else None
+    write_json(vars(cfg), os.path.join(cfg.out, "config.json"))
+    evaluate_now = lambda rec: {**rec, **eval_record(actor, tok, eval_problems, cfg.eval_samples, cfg.temperature,
+                                                     cfg.max_new_tokens, cfg.seed, cfg.sample_batch)}
+    eval_due = lambda done: eval_problems and (done % cfg.eval_every == 0 or done == cfg.steps)
+    start = state["step"] if resume else 0
     if resume:
-        tensors = load_safetensors(os.path.join(ckpt, "optim.safetensors"))
-        load_optimizer(actor_opt, tensors, "actor")
+        optim = dict(read_safetensors(os.path.join(ckpt, "optim.safetensors")))
+        load_optimizer(actor_opt, optim, "actor")
         if critic is not None:
-            load_optimizer(critic_opt, tensors, "critic")
+            load_optimizer(critic_opt, optim, "critic")
+        restore_log(log_path, state, lambda rec: evaluate_now(rec) if eval_due(start) else rec)
         print(f"resumed from {ckpt} at step {start}")
-    os.makedirs(cfg.out, exist_ok=True)
-    atomic_write_json(asdict(cfg), os.path.join(cfg.out, "config.json"))
-    log_path = os.path.join(cfg.out, "log.jsonl")
-    keep_log_until(log_path, start)
+    else:
+        write_jsonl([], log_path)
     print(f"actor {actor.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
           f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps")
     if eval_problems and start == 0:  # the starting point of the curves
-        rec = {"step": -1, **evaluate_during_training(cfg, actor, tok, eval_problems)}
+        rec = evaluate_now({"step": -1})
         append_jsonl(log_path, rec)
         print(f"step   -1 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
 
-    stop, bad_steps, rec = StopRequest(), 0, None
     actor_start = cfg.critic_warmup_steps if critic is not None else 0  # the actor's schedule starts here
+    warmup = lambda total: max(1, math.ceil(cfg.warmup_ratio * total))
+    stop, bad_steps, rec = StopRequest(), 0, None
     for step in range(start, cfg.steps):
         train_actor = step >= actor_start
-        actor_factor = lr_factor(step - actor_start, cfg.steps - actor_start, cfg.warmup_ratio, cfg.min_lr_ratio)
-        lrs = {"actor_lr": cfg.actor_lr * actor_factor if train_actor else 0.0,
-               "critic_lr": cfg.critic_lr * lr_factor(step, cfg.steps, cfg.warmup_ratio, cfg.min_lr_ratio)}
+        lrs = {"actor_lr": lr_at(step - actor_start, cfg.steps - actor_start, cfg.actor_lr,
+                                 warmup(cfg.steps - actor_start), cfg.min_lr_ratio) if train_actor else 0.0,
+               "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio)}
         for opt, lr in ((actor_opt, lrs["actor_lr"]), (critic_opt, lrs["critic_lr"])):
             for group in opt.param_groups if opt else []:
                 group["lr"] = lr
-        batch, times = collect(cfg, actor, ref, critic, tok, problems, step)
+        batch, times = collect(cfg, actor, ref, critic, tok, problems, prompts, step)
         compute_advantages(cfg, batch)
         t = time.perf_counter()
         ok, stats = update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor)
         times["update"] = time.perf_counter() - t
-        rec = log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item()))
-        rec["actor_trained"] = train_actor
+        rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
+               "actor_trained": train_actor}
+        bad_steps = 0 if ok else bad_steps + 1
         if not ok:
-            bad_steps += 1
             rec["warning"] = "non-finite loss or gradient: skipped the optimiser step(s)"
             print(f"warning: step {step}: non-finite loss or gradient, update skipped "
                   f"({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
@@ -859,13 +613,11 @@ def train(cfg, resume=False):
                 append_jsonl(log_path, rec)
                 raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped. The last good "
                                  f"checkpoint is {ckpt}. Try a lower --actor-lr/--critic-lr.")
-        else:
-            bad_steps = 0
         done = step + 1
         if ok and (done % cfg.save_every == 0 or done == cfg.steps or stop.requested):
-            save_checkpoint(cfg, done, actor, critic, actor_opt, critic_opt, tok)
-        if eval_problems and (done % cfg.eval_every == 0 or done == cfg.steps):
-            rec.update(evaluate_during_training(cfg, actor, tok, eval_problems))
+            save_checkpoint(cfg, done, rec, actor, critic, actor_opt, critic_opt, tok)
+        if eval_due(done):
+            rec = evaluate_now(rec)
         append_jsonl(log_path, rec)
         print(progress_line(rec), flush=True)
         if stop.requested:
@@ -875,62 +627,205 @@ def train(cfg, resume=False):
     return rec
 
 
-def dry_run_report(cfg, gpu_mem_gib):
-    """Estimated memory of this run, from the init checkpoint's config and the longest prompt."""
-    model_cfg, _ = read_checkpoint(cfg.init)
-    tok = Tokenizer.load(cfg.init)
-    prompt_len = max(len(tok.encode(prompt_text(p["problem"], tok))) for p in load_training_problems(cfg))
-    est = memory.estimate(model_cfg, prompt_len=prompt_len, max_new_tokens=cfg.max_new_tokens,
-                          sample_batch=min(cfg.sample_batch, cfg.prompts_per_step * cfg.samples_per_prompt),
-                          micro_batch=cfg.micro_batch, bf16=cfg.dtype == "bf16",
-                          grad_checkpointing=cfg.grad_checkpointing, critic=cfg.algo == "ppo")
-    head = (f"estimated memory: {memory.param_count(model_cfg) / 1e9:.3f}B-parameter model, longest prompt "
-            f"{prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {cfg.sample_batch}, micro-batch "
-            f"{cfg.micro_batch}, {cfg.dtype}, gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
-    return head + "\n" + memory.report(est, gpu_mem_gib)
+# ----------------------------------------------------------------------------------------------------
+# Configuration: the paper's recipe as the flags' defaults, presets by phase and scale, the command line
+
+# Presets hold only what departs from the paper's recipe (the flags' defaults), each with its reason; flags
+# given on the command line override them. The measurements behind the toy values are in RESULTS.md.
+SCALE_PRESETS = {
+    "toy": dict(  # the CPU demo's 0.8M-parameter model
+        actor_lr=5e-5,  # a tiny model fresh from supervised training barely moves at a 1.5B model's rates
+        critic_lr=2e-4,  # likewise for its fresh value head
+        critic_warmup_steps=5,  # the fresh value head first learns the scale of the returns
+        minibatches=2,  # two optimiser steps per batch: more progress per sampled batch
+        max_new_tokens=320,  # the longest toy traces are about 200 tokens
+        eval_every=20,  # held-out curves for the plots
+    ),
+    "paper": dict(  # 1B+ models on one GPU
+        dtype="bf16",  # bf16 autocast over fp32 master weights
+        grad_checkpointing=True,  # activations of 8k-token responses
+        micro_batch=1,  # one long response per forward/backward
+        sample_batch=32,  # KV cache of 32 rows x 8.4k tokens
+        eval_every=25,
+    ),
+}
+PHASE_PRESETS = {
+    (1, "toy"): dict(
+        steps=80,  # more steps raise accuracy further but leave a model that phase 2 shortens less
+        gae_lambda=1.0,  # the tiny critic explains ~1% of the return's variance: with 0.95 the first tokens of
+                         # a 150-token answer get 0.95^100 of the credit, and level 5 barely improves
+    ),
+    (2, "toy"): dict(
+        steps=60,  # most of the length drop comes in the first 40 steps
+        actor_lr=2.5e-5,  # with two passes per batch, half the rate drifts less from the phase-1 model
+        ppo_epochs=2,  # more length cut per step than one pass at twice the rate, for less accuracy lost
+        kl_coef=0.05,  # holds back the drift of a 0.8M model that could memorise 8 problems
+    ),
+}
+PAPER_SCALE_PARAMS = 50_000_000  # --scale auto: models at least this big get the "paper" presets
+CLI_ONLY = {"help", "resume", "overwrite", "dry_run", "gpu_mem"}  # flags that are not part of a run's config
 
 
-def append_jsonl(path, rec):
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
+def preset(phase, scale, algo="ppo"):
+    """What --phase, --scale and --algo change from the paper's recipe."""
+    grpo = {"kl_estimator": "k3"} if algo == "grpo" else {}  # GRPO has no per-token reward to put KL in
+    return {**SCALE_PRESETS[scale], **PHASE_PRESETS.get((phase, scale), {}), **grpo}
 
 
-def keep_log_until(path, step):
-    """On resume, drop log records of steps after the checkpoint (they will be redone)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line)["step"] < step]
-    if step == 0:
-        kept = []
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
+def build_parser():
+    p = Parser(description="PPO for concise reasoning: --phase 1 raises accuracy, --phase 2 shortens responses.",
+               epilog="A flag left out takes its preset's value for the --phase and the model's --scale, else the "
+                      "paper's (the default shown).")
+    # Phase and models
+    p.add_argument("--phase", type=int, choices=(1, 2), default=2, help="1: hard problems (accuracy); 2: the small set")
+    p.add_argument("--scale", choices=("auto", "toy", "paper"), default="auto", help="presets of the toy (CPU demo) "
+                   f"or the paper's models; auto: paper from {PAPER_SCALE_PARAMS // 10**6}M parameters")
+    p.add_argument("--algo", choices=("ppo", "grpo"), default="ppo", help="ppo (critic, GAE) or grpo (no critic)")
+    p.add_argument("--init", help="actor to start from: a project or Hugging Face folder (required)")
+    p.add_argument("--ref", help="frozen reference policy of the KL term (default: --init)")
+    p.add_argument("--critic-init", help="critic to start from (default: --init with a fresh scalar head)")
+    # Data
+    p.add_argument("--data", help="training problems, JSONL: toy, MATH- or GSM8K-style (required)")
+    p.add_argument("--levels", type=int_list, help="train only on these levels of --data, e.g. 4,5 (default: all)")
+    p.add_argument("--eval-data", help="held-out problems evaluated every --eval-every steps (default: none)")
+    p.add_argument("--eval-every", type=non_negative_int, default=0, help="held-out evaluation every N steps (0: none)")
+    p.add_argument("--eval-problems", type=positive_int, default=200, help="held-out problems per evaluation")
+    p.add_argument("--eval-samples", type=positive_int, default=1, help="samples per held-out problem")
+    # Rollout
+    p.add_argument("--prompts-per-step", type=positive_int, default=8, help="problems per step")
+    p.add_argument("--samples-per-prompt", type=positive_int, default=8, help="responses sampled per problem")
+    p.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature, also of log-probs")
+    p.add_argument("--max-new-tokens", type=positive_int, default=8192, help="cut-off; a cut-off response has no answer")
+    p.add_argument("--sample-batch", type=positive_int, default=64, help="rows sampled at once (bounds the KV cache)")
+    # Reward
+    p.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
+    p.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
+    p.add_argument("--reward-no-answer", type=ranged(float), default=-1.0, help="reward of no boxed answer, or cut off")
+    p.add_argument("--score-truncated", type=bool_flag, default=False, help="score cut-off responses by their text")
+    # Optimisation
+    p.add_argument("--actor-lr", type=positive_float, default=5e-7, help="actor peak learning rate")
+    p.add_argument("--critic-lr", type=positive_float, default=9e-6, help="critic peak learning rate")
+    p.add_argument("--warmup-ratio", type=fraction, default=0.03, help="share of a model's steps warming its lr up")
+    p.add_argument("--min-lr-ratio", type=fraction, default=0.1, help="cosine schedule floor, a share of the peak")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--adam-betas", type=ranged(float, 0, 1, high_open=True), nargs=2, default=(0.9, 0.95), help="AdamW")
+    p.add_argument("--max-grad-norm", type=positive_float, default=1.0, help="gradient-norm clip")
+    # PPO
+    p.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each step's batch")
+    p.add_argument("--minibatches", type=positive_int, default=1, help="optimiser steps per pass")
+    p.add_argument("--micro-batch", type=positive_int, default=16, help="rows per forward/backward")
+    p.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO ratio clip")
+    p.add_argument("--value-clip-eps", type=positive_float, default=0.2, help="value clip around the old values")
+    p.add_argument("--gamma", type=fraction, default=1.0, help="GAE discount")
+    p.add_argument("--gae-lambda", type=fraction, default=0.95, help="GAE lambda; 1.0 removes the length pressure")
+    p.add_argument("--whiten-advantages", type=bool_flag, default=True, help="normalise advantages over the batch")
+    p.add_argument("--loss-agg", choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
+                   default="token-mean", help="how token losses are averaged")
+    p.add_argument("--critic-warmup-steps", type=non_negative_int, default=0, help="first N steps train only the critic")
+    # KL to the reference
+    p.add_argument("--kl-coef", type=non_negative_float, default=0.01, help="KL-to-reference coefficient")
+    p.add_argument("--kl-estimator", choices=("k1", "k2", "k3"), default="k1", help="k1: in the reward; k2, k3: in the loss")
+    # Run
+    p.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint/ (required)")
+    p.add_argument("--steps", type=positive_int, default=150, help="PPO steps (each: sample, score, update)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data order, the samples and a fresh critic head")
+    p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")
+    p.add_argument("--grad-checkpointing", type=bool_flag, default=False, help="recompute activations in backward")
+    p.add_argument("--save-every", type=positive_int, default=25, help="checkpoint every N steps, and at the end")
+    p.add_argument("--max-bad-steps", type=positive_int, default=3, help="stop after N steps in a row with NaN/inf")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (only the files a run writes)")
+    p.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
+    p.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB available, to say whether it fits")
+    for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
+        values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
+        values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
+        if values:
+            action.help += f" (default: {action.default}; " + "; ".join(values) + ")"
+    return p
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.resume:
-        saved = os.path.join(args.out or Config.out, "checkpoint", "state.json")
-        if not os.path.isfile(saved):
-            raise SystemExit(f"error: --resume: no checkpoint at {saved}")
-        cfg = Config(**{**json.load(open(saved))["config"]})
-        cfg.adam_betas = tuple(cfg.adam_betas)
-        print("resuming with the run's saved configuration (other flags are ignored)")
-    else:
-        cfg = resolve_config(args)
-    print(json.dumps(asdict(cfg), indent=1))
-    if args.dry_run:
-        try:
-            print(dry_run_report(cfg, args.gpu_mem))
-        except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"error: {e}")
-        return
+def config(**values):
+    """A run's config: the paper's recipe with `values` on top (what tests and tools build runs from)."""
+    cfg = build_parser().parse_args([])
+    for name in CLI_ONLY - {"help"}:
+        delattr(cfg, name)
+    vars(cfg).update(values)
+    cfg.adam_betas = tuple(cfg.adam_betas)
+    return cfg
+
+
+def given_flags(parser, argv):
+    """{dest: value} of the flags argv sets explicitly (every default suppressed for one parse)."""
+    defaults = {a.dest: a.default for a in parser._actions}
+    for a in parser._actions:
+        a.default = argparse.SUPPRESS
     try:
-        train(cfg, resume=args.resume)
-    except (DataError, CheckpointError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
+        return vars(parser.parse_args(argv))
+    finally:
+        for a in parser._actions:
+            a.default = defaults[a.dest]
+
+
+def model_scale(init):
+    """ "paper" for models of PAPER_SCALE_PARAMS or more, else "toy" (reads config.json only)."""
+    return "paper" if memory.param_count(read_checkpoint(init)[0]) >= PAPER_SCALE_PARAMS else "toy"
+
+
+def resolve_config(argv):
+    """(config, the CLI-only flags): the paper's recipe <- the presets <- the flags given. With --resume, the
+    run's saved config, in which only --out, --ref, --data, --eval-data and --device may be given again (a
+    moved or copied run folder resumes in place, from files that may have moved too)."""
+    parser = build_parser()
+    given = given_flags(parser, argv)
+    args = parser.parse_args(argv)
+    cli_flags = {k: getattr(args, k) for k in CLI_ONLY - {"help"}}
+    if args.resume:
+        movable = {"out", "ref", "data", "eval_data", "device"}
+        if args.out is None or set(given) - movable - CLI_ONLY:
+            fixed = ", ".join("--" + k.replace("_", "-") for k in sorted(set(given) - movable - CLI_ONLY))
+            raise InputError(f"--resume continues the saved run in --out; drop {fixed}" if fixed else
+                             "--resume needs --out, the run folder to continue")
+        saved = read_state(args.out)["config"]
+        if set(saved) != set(vars(config())):
+            raise InputError(f"{args.out}/checkpoint/state.json was written by another version of train_rl.py")
+        cfg = config(**{**saved, **{k: v for k, v in given.items() if k in movable}})
+        try:
+            device(cfg.device)
+        except argparse.ArgumentTypeError as e:
+            raise InputError(f"the run's device {e}; give another --device with --resume") from None
+        return cfg, cli_flags
+    for name in ("init", "data", "out"):
+        if name not in given:
+            raise InputError(f"--{name} is required (or --resume --out RUN to continue a run)")
+    scale = model_scale(args.init) if args.scale == "auto" else args.scale
+    parser.set_defaults(**preset(args.phase, scale, args.algo))
+    cfg = config(**{k: v for k, v in vars(parser.parse_args(argv)).items() if k not in CLI_ONLY})
+    print(f"presets: phase {cfg.phase}, {scale} scale" + (", grpo" if cfg.algo == "grpo" else ""))
+    checks = [
+        (cfg.algo == "grpo" and cfg.kl_estimator == "k1", "--algo grpo has no per-token reward; use --kl-estimator k3"),
+        (cfg.algo == "grpo" and cfg.samples_per_prompt < 2, "--algo grpo needs --samples-per-prompt of 2 or more"),
+        (cfg.minibatches > cfg.prompts_per_step * cfg.samples_per_prompt,
+         f"--minibatches ({cfg.minibatches}) exceeds the responses per step ({cfg.prompts_per_step * cfg.samples_per_prompt})"),
+        (cfg.algo == "ppo" and cfg.critic_warmup_steps >= cfg.steps,
+         f"--critic-warmup-steps ({cfg.critic_warmup_steps}) leaves no step for the actor in --steps {cfg.steps}"),
+        ("eval_every" in given and cfg.eval_every > 0 and cfg.eval_data is None, "--eval-every needs --eval-data"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise InputError(message)
+    return cfg, cli_flags
+
+
+@cli
+def main(argv=None):
+    cfg, flags = resolve_config(argv)
+    print(json.dumps(vars(cfg), indent=1))
+    if flags["dry_run"]:
+        print(memory.run_report(cfg, flags["gpu_mem"]))
+        return
+    train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ overfit. The loss covers the response tokens and the EOS, not the prompt.
 """
 
 import argparse
-import json
-import math
 import os
 import random
 import time
@@ -19,9 +17,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, publish_dir
+from common import (Parser, check_out_folder, cli, lr_at, non_negative_float, non_negative_int, positive_float,
+                    positive_int, publish_dir, write_json)
+from model import GPT, GPTConfig
 from tasks import LEVELS, make_problem, make_split, make_trace, prompt_text, split_of
 from tokenizer import Tokenizer
+
+OWNED = {"config.json", "model.safetensors", "tokenizer_bytes.json", "train_sft.json"}  # what --out receives
 
 
 def training_example(rng, tok, levels):
@@ -79,46 +81,47 @@ def probe(model, tok, per_level=20):
     return {lv: sum(r["correct"] for r in records if r["level"] == lv) / per_level for lv in LEVELS}
 
 
-def lr_at(step, total, peak, warmup, floor=0.1):
-    """Linear warm-up, then cosine decay to floor * peak."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="runs/base", help="checkpoint folder to write")
-    p.add_argument("--steps", type=int, default=3400, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, default=12, help="sequences per step")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
-    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices")
-    p.add_argument("--n-layer", type=int, default=4, help="transformer blocks")
-    p.add_argument("--n-head", type=int, default=4, help="attention heads")
-    p.add_argument("--n-embd", type=int, default=128, help="model width")
-    p.add_argument("--max-seq-len", type=int, default=512, help="context length (prompt + response)")
-    p.add_argument("--arch", choices=ARCHS, default="qwen2",
-                   help="qwen2: RoPE, RMSNorm, SwiGLU; gpt2: learned positions, LayerNorm, GELU")
-    p.add_argument("--probe-every", type=int, default=500,
-                   help="every N steps print greedy accuracy per level on a few test problems (0: never)")
-    # Level 5 is rare in the traces so the base solves it only about a third of the time: headroom for
-    # phase 1 (with 2,2,2,1,1 the same schedule reached 58% at level 5).
-    p.add_argument("--level-weights", default="2,2,2,1,0.4",
-                   help="relative frequency of levels 1..5 in the training traces (0 leaves a level out)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and data")
-    p.add_argument("--log-every", type=int, default=50, help="print a progress line every N steps")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = p.parse_args()
+def level_weights(text):
+    """ "2,2,2,1,0.4" -> {1: 2.0, ..., 5: 0.4}: one non-negative weight per level, not all 0."""
     try:
-        weights = [float(x) for x in args.level_weights.split(",")]
+        weights = [float(x) for x in text.split(",")]
     except ValueError:
         weights = []
     if len(weights) != len(LEVELS) or min(weights) < 0 or sum(weights) <= 0:
-        p.error(f"--level-weights needs {len(LEVELS)} non-negative numbers, not all 0")
-    levels = dict(zip(LEVELS, weights))
+        raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, not all 0, got {text!r}")
+    return dict(zip(LEVELS, weights))
+
+
+@cli
+def main(argv=None):
+    p = Parser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/base", help="checkpoint folder to write (a new or empty folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint already in --out")
+    p.add_argument("--steps", type=positive_int, default=3400, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, default=12, help="sequences per step")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--warmup", type=non_negative_int, default=100, help="linear warm-up steps")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay on matrices")
+    p.add_argument("--n-layer", type=positive_int, default=4, help="transformer blocks")
+    p.add_argument("--n-head", type=positive_int, default=4, help="attention heads")
+    p.add_argument("--n-embd", type=positive_int, default=128, help="model width (a multiple of --n-head)")
+    p.add_argument("--max-seq-len", type=positive_int, default=512, help="context length (prompt + response)")
+    p.add_argument("--arch", choices=ARCHS, default="qwen2",
+                   help="qwen2: RoPE, RMSNorm, SwiGLU; gpt2: learned positions, LayerNorm, GELU")
+    p.add_argument("--probe-every", type=non_negative_int, default=500,
+                   help="every N steps print greedy accuracy per level on a few test problems (0: never)")
+    # Level 5 is rare in the traces so the base solves it only about a third of the time: headroom for
+    # phase 1 (with 2,2,2,1,1 the same schedule reached 58% at level 5).
+    p.add_argument("--level-weights", type=level_weights, default="2,2,2,1,0.4",
+                   help="relative frequency of levels 1..5 in the training traces (0 leaves a level out)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and data")
+    p.add_argument("--log-every", type=positive_int, default=50, help="print a progress line every N steps")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    if args.n_embd % args.n_head:
+        p.error(f"--n-embd ({args.n_embd}) must be a multiple of --n-head ({args.n_head})")
+    check_out_folder(args.out, OWNED, overwrite=args.overwrite, what="checkpoint")
+    levels = args.level_weights
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -133,13 +136,13 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     print(f"training {model.num_params() / 1e6:.2f}M params for {args.steps} steps of {args.batch_size} "
-          f"sequences, level weights {args.level_weights}, seed {args.seed}")
+          f"sequences, level weights {','.join(f'{w:g}' for w in levels.values())}, seed {args.seed}")
     log = []
     t0 = time.perf_counter()
     tokens_seen = 0
     data = batches(rng, tok, args.batch_size, levels)
     for step in range(args.steps):
-        lr = lr_at(step, args.steps, args.lr, args.warmup)
+        lr = lr_at(step, args.steps, args.lr, args.warmup, min_ratio=0.1)
         for group in opt.param_groups:
             group["lr"] = lr
         x, y, mask = next(data)
@@ -162,11 +165,11 @@ def main():
             print("  greedy accuracy by level: " + " ".join(f"L{lv} {100 * a:.0f}%" for lv, a in acc.items()), flush=True)
             log[-1]["probe"] = acc
 
-    tmp = f"{args.out}.tmp"
+    tmp = f"{args.out}.tmp{os.getpid()}"
     model.save(tmp)
     tok.save(tmp)
-    with open(os.path.join(tmp, "train_sft.json"), "w") as f:
-        json.dump({"args": vars(args), "log": log, "seconds": time.perf_counter() - t0}, f, indent=1)
+    settings = {**vars(args), "level_weights": ",".join(f"{w:g}" for w in levels.values())}
+    write_json({"args": settings, "log": log, "seconds": time.perf_counter() - t0}, os.path.join(tmp, "train_sft.json"))
     publish_dir(tmp, args.out)
     print(f"saved {args.out} after {(time.perf_counter() - t0) / 60:.1f} min")
 

@@ -2,7 +2,9 @@ import os
 import sys
 
 # Tests import the flat top-level modules (model, sample, ...) from the repository root.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(1, os.path.join(REPO, "tools"))  # the developer tools (bench, gpu_check) are tested too
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the transformers oracle must never reach the network
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -4,6 +4,7 @@ import os
 import pytest
 
 import demo
+from common import InputError
 
 
 @pytest.mark.slow
@@ -23,15 +24,16 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert "reusing" in again and "$ python train_rl.py" not in again and "$ python eval.py" not in again
 
 
-def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path):
+def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path, capsys):
     real = demo.run_stamp(demo.BASE, demo.SETTINGS["quick"])
     other_preset = {**real, "presets": {**real["presets"], "phase2": {**real["presets"]["phase2"], "actor_lr": 1}}}
     for i, stamp in enumerate([{**real, "base_sha256": "0" * 64}, other_preset]):
         out = tmp_path / f"demo{i}"
         out.mkdir()
         (out / "demo.json").write_text(json.dumps(stamp))
-        with pytest.raises(SystemExit, match="another base model, settings or presets; rerun with --fresh"):
+        with pytest.raises(SystemExit) as e:
             demo.main(["--quick", "--out", str(out)])
+        assert e.value.code == 2 and "another base model, settings or presets; rerun with --fresh" in capsys.readouterr().err
         assert not (out / "data").exists()  # refused before any stage ran
 
 
@@ -40,5 +42,5 @@ def test_claim_out_dir_accepts_its_own_stamp(tmp_path):
     demo.claim_out_dir(str(tmp_path / "d"), stamp)
     assert json.loads((tmp_path / "d" / "demo.json").read_text()) == stamp
     demo.claim_out_dir(str(tmp_path / "d"), stamp)  # the same stamp again: reuse allowed
-    with pytest.raises(SystemExit):
+    with pytest.raises(InputError):
         demo.claim_out_dir(str(tmp_path / "d"), {**stamp, "phase1_steps": 9})

@@ -6,7 +6,7 @@ import pytest
 
 import eval as evaluation
 from eval import evaluate, markdown_table, summarize
-from reward import extract_answer, is_equiv
+from reward import extract_answer, grade, is_equiv
 from sample import generate, load_for_inference
 from tasks import prompt_text
 
@@ -67,7 +67,7 @@ def test_cut_off_responses_count_as_wrong_and_are_counted():
     assert s["accuracy"] == 0.25 and s["cut_off_share"] == 0.25
     assert s["accuracy_stderr"] == pytest.approx(statistics.stdev([0.5, 0.0]) / math.sqrt(2))
     assert (s["length_mean"], s["length_mean_correct"], s["length_mean_incorrect"]) == (20, 10, pytest.approx(70 / 3))
-    assert evaluation.score("\\boxed{1}", "length", "1") is False
+    assert grade("\\boxed{1}", "1", finished=False) == "no_answer"  # how rollout() judges a cut-off response
 
 
 def test_markdown_table_layout():
@@ -93,13 +93,15 @@ def test_cli_writes_json_and_table(half_right, tmp_path, capsys):
     assert "| all |" in capsys.readouterr().out
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="no such problems file"):
-        evaluation.main(["--ckpt", "x", "--data", str(tmp_path / "missing.jsonl")])
+def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "1", "answer": "1"}\n{not json\n')
-    with pytest.raises(SystemExit, match=r"bad.jsonl:2: not valid JSON"):
-        evaluation.main(["--ckpt", "x", "--data", str(bad)])
+    for data, message in [(tmp_path / "missing.jsonl", "no such problems file"), (bad, "bad.jsonl:2: not valid JSON")]:
+        with pytest.raises(SystemExit) as e:
+            evaluation.main(["--ckpt", "x", "--data", str(data)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_progress_in_a_log_file_is_a_line_per_quarter_without_carriage_returns(capsys):

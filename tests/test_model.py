@@ -131,7 +131,7 @@ def test_save_load_round_trip_is_exact_and_atomic(tmp_path):
     model = GPT(GPTConfig(vocab_size=40, n_layer=2, n_head=2, n_embd=16, n_inner=32, max_seq_len=32))
     model.save(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]  # no temp files left
-    back = GPT.load(str(tmp_path))
+    back = GPT.from_pretrained(str(tmp_path))
     assert back.config == model.config
     idx = torch.randint(0, 40, (2, 9))
     assert torch.equal(back(idx), model(idx))
@@ -148,7 +148,7 @@ def test_critic_from_actor_shares_trunk_and_has_fresh_head(tmp_path):
     assert values.shape == (2, 7)
     assert torch.equal(critic.hidden_states(idx), actor.hidden_states(idx))
     critic.save(str(tmp_path / "critic"))  # a saved critic reloads as a critic, head included
-    back = GPT.load(str(tmp_path / "critic"))
+    back = GPT.from_pretrained(str(tmp_path / "critic"))
     assert torch.equal(back(idx), values)
 
 
@@ -247,7 +247,7 @@ def test_unknown_field_in_own_config(tmp_path):
     cfg["n_lyer"] = 3
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="n_lyer"):
-        GPT.load(str(tmp_path))
+        GPT.from_pretrained(str(tmp_path))
 
 
 PEAK_RSS_SCRIPT = r"""
@@ -286,4 +286,4 @@ def test_truncated_weights_file_is_a_clear_error(tmp_path):
     f = tmp_path / "model.safetensors"
     f.write_bytes(f.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match="truncated"):
-        GPT.load(str(tmp_path))
+        GPT.from_pretrained(str(tmp_path))

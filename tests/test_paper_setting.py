@@ -76,7 +76,7 @@ def test_phase2_commands_end_to_end(r1_folder, tmp_path, monkeypatch):
     log = [json.loads(line) for line in open(out / "log.jsonl")]
     assert [r["step"] for r in log] == [0, 1]
     actor = out / "checkpoint" / "actor"
-    assert GPT.load(str(actor)).config.vocab_size == GPT.from_pretrained(str(r1_folder)).config.vocab_size
+    assert GPT.from_pretrained(str(actor)).config.vocab_size == GPT.from_pretrained(str(r1_folder)).config.vocab_size
 
     results = tmp_path / "eval.json"
     evaluation.main(["--ckpt", str(r1_folder), str(actor), "--names", "base", "phase2", "--data", math,

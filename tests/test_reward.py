@@ -357,14 +357,15 @@ def test_cli_jsonl(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "cannot read"),
-    ('{"response": "\\\\boxed{5}", "answer": "5"}\n{not json\n', "rollouts.jsonl:2: malformed JSON"),
+    (None, "no such responses file"),
+    ('{"response": "\\\\boxed{5}", "answer": "5"}\n{not json\n', "rollouts.jsonl:2: not valid JSON"),
+    (b'{"response": "\\\\boxed{5}", "answer": "\xff"}\n', "rollouts.jsonl:1: not UTF-8"),
     ('{"response": "\\\\boxed{5}"}\n', "rollouts.jsonl:1: record lacks key"),
 ])
 def test_cli_jsonl_errors(tmp_path, content, message):
     path = tmp_path / "rollouts.jsonl"
     if content is not None:
-        path.write_text(content)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
     result = _run("--jsonl", str(path))
     assert result.returncode == 2
     assert message in result.stderr

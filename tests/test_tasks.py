@@ -3,7 +3,9 @@ import random
 
 import pytest
 
-from select_problems import choose, pass_rates
+from common import InputError
+from eval import pass_rates
+from select_problems import choose
 from tasks import (LEVELS, DataError, make_problem, make_split, make_trace, parse_problem, prompt_text,
                    read_problems, split_of)
 from tokenizer import Tokenizer
@@ -72,12 +74,12 @@ def test_read_problems_accepts_toy_and_math_style(tmp_path):
 def test_malformed_lines_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "p.jsonl"
     path.write_text('{"problem": "1+1", "answer": "2"}\n' + line + "\n")
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(InputError, match=message):
         read_problems(str(path))
 
 
 def test_missing_and_empty_files(tmp_path):
-    with pytest.raises(DataError, match="no such problems file"):
+    with pytest.raises(InputError, match="no such problems file"):
         read_problems(str(tmp_path / "nope.jsonl"))
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(DataError, match="no problems"):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
+from common import InputError
 from tokenizer import Tokenizer
 
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -246,13 +247,13 @@ def test_save_load_round_trip(folders, tmp_path):
 
 
 def test_missing_files_name_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(InputError, match="nowhere"):
         Tokenizer.load(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+    with pytest.raises(InputError, match="tokenizer.json"):
         Tokenizer.load(tmp_path)
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(InputError, match="nowhere"):
         Tokenizer.from_hf(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+    with pytest.raises(InputError, match="tokenizer.json"):
         Tokenizer.from_hf(tmp_path)
 
 

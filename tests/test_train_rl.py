@@ -6,10 +6,12 @@ import pytest
 import torch
 
 import train_rl
+from common import InputError
 from model import GPT
 from sample import Completion
+from tasks import prompt_text, read_problems
 from tokenizer import Tokenizer
-from train_rl import (Config, aggregate, build_rollout, compute_gae, explained_variance, group_advantages,
+from train_rl import (aggregate, build_rollout, compute_gae, explained_variance, group_advantages,
                       head_logprobs, kl_penalty, masked_whiten, place_rewards, policy_loss, score_responses,
                       token_logprobs, value_loss)
 
@@ -163,14 +165,15 @@ def tiny_config(ckpt, out, **kw):
                 prompts_per_step=2, samples_per_prompt=8, temperature=1.0, max_new_tokens=16, actor_lr=3e-3,
                 critic_lr=3e-3, minibatches=2, micro_batch=5, save_every=100, warmup_ratio=0.0)
     base.update(kw)
-    return Config(**base)
+    return train_rl.config(**base)
 
 
 def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path):
     cfg = tiny_config(half_right, tmp_path)
     actor, critic, ref, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
-    problems = train_rl.load_training_problems(cfg)
-    batch, _ = train_rl.collect(cfg, actor, ref, critic, tok, problems, step=0)
+    problems = read_problems(cfg.data)
+    prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
+    batch, _ = train_rl.collect(cfg, actor, ref, critic, tok, problems, prompts, step=0)
     train_rl.compute_advantages(cfg, batch)
     ok, stats = train_rl.update(cfg, actor, critic, train_rl.make_optimizer(actor, 1e-3, cfg),
                                 train_rl.make_optimizer(critic, 1e-3, cfg), batch, 0, train_actor=True)
@@ -197,10 +200,10 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
     crashed = tiny_config(half_right, tmp_path / "crash", steps=4, save_every=2)
     real_collect = train_rl.collect
 
-    def crash_at_step_2(cfg, actor, ref, critic, tok, problems, step):
-        if step == 2:
+    def crash_at_step_2(*args):
+        if args[-1] == 2:  # the step
             raise RuntimeError("simulated crash")
-        return real_collect(cfg, actor, ref, critic, tok, problems, step)
+        return real_collect(*args)
 
     monkeypatch.setattr(train_rl, "collect", crash_at_step_2)
     with pytest.raises(RuntimeError):
@@ -208,8 +211,8 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
     monkeypatch.setattr(train_rl, "collect", real_collect)
     train_rl.train(crashed, resume=True)
 
-    a = GPT.load(str(tmp_path / "full" / "checkpoint" / "actor")).state_dict()
-    b = GPT.load(str(tmp_path / "crash" / "checkpoint" / "actor")).state_dict()
+    a = GPT.from_pretrained(str(tmp_path / "full" / "checkpoint" / "actor")).state_dict()
+    b = GPT.from_pretrained(str(tmp_path / "crash" / "checkpoint" / "actor")).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [json.loads(line)["step"] for line in open(tmp_path / "crash" / "log.jsonl")]
     assert steps == [0, 1, 2, 3]  # no duplicated or missing log records
@@ -231,20 +234,21 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
         train_rl.train(cfg)
     state = json.load(open(tmp_path / "checkpoint" / "state.json"))
     assert state["step"] == 2  # steps 0 and 1 were good; the poisoned ones were not saved
-    actor = GPT.load(str(tmp_path / "checkpoint" / "actor"))
+    actor = GPT.from_pretrained(str(tmp_path / "checkpoint" / "actor"))
     assert all(torch.isfinite(p).all() for p in actor.parameters())
 
 
 def test_help_gives_every_flags_default_and_what_each_preset_puts_instead():
     text = " ".join(train_rl.build_parser().format_help().split())  # undo argparse's line wrapping
-    assert "actor peak learning rate (default: 5e-07; toy phase 1: 5e-05; toy phase 2: 2.5e-05)" in text
+    assert "actor peak learning rate (default: 5e-07; toy: 5e-05; toy phase 2: 2.5e-05)" in text
     assert "passes over each step's batch (default: 1; toy phase 2: 2)" in text
-    assert "(default: --init)" in text and "(default: --init) (default" not in text  # stated once
+    assert "(default: --init)" in text and "(default: --init) (" not in text  # stated once
+    assert "(default: None)" not in text
 
 
-def test_presets_pick_the_scale_and_flags_win(half_right):
-    parse = lambda *flags: train_rl.resolve_config(train_rl.build_parser().parse_args(
-        ["--init", str(half_right), *flags]))
+def test_presets_pick_the_scale_and_flags_win(half_right, tmp_path):
+    parse = lambda *flags: train_rl.resolve_config(
+        ["--init", str(half_right), "--data", str(half_right / "problems.jsonl"), "--out", str(tmp_path), *flags])[0]
     toy = parse("--phase", "1")
     assert (toy.phase, toy.actor_lr, toy.prompts_per_step, toy.max_new_tokens) == (1, 5e-5, 8, 320)
     assert (toy.gae_lambda, parse("--phase", "1", "--gae-lambda", "0.95").gae_lambda) == (1.0, 0.95)
@@ -253,10 +257,11 @@ def test_presets_pick_the_scale_and_flags_win(half_right):
     paper = parse("--phase", "2", "--scale", "paper")  # what a 1.5B model gets by itself
     assert (paper.actor_lr, paper.critic_lr, paper.max_new_tokens, paper.dtype) == (5e-7, 9e-6, 8192, "bf16")
     assert (paper.gae_lambda, paper.gamma, paper.kl_coef, paper.temperature) == (0.95, 1.0, 0.01, 0.6)
+    assert (paper.steps, paper.prompts_per_step, paper.samples_per_prompt) == (150, 8, 8)
     mine = parse("--phase", "2", "--gae-lambda", "1.0", "--actor-lr", "1e-4", "--whiten-advantages", "false")
     assert (mine.gae_lambda, mine.actor_lr, mine.whiten_advantages, mine.steps) == (1.0, 1e-4, False, 60)
     assert parse("--phase", "2", "--algo", "grpo").kl_estimator == "k3"  # GRPO puts KL in the loss
-    with pytest.raises(SystemExit, match="use --kl-estimator k3"):
+    with pytest.raises(InputError, match="use --kl-estimator k3"):
         parse("--algo", "grpo", "--kl-estimator", "k1")
     with pytest.raises(SystemExit):
         train_rl.build_parser().parse_args(["--loss-agg", "sum"])  # unknown values are refused by argparse

@@ -18,6 +18,7 @@ folder with `GPT.from_pretrained`; the largest logit difference is reported as a
 """
 
 import argparse
+import sys
 import inspect
 import os
 import statistics
@@ -26,7 +27,10 @@ import time
 
 import torch
 
-from model import GPT, GPTConfig, atomic_write_json
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
+
+from common import write_json
+from model import GPT, GPTConfig
 from sample import generate
 
 PRESETS = {  # --quick swaps in the tiny column; flags given on the command line override either
@@ -237,7 +241,7 @@ def main():
     results, extra = run_benchmarks(args.what, cfg)
     env["loadavg_end"] = os.getloadavg()[0]
     print("\n" + markdown_table(results))
-    atomic_write_json(dict(env=env, config=cfg, **extra, results=results), args.out)
+    write_json(dict(env=env, config=cfg, **extra, results=results), args.out)
     print(f"\nwrote {args.out}")
 
 

@@ -13,6 +13,7 @@ all its responses run to --max-new-tokens: the worst case for time and memory.
 """
 
 import argparse
+import sys
 import json
 import os
 import platform
@@ -21,11 +22,13 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
+
+from common import write_jsonl
 import memory
 import train_rl
 from model import GPT, GPTConfig
 from sample import generate
-from tasks import write_jsonl
 from tokenizer import Tokenizer
 
 QWEN2_05B = dict(vocab_size=151936, n_layer=24, n_head=14, n_kv_head=2, n_embd=896, n_inner=4864,

@@ -1,0 +1,381 @@
+"""
+What every script shares: safe file reading and writing, run folders that never lose work, checked flag
+values, the device, and the learning-rate schedule.
+
+Files. Everything is written atomically (a temp file in the same folder, then a rename), so a crash never
+leaves half a file. A folder of files (a checkpoint) is written beside its final place and swapped in
+whole by `publish_dir`; a swap cut short by a crash is finished by `recover_dir`. A failed read names the
+file, and the line for JSONL.
+
+Errors a user can fix (a missing file, a malformed record, a flag out of range) raise `InputError`. Every
+CLI's main() is wrapped in `@cli`, which turns them into one line, "error: ...", and exit status 2.
+"""
+
+import argparse
+import fcntl
+import functools
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+from decimal import Decimal
+
+import torch
+from safetensors.torch import save_file
+
+
+class InputError(ValueError):
+    """Something the user gave cannot be used; the message names it and, where there is one, the fix."""
+
+
+def cli(main):
+    """Run a script's main() so that an InputError ends in one line on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapped
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """States each flag's default once, after its help text; a text that already says it is left alone."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not any(action.default is x for x in (None, False, argparse.SUPPRESS)) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that answers a bad flag with one line (not the whole usage) and points to --help."""
+
+    def __init__(self, **kwargs):
+        super().__init__(formatter_class=HelpFormatter, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Flag values: argparse `type=` functions; each names the allowed range when it refuses a value.
+
+
+def _number(kind, text):
+    try:
+        x = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+    if kind is float and not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return x
+
+
+def ranged(kind, low=None, high=None, low_open=False, high_open=False):
+    """A `type=` that parses an int or float and refuses values outside [low, high] (or open ends)."""
+    lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
+    hi = "" if high is None else f"{high}" + (")" if high_open else "]")
+    where = {("", ""): "", ("", hi): f"<= {high}" if not high_open else f"< {high}",
+             (lo, ""): f">= {low}" if not low_open else f"> {low}"}.get((lo, hi), f"in {lo}, {hi}")
+
+    def parse(text):
+        x = _number(kind, text)
+        too_low = low is not None and (x <= low if low_open else x < low)
+        too_high = high is not None and (x >= high if high_open else x > high)
+        if too_low or too_high:
+            raise argparse.ArgumentTypeError(f"must be {where}, got {text}")
+        return x
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+positive_int = ranged(int, 1)
+non_negative_int = ranged(int, 0)
+positive_float = ranged(float, 0, low_open=True)
+non_negative_float = ranged(float, 0)
+fraction = ranged(float, 0, 1)  # [0, 1]
+probability = ranged(float, 0, 1, low_open=True)  # (0, 1]: top-p
+
+
+def bool_flag(text):
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def int_list(text):
+    """ "4,5" -> [4, 5]: a comma-separated list of integers (levels)."""
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 4,5, got {text!r}")
+    return values
+
+
+def device(name):
+    """A torch device name that exists here: "auto" is cuda when a GPU is visible, else cpu."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(name).type
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or auto, got {name!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{name}: no CUDA GPU is visible to torch here; use --device cpu")
+    if kind not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or auto, got {name!r}")
+    return name
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_json(path, what="file"):
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such {what}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_jsonl(path, what="file", torn_tail_ok=False, parse_float=float):
+    """[(where, record)] of a JSONL file, where = "path:line". Blank lines are skipped.
+
+    torn_tail_ok: drop a last line that does not parse and has no newline (a write cut off by a crash).
+    parse_float: how JSON numbers with a fraction or exponent are read (Decimal keeps them as written).
+    """
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such {what}")
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    records = []
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            records.append((f"{path}:{n}", json.loads(raw.decode("utf-8"), parse_float=parse_float)))
+        except UnicodeDecodeError:
+            raise InputError(f"{path}:{n}: not UTF-8 text; save the file as UTF-8") from None
+        except json.JSONDecodeError as e:
+            if torn_tail_ok and n == len(lines):
+                break
+            raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    return records
+
+
+def decimal_text(x):
+    """A JSON number read as Decimal, written without an exponent: 1e-05 -> "0.00001", 2.50 -> "2.50"."""
+    return format(x, "f") if isinstance(x, Decimal) else str(x)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing: a temp file beside the target, then one rename.
+
+
+def _atomic(path, write, mode="w"):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path, text):
+    _atomic(path, lambda f: f.write(text))
+
+
+def write_json(obj, path):
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_jsonl(records, path):
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def append_jsonl(path, record):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_safetensors(tensors, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    save_file(tensors, tmp)
+    os.replace(tmp, path)
+
+
+def check_writable(path):
+    """Refuse, before any work, an output file path that cannot be written (a folder, a missing parent
+    that cannot be made, no permission)."""
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a folder; give a file path")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{path}: cannot create its folder ({e.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{path}: folder {folder} is not writable")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Folders swapped in whole. A complete temp folder carries a marker file; the swap is two renames
+# (final -> final.old, final.tmp -> final), and recover_dir finishes a swap that a crash cut short.
+
+COMPLETE = ".complete"
+
+
+def publish_dir(tmp_dir, final_dir):
+    """Replace folder `final_dir` by the fully written `tmp_dir`; the old one survives until then."""
+    write_text(os.path.join(tmp_dir, COMPLETE), "")
+    old = f"{final_dir}.old"
+    if os.path.exists(old):
+        shutil.rmtree(old)
+    if os.path.exists(final_dir):
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if os.path.exists(old):
+        shutil.rmtree(old)
+
+
+def recover_dir(final_dir):
+    """Finish or undo a publish_dir that was cut short, so `final_dir` holds the newest complete folder.
+
+    A complete final.tmp wins when final is missing (the crash came between the two renames); otherwise a
+    leftover final.old is put back; an incomplete final.tmp (a crash while writing it) is removed."""
+    tmp, old = f"{final_dir}.tmp", f"{final_dir}.old"
+    if not os.path.exists(final_dir):
+        if os.path.isfile(os.path.join(tmp, COMPLETE)):
+            os.replace(tmp, final_dir)
+        elif os.path.isdir(old):
+            os.replace(old, final_dir)
+    for leftover in (tmp, old):
+        if os.path.exists(leftover):
+            shutil.rmtree(leftover)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Run folders: one writer at a time, and nothing deleted that a run did not make.
+
+
+def check_out_folder(folder, owned, resume=False, overwrite=False, what="run"):
+    """Refuse to write into `folder` unless that is safe; with overwrite, first remove an earlier run's files.
+
+    owned: the names a run writes there (their temp and .old copies count too). A new run needs a missing
+    or empty folder; overwrite lets it replace a folder that holds only an earlier run's files; resume
+    continues one. Files a run did not write are never deleted: a folder holding any is refused.
+    """
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(f"--out {folder} is a file, not a folder")
+    present = sorted(set(os.listdir(folder)) - {".lock", COMPLETE}) if os.path.isdir(folder) else []
+    others = [n for n in present if n.split(".tmp")[0].removesuffix(".old") not in owned]
+    if others:
+        listed = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
+        raise InputError(f"--out {folder} holds files that are not a {what}'s ({listed}); pick an empty or new --out")
+    if resume or not present:
+        return
+    if not overwrite:
+        raise InputError(f"--out {folder} already holds a {what}; continue it with --resume, or replace it with "
+                         "--overwrite")
+    for name in present:
+        path = os.path.join(folder, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+class FolderLock:
+    """An exclusive lock on `folder/.lock` while this process lives (the OS drops it when the process dies,
+    however it dies), so two runs never write one folder."""
+
+    def __init__(self, folder):
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise InputError(f"--out {folder} is a file, not a folder")
+        os.makedirs(folder, exist_ok=True)
+        self.file = open(os.path.join(folder, ".lock"), "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "another process"
+            self.file.close()
+            raise InputError(f"{folder} is in use by {owner}; wait for it to finish or pick another --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()}")
+        self.file.flush()
+
+    def release(self):
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def optimizer_tensors(opt, prefix):
+    """AdamW state as flat {name: tensor}, for safetensors (no pickles anywhere)."""
+    return {f"{prefix}.{i}.{k}": v.detach().reshape(-1) if v.dim() == 0 else v.detach()
+            for i, state in opt.state_dict()["state"].items() for k, v in state.items()}
+
+
+def load_optimizer(opt, tensors, prefix):
+    """Restore AdamW state written by optimizer_tensors."""
+    sd = opt.state_dict()
+    for name, value in tensors.items():
+        head, i, key = name.split(".")
+        if head == prefix:
+            sd["state"].setdefault(int(i), {})[key] = value.reshape(()) if key == "step" else value
+    opt.load_state_dict(sd)
+
+
+class StopRequest:
+    """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self._handler)
+        signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstop requested: finishing this step, then saving (Ctrl-C again to quit without saving)", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Schedules
+
+
+def lr_at(step, total, peak, warmup_steps, min_ratio):
+    """Linear warm-up over warmup_steps to `peak`, then cosine decay to min_ratio * peak at step `total`."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
