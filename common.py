@@ -337,22 +337,6 @@ class FolderLock:
         self.release()
 
 
-def optimizer_tensors(opt, prefix):
-    """AdamW state as flat {name: tensor}, for safetensors (no pickles anywhere)."""
-    return {f"{prefix}.{i}.{k}": v.detach().reshape(-1) if v.dim() == 0 else v.detach()
-            for i, state in opt.state_dict()["state"].items() for k, v in state.items()}
-
-
-def load_optimizer(opt, tensors, prefix):
-    """Restore AdamW state written by optimizer_tensors."""
-    sd = opt.state_dict()
-    for name, value in tensors.items():
-        head, i, key = name.split(".")
-        if head == prefix:
-            sd["state"].setdefault(int(i), {})[key] = value.reshape(()) if key == "step" else value
-    opt.load_state_dict(sd)
-
-
 class StopRequest:
     """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once."""
 

@@ -19,32 +19,37 @@ import sys
 import time
 
 from common import Parser, check_writable, cli, device, non_negative_float, positive_int, probability, write_json
+import distributed
+from distributed import gather, is_main, my_share, on_main, world
 from reward import grade
-from sample import DTYPES, generate, load_for_inference
+from sample import DTYPES, ENGINES, generate, load_for_inference
 from tasks import encode_prompts, read_problems
 
 
 def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size=64,
-            progress=None):
-    """Sample `samples` responses per problem; one record per response with its text, length and score."""
+            progress=None, engine="auto"):
+    """Sample `samples` responses per problem; one record per response with its text, length and score.
+    Under torchrun each process samples every N-th response and all of them get every record; response i
+    draws from the random stream (seed, i), so the records do not depend on N."""
     encoded = encode_prompts(problems, tok, max_new_tokens, model.config.max_seq_len)
     prompts = [ids for ids in encoded for _ in range(samples)]
-    records = []
-    for start in range(0, len(prompts), batch_size * 4):  # chunks, so long runs can report progress
-        chunk = prompts[start : start + batch_size * 4]
-        completions = generate(model, chunk, max_new_tokens, temperature, top_p=top_p, eos_id=tok.eos_id,
-                               pad_id=tok.pad_id, seed=seed, row_ids=range(start, start + len(chunk)),
-                               batch_size=batch_size)
-        for i, c in enumerate(completions, start):
+    mine = [i for i in my_share(range(len(prompts))) if i is not None]
+    records = {}
+    for start in range(0, len(mine), batch_size * 4):  # chunks, so long runs can report progress
+        rows = mine[start : start + batch_size * 4]
+        completions = generate(model, [prompts[i] for i in rows], max_new_tokens, temperature, top_p=top_p,
+                               eos_id=tok.eos_id, pad_id=tok.pad_id, seed=seed, row_ids=rows, batch_size=batch_size,
+                               engine=engine)
+        for i, c in zip(rows, completions):
             problem = problems[i // samples]
             text = tok.decode(c.tokens, skip_special=True)
-            finished = c.finish_reason == "eos"
-            records.append({"problem_id": problem["id"], "level": problem.get("level"), "text": text,
-                            "length": len(c), "finish_reason": c.finish_reason,
-                            "correct": grade(text, problem["answer"], finished) == "correct"})
-        if progress:
-            progress(len(records), len(prompts))
-    return records
+            records[i] = {"problem_id": problem["id"], "level": problem.get("level"), "text": text,
+                          "length": len(c), "finish_reason": c.finish_reason,
+                          "correct": grade(text, problem["answer"], c.finish_reason == "eos") == "correct"}
+        if progress and is_main():
+            progress(min(len(records) * world(), len(prompts)), len(prompts))
+    records = gather(records)
+    return [records[i] for i in range(len(prompts))]
 
 
 def progress_printer(label):
@@ -113,10 +118,10 @@ def summarize_by_level(records):
 
 
 def evaluate(model, tok, problems, samples=4, temperature=0.6, top_p=0.95, max_new_tokens=512, seed=0,
-             batch_size=64, progress=None):
+             batch_size=64, progress=None, engine="auto"):
     """Summary (overall and per level) of `model` on `problems`; also returns the response records."""
     records = rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size,
-                      progress)
+                      progress, engine)
     return summarize_by_level(records), records
 
 
@@ -127,9 +132,10 @@ def held_out(path, n, seed):
     return problems[:n]
 
 
-def eval_record(model, tok, problems, samples, temperature, max_new_tokens, seed, batch_size):
+def eval_record(model, tok, problems, samples, temperature, max_new_tokens, seed, batch_size, engine="auto"):
     """The figures train_rl.py logs for a held-out evaluation: eval_accuracy, eval_length, and per level."""
-    summary, _ = evaluate(model, tok, problems, samples, temperature, 0.95, max_new_tokens, seed, batch_size)
+    summary, _ = evaluate(model, tok, problems, samples, temperature, 0.95, max_new_tokens, seed, batch_size,
+                          engine=engine)
     rec = {"eval_accuracy": summary["all"]["accuracy"], "eval_length": summary["all"]["length_mean"]}
     for lv, s in summary["levels"].items():
         rec[f"eval_accuracy_L{lv}"], rec[f"eval_length_L{lv}"] = s["accuracy"], s["length_mean"]
@@ -179,23 +185,28 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for every checkpoint)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU, eager on a CPU")
     p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON file")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
     args = p.parse_args(argv)
     names = args.names or args.ckpt
     if len(names) != len(args.ckpt):
         p.error("--names needs one name per --ckpt")
+    distributed.setup()  # under torchrun, each process samples its share of the responses
     if args.out:
-        check_writable(args.out)  # before the sampling, not after it
+        on_main(lambda: check_writable(args.out))  # before the sampling, not after it
     problems = read_problems(args.data)[: args.limit]
     results, responses = {}, {}
     for name, path in zip(names, args.ckpt):
         model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))
         t0 = time.perf_counter()
         summary, records = evaluate(model, tok, problems, args.samples, args.temperature, args.top_p,
-                                    args.max_new_tokens, args.seed, args.batch_size, progress=progress_printer(name))
-        progress_done(name, len(records), t0)
+                                    args.max_new_tokens, args.seed, args.batch_size, progress_printer(name), args.sampler)
+        if is_main():
+            progress_done(name, len(records), t0)
         results[name], responses[name] = summary, records
+    if not is_main():
+        return
     print(markdown_table(results))
     if args.out:
         settings = {k: getattr(args, k) for k in ("data", "samples", "temperature", "top_p", "max_new_tokens", "seed")}

@@ -1,15 +1,19 @@
 """
-How much memory a train_rl.py run needs, before it runs (train_rl.py --dry-run prints this).
+How much memory a train_rl.py run needs per GPU, before it runs (train_rl.py --dry-run prints this).
 
-Per model, in bytes, for N parameters:
-  actor, critic (trained):  weights fp32 4N + gradients fp32 4N + AdamW moments fp32 8N = 16N
+Per model, in bytes, for N parameters, on each of G GPUs (FSDP shards what is trained or frozen, G = 1
+without torchrun):
+  actor, critic (trained):  weights fp32 4N + gradients fp32 4N + AdamW moments fp32 8N = 16N / G
                             (bf16 runs keep fp32 weights: at lr 5e-7 a bf16 weight would not move at all)
-  reference (frozen):       4N: fp32 like the actor, so that it runs through exactly the actor's numerics
+  reference (frozen):       4N / G: fp32 like the actor, so that it runs through exactly the actor's numerics
+  rollout copy:             2N in bf16 runs (the sampling copy), 4N in fp32 runs on several GPUs, on every GPU
   critic N:                 the actor's N without the LM head (untied) plus a scalar head
 Transient, the larger of the two phases of a step:
-  sampling:   KV cache 2 (k, v) x layers x sample_batch x kv_heads x head_dim x (prompt + max_new_tokens)
-              x bytes, plus a few (sample_batch, vocab) fp32 buffers for the next-token distribution;
-  training:   activations of one micro-batch of micro_batch x (prompt + max_new_tokens) tokens. Without
+  sampling:   KV cache 2 (k, v) x layers x rows x kv_heads x head_dim x (prompt + max_new_tokens) x bytes,
+              rows = the sample batch (a power of two: the graph sampler's bucket) of this GPU's share of the
+              step's responses, plus a few (rows, vocab) fp32 buffers for the next-token distribution;
+  training:   activations of one micro-batch: micro_batch x (prompt + max_new_tokens) tokens, or at most
+              micro_batch_tokens of them. Without
               gradient checkpointing every layer keeps its inputs to each matmul and nonlinearity, about
               (8 d + 2 kv_dim + 5 d_mlp) values per token per layer (plus RMSNorm's fp32 copies); with it,
               only each layer's input (d per token) is kept and one layer is live at a time. The LM head's
@@ -46,22 +50,25 @@ def layer_activation_values(cfg: GPTConfig) -> int:
 
 
 def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, micro_batch, bf16,
-             grad_checkpointing, critic=True) -> dict:
-    """Bytes by item (see the module docstring); "total" is persistent + the larger transient phase."""
+             grad_checkpointing, critic=True, micro_batch_tokens=0, gpus=1) -> dict:
+    """Bytes per GPU by item (see the module docstring); "total" is persistent + the larger transient phase.
+    sample_batch: the rows one GPU samples at once."""
     act_bytes = 2 if bf16 else 4
     n_actor = param_count(model_cfg)
     n_critic = critic_param_count(model_cfg) if critic else 0
     seq = prompt_len + max_new_tokens
     d, L = model_cfg.n_embd, model_cfg.n_layer
     out = {
-        "actor weights+grads+adam": 16 * n_actor,
-        "critic weights+grads+adam": 16 * n_critic,
-        "reference weights": 4 * n_actor,  # fp32, so it runs through exactly the actor's numerics
+        "actor weights+grads+adam": 16 * n_actor // gpus,
+        "critic weights+grads+adam": 16 * n_critic // gpus,
+        "reference weights": 4 * n_actor // gpus,  # fp32, so it runs through exactly the actor's numerics
+        "rollout copy": (2 if bf16 else 4) * n_actor if bf16 or gpus > 1 else 0,
     }
-    kv = 2 * L * sample_batch * model_cfg.n_kv_head * model_cfg.head_dim * seq * act_bytes
-    out["sampling: kv cache + logits"] = kv + 4 * sample_batch * model_cfg.vocab_size * 4
+    rows = 1 << (sample_batch - 1).bit_length()  # the graph sampler's batch bucket
+    kv = 2 * L * rows * model_cfg.n_kv_head * model_cfg.head_dim * seq * act_bytes
+    out["sampling: kv cache + logits"] = kv + 4 * rows * model_cfg.vocab_size * 4
 
-    tokens = micro_batch * seq
+    tokens = min(micro_batch * seq, micro_batch_tokens or micro_batch * seq)
     norm_fp32 = 2 * d * 4 if model_cfg.norm == "rmsnorm" and bf16 else 0  # RMSNorm upcasts in bf16 runs
     per_layer = tokens * (layer_activation_values(model_cfg) * act_bytes + norm_fp32)
     if grad_checkpointing:
@@ -71,7 +78,7 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
     head = min(2**24, tokens * model_cfg.vocab_size) * 4 * 3  # logits, log-softmax, its gradient
     out["training: activations (one micro-batch)"] = acts + head + tokens * d * 4 * 2  # + embeddings, final norm
     transient = max(out["sampling: kv cache + logits"], out["training: activations (one micro-batch)"])
-    out["total"] = out["actor weights+grads+adam"] + out["critic weights+grads+adam"] + out["reference weights"] + transient
+    out["total"] = sum(v for k, v in out.items() if ":" not in k) + transient
     return out
 
 
@@ -83,17 +90,20 @@ def report(estimates: dict, gpu_mem_gib: float | None) -> str:
     return "\n".join(lines)
 
 
-def run_report(cfg, gpu_mem_gib=None):
-    """train_rl.py --dry-run: the estimate for a run's config, from its --init's config.json and longest prompt."""
+def run_report(cfg, gpu_mem_gib=None, gpus=1):
+    """train_rl.py --dry-run: the estimate per GPU for a run's config on `gpus` GPUs, from its --init's
+    config.json and longest prompt."""
     model_cfg, _ = read_checkpoint(cfg.init)
     prompts = encode_prompts(read_problems(cfg.data, cfg.levels), Tokenizer.load(cfg.init), cfg.max_new_tokens,
                              model_cfg.max_seq_len)
     prompt_len = max(len(ids) for ids in prompts)
+    rows_per_gpu = -(-cfg.prompts_per_step * cfg.samples_per_prompt // gpus)
     est = estimate(model_cfg, prompt_len=prompt_len, max_new_tokens=cfg.max_new_tokens,
-                   sample_batch=min(cfg.sample_batch, cfg.prompts_per_step * cfg.samples_per_prompt),
-                   micro_batch=cfg.micro_batch, bf16=cfg.dtype == "bf16", grad_checkpointing=cfg.grad_checkpointing,
-                   critic=cfg.algo == "ppo")
-    head = (f"estimated memory: {param_count(model_cfg) / 1e9:.3f}B-parameter model, longest prompt {prompt_len} + "
-            f"{cfg.max_new_tokens} new tokens, sample batch {cfg.sample_batch}, micro-batch {cfg.micro_batch}, "
-            f"{cfg.dtype}, gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
+                   sample_batch=min(cfg.sample_batch, rows_per_gpu), micro_batch=cfg.micro_batch,
+                   bf16=cfg.dtype == "bf16", grad_checkpointing=cfg.grad_checkpointing, critic=cfg.algo == "ppo",
+                   micro_batch_tokens=cfg.micro_batch_tokens, gpus=gpus)
+    head = (f"estimated memory per GPU: {param_count(model_cfg) / 1e9:.3f}B-parameter model on {gpus} GPU(s), "
+            f"longest prompt {prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {cfg.sample_batch}, "
+            f"micro-batch {cfg.micro_batch} rows / {cfg.micro_batch_tokens or 'any'} tokens, {cfg.dtype}, "
+            f"gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
     return head + "\n" + report(est, gpu_mem_gib)

@@ -129,10 +129,8 @@ class KVCache:
     the same column, and the attention mask hides the padding columns.
     """
 
-    def __init__(self, cfg, batch_size, max_len, dtype, device):
-        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
-        self.k = torch.empty(shape, dtype=dtype, device=device)  # only the filled columns are ever read
-        self.v = torch.empty(shape, dtype=dtype, device=device)
+    def __init__(self, k, v):
+        self.k, self.v = k, v  # only the filled columns are ever read
         self.pos = 0  # columns filled so far
 
     @property
@@ -152,22 +150,42 @@ class KVCache:
         self.v = self.v[:, rows]
 
 
+class StaticCache:
+    """The cache of a fixed-shape decode step (sample.py's graph sampler): views of the first rows and
+    columns of the buffers, (layers, rows, kv_heads, width, head_dim); the new token is written at column
+    `col` (a tensor, so that a CUDA graph replays the step at every column) and all `width` columns are
+    read back, those not yet written hidden by the mask."""
+
+    def __init__(self, k, v, col):
+        self.k, self.v, self.col = k, v, col
+
+    def update(self, layer, k, v):
+        self.k[layer].index_copy_(2, self.col, k)
+        self.v[layer].index_copy_(2, self.col, v)
+        return self.k[layer], self.v[layer]
+
+
 class Attention(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, fused=False):
         super().__init__()
         self.cfg = cfg
         hd = cfg.head_dim
-        self.q = nn.Linear(cfg.n_embd, cfg.n_head * hd, bias=cfg.qkv_bias)
-        self.k = nn.Linear(cfg.n_embd, cfg.n_kv_head * hd, bias=cfg.qkv_bias)
-        self.v = nn.Linear(cfg.n_embd, cfg.n_kv_head * hd, bias=cfg.qkv_bias)
+        self.sizes = (cfg.n_head * hd, cfg.n_kv_head * hd, cfg.n_kv_head * hd)
+        if fused:  # one q|k|v matmul (an inference copy: fewer, larger kernels when decoding)
+            self.qkv = nn.Linear(cfg.n_embd, sum(self.sizes), bias=cfg.qkv_bias)
+        else:
+            self.q = nn.Linear(cfg.n_embd, cfg.n_head * hd, bias=cfg.qkv_bias)
+            self.k = nn.Linear(cfg.n_embd, cfg.n_kv_head * hd, bias=cfg.qkv_bias)
+            self.v = nn.Linear(cfg.n_embd, cfg.n_kv_head * hd, bias=cfg.qkv_bias)
         self.o = nn.Linear(cfg.n_head * hd, cfg.n_embd, bias=cfg.bias)
 
     def forward(self, x, rope, mask, cache, layer):
         B, T, _ = x.shape
         cfg = self.cfg
-        q = self.q(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
-        k = self.k(x).view(B, T, cfg.n_kv_head, cfg.head_dim).transpose(1, 2)
-        v = self.v(x).view(B, T, cfg.n_kv_head, cfg.head_dim).transpose(1, 2)
+        q, k, v = self.qkv(x).split(self.sizes, -1) if hasattr(self, "qkv") else (self.q(x), self.k(x), self.v(x))
+        q = q.view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
+        k = k.view(B, T, cfg.n_kv_head, cfg.head_dim).transpose(1, 2)
+        v = v.view(B, T, cfg.n_kv_head, cfg.head_dim).transpose(1, 2)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
@@ -182,27 +200,33 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, fused=False):
         super().__init__()
         self.swiglu = cfg.mlp == "swiglu"
-        if self.swiglu:
+        if self.swiglu and fused:  # one gate|up matmul (an inference copy)
+            self.gate_up = nn.Linear(cfg.n_embd, 2 * cfg.n_inner, bias=cfg.bias)
+        elif self.swiglu:
             self.gate = nn.Linear(cfg.n_embd, cfg.n_inner, bias=cfg.bias)
-        self.up = nn.Linear(cfg.n_embd, cfg.n_inner, bias=cfg.bias)
+        if not (self.swiglu and fused):
+            self.up = nn.Linear(cfg.n_embd, cfg.n_inner, bias=cfg.bias)
         self.down = nn.Linear(cfg.n_inner, cfg.n_embd, bias=cfg.bias)
 
     def forward(self, x):
+        if hasattr(self, "gate_up"):
+            gate, up = self.gate_up(x).chunk(2, -1)
+            return self.down(F.silu(gate) * up)
         if self.swiglu:
             return self.down(F.silu(self.gate(x)) * self.up(x))
         return self.down(F.gelu(self.up(x), approximate="tanh"))
 
 
 class Block(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, fused=False):
         super().__init__()
         self.norm1 = make_norm(cfg)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, fused)
         self.norm2 = make_norm(cfg)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg, fused)
 
     def forward(self, x, rope, mask, cache=None, layer=0):
         x = x + self.attn(self.norm1(x), rope, mask, cache, layer)
@@ -232,13 +256,13 @@ def positions_from_mask(attention_mask, q_len):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, fused=False):
         super().__init__()
         self.config = cfg = config
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         if cfg.pos == "learned":
             self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.n_embd)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, fused) for _ in range(cfg.n_layer))
         self.norm_f = make_norm(cfg)
         if cfg.value_head:
             self.value_head = nn.Linear(cfg.n_embd, 1)
@@ -266,11 +290,38 @@ class GPT(nn.Module):
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch_size, max_len):
-        """An empty KVCache; under autocast it holds the autocast dtype (fp32 weights, bf16 cache)."""
+    def new_cache(self, batch_size, max_len, zeros=False):
+        """An empty KVCache; under autocast it holds the autocast dtype (fp32 weights, bf16 cache).
+        zeros: a cleared one, for steps that read columns not yet written (masked, but 0 * NaN is NaN)."""
         p = next(self.parameters())
         dtype = torch.get_autocast_dtype(p.device.type) if torch.is_autocast_enabled(p.device.type) else p.dtype
-        return KVCache(self.config, batch_size, max_len, dtype, p.device)
+        cfg = self.config
+        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
+        new = torch.zeros if zeros else torch.empty
+        return KVCache(new(shape, dtype=dtype, device=p.device), new(shape, dtype=dtype, device=p.device))
+
+    def rope_tables(self, max_len):
+        """cos/sin of every position below max_len, (max_len, head_dim), for decode_step (None: learned)."""
+        if self.config.pos != "rope":
+            return None
+        p = next(self.parameters())
+        cos, sin = rope_cos_sin(torch.arange(max_len, device=p.device)[None], self.config.head_dim,
+                                self.config.rope_theta, p.dtype)
+        return cos[0, 0], sin[0, 0]
+
+    def decode_step(self, token, position, key_mask, cache, rope):
+        """Logits (rows, vocab) of one new token per row on a StaticCache; position (rows,) of the token,
+        key_mask (rows, width): the cache columns each row sees, its new token's column included; rope:
+        rope_tables(). Every shape is fixed, so a CUDA graph can capture the step."""
+        x = self.tok_emb(token)[:, None]
+        if rope is None:
+            x = x + self.pos_emb(position)[:, None]
+        else:
+            rope = (rope[0].index_select(0, position)[:, None, None], rope[1].index_select(0, position)[:, None, None])
+        mask = key_mask[:, None, None, :]
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, mask, cache, i)
+        return self.lm_head(self.norm_f(x)[:, -1])
 
     def hidden_states(self, idx, attention_mask=None, position_ids=None, cache=None):
         """Final-norm hidden states (batch, time, n_embd); both heads read from here."""
@@ -327,10 +378,11 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------------------------------------
     # Checkpoints: our own format is a folder with model.safetensors + config.json (GPTConfig fields).
 
-    def save(self, path):
-        """Write model.safetensors and config.json into folder `path`, each file atomically."""
+    def save(self, path, state=None):
+        """Write model.safetensors and config.json into folder `path`, each file atomically. state: the
+        weights to write if not this module's own (a sharded model's gathered weights)."""
         os.makedirs(path, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().contiguous() for k, v in (state or self.state_dict()).items()}
         if self.config.tie_embeddings and "lm_head.weight" in state:
             del state["lm_head.weight"]  # the same storage as tok_emb.weight; safetensors refuses aliases
         save_safetensors(state, os.path.join(path, "model.safetensors"))
@@ -349,6 +401,37 @@ class GPT(nn.Module):
         if value_head:
             config.value_head = True
         return build_from_tensors(cls, config, tensors, dtype, device)
+
+    def inference_copy(self, dtype, fused=True, device=None):
+        """A frozen copy of this model for sampling, in `dtype`, with q|k|v and gate|up each fused into one
+        matmul (fused=True); load_weights_from refreshes it after each update."""
+        with torch.device("meta"):
+            copy = GPT(self.config, fused=fused)
+        device = device or next(self.parameters()).device
+        copy = copy.to_empty(device=device).to(dtype).eval().requires_grad_(False)
+        if self.config.tie_embeddings and not self.config.value_head:
+            copy.lm_head.weight = copy.tok_emb.weight  # to_empty gave each module its own tensor
+        copy.load_weights_from(self)
+        return copy
+
+    @torch.no_grad()
+    def load_weights_from(self, src):
+        """Copy (and cast) src's weights into this model, into its fused projections if it has them. src may
+        be sharded by FSDP: its parameters are then gathered, which every process must do together."""
+        mine = dict(self.named_parameters())
+        cfg = self.config
+        q, kv = cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim
+        for name, p in src.named_parameters():
+            full = p.full_tensor() if hasattr(p, "full_tensor") else p
+            m = re.fullmatch(r"(.*)\.(?:(attn)\.([qkv])|(mlp)\.(gate|up))\.(weight|bias)", name)
+            if name in mine or m is None:
+                mine[name].copy_(full)
+            elif m.group(2):  # attn.q / attn.k / attn.v -> rows of attn.qkv
+                start = {"q": 0, "k": q, "v": q + kv}[m.group(3)]
+                mine[f"{m.group(1)}.attn.qkv.{m.group(6)}"][start : start + full.size(0)].copy_(full)
+            else:  # mlp.gate / mlp.up -> the halves of mlp.gate_up
+                start = 0 if m.group(5) == "gate" else cfg.n_inner
+                mine[f"{m.group(1)}.mlp.gate_up.{m.group(6)}"][start : start + full.size(0)].copy_(full)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from common import InputError, Parser, cli, device, non_negative_float, positive_int, probability, read_jsonl
-from model import GPT
+from model import GPT, KVCache, StaticCache
 from tokenizer import Tokenizer
 
 
@@ -115,50 +116,64 @@ def pad_rows(rows, pad_id, device, left=True):
     return ids, mask
 
 
+ENGINES = ("auto", "eager", "graph", "compiled")
+
+
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, eos_id=None, pad_id=0,
-             seed=0, row_ids=None, batch_size=64, stream=None):
+             seed=0, row_ids=None, batch_size=64, stream=None, engine="auto"):
     """Sample one completion per prompt (a list of token-id lists of any lengths); see the module docstring.
 
     batch_size bounds memory: prompts run in chunks of that many rows (the KV cache is sized for one chunk).
     seed, row_ids: prompt i draws its tokens from the random stream (seed, row_ids[i]) (default row_ids:
     0, 1, ...), so the same call repeats exactly, and a row's sample does not depend on the batch around it.
     stream: optional callback called with each new token id of row 0 (used by the CLI for one sample).
+    engine: "eager" (a growing cache, one Python-launched step per token), "graph" (a static cache and a
+    CUDA graph per step shape: the GPU engine; on a CPU the same steps run uncaptured), "compiled" (graph,
+    with the step compiled by torch.compile), or "auto": graph on a GPU, eager on a CPU.
     """
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
+    device = next(model.parameters()).device
+    if engine == "auto":
+        engine = "graph" if device.type == "cuda" and stream is None else "eager"
+    run = _generate_eager if engine == "eager" else _generate_static
     row_ids = list(range(len(prompts))) if row_ids is None else list(row_ids)
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens)
-        out += _generate_chunk(model, chunk, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id,
-                               noise, stream if start == 0 else None)
+        noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens).to(device)
+        ids, mask = pad_rows(chunk, pad_id, device)
+        if ids.size(1) + max_new_tokens > model.config.max_seq_len:
+            raise ValueError(f"prompt ({ids.size(1)}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                             f"context of {model.config.max_seq_len} tokens; lower --max-new-tokens")
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        tokens, logprobs, lengths, stopped = run(model, ids, mask, max_new_tokens, sampling, eos_id, noise,
+                                                 stream if start == 0 else None, engine)
+        out += [Completion(toks[:k], lps[:k], "eos" if s else "length")
+                for toks, lps, k, s in zip(tokens.tolist(), logprobs.tolist(), lengths.tolist(), stopped.tolist())]
     model.train(was_training)
     return out
 
 
-def _generate_chunk(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, pad_id, noise, stream):
-    device = next(model.parameters()).device
-    noise = noise.to(device)
-    ids, mask = pad_rows(prompts, pad_id, device)
+def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos_id, noise, stream, engine):
+    """The eager engine: prefill, then one model call per token on a cache that grows by a column a step;
+    rows that stop are compacted out once a quarter of the live rows have. Returns (tokens, logprobs,
+    lengths, stopped) per row, tokens and logprobs padded to max_new_tokens."""
+    device, n = ids.device, ids.size(0)
     total = ids.size(1) + max_new_tokens
-    if total > model.config.max_seq_len:
-        raise ValueError(f"prompt ({ids.size(1)}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-                         f"context of {model.config.max_seq_len} tokens; lower --max-new-tokens")
-    n = len(prompts)
     cache = model.new_cache(n, total)
     logits = model(ids, attention_mask=mask, cache=cache, last_only=True)[:, -1]
-    out_tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    out_tokens = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)
     out_logp = torch.zeros((n, max_new_tokens), device=device)
     length = torch.full((n,), max_new_tokens, device=device)  # a row cut off keeps every token
     stopped = torch.zeros(n, dtype=torch.bool, device=device)
     rows = torch.arange(n, device=device)  # original row of each cache row
     live = torch.ones(n, dtype=torch.bool, device=device)  # cache rows that have not hit EOS yet
     for t in range(max_new_tokens):
-        token, logp = sample_next_token(logits, temperature, top_k, top_p, noise[rows, t])
+        token, logp = sample_next_token(logits, u=noise[rows, t], **sampling)
         out_tokens[rows, t] = token  # rows already stopped write past their end; trimmed below
         out_logp[rows, t] = logp
         if stream is not None and rows[0] == 0 and live[0]:
@@ -175,9 +190,116 @@ def _generate_chunk(model, prompts, max_new_tokens, temperature, top_k, top_p, e
             rows, token, mask, live = rows[keep], token[keep], mask[keep], live[keep]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         logits = model(token[:, None], attention_mask=mask, cache=cache)[:, -1]
-    return [Completion(toks[:k], lps[:k], "eos" if s else "length")
-            for toks, lps, k, s in zip(out_tokens.tolist(), out_logp.tolist(), length.long().tolist(),
-                                      stopped.tolist())]
+    return out_tokens, out_logp, length.long(), stopped
+
+
+WIDTH_BUCKET = 256  # a captured step reads the cache up to the next multiple of this many columns
+SYNC_EVERY = 4  # steps between looks at which rows have finished (each look waits for the GPU)
+
+
+def batch_bucket(n):
+    """The captured batch size that holds n rows: the next power of two."""
+    return 1 << (n - 1).bit_length()
+
+
+def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, stream, engine):
+    """The graph engine (gpt-fast's idea): a static cache and a decode step of fixed shapes, captured once
+    per (batch bucket, width bucket) as a CUDA graph and replayed, so a token costs one launch instead of
+    hundreds. Every buffer the step reads or writes is allocated here, before any capture, and updated in
+    place: the new token and its position, the cache column it goes to, the step number, the key mask.
+
+    Rows that finish keep running inside their batch bucket (their extra tokens are cut off at the end)
+    until half of the bucket is done; then the live rows move to the front and the next smaller bucket
+    runs. Compacting into captured buckets, not refilling finished rows with waiting prompts (continuous
+    batching), keeps the left-padding design, in which all rows write one shared cache column: a PPO step
+    samples all its prompts at once, so there is nothing waiting to refill a row with anyway.
+    Returns (tokens, logprobs, lengths, stopped) per row, as _generate_eager does."""
+    device, (n, P), T = ids.device, ids.shape, max_new_tokens
+    cuda = device.type == "cuda"
+    B, max_len = batch_bucket(n), P + T
+    cache = model.new_cache(B, max_len, zeros=True)  # zeros: unwritten columns are masked, but 0 * NaN = NaN
+    logits = model(ids, attention_mask=mask, cache=KVCache(cache.k[:, :n], cache.v[:, :n]), last_only=True)[:, -1]
+
+    def padded(x, fill, dtype=None):  # a (B, ...) buffer whose first n rows hold x
+        buf = torch.full((B, *x.shape[1:]), fill, dtype=dtype or x.dtype, device=device)
+        buf[:n] = x
+        return buf
+
+    first, first_logp = sample_next_token(logits, u=noise[:, 0], **sampling)
+    token, position, u = padded(first, 0), padded(mask.sum(1), 0), padded(noise, 0.0)
+    key_mask = padded(torch.cat([mask.bool(), mask.new_zeros(n, T, dtype=torch.bool)], 1), False)
+    hist_tok = padded(F.pad(first[:, None], (0, T - 1)), 0)
+    hist_logp = padded(F.pad(first_logp[:, None], (0, T - 1)), 0.0)
+    finished = padded(first == eos_id if eos_id is not None else torch.zeros_like(first, dtype=torch.bool), True)
+    col, t = torch.tensor([P], device=device), torch.tensor([1], device=device)
+    rope = model.rope_tables(max_len)
+    decode = model.decode_step
+    if engine == "compiled":
+        decode = model.__dict__.setdefault("_compiled_decode", torch.compile(model.decode_step, dynamic=True))
+
+    def step(b, width):  # one token for the first b rows: everything in place, nothing read back
+        key_mask[:b].index_fill_(1, col, True)
+        view = StaticCache(cache.k[:, :b, :, :width], cache.v[:, :b, :, :width], col)
+        logits = decode(token[:b], position[:b], key_mask[:b, :width], view, rope)
+        tok, logp = sample_next_token(logits, u=u[:b].index_select(1, t)[:, 0], **sampling)
+        hist_tok[:b].index_copy_(1, t, tok[:, None])
+        hist_logp[:b].index_copy_(1, t, logp[:, None])
+        if eos_id is not None:
+            finished[:b] |= tok == eos_id
+        token[:b] = tok
+        position[:b] += 1
+        col.add_(1)
+        t.add_(1)
+
+    graphs, pool, mutated = {}, torch.cuda.graph_pool_handle() if cuda else None, (token, position, col, t, finished)
+
+    def capture(b, width):
+        saved = [x.clone() for x in mutated]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            step(b, width)  # warm-up: kernels chosen and workspaces allocated outside the capture
+        torch.cuda.current_stream().wait_stream(side)
+        for x, v in zip(mutated, saved):  # undo the warm-up's step (its cache and history writes repeat)
+            x.copy_(v)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            step(b, width)
+        return graph
+
+    rows, b, done = list(range(n)) + [-1] * (B - n), B, {}  # rows: the prompt in each cache row (-1: idle)
+    for s in range(1, T):
+        if s % SYNC_EVERY == 1:
+            live = [i for i, f in enumerate(finished[:b].tolist()) if not f and rows[i] >= 0]
+            if not live:
+                break
+            if batch_bucket(len(live)) < b:  # compact: keep the live rows, at the front of a smaller bucket
+                for i in set(range(b)) - set(live):
+                    if rows[i] >= 0:
+                        done[rows[i]] = (hist_tok[i].clone(), hist_logp[i].clone())
+                keep, b = torch.tensor(live, device=device), batch_bucket(len(live))
+                for layer in range(cache.k.size(0)):
+                    cache.k[layer, : len(live)] = cache.k[layer, keep]
+                    cache.v[layer, : len(live)] = cache.v[layer, keep]
+                for x in (token, position, u, key_mask, hist_tok, hist_logp, finished):
+                    x[: len(live)] = x[keep]
+                finished[len(live) : b] = True
+                rows = [rows[i] for i in live] + [-1] * (b - len(live))
+        width = min(max_len, -(-(P + s) // WIDTH_BUCKET) * WIDTH_BUCKET)  # columns up to the new token's
+        if cuda:
+            if (b, width) not in graphs:
+                graphs[b, width] = capture(b, width)
+            graphs[b, width].replay()
+        else:
+            step(b, width)
+    done.update({rows[i]: (hist_tok[i], hist_logp[i]) for i in range(b) if rows[i] >= 0})
+    tokens = torch.stack([done[r][0] for r in range(n)])
+    logprobs = torch.stack([done[r][1] for r in range(n)])
+    steps = int(t.item())  # tokens made per row; the rows that hit EOS stop there
+    is_eos = tokens[:, :steps] == (eos_id if eos_id is not None else -1)
+    stopped = is_eos.any(1)
+    lengths = torch.where(stopped, is_eos.float().argmax(1) + 1, torch.full_like(stopped, T, dtype=torch.long))
+    return tokens, logprobs, lengths, stopped
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -224,6 +346,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU (eager "
+                   "when streaming one sample), eager on a CPU")
     args = p.parse_args(argv)
     if (args.prompt is None) == (args.prompts is None):
         p.error("give exactly one of --prompt or --prompts")
@@ -250,7 +374,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     completions = generate(model, prompts, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                            eos_id=tok.eos_id, pad_id=tok.pad_id, seed=args.seed, batch_size=args.batch_size,
-                           stream=stream if single else None)
+                           stream=stream if single else None, engine=args.sampler)
     seconds = time.perf_counter() - t0
     for i, c in enumerate(completions):
         if not single:

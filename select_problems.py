@@ -15,8 +15,10 @@ import random
 import time
 
 from common import Parser, check_writable, cli, device, positive_float, positive_int, ranged, int_list, write_jsonl
+import distributed
+from distributed import is_main, on_main
 from eval import pass_rates, progress_done, progress_printer, rollout
-from sample import DTYPES, load_for_inference
+from sample import DTYPES, ENGINES, load_for_inference
 from tasks import DataError, read_problems
 
 
@@ -45,11 +47,13 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed for the candidate subset and sampling")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU, eager on a CPU")
     p.add_argument("--out", required=True, help="JSONL file for the selected problems")
     args = p.parse_args(argv)
     if args.min_pass_rate >= args.max_pass_rate:
         p.error(f"--min-pass-rate ({args.min_pass_rate}) must be below --max-pass-rate ({args.max_pass_rate})")
-    check_writable(args.out)
+    distributed.setup()  # under torchrun, each process samples its share of the responses
+    on_main(lambda: check_writable(args.out))
     problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)
     candidates = problems[: args.candidates]
@@ -57,7 +61,9 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     records = rollout(model, tok, candidates, args.samples, args.temperature, 1.0, args.max_new_tokens, args.seed,
-                      args.batch_size, progress=progress_printer("sampled"))
+                      args.batch_size, progress_printer("sampled"), args.sampler)
+    if not is_main():
+        return
     progress_done("sampled", len(records), t0)
     rates = pass_rates(records)
     histogram = {}

@@ -48,14 +48,17 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 import memory
+import distributed
 from common import (FolderLock, InputError, Parser, StopRequest, append_jsonl, bool_flag, check_out_folder, cli, device,
-                    fraction, int_list, load_optimizer, lr_at, non_negative_float, non_negative_int, optimizer_tensors,
-                    positive_float, positive_int, publish_dir, ranged, read_json, read_jsonl, recover_dir,
-                    save_safetensors, write_json, write_jsonl)
+                    fraction, int_list, lr_at, non_negative_float, non_negative_int, positive_float, positive_int,
+                    publish_dir, ranged, read_json, read_jsonl, recover_dir, save_safetensors, write_json,
+                    write_jsonl)
+from distributed import (all_max, all_sum, barrier, full_state, gather, is_main, load_optimizer_state, my_share, on_main,
+                         optimizer_state, world)
 from eval import eval_record, held_out
 from model import GPT, read_checkpoint, read_safetensors
 from reward import grade
-from sample import generate, pad_rows
+from sample import ENGINES, generate, pad_rows
 from tasks import encode_prompts, read_problems
 from tokenizer import Tokenizer
 
@@ -275,22 +278,38 @@ def response_values(critic, batch):
     return critic.value_head(response_hidden(critic, batch)).squeeze(-1).float() * batch.mask
 
 
-def micro_batches(idx, size, lengths):
-    """Rows idx in chunks of at most `size`, longest responses first. Rollout.rows trims a micro-batch to its
-    own longest response, so grouping similar lengths spends little compute on padding (toy responses
-    vary 4x in length within one batch)."""
+def micro_batches(idx, size, lengths, prompt_len=0, max_tokens=0):
+    """Rows idx in micro-batches, longest responses first, each of at most `size` rows and, with max_tokens, at
+    most that many tokens (rows x (prompt_len + its longest response)). Rollout.rows trims a micro-batch to
+    its own longest response, so grouping similar lengths spends little compute on padding (responses vary
+    4x in length within one batch), and a token budget keeps micro-batches of short responses large."""
     order = idx[torch.argsort(lengths[idx], descending=True, stable=True)]
-    return [order[i : i + size] for i in range(0, len(order), size)]
+    chunks, start = [], 0
+    while start < len(order):
+        n = size if not max_tokens else max(1, min(size, max_tokens // int(prompt_len + lengths[order[start]])))
+        chunks.append(order[start : start + n])
+        start += n
+    return chunks
+
+
+def my_micro_batches(cfg, batch, idx):
+    """This process's share of the micro-batches of rows idx (all of them in one process); None where it
+    must run a dummy one, so that every process makes as many forward and backward calls."""
+    return my_share(micro_batches(idx, cfg.micro_batch, batch.lengths, batch.prompt_len, cfg.micro_batch_tokens))
 
 
 @torch.no_grad()
-def forward_all(fn, batch, micro_batch):
-    """fn(sub-batch) -> (rows, T') over micro-batches of the whole rollout, scattered back into (B, T)."""
+def forward_all(fn, cfg, batch):
+    """fn(sub-batch) -> (rows, T') over micro-batches of the whole rollout, scattered back into (B, T) and
+    summed over processes (each row is computed by one)."""
     full = torch.zeros_like(batch.mask)
-    for micro in micro_batches(torch.arange(batch.mask.size(0), device=full.device), micro_batch, batch.lengths):
+    for micro in my_micro_batches(cfg, batch, torch.arange(batch.mask.size(0), device=full.device)):
+        if micro is None:
+            fn(batch.rows(torch.zeros(1, dtype=torch.long, device=full.device)))  # a dummy call for FSDP
+            continue
         out = fn(batch.rows(micro))
         full[micro, : out.size(1)] = out.to(full.dtype)
-    return full
+    return all_sum(full)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -323,17 +342,21 @@ def pick_problems(problems, n, seed, step):
     return picked
 
 
-def collect(cfg, actor, ref, critic, tok, problems, prompts, step):
+def collect(cfg, models, tok, problems, prompts, step):
     """Steps 1-3 of the module docstring: a scored Rollout with old and reference log-probs and values.
-    prompts: {problem id: prompt token ids}."""
+    prompts: {problem id: prompt token ids}. Each process samples its share of the rows; every process
+    then holds the whole batch."""
     times = {}
     batch_problems = pick_problems(problems, cfg.prompts_per_step, cfg.seed, step)
     rows = [p for p in batch_problems for _ in range(cfg.samples_per_prompt)]
+    mine = [i for i in my_share(range(len(rows))) if i is not None]
     t = time.perf_counter()
     with autocast(cfg):
-        completions = generate(actor, [prompts[p["id"]] for p in rows], cfg.max_new_tokens, cfg.temperature,
-                               eos_id=tok.eos_id, pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}",
-                               batch_size=cfg.sample_batch)
+        completions = generate(models.rollout, [prompts[rows[i]["id"]] for i in mine], cfg.max_new_tokens,
+                               cfg.temperature, eos_id=tok.eos_id, pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}",
+                               row_ids=mine, batch_size=cfg.sample_batch, engine=cfg.sampler)
+    completions = gather(dict(zip(mine, completions)))
+    completions = [completions[i] for i in range(len(rows))]
     times["sample"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -344,16 +367,16 @@ def collect(cfg, actor, ref, critic, tok, problems, prompts, step):
 
     t = time.perf_counter()
     with autocast(cfg):
-        batch.logp = forward_all(lambda sub: response_logprobs(actor, sub, cfg.temperature)[0], batch, cfg.micro_batch)
-        batch.logp_ref = forward_all(lambda sub: response_logprobs(ref, sub, cfg.temperature)[0], batch, cfg.micro_batch)
+        batch.logp = forward_all(lambda sub: models.actor(response_logprobs, sub, cfg.temperature)[0], cfg, batch)
+        batch.logp_ref = forward_all(lambda sub: models.ref(response_logprobs, sub, cfg.temperature)[0], cfg, batch)
     times["reference"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if critic is None:
+    if models.critic is None:
         batch.values = torch.zeros_like(batch.mask)
     else:
         with autocast(cfg):
-            batch.values = forward_all(lambda sub: response_values(critic, sub), batch, cfg.micro_batch)
+            batch.values = forward_all(lambda sub: models.critic(response_values, sub), cfg, batch)
     times["critic"] = time.perf_counter() - t
     return batch, times
 
@@ -372,19 +395,21 @@ def compute_advantages(cfg, batch):
 
 
 def actor_backward(cfg, actor, batch, idx, stats):
-    """Accumulate the policy gradient of minibatch rows idx; False on a non-finite loss."""
-    num_tokens, num_seqs = batch.mask[idx].sum(), len(idx)
-    for micro in micro_batches(idx, cfg.micro_batch, batch.lengths):
-        sub = batch.rows(micro)
+    """Accumulate the policy gradient of minibatch rows idx; False if a loss was not finite (its gradient
+    is then not finite either, and the step is skipped)."""
+    num_tokens, num_seqs, finite = batch.mask[idx].sum(), len(idx), True
+    for micro in my_micro_batches(cfg, batch, idx):
+        sub = batch.rows(micro if micro is not None else idx[:1])
         with autocast(cfg):
-            logp, entropy = response_logprobs(actor, sub, cfg.temperature)
+            logp, entropy = actor(response_logprobs, sub, cfg.temperature)
         loss_tok, clipped = policy_loss(logp, sub.logp, sub.advantages, cfg.clip_eps)
         if cfg.kl_estimator != "k1":
             loss_tok = loss_tok + cfg.kl_coef * kl_penalty(logp, sub.logp_ref, cfg.kl_estimator)
-        loss = aggregate(loss_tok, sub.mask, cfg.loss_agg, num_tokens, num_seqs)
-        if not torch.isfinite(loss):
-            return False
-        loss.backward()
+        loss = aggregate(loss_tok, sub.mask, cfg.loss_agg, num_tokens, num_seqs) * (micro is not None)
+        finite = finite and bool(torch.isfinite(loss))
+        (loss * world()).backward()  # FSDP averages gradients over processes; ours are sums over the batch
+        if micro is None:
+            continue
         with torch.no_grad():
             log_ratio = (logp - sub.logp) * sub.mask
             share = lambda x: ((x * sub.mask).sum() / num_tokens).item()
@@ -394,28 +419,27 @@ def actor_backward(cfg, actor, batch, idx, stats):
             stats["approx_kl"] += share(torch.exp(log_ratio) - 1 - log_ratio)
             if "ratio_dev_first" not in stats:  # max |ratio - 1| on the first micro-batch: must be ~0
                 stats["ratio_dev_first"] = (torch.exp(log_ratio) - 1).abs().max().item()
-    return True
+    return finite
 
 
 def critic_backward(cfg, critic, batch, idx, stats):
-    """Accumulate the value-loss gradient of minibatch rows idx; False on a non-finite loss."""
-    num_tokens, num_seqs = batch.mask[idx].sum(), len(idx)
-    for micro in micro_batches(idx, cfg.micro_batch, batch.lengths):
-        sub = batch.rows(micro)
+    """Accumulate the value-loss gradient of minibatch rows idx; False if a loss was not finite."""
+    num_tokens, num_seqs, finite = batch.mask[idx].sum(), len(idx), True
+    for micro in my_micro_batches(cfg, batch, idx):
+        sub = batch.rows(micro if micro is not None else idx[:1])
         with autocast(cfg):
-            values = response_values(critic, sub)
+            values = critic(response_values, sub)
         loss = aggregate(value_loss(values, sub.values, sub.returns, cfg.value_clip_eps), sub.mask, cfg.loss_agg,
-                         num_tokens, num_seqs)
-        if not torch.isfinite(loss):
-            return False
-        loss.backward()
+                         num_tokens, num_seqs) * (micro is not None)
+        finite = finite and bool(torch.isfinite(loss))
+        (loss * world()).backward()
         stats["value_loss"] += loss.item()
-    return True
+    return finite
 
 
 def optimizer_step(model, opt, max_grad_norm, ok):
     """Clip and apply the accumulated gradient, unless it is non-finite (then skip it); (applied, norm)."""
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).item()
+    norm = distributed.full(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)).item()
     ok = ok and math.isfinite(norm)
     if ok:
         opt.step()
@@ -423,7 +447,7 @@ def optimizer_step(model, opt, max_grad_norm, ok):
     return ok, norm
 
 
-def update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor):
+def update(cfg, models, batch, step, train_actor):
     """Step 5: ppo_epochs passes over the batch, each `minibatches` optimiser steps per model."""
     stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl", "value_loss")}
     norms = {"actor_grad_norm": [], "critic_grad_norm": []}
@@ -434,17 +458,20 @@ def update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor):
             idx = idx.to(batch.mask.device)
             n_updates += 1
             if train_actor:
-                finite = actor_backward(cfg, actor, batch, idx, stats)
-                applied, norm = optimizer_step(actor, actor_opt, cfg.max_grad_norm, finite)
+                finite = actor_backward(cfg, models.actor, batch, idx, stats)
+                applied, norm = optimizer_step(models.actor, models.actor_opt, cfg.max_grad_norm, finite)
                 norms["actor_grad_norm"].append(norm)
                 ok = ok and applied
-            if critic is not None:
-                finite = critic_backward(cfg, critic, batch, idx, stats)
-                applied, norm = optimizer_step(critic, critic_opt, cfg.max_grad_norm, finite)
+            if models.critic is not None:
+                finite = critic_backward(cfg, models.critic, batch, idx, stats)
+                applied, norm = optimizer_step(models.critic, models.critic_opt, cfg.max_grad_norm, finite)
                 norms["critic_grad_norm"].append(norm)
                 ok = ok and applied
-    out = {k: v / n_updates for k, v in stats.items() if k != "ratio_dev_first"}
-    out["ratio_dev_first"] = stats.get("ratio_dev_first")
+    if models.rollout is not models.actor.model:
+        models.rollout.load_weights_from(models.actor.model)  # the sampling copy follows the trained weights
+    first = stats.pop("ratio_dev_first", None)
+    out = {k: v / n_updates for k, v in zip(stats, all_sum(torch.tensor(list(stats.values()), dtype=torch.float64)).tolist())}
+    out["ratio_dev_first"] = all_max(first) if first is not None else None
     out.update({k: sum(v) / len(v) if v else None for k, v in norms.items()})
     return ok, out
 
@@ -456,48 +483,70 @@ RUN_FILES = {"config.json", "log.jsonl", "checkpoint"}  # what a run writes into
 STATE_VERSION = 2  # of checkpoint/state.json
 
 
+@dataclass
+class Models:
+    """The run's models, each behind a distributed.Runner (runner(fn, *args) = fn(model, *args), sharded
+    under torchrun; runner.model is the GPT), and the optimisers."""
+
+    actor: distributed.Runner
+    critic: distributed.Runner | None  # None for GRPO
+    ref: distributed.Runner  # the frozen reference policy of the KL term
+    rollout: GPT  # the weights sampling runs on: the actor itself, or a copy refreshed after each update
+    actor_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer | None
+
+
 def load_models(cfg, actor_path, critic_path):
-    """(actor, critic or None, ref, tokenizer). Every model keeps fp32 weights, so the frozen reference runs
-    through exactly the actor's numerics (bf16 autocast included) and the KL at step 0 is exactly 0."""
+    """(Models, tokenizer). Every trained or reference model keeps fp32 weights, so the frozen reference runs
+    through exactly the actor's numerics (bf16 autocast included) and the KL at step 0 is exactly 0.
+    Sampling runs on a copy of the actor when it cannot run on the actor itself: in bf16 runs a bf16 copy
+    (with fused projections, for fast decoding), and with several processes a whole-weight copy (the actor
+    is sharded)."""
     tok = Tokenizer.load(actor_path)
-    actor = GPT.from_pretrained(actor_path, dtype=torch.float32, device=cfg.device)
-    ref = GPT.from_pretrained(cfg.ref or cfg.init, dtype=torch.float32, device=cfg.device).eval().requires_grad_(False)
-    critic = None
-    if cfg.algo == "ppo":
-        critic = GPT.from_pretrained(critic_path, dtype=torch.float32, device=cfg.device, value_head=True)
+    load = lambda path, **kw: GPT.from_pretrained(path, dtype=torch.float32, device=cfg.device, **kw)
+    actor = load(actor_path)
+    ref = load(cfg.ref or cfg.init).eval().requires_grad_(False)
+    critic = load(critic_path, value_head=True) if cfg.algo == "ppo" else None
+    bf16 = cfg.dtype == "bf16"
+    rollout = actor.inference_copy(torch.bfloat16 if bf16 else torch.float32, fused=bf16) \
+        if bf16 or world() > 1 else actor
     for m in (actor, critic):
         if m is not None:
             m.grad_checkpointing = cfg.grad_checkpointing
             m.train()
-    return actor, critic, ref, tok
+    actor, critic, ref = (distributed.shard(m, bf16) if m is not None else None for m in (actor, critic, ref))
+    optimizer = lambda m, lr: torch.optim.AdamW(m.parameters(), lr=lr, betas=cfg.adam_betas,
+                                                weight_decay=cfg.weight_decay)
+    return Models(actor, critic, ref, rollout, optimizer(actor, cfg.actor_lr),
+                  optimizer(critic, cfg.critic_lr) if critic is not None else None), tok
 
 
-def make_optimizer(model, lr, cfg):
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
-
-
-def save_checkpoint(cfg, step, record, actor, critic, actor_opt, critic_opt, tok):
+def save_checkpoint(cfg, step, record, models, tok):
     """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap. state.json
-    holds the step's log record, so the log can always be made to agree with the checkpoint."""
-    final = os.path.join(cfg.out, "checkpoint")
-    tmp = final + ".tmp"
-    recover_dir(final)  # also clears a half-written checkpoint.tmp left by a crash
-    actor.save(os.path.join(tmp, "actor"))
-    tok.save(os.path.join(tmp, "actor"))
-    tensors = optimizer_tensors(actor_opt, "actor")
-    if critic is not None:
-        critic.save(os.path.join(tmp, "critic"))
-        tensors.update(optimizer_tensors(critic_opt, "critic"))
-    save_safetensors(tensors, os.path.join(tmp, "optim.safetensors"))
-    write_json({"version": STATE_VERSION, "step": step, "record": record, "config": vars(cfg)},
-               os.path.join(tmp, "state.json"))
-    publish_dir(tmp, final)
+    holds the step's log record, so the log can always be made to agree with the checkpoint. Every process
+    gathers its shards; process 0 writes."""
+    trained = {"actor": (models.actor, models.actor_opt), "critic": (models.critic, models.critic_opt)}
+    weights = {name: full_state(m.model) for name, (m, _) in trained.items() if m is not None}
+    optim = {k: v for name, (m, opt) in trained.items() if m is not None for k, v in
+             (optimizer_state(opt, name) or {}).items()}
+    if is_main():
+        final = os.path.join(cfg.out, "checkpoint")
+        tmp = final + ".tmp"
+        recover_dir(final)  # also clears a half-written checkpoint.tmp left by a crash
+        for name, state in weights.items():
+            trained[name][0].model.save(os.path.join(tmp, name), state)
+        tok.save(os.path.join(tmp, "actor"))
+        save_safetensors(optim, os.path.join(tmp, "optim.safetensors"))
+        write_json({"version": STATE_VERSION, "step": step, "record": record, "config": vars(cfg)},
+                   os.path.join(tmp, "state.json"))
+        publish_dir(tmp, final)
+    barrier()
 
 
 def read_state(out):
-    """checkpoint/state.json of run folder `out` (after finishing a checkpoint swap a crash cut short)."""
+    """checkpoint/state.json of run folder `out`, after process 0 finishes a swap that a crash cut short."""
     ckpt = os.path.join(out, "checkpoint")
-    recover_dir(ckpt)
+    on_main(lambda: recover_dir(ckpt))
     state = read_json(os.path.join(ckpt, "state.json"), "checkpoint (nothing to resume; start without --resume)")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise InputError(f"{ckpt}/state.json was written by another version of train_rl.py; resume it with that "
@@ -539,54 +588,74 @@ def progress_line(rec):
 def restore_log(path, state, finish_record):
     """On resume: the log up to the checkpoint's step and no further. Records of steps after it are dropped
     (they will be redone); the checkpoint's own step comes from state.json when the log lacks it (a crash
-    between the save and the log write), completed by finish_record (its held-out evaluation)."""
+    between the save and the log write), completed by finish_record (its held-out evaluation, which every
+    process takes part in)."""
     last = state["step"] - 1
     log = [rec for _, rec in read_jsonl(path, "log", torn_tail_ok=True)] if os.path.isfile(path) else []
     logged = [rec for rec in log if rec["step"] == last]
-    write_jsonl([rec for rec in log if rec["step"] < last] + (logged[-1:] or [finish_record(state["record"])]), path)
+    logged = logged[-1:] or [finish_record(state["record"])]
+    if is_main():
+        write_jsonl([rec for rec in log if rec["step"] < last] + logged, path)
 
 
 def train(cfg, resume=False, overwrite=False):
-    """The whole run, in --out (locked while it runs); returns the last step's log record."""
-    with FolderLock(cfg.out):
-        check_out_folder(cfg.out, RUN_FILES, resume=resume, overwrite=overwrite)
+    """The whole run, in --out (locked by process 0 while it runs); returns the last step's log record."""
+    lock = on_main(lambda: claim_folder(cfg.out, resume, overwrite))
+    try:
         return run(cfg, resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def claim_folder(out, resume, overwrite):
+    lock = FolderLock(out)
+    try:
+        check_out_folder(out, RUN_FILES, resume=resume, overwrite=overwrite)
+    except InputError:
+        lock.release()
+        raise
+    return lock
 
 
 def run(cfg, resume):
     torch.manual_seed(cfg.seed)
+    cfg.world_size = world()
+    say = print if is_main() else lambda *args, **kwargs: None
     ckpt, log_path = os.path.join(cfg.out, "checkpoint"), os.path.join(cfg.out, "log.jsonl")
     state = read_state(cfg.out) if resume else None
     problems = read_problems(cfg.data, cfg.levels)
     eval_problems = held_out(cfg.eval_data, cfg.eval_problems, cfg.seed) if cfg.eval_every and cfg.eval_data else None
-    actor, critic, ref, tok = load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
-                                          os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
+    models, tok = load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
+                              os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
     prompts = dict(zip([p["id"] for p in problems],
-                       encode_prompts(problems, tok, cfg.max_new_tokens, actor.config.max_seq_len)))
-    actor_opt = make_optimizer(actor, cfg.actor_lr, cfg)
-    critic_opt = make_optimizer(critic, cfg.critic_lr, cfg) if critic is not None else None
-    write_json(vars(cfg), os.path.join(cfg.out, "config.json"))
-    evaluate_now = lambda rec: {**rec, **eval_record(actor, tok, eval_problems, cfg.eval_samples, cfg.temperature,
-                                                     cfg.max_new_tokens, cfg.seed, cfg.sample_batch)}
+                       encode_prompts(problems, tok, cfg.max_new_tokens, models.rollout.config.max_seq_len)))
+    evaluate_now = lambda rec: {**rec, **eval_record(models.rollout, tok, eval_problems, cfg.eval_samples,
+                                                     cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.sample_batch,
+                                                     cfg.sampler)}
     eval_due = lambda done: eval_problems and (done % cfg.eval_every == 0 or done == cfg.steps)
     start = state["step"] if resume else 0
     if resume:
         optim = dict(read_safetensors(os.path.join(ckpt, "optim.safetensors")))
-        load_optimizer(actor_opt, optim, "actor")
-        if critic is not None:
-            load_optimizer(critic_opt, optim, "critic")
+        load_optimizer_state(models.actor_opt, optim, "actor")
+        if models.critic is not None:
+            load_optimizer_state(models.critic_opt, optim, "critic")
         restore_log(log_path, state, lambda rec: evaluate_now(rec) if eval_due(start) else rec)
-        print(f"resumed from {ckpt} at step {start}")
-    else:
+        say(f"resumed from {ckpt} at step {start}")
+    elif is_main():
         write_jsonl([], log_path)
-    print(f"actor {actor.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
-          f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps")
+    if is_main():
+        write_json(vars(cfg), os.path.join(cfg.out, "config.json"))
+    say(f"actor {models.rollout.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
+        f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps | "
+        f"{world()} process(es)")
+    log = lambda rec: append_jsonl(log_path, rec) if is_main() else None
     if eval_problems and start == 0:  # the starting point of the curves
         rec = evaluate_now({"step": -1})
-        append_jsonl(log_path, rec)
-        print(f"step   -1 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
+        log(rec)
+        say(f"step   -1 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
 
-    actor_start = cfg.critic_warmup_steps if critic is not None else 0  # the actor's schedule starts here
+    actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
     warmup = lambda total: max(1, math.ceil(cfg.warmup_ratio * total))
     stop, bad_steps, rec = StopRequest(), 0, None
     for step in range(start, cfg.steps):
@@ -594,36 +663,36 @@ def run(cfg, resume):
         lrs = {"actor_lr": lr_at(step - actor_start, cfg.steps - actor_start, cfg.actor_lr,
                                  warmup(cfg.steps - actor_start), cfg.min_lr_ratio) if train_actor else 0.0,
                "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio)}
-        for opt, lr in ((actor_opt, lrs["actor_lr"]), (critic_opt, lrs["critic_lr"])):
+        for opt, lr in ((models.actor_opt, lrs["actor_lr"]), (models.critic_opt, lrs["critic_lr"])):
             for group in opt.param_groups if opt else []:
                 group["lr"] = lr
-        batch, times = collect(cfg, actor, ref, critic, tok, problems, prompts, step)
+        batch, times = collect(cfg, models, tok, problems, prompts, step)
         compute_advantages(cfg, batch)
         t = time.perf_counter()
-        ok, stats = update(cfg, actor, critic, actor_opt, critic_opt, batch, step, train_actor)
+        ok, stats = update(cfg, models, batch, step, train_actor)
         times["update"] = time.perf_counter() - t
         rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
                "actor_trained": train_actor}
         bad_steps = 0 if ok else bad_steps + 1
         if not ok:
             rec["warning"] = "non-finite loss or gradient: skipped the optimiser step(s)"
-            print(f"warning: step {step}: non-finite loss or gradient, update skipped "
-                  f"({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
+            say(f"warning: step {step}: non-finite loss or gradient, update skipped "
+                f"({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
             if bad_steps >= cfg.max_bad_steps:
-                append_jsonl(log_path, rec)
+                log(rec)
                 raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped. The last good "
                                  f"checkpoint is {ckpt}. Try a lower --actor-lr/--critic-lr.")
-        done = step + 1
-        if ok and (done % cfg.save_every == 0 or done == cfg.steps or stop.requested):
-            save_checkpoint(cfg, done, rec, actor, critic, actor_opt, critic_opt, tok)
+        done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
+        if ok and (done % cfg.save_every == 0 or done == cfg.steps or stopping):
+            save_checkpoint(cfg, done, rec, models, tok)
         if eval_due(done):
             rec = evaluate_now(rec)
-        append_jsonl(log_path, rec)
-        print(progress_line(rec), flush=True)
-        if stop.requested:
-            print(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
+        log(rec)
+        say(progress_line(rec), flush=True)
+        if stopping:
+            say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
             sys.exit(130)
-    print(f"done: the trained model is {os.path.join(ckpt, 'actor')}")
+    say(f"done: the trained model is {os.path.join(ckpt, 'actor')}")
     return rec
 
 
@@ -644,7 +713,8 @@ SCALE_PRESETS = {
     "paper": dict(  # 1B+ models on one GPU
         dtype="bf16",  # bf16 autocast over fp32 master weights
         grad_checkpointing=True,  # activations of 8k-token responses
-        micro_batch=1,  # one long response per forward/backward
+        micro_batch=64,  # rows per forward/backward are bounded by micro_batch_tokens instead
+        micro_batch_tokens=16384,  # as many responses per forward/backward as 16k tokens hold
         sample_batch=32,  # KV cache of 32 rows x 8.4k tokens
         eval_every=25,
     ),
@@ -663,7 +733,7 @@ PHASE_PRESETS = {
     ),
 }
 PAPER_SCALE_PARAMS = 50_000_000  # --scale auto: models at least this big get the "paper" presets
-CLI_ONLY = {"help", "resume", "overwrite", "dry_run", "gpu_mem"}  # flags that are not part of a run's config
+CLI_ONLY = {"help", "resume", "overwrite", "dry_run", "gpu_mem", "gpus"}  # flags that are not part of a run's config
 
 
 def preset(phase, scale, algo="ppo"):
@@ -697,6 +767,7 @@ def build_parser():
     p.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature, also of log-probs")
     p.add_argument("--max-new-tokens", type=positive_int, default=8192, help="cut-off; a cut-off response has no answer")
     p.add_argument("--sample-batch", type=positive_int, default=64, help="rows sampled at once (bounds the KV cache)")
+    p.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU, eager on a CPU")
     # Reward
     p.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
     p.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
@@ -714,6 +785,7 @@ def build_parser():
     p.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each step's batch")
     p.add_argument("--minibatches", type=positive_int, default=1, help="optimiser steps per pass")
     p.add_argument("--micro-batch", type=positive_int, default=16, help="rows per forward/backward")
+    p.add_argument("--micro-batch-tokens", type=non_negative_int, default=0, help="and at most this many tokens (0: any)")
     p.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO ratio clip")
     p.add_argument("--value-clip-eps", type=positive_float, default=0.2, help="value clip around the old values")
     p.add_argument("--gamma", type=fraction, default=1.0, help="GAE discount")
@@ -737,7 +809,9 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (only the files a run writes)")
     p.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
-    p.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB available, to say whether it fits")
+    p.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB per GPU, to say whether the run fits")
+    p.add_argument("--gpus", type=positive_int, help="with --dry-run: the GPUs to shard over (default: the torchrun "
+                   "processes, else 1)")
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
         values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
@@ -751,6 +825,7 @@ def config(**values):
     cfg = build_parser().parse_args([])
     for name in CLI_ONLY - {"help"}:
         delattr(cfg, name)
+    cfg.world_size = 1  # the number of processes, recorded in config.json
     vars(cfg).update(values)
     cfg.adam_betas = tuple(cfg.adam_betas)
     return cfg
@@ -802,7 +877,8 @@ def resolve_config(argv):
     scale = model_scale(args.init) if args.scale == "auto" else args.scale
     parser.set_defaults(**preset(args.phase, scale, args.algo))
     cfg = config(**{k: v for k, v in vars(parser.parse_args(argv)).items() if k not in CLI_ONLY})
-    print(f"presets: phase {cfg.phase}, {scale} scale" + (", grpo" if cfg.algo == "grpo" else ""))
+    if is_main():
+        print(f"presets: phase {cfg.phase}, {scale} scale" + (", grpo" if cfg.algo == "grpo" else ""))
     checks = [
         (cfg.algo == "grpo" and cfg.kl_estimator == "k1", "--algo grpo has no per-token reward; use --kl-estimator k3"),
         (cfg.algo == "grpo" and cfg.samples_per_prompt < 2, "--algo grpo needs --samples-per-prompt of 2 or more"),
@@ -820,10 +896,12 @@ def resolve_config(argv):
 
 @cli
 def main(argv=None):
+    distributed.setup()  # under torchrun: join the process group
     cfg, flags = resolve_config(argv)
-    print(json.dumps(vars(cfg), indent=1))
+    if is_main():
+        print(json.dumps(vars(cfg), indent=1))
     if flags["dry_run"]:
-        print(memory.run_report(cfg, flags["gpu_mem"]))
+        print(memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world()))
         return
     train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])
 

@@ -73,4 +73,10 @@ def test_estimate_by_hand_for_a_known_config():
                           grad_checkpointing=False)
     assert est["actor weights+grads+adam"] == 16 * n
     assert est["reference weights"] == 4 * n  # fp32 even in bf16 runs: the actor's numerics exactly
+    assert est["rollout copy"] == 2 * n  # the bf16 copy sampling runs on
+    sharded = memory.estimate(cfg, prompt_len=10, max_new_tokens=22, sample_batch=3, micro_batch=2, bf16=True,
+                              grad_checkpointing=False, micro_batch_tokens=40, gpus=4)
+    assert sharded["actor weights+grads+adam"] == 16 * n // 4 and sharded["reference weights"] == 4 * n // 4
+    assert sharded["rollout copy"] == 2 * n  # whole on every GPU
+    assert sharded["sampling: kv cache + logits"] == est["sampling: kv cache + logits"]  # 3 rows: a bucket of 4
     assert est["sampling: kv cache + logits"] == 2 * 2 * 4 * 1 * 8 * 32 * 2 + 4 * 4 * 100 * 4

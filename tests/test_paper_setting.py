@@ -1,7 +1,7 @@
 """The paper's setting on a CPU, at toy size: a random Qwen2 Hugging Face folder with an R1-Distill-style
 tokenizer and chat template (all made here), MATH-style JSONL, and the commands a GPU user types:
-select_problems.py, train_rl.py --phase 2 --scale paper (bf16 autocast, gradient checkpointing,
-micro-batches of one), Ctrl-C, --resume, eval.py."""
+select_problems.py, train_rl.py --phase 2 --scale paper (bf16 autocast, a bf16 rollout copy,
+gradient checkpointing, token-budget micro-batches), Ctrl-C, --resume, eval.py."""
 
 import json
 import os
@@ -70,7 +70,7 @@ def test_phase2_commands_end_to_end(r1_folder, tmp_path, monkeypatch):
     saved = json.load(open(out / "checkpoint" / "state.json"))
     assert saved["step"] == 1
     cfg = saved["config"]
-    assert (cfg["dtype"], cfg["grad_checkpointing"], cfg["micro_batch"], cfg["max_new_tokens"]) == ("bf16", True, 1, 8)
+    assert (cfg["dtype"], cfg["grad_checkpointing"], cfg["micro_batch_tokens"], cfg["max_new_tokens"]) == ("bf16", True, 16384, 8)
 
     train_rl.main(["--resume", "--out", str(out)])
     log = [json.loads(line) for line in open(out / "log.jsonl")]

@@ -21,7 +21,7 @@ import train_rl
 import train_sft
 from common import FolderLock, InputError, publish_dir, recover_dir
 from model import GPT
-from tasks import read_problems
+from tasks import prompt_text, read_problems
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -332,10 +332,10 @@ def test_train_sft_and_demo_never_delete_what_they_did_not_write(tmp_path, capsy
 def test_bf16_reference_is_exactly_the_initial_policy(half_right, tmp_path):
     cfg = train_rl.config(init=str(half_right), data=str(half_right / "problems.jsonl"), out=str(tmp_path),
                           dtype="bf16", max_new_tokens=12, prompts_per_step=1, samples_per_prompt=8, device="cpu")
-    actor, critic, ref, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
+    models, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
     problems = read_problems(cfg.data)
-    prompts = {p["id"]: tok.encode(f"Q: {p['problem']}\nA: ") for p in problems}
-    batch, _ = train_rl.collect(cfg, actor, ref, critic, tok, problems, prompts, step=0)
+    prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
+    batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
     assert torch.equal(batch.logp, batch.logp_ref)  # k1 KL at step 0: exactly 0, under bf16 autocast
 
 

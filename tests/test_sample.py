@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model import GPT, GPTConfig
+import sample
 from sample import draw, filter_logits, generate, sample_next_token
 
 EOS, PAD = 11, 12
@@ -140,3 +141,65 @@ def test_sampling_under_bf16_autocast_uses_a_bf16_cache():
         assert model.new_cache(2, 8).k.dtype == torch.bfloat16
         completions = generate(model, PROMPTS, 10, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=0)
     assert all(len(c.logprobs) == len(c) and all(math.isfinite(x) and x <= 0 for x in c.logprobs) for c in completions)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The graph engine: a static cache and fixed-shape steps (captured as CUDA graphs on a GPU; on a CPU the
+# same steps run uncaptured, which is what these tests check against the eager engine).
+
+
+@pytest.fixture
+def small_buckets(monkeypatch):
+    """Buckets small enough that a 30-token run crosses several widths and compacts its batch often."""
+    monkeypatch.setattr(sample, "WIDTH_BUCKET", 8)
+    monkeypatch.setattr(sample, "SYNC_EVERY", 1)
+
+
+@pytest.mark.parametrize("pos", ["rope", "learned"])
+@pytest.mark.parametrize("buckets", ["default", "small"])
+def test_graph_engine_greedy_tokens_equal_the_eager_engine(pos, buckets, request):
+    if buckets == "small":
+        request.getfixturevalue("small_buckets")
+    model = tiny_model(pos=pos)
+    eager = generate(model, PROMPTS * 5, 30, temperature=0, eos_id=EOS, pad_id=PAD, engine="eager")
+    graph = generate(model, PROMPTS * 5, 30, temperature=0, eos_id=EOS, pad_id=PAD, engine="graph")
+    assert [c.tokens for c in graph] == [c.tokens for c in eager]
+    assert [c.finish_reason for c in graph] == [c.finish_reason for c in eager]
+    assert "eos" in {c.finish_reason for c in eager} and len({len(c) for c in eager}) >= 2
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.6, 1.0), (1.0, 0.9)])
+def test_graph_engine_samples_what_the_eager_engine_samples(small_buckets, temperature, top_p):
+    model = tiny_model()
+    kw = dict(temperature=temperature, top_p=top_p, eos_id=EOS, pad_id=PAD, seed=7)
+    eager = generate(model, PROMPTS * 6, 30, engine="eager", **kw)
+    graph = generate(model, PROMPTS * 6, 30, engine="graph", **kw)
+    assert [c.tokens for c in graph] == [c.tokens for c in eager]  # same noise, same distribution
+    worst = max(abs(a - b) for ce, cg in zip(eager, graph) for a, b in zip(ce.logprobs, cg.logprobs))
+    assert worst < 1e-4
+    assert graph == generate(model, PROMPTS * 6, 30, engine="graph", **kw)  # same seed, same samples
+    assert len({len(c) for c in graph}) > 3  # rows stopped at many different steps
+
+
+def test_graph_engine_logprobs_match_one_full_forward(small_buckets):
+    model = tiny_model()
+    completions = generate(model, PROMPTS * 4, 30, temperature=0.6, eos_id=EOS, pad_id=PAD, seed=3, engine="graph")
+    for prompt, c in zip(PROMPTS * 4, completions):
+        want = full_forward_logprobs(model, prompt, c.tokens, 0.6)
+        assert (torch.tensor(c.logprobs) - want).abs().max().item() < 1e-5
+
+
+def test_graph_engine_without_eos_runs_every_row_to_the_cap():
+    model = tiny_model()
+    completions = generate(model, PROMPTS, 20, temperature=1.0, eos_id=None, pad_id=PAD, engine="graph")
+    assert all(len(c) == 20 and c.finish_reason == "length" for c in completions)
+
+
+@pytest.mark.slow
+def test_compiled_engine_samples_what_the_eager_engine_samples():
+    # torch.compile of the decode step (inductor's C++ backend here, Triton on a GPU): about a minute.
+    model = tiny_model()
+    kw = dict(temperature=1.0, eos_id=EOS, pad_id=PAD, seed=3)
+    eager = generate(model, PROMPTS * 5, 30, engine="eager", **kw)
+    compiled = generate(model, PROMPTS * 5, 30, engine="compiled", **kw)
+    assert [c.tokens for c in compiled] == [c.tokens for c in eager]

@@ -170,13 +170,12 @@ def tiny_config(ckpt, out, **kw):
 
 def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path):
     cfg = tiny_config(half_right, tmp_path)
-    actor, critic, ref, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
+    models, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
     problems = read_problems(cfg.data)
     prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
-    batch, _ = train_rl.collect(cfg, actor, ref, critic, tok, problems, prompts, step=0)
+    batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
     train_rl.compute_advantages(cfg, batch)
-    ok, stats = train_rl.update(cfg, actor, critic, train_rl.make_optimizer(actor, 1e-3, cfg),
-                                train_rl.make_optimizer(critic, 1e-3, cfg), batch, 0, train_actor=True)
+    ok, stats = train_rl.update(cfg, models, batch, 0, train_actor=True)
     assert ok
     assert stats["ratio_dev_first"] < 1e-5
     # The sampler's log-probs and the recomputed ones agree too (same temperature on both sides).
@@ -279,3 +278,34 @@ def test_actor_schedule_starts_when_the_actor_starts_training(half_right, tmp_pa
     # The critic's schedule runs over all 6 steps: warm-up 3 steps, then cosine over 3.
     assert [r["critic_lr"] for r in log] == pytest.approx(
         [2e-3 * f for f in (1 / 3, 2 / 3, 1.0, 1.0, 0.1 + 0.9 * 0.75, 0.1 + 0.9 * 0.25)])
+
+
+def test_micro_batches_by_rows_and_by_a_token_budget():
+    lengths = torch.tensor([3.0, 5.0, 1.0, 3.0, 2.0])
+    idx = torch.arange(5)
+    sizes = lambda chunks: [c.tolist() for c in chunks]
+    assert sizes(train_rl.micro_batches(idx, 2, lengths)) == [[1, 0], [3, 4], [2]]  # longest first, 2 rows each
+    # A budget of 12 tokens with 2-token prompts: 5 + 2 = 7 fits once, 3 + 2 = 5 twice, 2 + 2 = 4 three times.
+    assert sizes(train_rl.micro_batches(idx, 16, lengths, prompt_len=2, max_tokens=12)) == [[1], [0, 3], [4, 2]]
+    assert sizes(train_rl.micro_batches(idx, 16, lengths, prompt_len=2, max_tokens=3)) == [[1], [0], [3], [4], [2]]
+
+
+def test_gradients_do_not_depend_on_how_a_minibatch_is_split(half_right, tmp_path):
+    cfg = tiny_config(half_right, tmp_path, samples_per_prompt=8, prompts_per_step=2)
+    models, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
+    problems = read_problems(cfg.data)
+    prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
+    batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
+    train_rl.compute_advantages(cfg, batch)
+    idx = torch.arange(batch.mask.size(0))
+    grads = []
+    for micro_batch, budget in [(16, 0), (1, 0), (5, 0), (16, 40), (16, 25)]:
+        split = train_rl.config(**{**vars(cfg), "micro_batch": micro_batch, "micro_batch_tokens": budget})
+        assert train_rl.actor_backward(split, models.actor, batch, idx, {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl")})
+        grads.append([p.grad.clone() for p in models.actor.parameters()])
+        models.actor_opt.zero_grad(set_to_none=True)
+    assert len({len(train_rl.micro_batches(idx, m, batch.lengths, batch.prompt_len, b)) for m, b in
+                [(16, 0), (1, 0), (5, 0), (16, 40), (16, 25)]}) >= 4  # really different splits
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)

@@ -1,9 +1,18 @@
 """
-CPU throughput of our model and sampler against Hugging Face `transformers` on the same weights.
+Throughput of our model and sampler against Hugging Face `transformers` on the same weights.
 
-    python bench.py                      # both measurements, GPT-2-small-sized random model, fp32
-    python bench.py --what sample --threads 2 --repeats 5
-    python bench.py --quick              # tiny sizes, seconds: the smoke test uses this
+    python tools/bench.py                      # CPU: GPT-2-small-sized random model, fp32
+    python tools/bench.py --what sample --threads 2 --repeats 5
+    python tools/bench.py --quick              # tiny sizes, seconds: the smoke test uses this
+    python tools/bench.py --device cuda        # GPU: DeepSeek-R1-Distill-Qwen-1.5B's shape, bf16, decoding
+
+On a GPU (`--device cuda`): random weights of R1-Distill-Qwen-1.5B's shape (28 layers, width 1536, 12 heads,
+2 KV heads, MLP 8960, vocabulary 151936, untied head) in bf16, shared by a transformers Qwen2 model and ours.
+For batch 1, 16 and 64, 16-token prompts and 256 new tokens (no EOS, every row runs to the end): tokens/s
+of transformers `generate`, of our eager sampler and of our graph sampler (the bf16 inference copy with
+fused projections, CUDA graphs; `--compiled` adds the torch.compile'd step), each run once to warm up and
+then timed. Next to each: the ratio to transformers and the share of the memory-bandwidth limit, batch x
+(copy bandwidth measured here) / (bytes of weights read per step).
 
 Why a comparison and not absolute numbers: CPU speed varies from machine to machine (and another process
 may share the cores), so the useful number is the ratio ours / transformers measured in the same process,
@@ -213,8 +222,97 @@ def markdown_table(results):
     return "\n".join(lines + [fmt_row(name, r) for name, r in results.items()])
 
 
+R1_15B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+              num_key_value_heads=2, max_position_embeddings=131072, rope_theta=10000.0, rms_norm_eps=1e-6,
+              tie_word_embeddings=False)
+TINY_QWEN2 = {**R1_15B, "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024}
+
+
+def qwen2_pair(sizes, device, dtype):
+    """(ours, transformers) Qwen2 models on `device` sharing one set of random `dtype` weights."""
+    from model import build_from_tensors, config_from_qwen2, rename_qwen2
+
+    transformers = import_transformers()
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(**sizes, bos_token_id=None, eos_token_id=None)
+    with torch.device(device):
+        theirs = transformers.Qwen2ForCausalLM(config).to(dtype).eval()
+    tensors = ((ours, fn(t)) for name, t in theirs.state_dict().items() for ours, fn in rename_qwen2(name))
+    return build_from_tensors(GPT, config_from_qwen2(config.to_dict()), tensors, dtype, device).eval(), theirs
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn):
+    """Seconds of fn() after one untimed run of it (the first run of a shape pays for warm-up)."""
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def copy_bandwidth(device):
+    """Bytes read and written per second by a large device-to-device copy."""
+    x = torch.empty(2**28 if device == "cuda" else 2**24, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    secs = timed(lambda: [y.copy_(x) for _ in range(10)]) / 10
+    return 2 * x.numel() / secs
+
+
+@torch.no_grad()
+def run_decoding(args):
+    """The GPU measurement (see the module docstring); --tiny runs its code path on a tiny model."""
+    device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
+    ours, theirs = qwen2_pair(TINY_QWEN2 if args.tiny else R1_15B, device, dtype)
+    fast = ours.inference_copy(dtype)  # fused q|k|v and gate|up: what train_rl.py samples from in bf16 runs
+    cfg = ours.config
+    idx = torch.randint(0, cfg.vocab_size, (4, 32), generator=torch.Generator().manual_seed(1)).to(device)
+    extra = {"max_abs_logit_diff_vs_transformers": (ours(idx).float() - theirs(idx).logits.float()).abs().max().item(),
+             "max_abs_logit_diff_fused_copy": (fast(idx).float() - ours(idx).float()).abs().max().item()}
+    bandwidth = copy_bandwidth(device)
+    weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters()) - ours.tok_emb.weight.nbytes
+    extra.update(params=ours.num_params(), weight_bytes_per_step=weight_bytes, copy_bandwidth_bytes_per_s=bandwidth)
+    print(f"{ours.num_params() / 1e9:.2f}B parameters, {weight_bytes / 1e9:.2f} GB of weights read per decode step, "
+          f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; max |logit diff| vs transformers "
+          f"{extra['max_abs_logit_diff_vs_transformers']:.2e}, fused copy vs ours {extra['max_abs_logit_diff_fused_copy']:.2e}")
+    new, plen = (8, 4) if args.tiny else (256, 16)
+    prompts = torch.randint(0, cfg.vocab_size, (64, plen), generator=torch.Generator().manual_seed(2)).tolist()
+    greedy = lambda engine: [c.tokens for c in generate(fast, prompts[:8], 64 if not args.tiny else 8, temperature=0,
+                                                        engine=engine)]
+    same = sum(a == b for ga, gb in zip(greedy("eager"), greedy("graph")) for a, b in zip(ga, gb))
+    extra["greedy_tokens_graph_equal_eager"] = f"{same}/{8 * (64 if not args.tiny else 8)}"
+    print(f"greedy tokens, graph engine vs eager engine on the same weights: {extra['greedy_tokens_graph_equal_eager']}")
+    engines = ["eager", "graph"] + (["compiled"] if args.compiled else [])
+    results = {}
+    for batch in (1, 16, 64):
+        ids = torch.tensor(prompts[:batch], device=device)
+        run_theirs = lambda: theirs.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
+                                             top_k=0, top_p=1.0, max_new_tokens=new, min_new_tokens=new,
+                                             pad_token_id=0, eos_token_id=None)
+        row = {"transformers": batch * new / timed(run_theirs)}
+        for engine in engines:
+            model = ours if engine == "eager" else fast
+            row[engine] = batch * new / timed(lambda: generate(model, prompts[:batch], new, temperature=1.0,
+                                                               eos_id=None, batch_size=batch, engine=engine))
+        limit = batch * bandwidth / weight_bytes
+        for engine in engines:
+            row[f"{engine}_ratio"] = row[engine] / row["transformers"]
+            row[f"{engine}_share_of_bandwidth_limit"] = row[engine] / limit
+        results[f"batch {batch}"] = row
+        print(f"batch {batch:2d}: transformers {row['transformers']:8,.0f} tok/s | " + " | ".join(
+            f"{e} {row[e]:8,.0f} tok/s ({row[e + '_ratio']:.1f}x, {100 * row[e + '_share_of_bandwidth_limit']:.0f}% "
+            f"of the bandwidth limit)" for e in engines), flush=True)
+    return results, extra
+
+
 def main():
-    p = argparse.ArgumentParser(description="CPU throughput of model.py/sample.py vs transformers (same weights).")
+    p = argparse.ArgumentParser(description="Throughput of model.py/sample.py vs transformers (same weights).")
     p.add_argument("--what", choices=["model", "sample", "all"], default="all",
                    help="model: prefill/decode forward passes; sample: full generate(); all: both (default)")
     p.add_argument("--out", default="runs/bench.json", help="JSON file for the results, written atomically (default: runs/bench.json)")
@@ -223,7 +321,21 @@ def main():
                    "default 3, or 1 with --quick)")
     p.add_argument("--new-tokens", type=int, default=None, help="tokens sampled per row (default 256, 8 with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny model and sizes: a smoke test that takes seconds")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the GPU decoding measurement")
+    p.add_argument("--tiny", action="store_true", help="with the GPU measurement: a tiny model (its code path on a CPU)")
+    p.add_argument("--gpu-path", action="store_true", help="run the GPU measurement's code path on --device cpu")
+    p.add_argument("--compiled", action="store_true", help="with the GPU measurement: also the torch.compile'd step")
     args = p.parse_args()
+    if args.device == "cuda" or args.gpu_path:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("error: --device cuda: no CUDA GPU is visible; use --device cpu")
+        env = dict(torch=torch.__version__, transformers=import_transformers().__version__, device=args.device,
+                   gpu=torch.cuda.get_device_name() if args.device == "cuda" else cpu_model(), tiny=args.tiny)
+        print(env, flush=True)
+        results, extra = run_decoding(args)
+        write_json(dict(env=env, **extra, results=results), args.out)
+        print(f"wrote {args.out}")
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     cfg = dict(PRESETS["quick" if args.quick else "full"])

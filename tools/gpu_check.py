@@ -1,22 +1,22 @@
 """
-The prepared GPU measurement: one short script, run once on a lent GPU.
+The prepared GPU measurement of a PPO step: one command, a few minutes on one GPU.
 
-    python gpu_check.py --out runs/gpu_check.json          # random Qwen2-0.5B-sized model, bf16, ~3 minutes
-    python gpu_check.py --tiny --device cpu --out x.json   # the same code path in seconds (the test uses it)
+    python tools/gpu_check.py --out runs/gpu_check.json                # R1-Distill-Qwen-1.5B's shape, random
+    python tools/gpu_check.py --tiny --device cpu --out x.json         # the same code path in seconds (tested)
 
-1. decode tokens/s of sample.generate at batch 1, 16 and 64 (256 new tokens, no EOS) with bf16 weights;
-2. two PPO steps of train_rl.py (the paper's recipe: bf16 autocast, gradient checkpointing, fp32 master
-   weights, critic and bf16 reference) on 8 prompts x 8 samples, reporting seconds per stage of the second
-   step and the peak GPU memory, next to memory.py's estimate for the same run.
-The model is random (Qwen2-0.5B shape: 24 layers, width 896, 14 heads, 2 KV heads, vocab 151936), so nearly
-all its responses run to --max-new-tokens: the worst case for time and memory.
+For each of --max-new-tokens 512 and 2048: two steps of `train_rl.py --phase 2 --scale paper` (8 prompts x 8
+samples, bf16 autocast over fp32 master weights, the bf16 rollout copy sampled by the graph engine, gradient
+checkpointing, micro-batches of at most 16k tokens, critic and fp32 reference), through train_rl.main. It
+reports the second step's seconds per stage and the peak GPU memory of the run next to memory.py's estimate.
+The model is random, so its responses run to the cap: the worst case for time and memory. The run folder's
+checkpoint is not written (a 1.5B run's checkpoint with optimiser state is about 40 GB).
 """
 
 import argparse
-import sys
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 
@@ -24,88 +24,82 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 
-from common import write_jsonl
-import memory
-import train_rl
-from model import GPT, GPTConfig
-from sample import generate
-from tokenizer import Tokenizer
+import memory  # noqa: E402
+import train_rl  # noqa: E402
+from common import write_json, write_jsonl  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
-QWEN2_05B = dict(vocab_size=151936, n_layer=24, n_head=14, n_kv_head=2, n_embd=896, n_inner=4864,
-                 max_seq_len=32768, norm="rmsnorm", norm_eps=1e-6, pos="rope", rope_theta=1e6, mlp="swiglu",
-                 qkv_bias=True, bias=False, tie_embeddings=True)
-TINY = {**QWEN2_05B, "vocab_size": 512, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 64, "n_inner": 128}
-
-
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+R1_15B = dict(vocab_size=151936, n_layer=28, n_head=12, n_kv_head=2, n_embd=1536, n_inner=8960, max_seq_len=131072,
+              norm="rmsnorm", norm_eps=1e-6, pos="rope", rope_theta=10000.0, mlp="swiglu", qkv_bias=True, bias=False,
+              tie_embeddings=False)
+TINY = {**R1_15B, "vocab_size": 512, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 64, "n_inner": 128}
 
 
-def decode_speed(model, device, batch, new_tokens):
-    prompts = [[1, 2, 3, 4, 5, 6, 7, 8]] * batch
-    generate(model, prompts[:1], 4, temperature=1.0, eos_id=-1, seed=0)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    generate(model, prompts, new_tokens, temperature=1.0, eos_id=-1, seed=0, batch_size=batch)
-    sync(device)
-    return batch * new_tokens / (time.perf_counter() - t0)
-
-
-def ppo_steps(folder, device, max_new_tokens):
-    """Two PPO steps through train_rl.main (the CLI path); returns the second step's log record."""
+def ppo_steps(folder, device, max_new_tokens, tiny):
+    """Two paper-preset PPO steps through train_rl.main; (the second step's log record, the run's config)."""
     write_jsonl([{"id": str(i), "problem": f"{i}+{i}", "answer": str(2 * i), "level": 1} for i in range(8)],
                 os.path.join(folder, "p.jsonl"))
-    run = os.path.join(folder, "run")
-    flags = ["--phase", "2", "--init", folder, "--data", os.path.join(folder, "p.jsonl"), "--out", run,
-             "--steps", "2", "--max-new-tokens", str(max_new_tokens), "--dtype", "bf16", "--device", device,
-             "--grad-checkpointing", "true", "--micro-batch", "4", "--sample-batch", "64", "--critic-warmup-steps", "0",
-             "--save-every", "100", "--actor-lr", "5e-7", "--critic-lr", "9e-6"]
-    train_rl.main(flags)
+    run = os.path.join(folder, f"run{max_new_tokens}")
+    flags = ["--phase", "2", "--scale", "paper", "--init", folder, "--data", os.path.join(folder, "p.jsonl"),
+             "--out", run, "--steps", "2", "--max-new-tokens", str(max_new_tokens), "--device", device,
+             "--eval-every", "0", "--save-every", "100"]
+    if tiny:  # the tiny model on a CPU: the same code path, small enough to be quick
+        flags += ["--micro-batch-tokens", "64", "--sample-batch", "16"]
+    real_save = train_rl.save_checkpoint
+    train_rl.save_checkpoint = lambda *args, **kwargs: None  # ~40 GB of checkpoint for a 1.5B model
+    try:
+        train_rl.main(flags)
+    finally:
+        train_rl.save_checkpoint = real_save
     with open(os.path.join(run, "log.jsonl")) as f:
-        return [json.loads(line) for line in f][-1]
+        last = [json.loads(line) for line in f][-1]
+    with open(os.path.join(run, "config.json")) as f:
+        return last, json.load(f)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", help="cuda (the point of this script) or cpu")
-    p.add_argument("--tiny", action="store_true", help="a tiny model instead of the 0.5B one (smoke test)")
-    p.add_argument("--new-tokens", type=int, default=256, help="decode length for the tokens/s measurement")
-    p.add_argument("--max-new-tokens", type=int, default=1024, help="response cut-off in the PPO steps")
+    p.add_argument("--tiny", action="store_true", help="a tiny model instead of the 1.5B-shaped one (smoke test)")
+    p.add_argument("--lengths", default="512,2048", help="the --max-new-tokens of each measured run")
     p.add_argument("--out", default="runs/gpu_check.json", help="JSON file for the numbers")
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device; run with --device cpu --tiny for a smoke test")
-    cfg = GPTConfig(**(TINY if args.tiny else QWEN2_05B))
+    cfg = GPTConfig(**(TINY if args.tiny else R1_15B))
     result = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
-              "torch": torch.__version__, "config": "tiny" if args.tiny else "qwen2-0.5b-shape", "decode_tokens_per_s": {}}
+              "torch": torch.__version__, "config": "tiny" if args.tiny else "R1-Distill-Qwen-1.5B shape", "runs": {}}
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
-        model = GPT(cfg).to(device=args.device, dtype=torch.bfloat16).eval()
+        t0 = time.perf_counter()
+        with torch.device(args.device):  # random init is quick on the GPU
+            model = GPT(cfg).to(dtype=torch.bfloat16)  # saved in bf16, as real checkpoints are; loaded as fp32
         result["params"] = model.num_params()
-        for batch in (1, 16, 64):
-            result["decode_tokens_per_s"][str(batch)] = decode_speed(model, args.device, batch, args.new_tokens)
-            print(f"decode batch {batch:3d}: {result['decode_tokens_per_s'][str(batch)]:9.0f} tokens/s", flush=True)
-        model.float().save(folder)  # train_rl keeps fp32 master weights
+        model.save(folder)
         Tokenizer.byte_level().save(folder)
         del model
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        rec = ppo_steps(folder, args.device, args.max_new_tokens)
-        result["ppo_step_seconds"] = {k.removeprefix("time_"): rec[k] for k in rec if k.startswith("time_")}
-        result["ppo_response_length_mean"] = rec["length_mean"]
-        prompt_len = len(Tokenizer.byte_level().encode("Q: 7+7\nA: "))
-        est = memory.estimate(cfg, prompt_len=prompt_len, max_new_tokens=args.max_new_tokens, sample_batch=64,
-                              micro_batch=4, bf16=True, grad_checkpointing=True)
-        result["memory_estimate_gib"] = est["total"] / 2**30
-        if cuda:
-            result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+        print(f"random {result['params'] / 1e9:.2f}B-parameter model written in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        for n in [int(x) for x in args.lengths.split(",")]:
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            rec, run_cfg = ppo_steps(folder, args.device, n, args.tiny)
+            prompt_len = len(Tokenizer.byte_level().encode("Q: 7+7\nA: "))
+            est = memory.estimate(cfg, prompt_len=prompt_len, max_new_tokens=n, sample_batch=run_cfg["sample_batch"],
+                                  micro_batch=run_cfg["micro_batch"], bf16=True, grad_checkpointing=True,
+                                  micro_batch_tokens=run_cfg["micro_batch_tokens"])
+            run = {"step_seconds": {k.removeprefix("time_"): v for k, v in rec.items() if k.startswith("time_")},
+                   "response_length_mean": rec["length_mean"], "memory_estimate_gib": est["total"] / 2**30,
+                   "memory_estimate_items_gib": {k: v / 2**30 for k, v in est.items()}}
+            if cuda:
+                run["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                run["peak_over_estimate"] = run["peak_memory_gib"] / run["memory_estimate_gib"]
+            result["runs"][str(n)] = run
+            print(f"{n} new tokens: " + json.dumps(run), flush=True)
+            write_json(result, args.out)  # after each run, so a cut-off session keeps what it measured
     print(json.dumps(result, indent=1))
 
 

@@ -1,0 +1,169 @@
+"""
+Several processes with torch.distributed: `torchrun --nproc_per_node N train_rl.py <flags>` (eval.py and
+select_problems.py too). Under plain `python` there is one process and every function here is a no-op.
+
+How train_rl.py splits a step, so that the result does not depend on N:
+- sampling: each process samples every N-th row of the step from a full-weight rollout copy of the actor;
+  a row draws from its own random stream (sample.row_uniforms), so it is the same row whatever N is;
+- the rollout (tokens, scores) is gathered on every process, so advantages, whitening and the logged
+  figures are computed over the whole batch everywhere, exactly as in one process;
+- forward and backward passes: each process takes every N-th micro-batch; actor, critic and reference are
+  sharded with FSDP2 (`fully_shard` per block), which gathers a block's weights for its forward and
+  reduce-scatters its gradients. FSDP averages gradients over processes and our losses are already sums
+  over the global batch, so each process scales its loss by N;
+- checkpoints: gathered into full tensors and written once, by process 0, in the one-process format, so
+  eval.py, sample.py and --resume read them with any N.
+NCCL on GPUs, gloo on CPUs (which is how the tests run two processes).
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from common import InputError
+
+
+def setup():
+    """Join torchrun's process group (environment variables RANK, WORLD_SIZE, ...); nothing without torchrun."""
+    if "WORLD_SIZE" not in os.environ or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # "cuda" now means this process's GPU
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world():
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main():
+    return rank() == 0
+
+
+def my_share(items):
+    """Every N-th item, from this process's rank, padded with None to the same count on every process:
+    FSDP's collectives need each process to make the same number of forward and backward calls."""
+    items = list(items)
+    mine = items[rank() :: world()]
+    return mine + [None] * (-(-len(items) // world()) - len(mine))
+
+
+def gather(pieces):
+    """{index: item} of every process, merged (every process gets all of it)."""
+    if world() == 1:
+        return dict(pieces)
+    parts = [None] * world()
+    dist.all_gather_object(parts, pieces)
+    return {k: v for part in parts for k, v in part.items()}
+
+
+def all_sum(tensor):
+    """Sum a tensor over processes, in place; returns it."""
+    if world() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def all_max(value):
+    """The largest of a float over processes."""
+    if world() == 1:
+        return value
+    t = torch.tensor([float(value)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
+def on_main(fn):
+    """fn() on process 0 only (None elsewhere); an InputError it raises is raised on every process, so that
+    none is left waiting for the others."""
+    error, result = None, None
+    if is_main():
+        try:
+            result = fn()
+        except InputError as e:
+            error = str(e)
+    if world() > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise InputError(error)
+    return result
+
+
+def barrier():
+    if world() > 1:
+        dist.barrier()
+
+
+class Runner(torch.nn.Module):
+    """runner(fn, *args) = fn(runner.model, *args), run as this module's forward. FSDP gathers a unit's
+    weights in its forward only, so with the model sharded every use of it goes through here: the blocks
+    are units of their own, and the embeddings, the final norm and the heads belong to this one."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, fn, *args):
+        return fn(self.model, *args)
+
+
+def shard(model, bf16):
+    """A Runner of the model, sharded over all processes with FSDP2 (each block one unit, the rest at the
+    Runner); bf16: fp32 master shards with bf16 compute. In one process, the Runner alone."""
+    runner = Runner(model)
+    if world() == 1:
+        return runner
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32,
+                                  cast_forward_inputs=False)  # a Rollout's advantages stay fp32
+    for block in model.blocks:
+        fully_shard(block, mp_policy=policy)
+    return fully_shard(runner, mp_policy=policy)
+
+
+def full(tensor):
+    """The whole of a (possibly sharded) tensor; every process must call this for the same tensors."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def full_state(model):
+    """{name: whole tensor on the CPU} of a (possibly sharded) model, on process 0 (None elsewhere)."""
+    state = {name: full(t).detach().cpu() for name, t in model.state_dict().items()}
+    return state if is_main() else None
+
+
+def like(param, value):
+    """`value` (a whole tensor) laid out as `param` is: sharded the same way if param is."""
+    if hasattr(param, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(value.to(param.device_mesh.device_type), param.device_mesh, param.placements)
+    return value.to(param.device)
+
+
+def optimizer_state(opt, prefix):
+    """AdamW state as flat {prefix.i.key: whole tensor} for safetensors (no pickles anywhere), i the
+    parameter's index; gathered from every process, so the file is the same whatever N wrote it."""
+    state = {f"{prefix}.{i}.{k}": full(v).detach().cpu().reshape(-1) if v.dim() == 0 else full(v).detach().cpu()
+             for i, s in opt.state_dict()["state"].items() for k, v in s.items()}
+    return state if is_main() else None
+
+
+def load_optimizer_state(opt, tensors, prefix):
+    """Restore optimizer_state's AdamW state, sharded as this process's parameters are (any N)."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    sd = opt.state_dict()
+    for name, value in tensors.items():
+        head, i, key = name.split(".")
+        if head == prefix:
+            value = value.reshape(()) if key == "step" else like(params[int(i)], value)
+            sd["state"].setdefault(int(i), {})[key] = value
+    opt.load_state_dict(sd)

@@ -1,0 +1,136 @@
+"""train_rl.py, eval.py and select_problems.py on two processes (torch.distributed with gloo on the CPU,
+FSDP2-sharded models), against one process: the same responses, the same figures, weights within 1e-4."""
+
+import json
+import os
+import signal
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import eval as evaluation
+import select_problems
+import train_rl
+from model import GPT
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recording(out, real):
+    """train_rl.collect that also writes each step's sampled token ids to out/batch-<step>.json."""
+
+    def collect(*args):
+        batch, times = real(*args)
+        if train_rl.is_main():
+            with open(os.path.join(out, f"batch-{args[-1]}.json"), "w") as f:
+                json.dump(batch.input_ids.tolist(), f)
+        return batch, times
+
+    return collect
+
+
+def worker(rank, world, port, main, argv, record, interrupt_at):
+    """One process of a torchrun-like group (what torchrun's environment variables say)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    if record:
+        train_rl.collect = recording(record, train_rl.collect)
+    if interrupt_at is not None:  # Ctrl-C reaches every process of a torchrun group
+        real = train_rl.collect
+
+        def collect(*args):
+            if args[-1] == interrupt_at:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real(*args)
+
+        train_rl.collect = collect
+    {"train_rl": train_rl.main, "eval": evaluation.main, "select": select_problems.main}[main](argv)
+
+
+def spawn(main, argv, record=None, interrupt_at=None, world=2):
+    mp.spawn(worker, args=(world, free_port(), main, argv, record, interrupt_at), nprocs=world)
+
+
+def rl_flags(half_right, out, *extra):
+    return ["--init", str(half_right), "--data", str(half_right / "problems.jsonl"), "--out", str(out),
+            "--steps", "2", "--prompts-per-step", "2", "--samples-per-prompt", "5", "--max-new-tokens", "12",
+            "--critic-warmup-steps", "0", "--eval-every", "0", "--device", "cpu", "--actor-lr", "1e-3",
+            "--critic-lr", "1e-3", "--minibatches", "2", "--ppo-epochs", "2", "--micro-batch", "2", *extra]
+
+
+def assert_close_weights(a, b, tol=1e-4):
+    """Every tensor within `tol` relative. Except the key projection's bias: its gradient is exactly 0 (a
+    shift added to every key score of a query leaves the softmax unchanged), so it moves only by AdamW
+    normalising rounding noise, which the order of float sums changes: it must stay within 1e-5 absolute."""
+    for name in [n for n in ("actor", "critic") if (a / "checkpoint" / n).exists()]:
+        wa = GPT.from_pretrained(str(a / "checkpoint" / name)).state_dict()
+        wb = GPT.from_pretrained(str(b / "checkpoint" / name)).state_dict()
+        for k in wa:
+            if k.endswith("attn.k.bias"):
+                assert (wa[k] - wb[k]).abs().max().item() <= 1e-5, (name, k)
+            else:
+                assert ((wa[k] - wb[k]).norm() / wa[k].norm().clamp(min=1e-12)).item() <= tol, (name, k)
+
+
+def log_without_times(folder):
+    drop = lambda rec: {k: v for k, v in rec.items() if not k.startswith("time") and k != "tokens_per_s"}
+    return [drop(json.loads(line)) for line in open(folder / "log.jsonl")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [[], ["--micro-batch-tokens", "40", "--algo", "grpo"]], ids=["ppo", "grpo-packed"])
+def test_two_processes_sample_and_train_what_one_does(half_right, tmp_path, monkeypatch, extra):
+    torch.set_num_threads(1)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(train_rl, "collect", recording(str(one), train_rl.collect))
+        train_rl.main(rl_flags(half_right, one, *extra, "--overwrite"))
+    spawn("train_rl", rl_flags(half_right, two, *extra, "--overwrite"), record=str(two))
+    for step in (0, 1):  # the same responses, token for token
+        assert json.loads((one / f"batch-{step}.json").read_text()) == json.loads((two / f"batch-{step}.json").read_text())
+    assert_close_weights(one, two)
+    a, b = log_without_times(one), log_without_times(two)
+    assert [r["reward_mean"] for r in a] == [r["reward_mean"] for r in b]
+    assert [r["length_mean"] for r in a] == [r["length_mean"] for r in b]
+    assert json.loads((two / "config.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_a_resume_after_an_interrupt_under_two_processes_ends_where_one_process_ends(half_right, tmp_path):
+    torch.set_num_threads(1)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train_rl.main(rl_flags(half_right, full, "--steps", "3"))
+    with pytest.raises(mp.ProcessExitedException):  # Ctrl-C in step 1: both processes save and stop
+        spawn("train_rl", rl_flags(half_right, cut, "--steps", "3"), interrupt_at=1)
+    assert json.loads((cut / "checkpoint" / "state.json").read_text())["step"] == 2
+    spawn("train_rl", ["--resume", "--out", str(cut)])  # resumed by two processes (one would do too)
+    assert [r["step"] for r in log_without_times(cut)] == [0, 1, 2]
+    assert_close_weights(full, cut)
+
+
+@pytest.mark.slow
+def test_eval_and_selection_split_their_sampling_and_agree_with_one_process(half_right, tmp_path):
+    torch.set_num_threads(1)
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": "1", "answer": str(1 + i % 3), "level": 1 + i % 2})
+                            + "\n" for i in range(6)))
+    flags = lambda out: ["--ckpt", str(half_right), "--data", str(data), "--samples", "3", "--max-new-tokens", "12",
+                         "--device", "cpu", "--out", str(out)]
+    evaluation.main(flags(tmp_path / "one.json"))
+    spawn("eval", flags(tmp_path / "two.json"))
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert one["results"] == two["results"]
+    pick = lambda out: ["--ckpt", str(half_right), "--data", str(data), "--candidates", "6", "--n", "2",
+                        "--max-new-tokens", "12", "--device", "cpu", "--out", str(out)]
+    select_problems.main(pick(tmp_path / "one.jsonl"))
+    spawn("select", pick(tmp_path / "two.jsonl"))
+    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text()
