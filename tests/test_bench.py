@@ -29,10 +29,11 @@ def test_quick_bench_writes_positive_numbers(tmp_path, monkeypatch):
 def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkeypatch):
     pytest.importorskip("transformers")
     out = tmp_path / "gpu.json"
-    monkeypatch.setattr(sys, "argv", ["bench.py", "--gpu-path", "--tiny", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--gpu-path", "--tiny", "--engines", "eager,graph,compiled",
+                                      "--out", str(out)])
     bench.main()
     report = json.loads(out.read_text())
     assert report["max_abs_logit_diff_vs_transformers"] < 1e-4 and report["max_abs_logit_diff_fused_copy"] < 1e-4
     assert report["greedy_tokens_graph_equal_eager"] == "64/64"
     assert set(report["results"]) == {"batch 1", "batch 16", "batch 64"}
-    assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph"))
+    assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph", "compiled"))

@@ -286,28 +286,30 @@ def run_decoding(args):
     greedy = lambda engine: [c.tokens for c in generate(fast, prompts[:8], 64 if not args.tiny else 8, temperature=0,
                                                         engine=engine)]
     same = sum(a == b for ga, gb in zip(greedy("eager"), greedy("graph")) for a, b in zip(ga, gb))
-    extra["greedy_tokens_graph_equal_eager"] = f"{same}/{8 * (64 if not args.tiny else 8)}"
-    print(f"greedy tokens, graph engine vs eager engine on the same weights: {extra['greedy_tokens_graph_equal_eager']}")
-    engines = ["eager", "graph"] + (["compiled"] if args.compiled else [])
+    extra["greedy_tokens_graph_equal_eager"] = f"{same}/{8 * (64 if not args.tiny else 8)}"  # until a first difference
+    print(f"greedy tokens, graph engine vs eager engine on the same weights: {extra['greedy_tokens_graph_equal_eager']}",
+          flush=True)
+    engines = args.engines.split(",")
     results = {}
-    for batch in (1, 16, 64):
+    for batch in [int(x) for x in args.batches.split(",")]:
         ids = torch.tensor(prompts[:batch], device=device)
         run_theirs = lambda: theirs.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
                                              top_k=0, top_p=1.0, max_new_tokens=new, min_new_tokens=new,
                                              pad_token_id=0, eos_token_id=None)
-        row = {"transformers": batch * new / timed(run_theirs)}
+        row = {"transformers": batch * new / timed(run_theirs) if args.baseline else None}
         for engine in engines:
             model = ours if engine == "eager" else fast
             row[engine] = batch * new / timed(lambda: generate(model, prompts[:batch], new, temperature=1.0,
                                                                eos_id=None, batch_size=batch, engine=engine))
         limit = batch * bandwidth / weight_bytes
         for engine in engines:
-            row[f"{engine}_ratio"] = row[engine] / row["transformers"]
+            row[f"{engine}_ratio"] = row[engine] / row["transformers"] if args.baseline else None
             row[f"{engine}_share_of_bandwidth_limit"] = row[engine] / limit
         results[f"batch {batch}"] = row
-        print(f"batch {batch:2d}: transformers {row['transformers']:8,.0f} tok/s | " + " | ".join(
-            f"{e} {row[e]:8,.0f} tok/s ({row[e + '_ratio']:.1f}x, {100 * row[e + '_share_of_bandwidth_limit']:.0f}% "
-            f"of the bandwidth limit)" for e in engines), flush=True)
+        print(f"batch {batch:2d}: transformers {fmt(row['transformers'], '8,.0f')} tok/s | " + " | ".join(
+            f"{e} {row[e]:8,.0f} tok/s ({fmt(row[e + '_ratio'], '.1f')}x, "
+            f"{100 * row[e + '_share_of_bandwidth_limit']:.0f}% of the bandwidth limit)" for e in engines), flush=True)
+        write_json(dict(**extra, results=results), args.out + ".partial")  # what a cut-off run had measured
     return results, extra
 
 
@@ -324,7 +326,10 @@ def main():
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the GPU decoding measurement")
     p.add_argument("--tiny", action="store_true", help="with the GPU measurement: a tiny model (its code path on a CPU)")
     p.add_argument("--gpu-path", action="store_true", help="run the GPU measurement's code path on --device cpu")
-    p.add_argument("--compiled", action="store_true", help="with the GPU measurement: also the torch.compile'd step")
+    p.add_argument("--engines", default="eager,graph", help="with the GPU measurement: our samplers to time, from "
+                   "eager, graph, compiled (the torch.compile'd step; its compilation takes minutes)")
+    p.add_argument("--batches", default="1,16,64", help="with the GPU measurement: the batch sizes")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", help="do not time transformers")
     args = p.parse_args()
     if args.device == "cuda" or args.gpu_path:
         if args.device == "cuda" and not torch.cuda.is_available():
