@@ -36,6 +36,24 @@ R1_15B = dict(vocab_size=151936, n_layer=28, n_head=12, n_kv_head=2, n_embd=1536
 TINY = {**R1_15B, "vocab_size": 512, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 64, "n_inner": 128}
 
 
+def track_stage_peaks(peaks):
+    """Record the peak GPU memory of each stage of a PPO step (train_rl's functions are looked up at call
+    time, so wrapping the module's names wraps what update() and run() call)."""
+    def wrap(name):
+        real = getattr(train_rl, name)
+
+        def tracked(*args, **kwargs):
+            torch.cuda.reset_peak_memory_stats()
+            out = real(*args, **kwargs)
+            peaks[name] = max(peaks.get(name, 0), torch.cuda.max_memory_allocated() / 2**30)
+            return out
+
+        setattr(train_rl, name, tracked)
+        return real
+
+    return {name: wrap(name) for name in ("collect", "actor_backward", "critic_backward", "optimizer_step")}
+
+
 def ppo_steps(folder, device, max_new_tokens, tiny):
     """Two paper-preset PPO steps through train_rl.main; (the second step's log record, the run's config)."""
     write_jsonl([{"id": str(i), "problem": f"{i}+{i}", "answer": str(2 * i), "level": 1} for i in range(8)],
@@ -46,16 +64,19 @@ def ppo_steps(folder, device, max_new_tokens, tiny):
              "--eval-every", "0", "--save-every", "100"]
     if tiny:  # the tiny model on a CPU: the same code path, small enough to be quick
         flags += ["--micro-batch-tokens", "64", "--sample-batch", "16"]
-    real_save = train_rl.save_checkpoint
+    real_save, peaks = train_rl.save_checkpoint, {}
     train_rl.save_checkpoint = lambda *args, **kwargs: None  # ~40 GB of checkpoint for a 1.5B model
+    reals = track_stage_peaks(peaks) if device.startswith("cuda") else {}
     try:
         train_rl.main(flags)
     finally:
         train_rl.save_checkpoint = real_save
+        for name, fn in reals.items():
+            setattr(train_rl, name, fn)
     with open(os.path.join(run, "log.jsonl")) as f:
         last = [json.loads(line) for line in f][-1]
     with open(os.path.join(run, "config.json")) as f:
-        return last, json.load(f)
+        return last, json.load(f), peaks
 
 
 def main(argv=None):
@@ -86,7 +107,7 @@ def main(argv=None):
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
-            rec, run_cfg = ppo_steps(folder, args.device, n, args.tiny)
+            rec, run_cfg, peaks = ppo_steps(folder, args.device, n, args.tiny)
             prompt_len = len(Tokenizer.byte_level().encode("Q: 7+7\nA: "))
             est = memory.estimate(cfg, prompt_len=prompt_len, max_new_tokens=n, sample_batch=run_cfg["sample_batch"],
                                   micro_batch=run_cfg["micro_batch"], bf16=True, grad_checkpointing=True,
@@ -97,6 +118,7 @@ def main(argv=None):
             if cuda:
                 run["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
                 run["peak_over_estimate"] = run["peak_memory_gib"] / run["memory_estimate_gib"]
+                run["peak_memory_gib_by_stage"] = peaks
             result["runs"][str(n)] = run
             print(f"{n} new tokens: " + json.dumps(run), flush=True)
             write_json(result, args.out)  # after each run, so a cut-off session keeps what it measured
