@@ -12,6 +12,7 @@ CLI's main() is wrapped in `@cli`, which turns them into one line, "error: ...",
 """
 
 import argparse
+import contextlib
 import fcntl
 import functools
 import json
@@ -20,6 +21,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from decimal import Decimal
 
 import torch
@@ -62,6 +64,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def given(self, argv):
+        """{dest: value} of the flags argv sets explicitly (every default suppressed for one parse)."""
+        defaults = {a.dest: a.default for a in self._actions}
+        for a in self._actions:
+            a.default = argparse.SUPPRESS
+        try:
+            return vars(self.parse_args(argv))
+        finally:
+            for a in self._actions:
+                a.default = defaults[a.dest]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -351,6 +364,14 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         print("\nstop requested: finishing this step, then saving (Ctrl-C again to quit without saving)", flush=True)
+
+
+@contextlib.contextmanager
+def timed(times, name):
+    """times[name] = the seconds the `with` block took."""
+    start = time.perf_counter()
+    yield
+    times[name] = time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------------------------------

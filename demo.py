@@ -2,18 +2,24 @@
 The whole method in one command, on a CPU: shipped toy base -> phase 1 -> phase-2 set -> phase 2 ->
 evaluation table and plots.
 
-    python demo.py              # about 19 minutes on 2 CPU cores
-    python demo.py --ablations  # plus phase 2 with --gae-lambda 1.0 and with --algo grpo: about 34 minutes
-    python demo.py --quick      # about 3 minutes: the same stages, fewer steps and a smaller evaluation
+    python demo.py              # one seed, about 20 minutes on 2 CPU cores
+    python demo.py --ablations  # plus phase 2 with --gae-lambda 1.0 and with --algo grpo
+    python demo.py --seeds 3    # the study behind the README: 3 seeds, ablations included, mean ± sd
+    python demo.py --quick      # about 3 minutes: phase 2 alone, from the shipped phase-1 model
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
 demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint) if the base model and
 settings are the same (out/demo.json records them with train_rl.py's toy presets; a mismatch is refused);
---fresh redoes everything.
+--fresh redoes everything. Every seed runs the RL stages (phase 1, the phase-2 set, phase 2, the ablations)
+on the same base model and test set; the test set is sampled with one seed for every model, so the spread
+between seeds is the spread of RL itself. out/results.json holds the figures of every seed (the shape of
+assets/results.json, which `--seeds 3` reproduces exactly).
 """
 
 import hashlib
+import math
 import os
+import statistics
 import time
 
 import torch
@@ -23,17 +29,20 @@ import plots
 import select_problems
 import tasks
 import train_rl
-from common import InputError, Parser, check_out_folder, cli, positive_int, read_json, write_json, write_text
+from common import (InputError, Parser, check_out_folder, cli, positive_int, read_json, write_json, write_text)
 
-ABLATIONS = {"phase2_lambda1": ["--gae-lambda", "1.0"], "phase2_grpo": ["--algo", "grpo"]}
-BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "toy-base")
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASE = os.path.join(HERE, "checkpoints", "toy-base")
+PHASE1 = os.path.join(HERE, "checkpoints", "toy-phase1")  # seed 0's phase-1 model and set, for --quick
+SHIPPED = os.path.join(HERE, "assets", "results.json")
+ABLATIONS = {"lambda1": ["--gae-lambda", "1.0"], "grpo": ["--algo", "grpo"]}
+ROWS = ["base", "phase1", "phase2", *ABLATIONS]  # the rows of results.json, in table order
 
-# What differs between the full demo and --quick; everything else is the train_rl.py phase presets.
+# What differs between the full demo and --quick; everything else is the train_rl.py presets.
 SETTINGS = {
-    "full": dict(phase1_steps=80, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
-                 test_samples=4, candidates=256),
-    "quick": dict(phase1_steps=8, phase2_steps=8, eval_every=4, eval_problems=40, test_per_level=20,
-                  test_samples=2, candidates=48),
+    "full": dict(phase1_steps=90, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
+                 test_samples=4, candidates=256, set_size=16),
+    "quick": dict(phase2_steps=30, test_per_level=60, test_samples=2),
 }
 
 
@@ -49,103 +58,201 @@ def run(name, module, argv):
     print(f"[{name}: {time.perf_counter() - t0:.0f} s]", flush=True)
 
 
-def phase_done(run_dir, steps):
+def rl_phase(run_dir, flags, steps):
+    """Run (or reuse, or resume) one train_rl.py run in run_dir; returns its trained actor's folder."""
     state = os.path.join(run_dir, "checkpoint", "state.json")
-    if not os.path.isfile(state):
-        return None
-    return read_json(state)["step"] >= steps
-
-
-def rl_phase(phase, init, data, extra, out, steps, settings, test, name=None):
-    """Run (or reuse, or resume) one train_rl.py run in out/name; returns its trained actor's folder."""
-    run_dir = os.path.join(out, name or f"phase{phase}")
-    done = phase_done(run_dir, steps)
-    if done:
+    if os.path.isfile(state) and read_json(state)["step"] >= steps:
         print(f"reusing {run_dir} (finished)")
-    elif done is False:
+    elif os.path.isfile(state):
         run("train_rl.py", train_rl, ["--resume", "--out", run_dir])
     else:
-        run("train_rl.py", train_rl, ["--phase", str(phase), "--init", init, "--data", data, *extra,
-                                      "--steps", str(steps), "--eval-data", test,
-                                      "--eval-every", str(settings["eval_every"]),
-                                      "--eval-problems", str(settings["eval_problems"]), "--out", run_dir])
+        run("train_rl.py", train_rl, [*flags, "--steps", str(steps), "--out", run_dir, "--overwrite"])
     return os.path.join(run_dir, "checkpoint", "actor")
+
+
+def evaluate(models, test, settings, out):
+    """eval.py on every model not yet in out (a JSON of eval.py's figures); returns {name: summary}."""
+    done = read_json(out)["results"] if os.path.isfile(out) else {}
+    todo = {name: path for name, path in models.items() if name not in done}
+    if todo:
+        tmp = out + ".tmp.json"
+        run("eval.py", evaluation, ["--ckpt", *todo.values(), "--names", *todo, "--data", test,
+                                    "--samples", str(settings["test_samples"]), "--max-new-tokens", "320", "--out", tmp])
+        done.update(read_json(tmp)["results"])
+        write_json({"results": done}, out)
+        os.remove(tmp)
+    return {name: done[name] for name in models}
+
+
+def seed_stages(seed, out, data, settings, ablations):
+    """Phase 1, the phase-2 set, phase 2 (and the ablations) for one seed; {row name: trained actor}."""
+    folder, (train, test) = os.path.join(out, f"seed{seed}"), data
+    held_out = ["--eval-data", test, "--eval-every", str(settings["eval_every"]),
+                "--eval-problems", str(settings["eval_problems"]), "--seed", str(seed)]
+    banner(f"seed {seed}: phase 1: PPO on hard problems (levels 4-5) to raise accuracy")
+    phase1 = rl_phase(os.path.join(folder, "phase1"), ["--phase", "1", "--init", BASE, "--data", train, "--levels",
+                                                       "4,5", *held_out], settings["phase1_steps"])
+    banner(f"seed {seed}: the phase-2 set: {settings['set_size']} problems the phase-1 model solves 3 to 5 times in 8")
+    chosen = os.path.join(folder, "phase2_set.jsonl")
+    if not os.path.isfile(chosen):
+        # Problems solved 3 to 5 times in 8, not the lowest pass rates the paper took from MATH level 5: on
+        # this toy those are level-5 problems whose returns stay mostly negative (RESULTS.md).
+        run("select_problems.py", select_problems, ["--ckpt", phase1, "--data", train, "--levels", "4,5",
+                                                    "--min-pass-rate", "0.3", "--max-pass-rate", "0.7",
+                                                    "--n", str(settings["set_size"]), "--candidates",
+                                                    str(settings["candidates"]), "--seed", str(seed), "--out", chosen])
+    banner(f"seed {seed}: phase 2: PPO on that small set to shorten responses")
+    models = {"phase1": phase1}
+    for name, extra in {"phase2": [], **(ABLATIONS if ablations else {})}.items():
+        models[name] = rl_phase(os.path.join(folder, name), ["--phase", "2", "--init", phase1, "--data", chosen,
+                                                             *held_out, *extra], settings["phase2_steps"])
+    return models
+
+
+def row(summary):
+    """A results.json row from eval.py's summary: accuracy in %, mean length in tokens, per level."""
+    pick = lambda s: {"accuracy": 100 * s["accuracy"], "accuracy_stderr": 100 * s["accuracy_stderr"],
+                      "length": s["length_mean"]}
+    return {**pick(summary["all"]), "levels": {lv: pick(s) for lv, s in summary["levels"].items()}}
+
+
+def mean_sd(xs):
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def results_table(results):
+    """The README's table: each row's accuracy and length over seeds (mean ± sd), overall and per level."""
+    runs = results["runs"]
+    names = [name for name in ROWS if all(name in r["rows"] for r in runs)]
+    levels = sorted(runs[0]["rows"]["base"]["levels"], key=int)
+    cell = lambda xs, fmt: (lambda m, s: f"{m:{fmt}} ± {s:{fmt}}" if len(xs) > 1 else f"{m:{fmt}}")(*mean_sd(xs))
+    get = lambda name, key, lv=None: [(r["rows"][name] if lv is None else r["rows"][name]["levels"][lv])[key]
+                                      for r in runs]
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+             "| accuracy % | " + " | ".join(cell(get(n, "accuracy"), ".1f") for n in names) + " |",
+             "| length (tokens) | " + " | ".join(cell(get(n, "length"), ".0f") for n in names) + " |"]
+    lines += [f"| level {lv}: acc % / len | " + " | ".join(
+        f"{mean_sd(get(n, 'accuracy', lv))[0]:.1f} / {mean_sd(get(n, 'length', lv))[0]:.0f}" for n in names) + " |"
+        for lv in levels]
+    return "\n".join(lines)
+
+
+def change_lines(results):
+    """Per seed and on average: each phase's accuracy change (points) and length change (%) from the row
+    before it, and its worst level."""
+    runs, lines = results["runs"], []
+    pairs = [("base", "phase1")] + [("phase1", n) for n in ("phase2", *ABLATIONS) if n in runs[0]["rows"]]
+    for a, b in pairs:
+        acc = [r["rows"][b]["accuracy"] - r["rows"][a]["accuracy"] for r in runs]
+        length = [100 * (r["rows"][b]["length"] / r["rows"][a]["length"] - 1) for r in runs]
+        by_level = {lv: mean_sd([r["rows"][b]["levels"][lv]["accuracy"] - r["rows"][a]["levels"][lv]["accuracy"]
+                                 for r in runs])[0] for lv in runs[0]["rows"][a]["levels"]}
+        spread = lambda xs, unit: f"{mean_sd(xs)[0]:+.1f}{unit}" + (f" ± {mean_sd(xs)[1]:.1f}" if len(xs) > 1 else "")
+        lines.append(f"{a} -> {b}: accuracy {spread(acc, ' points')}, mean length {spread(length, '%')}; by level: "
+                     + " ".join(f"L{lv} {d:+.1f}" for lv, d in by_level.items()))
+    return "\n".join(lines)
 
 
 @cli
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a ~3-minute run of every stage (smaller numbers)")
+    p.add_argument("--quick", action="store_true", help="about 3 minutes: phase 2 alone, from the shipped phase-1 model")
+    p.add_argument("--seeds", type=positive_int, default=1, help="run the RL stages for seeds 0 .. N-1 (N > 1: "
+                   "ablations included, as in assets/results.json)")
+    p.add_argument("--ablations", action="store_true", help="also phase 2 with --gae-lambda 1.0 and with --algo grpo")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo, or runs/demo-quick)")
     p.add_argument("--base", default=BASE, help="base model checkpoint (default: the shipped toy base)")
     p.add_argument("--fresh", action="store_true", help="redo every stage: remove the demo's earlier outputs in --out")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--ablations", action="store_true",
-                   help="also run phase 2 with --gae-lambda 1.0 and with --algo grpo (about 15 more minutes)")
+    p.add_argument("--report", metavar="RESULTS_JSON", help="only print the tables of a results.json and exit")
     args = p.parse_args(argv)
+    if args.report:
+        results = read_json(args.report)
+        print(results_table(results) + "\n\n" + change_lines(results))
+        return
+    if args.quick and (args.seeds > 1 or args.ablations):
+        p.error("--quick runs one seed without ablations")
     settings = SETTINGS["quick" if args.quick else "full"]
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not os.path.isfile(os.path.join(args.base, "model.safetensors")):
-        raise InputError(f"no base model at {args.base}; train one with: python train_sft.py --out {args.base}")
-    stamp = run_stamp(args.base, settings)
+    start_model = PHASE1 if args.quick else args.base
+    if not os.path.isfile(os.path.join(start_model, "model.safetensors")):
+        raise InputError(f"no model at {start_model}; train one with: python train_sft.py --out {start_model}")
     check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run")
-    claim_out_dir(out, stamp)
+    claim_out_dir(out, run_stamp(start_model, settings))
     t0 = time.perf_counter()
 
-    banner("1/6 toy problems (train/test splits, deterministic)")
+    banner("toy problems (train/test splits, deterministic)")
     data = os.path.join(out, "data")
     train, test = os.path.join(data, "toy_train.jsonl"), os.path.join(data, "toy_test.jsonl")
     if not (os.path.isfile(train) and os.path.isfile(test)):
         run("tasks.py", tasks, ["--out", data, "--test-per-level", str(settings["test_per_level"])])
+    if args.quick:
+        quick(out, test, settings, t0)
+        return
 
-    banner("2/6 phase 1: PPO on hard problems (levels 4-5) to raise accuracy")
-    phase1 = rl_phase(1, args.base, train, ["--levels", "4,5"], out, settings["phase1_steps"], settings, test)
+    seeds, ablations = list(range(args.seeds)), args.ablations or args.seeds > 1
+    models = {seed: seed_stages(seed, out, (train, test), settings, ablations) for seed in seeds}
+    banner(f"evaluation on the held-out test set ({settings['test_samples']} samples per problem)")
+    base = evaluate({"base": args.base}, test, settings, os.path.join(out, "base_eval.json"))["base"]
+    results = {"seeds": seeds, "runs": []}
+    for seed in seeds:
+        figures = evaluate(models[seed], test, settings, os.path.join(out, f"seed{seed}", "eval.json"))
+        results["runs"].append({"seed": seed, "rows": {"base": row(base), **{n: row(s) for n, s in figures.items()}}})
+    write_json(results, os.path.join(out, "results.json"))
 
-    banner("3/6 phase-2 set: 8 problems the phase-1 model solves only sometimes (3 to 5 times in 8)")
-    chosen = os.path.join(out, "phase2_set.jsonl")
-    if not os.path.isfile(chosen):
-        # Problems solved 3 to 5 times in 8, not the lowest pass rates the paper took from MATH level 5: on
-        # this toy those are level-5 problems whose returns stay mostly negative, and length fell only 10%
-        # (the paper's AIME groups show the same: the more solvable the set, the faster length falls).
-        run("select_problems.py", select_problems, ["--ckpt", phase1, "--data", train, "--levels", "4,5",
-                                                    "--min-pass-rate", "0.3", "--max-pass-rate", "0.7",
-                                                    "--candidates", str(settings["candidates"]), "--out", chosen])
-
-    banner("4/6 phase 2: PPO on those 8 problems to shorten responses")
-    phase2 = rl_phase(2, phase1, chosen, [], out, settings["phase2_steps"], settings, test)
-
-    models = {"base": args.base, "phase1": phase1, "phase2": phase2}
-    if args.ablations:
-        banner("4b/6 ablations: phase 2 without GAE's length pressure (lambda = 1), and GRPO")
-        for name, flags in ABLATIONS.items():
-            models[name] = rl_phase(2, phase1, chosen, flags, out, settings["phase2_steps"], settings, test, name)
-
-    banner(f"5/6 evaluation on the held-out test set ({settings['test_samples']} samples per problem)")
-    results = os.path.join(out, "results.json")
-    if not evaluated(results, models):
-        run("eval.py", evaluation, ["--ckpt", *models.values(), "--names", *models, "--data", test,
-                                    "--samples", str(settings["test_samples"]), "--max-new-tokens", "320",
-                                    "--out", results])
-
-    banner("6/6 plots")
-    logs = {name: plots.read_log(os.path.join(out, name, "log.jsonl")) for name in models if name != "base"}
-    phase1_steps = max(r["step"] + 1 for r in logs["phase1"])
+    banner("plots")
+    logs = {name: [plots.read_log(os.path.join(out, f"seed{s}", name, "log.jsonl")) for s in seeds]
+            for name in models[seeds[0]]}
+    phase1_steps = max(r["step"] + 1 for r in logs["phase1"][0])
     plots.plot_training(logs, os.path.join(out, "training_curves.png"),
                         starts={name: 0 if name == "phase1" else phase1_steps for name in logs})
-    figures = read_json(results)["results"]
-    plots.plot_tradeoff(figures, os.path.join(out, "tradeoff.png"))
-    print(f"wrote {out}/training_curves.png and {out}/tradeoff.png")
-
-    table = evaluation.markdown_table(figures)
-    write_text(os.path.join(out, "results.md"), table + "\n")
-    banner(f"results (held-out test set, {settings['test_samples']} samples per problem, T=0.6, top-p 0.95)")
-    print(table)
-    print(summary_lines(figures))
-    for name, log in logs.items():
-        print(f"{name} seconds per step: " + time_breakdown([rec for rec in log if "time_total" in rec]))
+    plots.plot_tradeoff(results, os.path.join(out, "tradeoff.png"))
+    table = results_table(results)
+    write_text(os.path.join(out, "results.md"), table + "\n\n" + change_lines(results) + "\n")
+    banner(f"results: held-out test set, {settings['test_samples']} samples per problem, T 0.6, top-p 0.95; "
+           f"{len(seeds)} seed(s)" + (", mean ± sd over seeds" if len(seeds) > 1 else ""))
+    print(table + "\n\n" + change_lines(results))
+    for name, per_seed in logs.items():
+        print(f"{name} seconds per step: " + time_breakdown([rec for rec in per_seed[0] if "time_total" in rec]))
+    if os.path.isfile(SHIPPED) and read_json(SHIPPED)["seeds"] == seeds:
+        same = read_json(SHIPPED) == results
+        print(f"\nthe same figures as the shipped {os.path.relpath(SHIPPED)}: {'yes' if same else 'NO'}")
     print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; everything is in {out}/")
+
+
+def quick(out, test, settings, t0):
+    """--quick: the headline of the method, phase 2, from the shipped seed-0 phase-1 model and its set."""
+    banner("phase 2: PPO on the shipped phase-1 model's small set, to shorten responses")
+    print("skipped, shipped instead: the base model's training, phase 1 and the choice of the phase-2 set (seed 0 "
+          f"of `python demo.py`, in {os.path.relpath(PHASE1)}); `python demo.py` runs every stage")
+    phase2 = rl_phase(os.path.join(out, "phase2"), ["--phase", "2", "--init", PHASE1, "--data",
+                                                    os.path.join(PHASE1, "phase2_set.jsonl"), "--eval-every", "0"],
+                      settings["phase2_steps"])
+    banner(f"evaluation on {5 * settings['test_per_level']} held-out problems x {settings['test_samples']} samples")
+    figures = evaluate({"phase1": PHASE1, "phase2": phase2}, test, settings, os.path.join(out, "eval.json"))
+    results = {"seeds": [0], "runs": [{"seed": 0, "rows": {n: row(s) for n, s in figures.items()}}]}
+    write_json(results, os.path.join(out, "results.json"))
+    plots.plot_training({"phase2": [plots.read_log(os.path.join(out, "phase2", "log.jsonl"))]},
+                        os.path.join(out, "training_curves.png"))
+    plots.plot_tradeoff(results, os.path.join(out, "tradeoff.png"))
+    a, b = (results["runs"][0]["rows"][n] for n in ("phase1", "phase2"))
+    se = math.hypot(a["accuracy_stderr"], b["accuracy_stderr"])
+    lines = ["| | phase 1 (shipped) | phase 2 (just trained) | change |", "|---|---|---|---|",
+             f"| mean length (tokens) | {a['length']:.0f} | {b['length']:.0f} | {100 * (b['length'] / a['length'] - 1):+.0f}% |",
+             f"| accuracy % | {a['accuracy']:.1f} ± {a['accuracy_stderr']:.1f} | {b['accuracy']:.1f} ± "
+             f"{b['accuracy_stderr']:.1f} | {b['accuracy'] - a['accuracy']:+.1f} (± {se:.1f}) |"]
+    lines += [f"| level {lv}: len / acc % | {a['levels'][lv]['length']:.0f} / {a['levels'][lv]['accuracy']:.1f} | "
+              f"{b['levels'][lv]['length']:.0f} / {b['levels'][lv]['accuracy']:.1f} | "
+              f"{100 * (b['levels'][lv]['length'] / a['levels'][lv]['length'] - 1):+.0f}% / "
+              f"{b['levels'][lv]['accuracy'] - a['levels'][lv]['accuracy']:+.1f} |" for lv in sorted(a["levels"], key=int)]
+    write_text(os.path.join(out, "results.md"), "\n".join(lines) + "\n")
+    banner("results (accuracy ± its standard error over problems; the change's ± is the standard error of the "
+           "difference)")
+    print("\n".join(lines))
+    print(f"\nwrote {out}/training_curves.png and {out}/tradeoff.png; demo finished in "
+          f"{(time.perf_counter() - t0) / 60:.1f} min")
 
 
 def file_sha256(path):
@@ -153,13 +260,13 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-DEMO_FILES = {"demo.json", "data", "phase1", "phase2_set.jsonl", "phase2", *ABLATIONS, "results.json", "results.md",
-              "training_curves.png", "tradeoff.png"}  # what the demo writes into --out
+DEMO_FILES = {"demo.json", "data", "base_eval.json", "eval.json", "results.json", "results.md", "phase2",
+              "training_curves.png", "tradeoff.png", *(f"seed{s}" for s in range(100))}  # what the demo writes
 
 
-def run_stamp(base, settings):
-    """What the demo's results depend on besides the code: the base model's bytes, the settings, the presets."""
-    return {"base_sha256": file_sha256(os.path.join(base, "model.safetensors")), **settings,
+def run_stamp(start_model, settings):
+    """What the demo's results depend on besides the code: the starting model's bytes, the settings, the presets."""
+    return {"base_sha256": file_sha256(os.path.join(start_model, "model.safetensors")), **settings,
             "presets": {f"phase{p}": train_rl.preset(p, "toy") for p in (1, 2)}}
 
 
@@ -173,24 +280,6 @@ def claim_out_dir(out, stamp):
                              "--fresh, or pick another --out")
         return
     write_json(stamp, path)
-
-
-def evaluated(results, models):
-    """True when results.json exists and covers exactly these models (else the evaluation is redone)."""
-    return os.path.isfile(results) and set(read_json(results)["results"]) == set(models)
-
-
-def summary_lines(r):
-    """One line per phase: accuracy change (points) and length change (%), overall and per level."""
-    lines = []
-    pairs = [("base", "phase1")] + [("phase1", name) for name in r if name.startswith("phase2")]
-    for a, b in pairs:
-        acc = 100 * (r[b]["all"]["accuracy"] - r[a]["all"]["accuracy"])
-        length = 100 * (r[b]["all"]["length_mean"] / r[a]["all"]["length_mean"] - 1)
-        levels = " ".join(f"L{lv} {100 * (r[b]['levels'][lv]['accuracy'] - r[a]['levels'][lv]['accuracy']):+.1f}"
-                          for lv in r[a]["levels"])
-        lines.append(f"{a} -> {b}: accuracy {acc:+.1f} points, mean length {length:+.0f}% (accuracy by level: {levels})")
-    return "\n".join(lines)
 
 
 def time_breakdown(log):

@@ -17,7 +17,7 @@ Transient, the larger of the two phases of a step:
               gradient checkpointing every layer keeps its inputs to each matmul and nonlinearity, about
               (8 d + 2 kv_dim + 5 d_mlp) values per token per layer (plus RMSNorm's fp32 copies); with it,
               only each layer's input (d per token) is kept and one layer is live at a time. The LM head's
-              log-probs run in chunks of at most 2^24 logits (train_rl.head_logprobs).
+              log-probs run in chunks of at most 2^24 logits (model.head_logprobs).
 Not counted: the CUDA context and allocator fragmentation (budget ~10% headroom), the optimiser's
 temporary buffers, and the Python process itself.
 """

@@ -435,6 +435,34 @@ class GPT(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Log-probs of given tokens through the LM head (what PPO trains on)
+
+
+def token_logprobs(logits, targets, temperature):
+    """log softmax(logits / T) at the targets, and the entropy of that distribution, per position."""
+    logp_all = (logits.float() / temperature).log_softmax(-1)
+    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+def head_logprobs(head, h, targets, temperature, max_elements=2**24):
+    """token_logprobs of head(h), a chunk of positions at a time.
+
+    A 151k-token vocabulary makes (batch, T, vocab) fp32 logits 5 GB for one 8k-token response; chunks of
+    positions bound that, and with gradients on each chunk is recomputed in backward instead of stored.
+    """
+    chunk = max(1, max_elements // (h.size(0) * head.out_features))
+    if chunk >= h.size(1):
+        return token_logprobs(head(h), targets, temperature)
+    fn = lambda hc, tc: token_logprobs(head(hc), tc, temperature)
+    parts = [checkpoint(fn, h[:, s : s + chunk], targets[:, s : s + chunk], use_reentrant=False)
+             if torch.is_grad_enabled() else fn(h[:, s : s + chunk], targets[:, s : s + chunk])
+             for s in range(0, h.size(1), chunk)]
+    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+
+
+# ----------------------------------------------------------------------------------------------------
 # Loading
 
 

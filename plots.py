@@ -1,13 +1,15 @@
 """
 The demo's two pictures, as PNG (matplotlib is imported only here, and only when a plot is drawn):
 
-- training curves: held-out accuracy and mean response length against step, for each train_rl.py log;
-- the trade-off: accuracy against mean length of every evaluated checkpoint (eval.py --out JSON).
+- training curves: held-out accuracy and mean response length against step for each train_rl.py run, one
+  thin line per seed and their mean in bold (train-batch figures when a run has no held-out evaluation);
+- the trade-off: accuracy against mean length of every evaluated model, mean over seeds with ± sd bars.
 
-    python plots.py --logs runs/demo/phase1/log.jsonl runs/demo/phase2/log.jsonl --results runs/demo/results.json
+    python plots.py --logs runs/demo/seed0/phase1/log.jsonl runs/demo/seed0/phase2/log.jsonl --results runs/demo/results.json
 """
 
 import os
+import statistics
 
 from common import Parser, cli, read_json, read_jsonl
 
@@ -27,28 +29,34 @@ def read_log(path):
     return [rec for _, rec in read_jsonl(path, "train_rl.py log")]
 
 
-def plot_training(logs, out, starts=None):
-    """Two panels (accuracy, length) with one line per log; train-batch values faint, held-out bold.
+def curve(records, held_key, train_key):
+    """(steps, values) of a log: the held-out figure if the run evaluated one, else the train batch's."""
+    held = [r for r in records if held_key in r]
+    rows, key = (held, held_key) if held else ([r for r in records if train_key in r], train_key)
+    return [r["step"] + 1 for r in rows], [r[key] for r in rows]
 
-    starts: {name: step on the shared x axis where that run begins}; by default runs follow each other
-    (phase 2 starts where phase 1 ended)."""
+
+def plot_training(logs, out, starts=None):
+    """Two panels (accuracy, length); logs: {run name: [one log per seed]}. starts: {name: the step on the
+    shared x axis where that run begins} (default: runs follow each other)."""
     plt = pyplot()
     fig, (acc_ax, len_ax) = plt.subplots(1, 2, figsize=(11, 4))
     next_start = 0
-    for name, records in logs.items():
+    for name, per_seed in logs.items():
         offset = starts[name] if starts and name in starts else next_start
-        train = [r for r in records if "accuracy" in r]
-        evals = [r for r in records if "eval_accuracy" in r]
-        steps = lambda rs: [offset + r["step"] + 1 for r in rs]
-        line = acc_ax.plot(steps(evals), [100 * r["eval_accuracy"] for r in evals], "o-", label=f"{name} held-out")[0]
-        acc_ax.plot(steps(train), [100 * r["accuracy"] for r in train], alpha=0.3, color=line.get_color(),
-                    label=f"{name} train batch")
-        len_ax.plot(steps(evals), [r["eval_length"] for r in evals], "o-", color=line.get_color(),
-                    label=f"{name} held-out")
-        len_ax.plot(steps(train), [r["length_mean"] for r in train], alpha=0.3, color=line.get_color(),
-                    label=f"{name} train batch")
-        next_start = offset + max((r["step"] + 1 for r in records), default=0)
-    acc_ax.set(xlabel="RL step", ylabel="accuracy (%)", title="accuracy")
+        color = None
+        for ax, held_key, train_key, scale in ((acc_ax, "eval_accuracy", "accuracy", 100),
+                                                (len_ax, "eval_length", "length_mean", 1)):
+            series = [curve(records, held_key, train_key) for records in per_seed]
+            for steps, values in series:  # each seed, thin
+                line = ax.plot([offset + s for s in steps], [scale * v for v in values], alpha=0.3, lw=1, color=color)
+                color = line[0].get_color()
+            steps = series[0][0][: min(len(s) for s, _ in series)]
+            mean = [scale * statistics.fmean(v[i] for _, v in series) for i in range(len(steps))]
+            ax.plot([offset + s for s in steps], mean, "o-", ms=3, color=color,
+                    label=f"{name}" + (f" (mean of {len(series)} seeds)" if len(series) > 1 else ""))
+        next_start = offset + max(r["step"] + 1 for r in per_seed[0])
+    acc_ax.set(xlabel="RL step", ylabel="accuracy (%)", title="accuracy (held out when evaluated)")
     len_ax.set(xlabel="RL step", ylabel="mean response length (tokens)", title="response length")
     for ax in (acc_ax, len_ax):
         ax.grid(alpha=0.3)
@@ -58,18 +66,24 @@ def plot_training(logs, out, starts=None):
 
 
 def plot_tradeoff(results, out):
-    """Accuracy vs mean length, one point per checkpoint, per level in small markers."""
+    """Accuracy vs length of each row of a results.json (demo.py): mean over seeds, ± sd bars, and each
+    level's mean in small markers."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, r in results.items():
-        s = r["all"]
-        point = ax.errorbar(s["length_mean"], 100 * s["accuracy"], yerr=100 * s["accuracy_stderr"], fmt="o",
-                            markersize=9, capsize=3, label=name)
-        for lv, ls in r["levels"].items():
-            ax.plot(ls["length_mean"], 100 * ls["accuracy"], "x", color=point[0].get_color(), alpha=0.6)
-            ax.annotate(f"L{lv}", (ls["length_mean"], 100 * ls["accuracy"]), fontsize=7, alpha=0.6)
+    runs = results["runs"]
+    spread = lambda xs: (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    for name in runs[0]["rows"]:
+        (x, dx), (y, dy) = spread([r["rows"][name]["length"] for r in runs]), spread([r["rows"][name]["accuracy"]
+                                                                                       for r in runs])
+        point = ax.errorbar(x, y, xerr=dx, yerr=dy, fmt="o", markersize=9, capsize=3, label=name)
+        for lv in runs[0]["rows"][name]["levels"]:
+            lx = statistics.fmean(r["rows"][name]["levels"][lv]["length"] for r in runs)
+            ly = statistics.fmean(r["rows"][name]["levels"][lv]["accuracy"] for r in runs)
+            ax.plot(lx, ly, "x", color=point[0].get_color(), alpha=0.6)
+            ax.annotate(f"L{lv}", (lx, ly), fontsize=7, alpha=0.6)
+    seeds = f"mean ± sd over {len(runs)} seeds; " if len(runs) > 1 else ""
     ax.set(xlabel="mean response length (tokens)", ylabel="pass@1 (%)",
-           title="accuracy vs length (large: all levels; x: per level)")
+           title=f"accuracy vs length ({seeds}x: per level)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -89,14 +103,15 @@ def main(argv=None):
     p = Parser(description="Plot training curves and the accuracy/length trade-off.")
     p.add_argument("--logs", nargs="*", default=[], help="train_rl.py log.jsonl files, in order (phase 1, 2)")
     p.add_argument("--names", nargs="*", default=None, help="a name per log (default: the run folder names)")
-    p.add_argument("--results", default=None, help="eval.py --out JSON for the trade-off plot")
+    p.add_argument("--results", default=None, help="a demo.py results.json, for the trade-off plot")
     p.add_argument("--out-dir", default=".", help="folder for training_curves.png and tradeoff.png")
     args = p.parse_args(argv)
     if args.logs:
         names = args.names or [os.path.basename(os.path.dirname(os.path.abspath(x))) for x in args.logs]
-        plot_training({n: read_log(x) for n, x in zip(names, args.logs)}, os.path.join(args.out_dir, "training_curves.png"))
+        plot_training({n: [read_log(x)] for n, x in zip(names, args.logs)},
+                      os.path.join(args.out_dir, "training_curves.png"))
     if args.results:
-        plot_tradeoff(read_json(args.results)["results"], os.path.join(args.out_dir, "tradeoff.png"))
+        plot_tradeoff(read_json(args.results), os.path.join(args.out_dir, "tradeoff.png"))
 
 
 if __name__ == "__main__":

@@ -247,6 +247,20 @@ def read_problems(path, levels=None):
     return records
 
 
+def pick_problems(problems, n, seed, step):
+    """Problems for this step: consecutive slices of a seeded shuffle, reshuffled every epoch. A function
+    of (seed, step) alone, so a resumed run picks what the uninterrupted one would have."""
+    orders = {}
+    picked = []
+    for j in range(step * n, (step + 1) * n):
+        epoch, i = divmod(j, len(problems))
+        if epoch not in orders:
+            orders[epoch] = list(range(len(problems)))
+            random.Random(f"{seed}-{epoch}").shuffle(orders[epoch])
+        picked.append(problems[orders[epoch][i]])
+    return picked
+
+
 def encode_prompts(problems, tok, max_new_tokens, context):
     """The prompt ids of each problem; refuses a prompt that leaves no room for max_new_tokens."""
     prompts = [tok.encode(prompt_text(p["problem"], tok)) for p in problems]

@@ -31,36 +31,29 @@ response token t is read from the logits of the position before it. Example, pro
     mask           1  1  1   0          values[t] = V(prompt + response[:t]); reward on t = 2 (EOS)
 
 --algo grpo runs a critic-free baseline on the same code path: the advantage of every token of a response
-is its score normalised within its group of samples, with KL in the loss (k3).
+is its score normalised within its group of samples, with KL in the loss (k3). Under torchrun the step is
+split over processes and gives what one process gives (distributed.py); run folders: runs.py.
 """
 
-import argparse
 import json
 import math
 import os
-import random
-import signal
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
-import memory
 import distributed
-from common import (FolderLock, InputError, Parser, StopRequest, append_jsonl, bool_flag, check_out_folder, cli, device,
-                    fraction, int_list, lr_at, non_negative_float, non_negative_int, positive_float, positive_int,
-                    publish_dir, ranged, read_json, read_jsonl, recover_dir, save_safetensors, write_json,
-                    write_jsonl)
-from distributed import (all_max, all_sum, barrier, full_state, gather, is_main, load_optimizer_state, my_share, on_main,
-                         optimizer_state, world)
+import memory
+import runs
+from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
+                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, timed)
+from distributed import all_max, all_sum, gather, is_main, my_share, world
 from eval import eval_record, held_out
-from model import GPT, read_checkpoint, read_safetensors
+from model import head_logprobs, read_checkpoint
 from reward import grade
 from sample import ENGINES, generate, pad_rows
-from tasks import encode_prompts, read_problems
-from tokenizer import Tokenizer
+from tasks import encode_prompts, pick_problems, read_problems
 
 # ----------------------------------------------------------------------------------------------------
 # The maths: small pure functions on (batch, T) tensors, each pinned by a test with hand-computed numbers.
@@ -164,30 +157,6 @@ def explained_variance(values, returns, mask):
     diff = returns - values
     var_d = masked_mean((diff - masked_mean(diff, mask)) ** 2, mask)
     return (1 - var_d / var_r).item() if var_r > 0 else float("nan")
-
-
-def token_logprobs(logits, targets, temperature):
-    """log softmax(logits / T) at the targets, and the entropy of that distribution, per position."""
-    logp_all = (logits.float() / temperature).log_softmax(-1)
-    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
-
-
-def head_logprobs(head, h, targets, temperature, max_elements=2**24):
-    """token_logprobs of head(h), a chunk of positions at a time.
-
-    A 151k-token vocabulary makes (batch, T, vocab) fp32 logits 5 GB for one 8k-token response; chunks of
-    positions bound that, and with gradients on each chunk is recomputed in backward instead of stored.
-    """
-    chunk = max(1, max_elements // (h.size(0) * head.out_features))
-    if chunk >= h.size(1):
-        return token_logprobs(head(h), targets, temperature)
-    fn = lambda hc, tc: token_logprobs(head(hc), tc, temperature)
-    parts = [checkpoint(fn, h[:, s : s + chunk], targets[:, s : s + chunk], use_reentrant=False)
-             if torch.is_grad_enabled() else fn(h[:, s : s + chunk], targets[:, s : s + chunk])
-             for s in range(0, h.size(1), chunk)]
-    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -321,27 +290,6 @@ def autocast(cfg):
     return torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
 
 
-def step_generator(seed, step):
-    """A generator that depends only on (seed, step): a resumed run draws the same numbers."""
-    g = torch.Generator()
-    g.manual_seed(seed * 1_000_003 + step)
-    return g
-
-
-def pick_problems(problems, n, seed, step):
-    """Problems for this step: consecutive slices of a seeded shuffle, reshuffled every epoch. A function
-    of (seed, step) alone, so a resumed run picks what the uninterrupted one would have."""
-    orders = {}
-    picked = []
-    for j in range(step * n, (step + 1) * n):
-        epoch, i = divmod(j, len(problems))
-        if epoch not in orders:
-            orders[epoch] = list(range(len(problems)))
-            random.Random(f"{seed}-{epoch}").shuffle(orders[epoch])
-        picked.append(problems[orders[epoch][i]])
-    return picked
-
-
 def collect(cfg, models, tok, problems, prompts, step):
     """Steps 1-3 of the module docstring: a scored Rollout with old and reference log-probs and values.
     prompts: {problem id: prompt token ids}. Each process samples its share of the rows; every process
@@ -350,34 +298,22 @@ def collect(cfg, models, tok, problems, prompts, step):
     batch_problems = pick_problems(problems, cfg.prompts_per_step, cfg.seed, step)
     rows = [p for p in batch_problems for _ in range(cfg.samples_per_prompt)]
     mine = [i for i in my_share(range(len(rows))) if i is not None]
-    t = time.perf_counter()
-    with autocast(cfg):
+    with timed(times, "sample"), autocast(cfg):
         completions = generate(models.rollout, [prompts[rows[i]["id"]] for i in mine], cfg.max_new_tokens,
                                cfg.temperature, eos_id=tok.eos_id, pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}",
                                row_ids=mine, batch_size=cfg.sample_batch, engine=cfg.sampler)
-    completions = gather(dict(zip(mine, completions)))
-    completions = [completions[i] for i in range(len(rows))]
-    times["sample"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    rewards = {"correct": cfg.reward_correct, "wrong": cfg.reward_wrong, "no_answer": cfg.reward_no_answer}
-    scores, correct = score_responses(tok, completions, [p["answer"] for p in rows], rewards, cfg.score_truncated)
-    batch = build_rollout([prompts[p["id"]] for p in rows], completions, scores, correct, tok.pad_id, cfg.device)
-    times["score"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    with autocast(cfg):
+        completions = gather(dict(zip(mine, completions)))
+        completions = [completions[i] for i in range(len(rows))]
+    with timed(times, "score"):
+        rewards = {"correct": cfg.reward_correct, "wrong": cfg.reward_wrong, "no_answer": cfg.reward_no_answer}
+        scores, correct = score_responses(tok, completions, [p["answer"] for p in rows], rewards, cfg.score_truncated)
+        batch = build_rollout([prompts[p["id"]] for p in rows], completions, scores, correct, tok.pad_id, cfg.device)
+    with timed(times, "reference"), autocast(cfg):
         batch.logp = forward_all(lambda sub: models.actor(response_logprobs, sub, cfg.temperature)[0], cfg, batch)
         batch.logp_ref = forward_all(lambda sub: models.ref(response_logprobs, sub, cfg.temperature)[0], cfg, batch)
-    times["reference"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    if models.critic is None:
-        batch.values = torch.zeros_like(batch.mask)
-    else:
-        with autocast(cfg):
-            batch.values = forward_all(lambda sub: models.critic(response_values, sub), cfg, batch)
-    times["critic"] = time.perf_counter() - t
+    with timed(times, "critic"), autocast(cfg):
+        batch.values = torch.zeros_like(batch.mask) if models.critic is None else \
+            forward_all(lambda sub: models.critic(response_values, sub), cfg, batch)
     return batch, times
 
 
@@ -452,7 +388,7 @@ def update(cfg, models, batch, step, train_actor):
     stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl", "value_loss")}
     norms = {"actor_grad_norm": [], "critic_grad_norm": []}
     ok, n_updates = True, 0
-    gen = step_generator(cfg.seed, step)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # (seed, step) alone: resumes draw the same
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(batch.mask.size(0), generator=gen).chunk(cfg.minibatches):
             idx = idx.to(batch.mask.device)
@@ -479,81 +415,6 @@ def update(cfg, models, batch, step, train_actor):
 # ----------------------------------------------------------------------------------------------------
 # The run: models, checkpoints, the log, the loop
 
-RUN_FILES = {"config.json", "log.jsonl", "checkpoint"}  # what a run writes into --out
-STATE_VERSION = 2  # of checkpoint/state.json
-
-
-@dataclass
-class Models:
-    """The run's models, each behind a distributed.Runner (runner(fn, *args) = fn(model, *args), sharded
-    under torchrun; runner.model is the GPT), and the optimisers."""
-
-    actor: distributed.Runner
-    critic: distributed.Runner | None  # None for GRPO
-    ref: distributed.Runner  # the frozen reference policy of the KL term
-    rollout: GPT  # the weights sampling runs on: the actor itself, or a copy refreshed after each update
-    actor_opt: torch.optim.Optimizer
-    critic_opt: torch.optim.Optimizer | None
-
-
-def load_models(cfg, actor_path, critic_path):
-    """(Models, tokenizer). Every trained or reference model keeps fp32 weights, so the frozen reference runs
-    through exactly the actor's numerics (bf16 autocast included) and the KL at step 0 is exactly 0.
-    Sampling runs on a copy of the actor when it cannot run on the actor itself: in bf16 runs a bf16 copy
-    (with fused projections, for fast decoding), and with several processes a whole-weight copy (the actor
-    is sharded)."""
-    tok = Tokenizer.load(actor_path)
-    load = lambda path, **kw: GPT.from_pretrained(path, dtype=torch.float32, device=cfg.device, **kw)
-    actor = load(actor_path)
-    ref = load(cfg.ref or cfg.init).eval().requires_grad_(False)
-    critic = load(critic_path, value_head=True) if cfg.algo == "ppo" else None
-    bf16 = cfg.dtype == "bf16"
-    rollout = actor.inference_copy(torch.bfloat16 if bf16 else torch.float32, fused=bf16) \
-        if bf16 or world() > 1 else actor
-    for m in (actor, critic):
-        if m is not None:
-            m.grad_checkpointing = cfg.grad_checkpointing
-            m.train()
-    actor, critic, ref = (distributed.shard(m, bf16) if m is not None else None for m in (actor, critic, ref))
-    optimizer = lambda m, lr: torch.optim.AdamW(m.parameters(), lr=lr, betas=cfg.adam_betas,
-                                                weight_decay=cfg.weight_decay)
-    return Models(actor, critic, ref, rollout, optimizer(actor, cfg.actor_lr),
-                  optimizer(critic, cfg.critic_lr) if critic is not None else None), tok
-
-
-def save_checkpoint(cfg, step, record, models, tok):
-    """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap. state.json
-    holds the step's log record, so the log can always be made to agree with the checkpoint. Every process
-    gathers its shards; process 0 writes."""
-    trained = {"actor": (models.actor, models.actor_opt), "critic": (models.critic, models.critic_opt)}
-    weights = {name: full_state(m.model) for name, (m, _) in trained.items() if m is not None}
-    optim = {k: v for name, (m, opt) in trained.items() if m is not None for k, v in
-             (optimizer_state(opt, name) or {}).items()}
-    if is_main():
-        final = os.path.join(cfg.out, "checkpoint")
-        tmp = final + ".tmp"
-        recover_dir(final)  # also clears a half-written checkpoint.tmp left by a crash
-        for name, state in weights.items():
-            trained[name][0].model.save(os.path.join(tmp, name), state)
-        tok.save(os.path.join(tmp, "actor"))
-        save_safetensors(optim, os.path.join(tmp, "optim.safetensors"))
-        write_json({"version": STATE_VERSION, "step": step, "record": record, "config": vars(cfg)},
-                   os.path.join(tmp, "state.json"))
-        publish_dir(tmp, final)
-    barrier()
-
-
-def read_state(out):
-    """checkpoint/state.json of run folder `out`, after process 0 finishes a swap that a crash cut short."""
-    ckpt = os.path.join(out, "checkpoint")
-    on_main(lambda: recover_dir(ckpt))
-    state = read_json(os.path.join(ckpt, "state.json"), "checkpoint (nothing to resume; start without --resume)")
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise InputError(f"{ckpt}/state.json was written by another version of train_rl.py; resume it with that "
-                         "version, or start a new run")
-    return state
-
-
 def log_record(cfg, step, batch, stats, times, lrs, tokens):
     """The numbers that say whether a PPO run is healthy, one record per step."""
     lengths = batch.lengths.float()
@@ -575,47 +436,10 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     }
 
 
-def progress_line(rec):
-    line = (f"step {rec['step']:4d} | reward {rec['reward_mean']:+.3f} | acc {rec['accuracy']:.2f} | "
-            f"len {rec['length_mean']:5.1f} [{rec['length_min']:.0f}-{rec['length_max']:.0f}] | "
-            f"kl {rec['kl']:+.4f} | ent {rec['entropy']:.3f} | clip {rec['clip_frac']:.3f} | "
-            f"vloss {rec['value_loss']:.3f} | {rec['time_total']:.1f}s")
-    if "eval_accuracy" in rec:
-        line += f" | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}"
-    return line
-
-
-def restore_log(path, state, finish_record):
-    """On resume: the log up to the checkpoint's step and no further. Records of steps after it are dropped
-    (they will be redone); the checkpoint's own step comes from state.json when the log lacks it (a crash
-    between the save and the log write), completed by finish_record (its held-out evaluation, which every
-    process takes part in)."""
-    last = state["step"] - 1
-    log = [rec for _, rec in read_jsonl(path, "log", torn_tail_ok=True)] if os.path.isfile(path) else []
-    logged = [rec for rec in log if rec["step"] == last]
-    logged = logged[-1:] or [finish_record(state["record"])]
-    if is_main():
-        write_jsonl([rec for rec in log if rec["step"] < last] + logged, path)
-
-
 def train(cfg, resume=False, overwrite=False):
     """The whole run, in --out (locked by process 0 while it runs); returns the last step's log record."""
-    lock = on_main(lambda: claim_folder(cfg.out, resume, overwrite))
-    try:
+    with runs.claimed(cfg.out, resume, overwrite):
         return run(cfg, resume)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def claim_folder(out, resume, overwrite):
-    lock = FolderLock(out)
-    try:
-        check_out_folder(out, RUN_FILES, resume=resume, overwrite=overwrite)
-    except InputError:
-        lock.release()
-        raise
-    return lock
 
 
 def run(cfg, resume):
@@ -623,10 +447,10 @@ def run(cfg, resume):
     cfg.world_size = world()
     say = print if is_main() else lambda *args, **kwargs: None
     ckpt, log_path = os.path.join(cfg.out, "checkpoint"), os.path.join(cfg.out, "log.jsonl")
-    state = read_state(cfg.out) if resume else None
+    state = runs.read_state(cfg.out) if resume else None
     problems = read_problems(cfg.data, cfg.levels)
     eval_problems = held_out(cfg.eval_data, cfg.eval_problems, cfg.seed) if cfg.eval_every and cfg.eval_data else None
-    models, tok = load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
+    models, tok = runs.load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
                               os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
     prompts = dict(zip([p["id"] for p in problems],
                        encode_prompts(problems, tok, cfg.max_new_tokens, models.rollout.config.max_seq_len)))
@@ -635,17 +459,10 @@ def run(cfg, resume):
                                                      cfg.sampler)}
     eval_due = lambda done: eval_problems and (done % cfg.eval_every == 0 or done == cfg.steps)
     start = state["step"] if resume else 0
-    if resume:
-        optim = dict(read_safetensors(os.path.join(ckpt, "optim.safetensors")))
-        load_optimizer_state(models.actor_opt, optim, "actor")
-        if models.critic is not None:
-            load_optimizer_state(models.critic_opt, optim, "critic")
-        restore_log(log_path, state, lambda rec: evaluate_now(rec) if eval_due(start) else rec)
+    if resume:  # optimiser state, and the log back at the checkpoint's step
+        runs.resume(cfg.out, models, state, lambda rec: evaluate_now(rec) if eval_due(start) else rec)
         say(f"resumed from {ckpt} at step {start}")
-    elif is_main():
-        write_jsonl([], log_path)
-    if is_main():
-        write_json(vars(cfg), os.path.join(cfg.out, "config.json"))
+    runs.start_log(cfg, resume)
     say(f"actor {models.rollout.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
         f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps | "
         f"{world()} process(es)")
@@ -668,9 +485,8 @@ def run(cfg, resume):
                 group["lr"] = lr
         batch, times = collect(cfg, models, tok, problems, prompts, step)
         compute_advantages(cfg, batch)
-        t = time.perf_counter()
-        ok, stats = update(cfg, models, batch, step, train_actor)
-        times["update"] = time.perf_counter() - t
+        with timed(times, "update"):
+            ok, stats = update(cfg, models, batch, step, train_actor)
         rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
                "actor_trained": train_actor}
         bad_steps = 0 if ok else bad_steps + 1
@@ -684,11 +500,11 @@ def run(cfg, resume):
                                  f"checkpoint is {ckpt}. Try a lower --actor-lr/--critic-lr.")
         done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
         if ok and (done % cfg.save_every == 0 or done == cfg.steps or stopping):
-            save_checkpoint(cfg, done, rec, models, tok)
+            runs.save_checkpoint(cfg, done, rec, models, tok)
         if eval_due(done):
             rec = evaluate_now(rec)
         log(rec)
-        say(progress_line(rec), flush=True)
+        say(runs.progress_line(rec), flush=True)
         if stopping:
             say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
             sys.exit(130)
@@ -746,71 +562,73 @@ def build_parser():
     p = Parser(description="PPO for concise reasoning: --phase 1 raises accuracy, --phase 2 shortens responses.",
                epilog="A flag left out takes its preset's value for the --phase and the model's --scale, else the "
                       "paper's (the default shown).")
-    # Phase and models
-    p.add_argument("--phase", type=int, choices=(1, 2), default=2, help="1: hard problems (accuracy); 2: the small set")
-    p.add_argument("--scale", choices=("auto", "toy", "paper"), default="auto", help="presets of the toy (CPU demo) "
+    g = p.add_argument_group("phase and models")
+    g.add_argument("--phase", type=int, choices=(1, 2), default=2, help="1: hard problems (accuracy); 2: the small set")
+    g.add_argument("--scale", choices=("auto", "toy", "paper"), default="auto", help="presets of the toy (CPU demo) "
                    f"or the paper's models; auto: paper from {PAPER_SCALE_PARAMS // 10**6}M parameters")
-    p.add_argument("--algo", choices=("ppo", "grpo"), default="ppo", help="ppo (critic, GAE) or grpo (no critic)")
-    p.add_argument("--init", help="actor to start from: a project or Hugging Face folder (required)")
-    p.add_argument("--ref", help="frozen reference policy of the KL term (default: --init)")
-    p.add_argument("--critic-init", help="critic to start from (default: --init with a fresh scalar head)")
-    # Data
-    p.add_argument("--data", help="training problems, JSONL: toy, MATH- or GSM8K-style (required)")
-    p.add_argument("--levels", type=int_list, help="train only on these levels of --data, e.g. 4,5 (default: all)")
-    p.add_argument("--eval-data", help="held-out problems evaluated every --eval-every steps (default: none)")
-    p.add_argument("--eval-every", type=non_negative_int, default=0, help="held-out evaluation every N steps (0: none)")
-    p.add_argument("--eval-problems", type=positive_int, default=200, help="held-out problems per evaluation")
-    p.add_argument("--eval-samples", type=positive_int, default=1, help="samples per held-out problem")
-    # Rollout
-    p.add_argument("--prompts-per-step", type=positive_int, default=8, help="problems per step")
-    p.add_argument("--samples-per-prompt", type=positive_int, default=8, help="responses sampled per problem")
-    p.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature, also of log-probs")
-    p.add_argument("--max-new-tokens", type=positive_int, default=8192, help="cut-off; a cut-off response has no answer")
-    p.add_argument("--sample-batch", type=positive_int, default=64, help="rows sampled at once (bounds the KV cache)")
-    p.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU, eager on a CPU")
-    # Reward
-    p.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
-    p.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
-    p.add_argument("--reward-no-answer", type=ranged(float), default=-1.0, help="reward of no boxed answer, or cut off")
-    p.add_argument("--score-truncated", type=bool_flag, default=False, help="score cut-off responses by their text")
-    # Optimisation
-    p.add_argument("--actor-lr", type=positive_float, default=5e-7, help="actor peak learning rate")
-    p.add_argument("--critic-lr", type=positive_float, default=9e-6, help="critic peak learning rate")
-    p.add_argument("--warmup-ratio", type=fraction, default=0.03, help="share of a model's steps warming its lr up")
-    p.add_argument("--min-lr-ratio", type=fraction, default=0.1, help="cosine schedule floor, a share of the peak")
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="AdamW weight decay")
-    p.add_argument("--adam-betas", type=ranged(float, 0, 1, high_open=True), nargs=2, default=(0.9, 0.95), help="AdamW")
-    p.add_argument("--max-grad-norm", type=positive_float, default=1.0, help="gradient-norm clip")
-    # PPO
-    p.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each step's batch")
-    p.add_argument("--minibatches", type=positive_int, default=1, help="optimiser steps per pass")
-    p.add_argument("--micro-batch", type=positive_int, default=16, help="rows per forward/backward")
-    p.add_argument("--micro-batch-tokens", type=non_negative_int, default=0, help="and at most this many tokens (0: any)")
-    p.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO ratio clip")
-    p.add_argument("--value-clip-eps", type=positive_float, default=0.2, help="value clip around the old values")
-    p.add_argument("--gamma", type=fraction, default=1.0, help="GAE discount")
-    p.add_argument("--gae-lambda", type=fraction, default=0.95, help="GAE lambda; 1.0 removes the length pressure")
-    p.add_argument("--whiten-advantages", type=bool_flag, default=True, help="normalise advantages over the batch")
-    p.add_argument("--loss-agg", choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
+    g.add_argument("--algo", choices=("ppo", "grpo"), default="ppo", help="ppo (critic, GAE) or grpo (no critic)")
+    g.add_argument("--init", help="actor to start from: a project or Hugging Face folder (required)")
+    g.add_argument("--ref", help="frozen reference policy of the KL term (default: --init)")
+    g.add_argument("--critic-init", help="critic to start from (default: --init with a fresh scalar head)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="training problems, JSONL: toy, MATH- or GSM8K-style (required)")
+    g.add_argument("--levels", type=int_list, help="train only on these levels of --data, e.g. 4,5 (default: all)")
+    g.add_argument("--eval-data", help="held-out problems evaluated every --eval-every steps (default: none)")
+    g.add_argument("--eval-every", type=non_negative_int, default=0, help="held-out evaluation every N steps (0: none)")
+    g.add_argument("--eval-problems", type=positive_int, default=200, help="held-out problems per evaluation")
+    g.add_argument("--eval-samples", type=positive_int, default=1, help="samples per held-out problem")
+    g = p.add_argument_group("rollout")
+    g.add_argument("--prompts-per-step", type=positive_int, default=8, help="problems per step")
+    g.add_argument("--samples-per-prompt", type=positive_int, default=8, help="responses sampled per problem")
+    g.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature, also of log-probs")
+    g.add_argument("--max-new-tokens", type=positive_int, default=8192, help="cut-off; a cut-off response has no answer")
+    g.add_argument("--sample-batch", type=positive_int, default=64, help="rows sampled at once (bounds the KV cache)")
+    g.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU, eager on a CPU")
+    g = p.add_argument_group("reward (the paper's: correctness only)")
+    g.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
+    g.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
+    g.add_argument("--reward-no-answer", type=ranged(float), default=-1.0, help="reward of no boxed answer, or cut off")
+    g.add_argument("--score-truncated", type=bool_flag, default=False, help="score cut-off responses by their text")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--actor-lr", type=positive_float, default=5e-7, help="actor peak learning rate")
+    g.add_argument("--critic-lr", type=positive_float, default=9e-6, help="critic peak learning rate")
+    g.add_argument("--warmup-ratio", type=fraction, default=0.03, help="share of a model's steps warming its lr up")
+    g.add_argument("--min-lr-ratio", type=fraction, default=0.1, help="cosine schedule floor, a share of the peak")
+    g.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="AdamW weight decay")
+    g.add_argument("--adam-betas", type=ranged(float, 0, 1, high_open=True), nargs=2, default=(0.9, 0.95), help="AdamW")
+    g.add_argument("--max-grad-norm", type=positive_float, default=1.0, help="gradient-norm clip")
+    g = p.add_argument_group("PPO")
+    g.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each step's batch")
+    g.add_argument("--minibatches", type=positive_int, default=1, help="optimiser steps per pass")
+    g.add_argument("--micro-batch", type=positive_int, default=16, help="rows per forward/backward")
+    g.add_argument("--micro-batch-tokens", type=non_negative_int, default=0, help="and at most this many tokens (0: any)")
+    g.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO ratio clip")
+    g.add_argument("--value-clip-eps", type=positive_float, default=0.2, help="value clip around the old values")
+    g = p.add_argument_group("advantages (GAE)")
+    g.add_argument("--gamma", type=fraction, default=1.0, help="GAE discount")
+    g.add_argument("--gae-lambda", type=fraction, default=0.95, help="GAE lambda; 1.0 removes the length pressure")
+    g.add_argument("--whiten-advantages", type=bool_flag, default=True, help="normalise advantages over the batch")
+    g.add_argument("--loss-agg", choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
                    default="token-mean", help="how token losses are averaged")
-    p.add_argument("--critic-warmup-steps", type=non_negative_int, default=0, help="first N steps train only the critic")
-    # KL to the reference
-    p.add_argument("--kl-coef", type=non_negative_float, default=0.01, help="KL-to-reference coefficient")
-    p.add_argument("--kl-estimator", choices=("k1", "k2", "k3"), default="k1", help="k1: in the reward; k2, k3: in the loss")
-    # Run
-    p.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint/ (required)")
-    p.add_argument("--steps", type=positive_int, default=150, help="PPO steps (each: sample, score, update)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data order, the samples and a fresh critic head")
-    p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")
-    p.add_argument("--grad-checkpointing", type=bool_flag, default=False, help="recompute activations in backward")
-    p.add_argument("--save-every", type=positive_int, default=25, help="checkpoint every N steps, and at the end")
-    p.add_argument("--max-bad-steps", type=positive_int, default=3, help="stop after N steps in a row with NaN/inf")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (only the files a run writes)")
-    p.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
-    p.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB per GPU, to say whether the run fits")
-    p.add_argument("--gpus", type=positive_int, help="with --dry-run: the GPUs to shard over (default: the torchrun "
+    g.add_argument("--critic-warmup-steps", type=non_negative_int, default=0, help="first N steps train only the critic")
+    g = p.add_argument_group("KL to the reference")
+    g.add_argument("--kl-coef", type=non_negative_float, default=0.01, help="KL-to-reference coefficient")
+    g.add_argument("--kl-estimator", choices=("k1", "k2", "k3"), default="k1", help="k1: in the reward; k2, k3: in the loss")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint/ (required)")
+    g.add_argument("--steps", type=positive_int, default=150, help="PPO steps (each: sample, score, update)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the data order, the samples and a fresh critic head")
+    g.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
+    g.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")
+    g.add_argument("--grad-checkpointing", type=bool_flag, default=False, help="recompute activations in backward")
+    g.add_argument("--save-every", type=positive_int, default=25, help="checkpoint every N steps, and at the end")
+    g.add_argument("--max-bad-steps", type=positive_int, default=3, help="stop after N steps in a row with NaN/inf")
+    g = p.add_argument_group("start, stop, check")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace the run in --out (only the files a run writes)")
+    g.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
+    g.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB per GPU, to say whether the run fits")
+    g.add_argument("--gpus", type=positive_int, help="with --dry-run: the GPUs to shard over (default: the torchrun "
                    "processes, else 1)")
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
@@ -831,50 +649,21 @@ def config(**values):
     return cfg
 
 
-def given_flags(parser, argv):
-    """{dest: value} of the flags argv sets explicitly (every default suppressed for one parse)."""
-    defaults = {a.dest: a.default for a in parser._actions}
-    for a in parser._actions:
-        a.default = argparse.SUPPRESS
-    try:
-        return vars(parser.parse_args(argv))
-    finally:
-        for a in parser._actions:
-            a.default = defaults[a.dest]
-
-
-def model_scale(init):
-    """ "paper" for models of PAPER_SCALE_PARAMS or more, else "toy" (reads config.json only)."""
-    return "paper" if memory.param_count(read_checkpoint(init)[0]) >= PAPER_SCALE_PARAMS else "toy"
-
-
 def resolve_config(argv):
-    """(config, the CLI-only flags): the paper's recipe <- the presets <- the flags given. With --resume, the
-    run's saved config, in which only --out, --ref, --data, --eval-data and --device may be given again (a
-    moved or copied run folder resumes in place, from files that may have moved too)."""
+    """(config, the CLI-only flags): the paper's recipe <- the presets <- the flags given; with --resume, the
+    run's saved config (runs.resumed_config)."""
     parser = build_parser()
-    given = given_flags(parser, argv)
+    given = parser.given(argv)
     args = parser.parse_args(argv)
     cli_flags = {k: getattr(args, k) for k in CLI_ONLY - {"help"}}
     if args.resume:
-        movable = {"out", "ref", "data", "eval_data", "device"}
-        if args.out is None or set(given) - movable - CLI_ONLY:
-            fixed = ", ".join("--" + k.replace("_", "-") for k in sorted(set(given) - movable - CLI_ONLY))
-            raise InputError(f"--resume continues the saved run in --out; drop {fixed}" if fixed else
-                             "--resume needs --out, the run folder to continue")
-        saved = read_state(args.out)["config"]
-        if set(saved) != set(vars(config())):
-            raise InputError(f"{args.out}/checkpoint/state.json was written by another version of train_rl.py")
-        cfg = config(**{**saved, **{k: v for k, v in given.items() if k in movable}})
-        try:
-            device(cfg.device)
-        except argparse.ArgumentTypeError as e:
-            raise InputError(f"the run's device {e}; give another --device with --resume") from None
-        return cfg, cli_flags
+        given = {k: v for k, v in given.items() if k not in CLI_ONLY}
+        return config(**runs.resumed_config(args.out, given, set(vars(config())))), cli_flags
     for name in ("init", "data", "out"):
         if name not in given:
             raise InputError(f"--{name} is required (or --resume --out RUN to continue a run)")
-    scale = model_scale(args.init) if args.scale == "auto" else args.scale
+    big = args.scale == "auto" and memory.param_count(read_checkpoint(args.init)[0]) >= PAPER_SCALE_PARAMS
+    scale = "paper" if big else "toy" if args.scale == "auto" else args.scale
     parser.set_defaults(**preset(args.phase, scale, args.algo))
     cfg = config(**{k: v for k, v in vars(parser.parse_args(argv)).items() if k not in CLI_ONLY})
     if is_main():

@@ -4,35 +4,66 @@ import os
 import pytest
 
 import demo
+import train_rl
 from common import InputError
+
+TINY = dict(phase1_steps=2, phase2_steps=2, eval_every=1, eval_problems=5, test_per_level=4, test_samples=2,
+            candidates=40, set_size=2)
 
 
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path, capsys):
+def test_the_full_pipeline_for_two_seeds_on_tiny_settings(tmp_path, capsys, monkeypatch):
+    # Every stage of the full demo (phase 1, the set, phase 2, both ablations, evaluation, plots, the
+    # results.json of every seed and the mean ± sd table) on tiny numbers; the real ones take 20 minutes a seed.
+    monkeypatch.setitem(demo.SETTINGS, "full", TINY)
+    toy = {**train_rl.SCALE_PRESETS["toy"], "prompts_per_step": 2, "samples_per_prompt": 4, "critic_warmup_steps": 1}
+    monkeypatch.setitem(train_rl.SCALE_PRESETS, "toy", toy)  # small steps: the real ones take 6 s each
     out = tmp_path / "demo"
-    demo.main(["--quick", "--out", str(out)])
-    results = json.loads((out / "results.json").read_text())["results"]
-    assert list(results) == ["base", "phase1", "phase2"]
-    for name in ("training_curves.png", "tradeoff.png", "results.md", "phase2_set.jsonl"):
+    demo.main(["--seeds", "2", "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and [r["seed"] for r in results["runs"]] == [0, 1]
+    for run in results["runs"]:
+        assert list(run["rows"]) == demo.ROWS
+        for r in run["rows"].values():
+            assert 0 <= r["accuracy"] <= 100 and r["length"] > 0 and set(r["levels"]) == {"1", "2", "3", "4", "5"}
+    assert results["runs"][0]["rows"]["base"] == results["runs"][1]["rows"]["base"]  # one base, one test set
+    for name in ("training_curves.png", "tradeoff.png", "results.md", "seed1/phase2_set.jsonl"):
         assert os.path.getsize(out / name) > 0
-    assert len((out / "phase2_set.jsonl").read_text().splitlines()) == 8
     printed = capsys.readouterr().out
-    assert "| all |" in printed and "phase1 -> phase2: accuracy" in printed
+    assert "| accuracy % | " in printed and " ± " in printed and "phase1 -> phase2: accuracy" in printed
 
-    demo.main(["--quick", "--out", str(out)])  # a second run reuses every finished stage
+    demo.main(["--seeds", "2", "--out", str(out)])  # a second run reuses every finished stage
     again = capsys.readouterr().out
     assert "reusing" in again and "$ python train_rl.py" not in again and "$ python eval.py" not in again
+    assert json.loads((out / "results.json").read_text()) == results
+
+    demo.main(["--report", str(out / "results.json")])  # the README's table, from a results file
+    assert capsys.readouterr().out.startswith("| | base | phase1 | phase2 | lambda1 | grpo |")
+
+
+def test_results_table_gives_mean_and_sd_over_seeds():
+    rows = lambda acc, length: {"accuracy": acc, "accuracy_stderr": 1.0, "length": length,
+                                "levels": {"1": {"accuracy": acc, "accuracy_stderr": 1.0, "length": length}}}
+    results = {"seeds": [0, 1], "runs": [{"seed": s, "rows": {"base": rows(70.0, 100.0), "phase1": rows(74.0 + 2 * s, 90.0)}}
+                                         for s in (0, 1)]}
+    assert demo.results_table(results).splitlines() == [
+        "| | base | phase1 |", "|---|---|---|",
+        "| accuracy % | 70.0 ± 0.0 | 75.0 ± 1.4 |",  # 74 and 76: mean 75, sd sqrt(2)
+        "| length (tokens) | 100 ± 0 | 90 ± 0 |",
+        "| level 1: acc % / len | 70.0 / 100 | 75.0 / 90 |"]
+    assert demo.change_lines(results) == ("base -> phase1: accuracy +5.0 points ± 1.4, mean length -10.0% ± 0.0; "
+                                          "by level: L1 +5.0")
 
 
 def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path, capsys):
-    real = demo.run_stamp(demo.BASE, demo.SETTINGS["quick"])
+    real = demo.run_stamp(demo.BASE, demo.SETTINGS["full"])
     other_preset = {**real, "presets": {**real["presets"], "phase2": {**real["presets"]["phase2"], "actor_lr": 1}}}
     for i, stamp in enumerate([{**real, "base_sha256": "0" * 64}, other_preset]):
         out = tmp_path / f"demo{i}"
         out.mkdir()
         (out / "demo.json").write_text(json.dumps(stamp))
         with pytest.raises(SystemExit) as e:
-            demo.main(["--quick", "--out", str(out)])
+            demo.main(["--out", str(out)])
         assert e.value.code == 2 and "another base model, settings or presets; rerun with --fresh" in capsys.readouterr().err
         assert not (out / "data").exists()  # refused before any stage ran
 
@@ -43,4 +74,4 @@ def test_claim_out_dir_accepts_its_own_stamp(tmp_path):
     assert json.loads((tmp_path / "d" / "demo.json").read_text()) == stamp
     demo.claim_out_dir(str(tmp_path / "d"), stamp)  # the same stamp again: reuse allowed
     with pytest.raises(InputError):
-        demo.claim_out_dir(str(tmp_path / "d"), {**stamp, "phase1_steps": 9})
+        demo.claim_out_dir(str(tmp_path / "d"), {**stamp, "phase2_steps": 9})

@@ -17,6 +17,7 @@ import demo
 import eval as evaluation
 import sample
 import select_problems
+import runs
 import train_rl
 import train_sft
 from common import FolderLock, InputError, publish_dir, recover_dir
@@ -107,7 +108,7 @@ def test_device_cuda_without_a_gpu(capsys, main, argv):
                             "--max-pass-rate", "0.2"], "--min-pass-rate (0.8) must be below --max-pass-rate (0.2)"),
     (train_sft.main, ["--level-weights", "1,2"], "argument --level-weights: needs 5 non-negative numbers"),
     (train_sft.main, ["--n-embd", "100", "--n-head", "3"], "--n-embd (100) must be a multiple of --n-head (3)"),
-    (demo.main, ["--base", "nowhere"], "no base model at nowhere"),
+    (demo.main, ["--base", "nowhere"], "no model at nowhere; train one with: python train_sft.py"),
 ])
 def test_other_clis_refuse_bad_values(capsys, main, argv, message):
     assert message in one_line_error(main, argv, capsys)
@@ -332,7 +333,7 @@ def test_train_sft_and_demo_never_delete_what_they_did_not_write(tmp_path, capsy
 def test_bf16_reference_is_exactly_the_initial_policy(half_right, tmp_path):
     cfg = train_rl.config(init=str(half_right), data=str(half_right / "problems.jsonl"), out=str(tmp_path),
                           dtype="bf16", max_new_tokens=12, prompts_per_step=1, samples_per_prompt=8, device="cpu")
-    models, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
+    models, tok = runs.load_models(cfg, cfg.init, cfg.init)
     problems = read_problems(cfg.data)
     prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
     batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
@@ -372,7 +373,7 @@ def test_sigkill_during_saves_never_loses_a_checkpoint_and_resume_ends_as_uninte
     out, rng, kills = tmp_path / "killed", random.Random(0), 0
     while kills < 20:
         try:
-            state = train_rl.read_state(str(out))  # what --resume does first: finish an interrupted swap
+            state = runs.read_state(str(out))  # what --resume does first: finish an interrupted swap
         except InputError:
             state = None  # killed before the first checkpoint was published: start over
         logged = log_steps(out) if (out / "log.jsonl").exists() else []
@@ -385,7 +386,7 @@ def test_sigkill_during_saves_never_loses_a_checkpoint_and_resume_ends_as_uninte
         assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
         kills += 1
     assert kills >= 20
-    if not (out / "checkpoint" / "state.json").exists() or train_rl.read_state(str(out))["step"] < steps:
+    if not (out / "checkpoint" / "state.json").exists() or runs.read_state(str(out))["step"] < steps:
         assert run(0, ["--resume", "--out", str(out)]).returncode == 0
     a, b = weights(full / "checkpoint" / "actor"), weights(out / "checkpoint" / "actor")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -5,15 +5,15 @@ import os
 import pytest
 import torch
 
+import runs
 import train_rl
 from common import InputError
-from model import GPT
+from model import GPT, head_logprobs, token_logprobs
 from sample import Completion
 from tasks import prompt_text, read_problems
 from tokenizer import Tokenizer
 from train_rl import (aggregate, build_rollout, compute_gae, explained_variance, group_advantages,
-                      head_logprobs, kl_penalty, masked_whiten, place_rewards, policy_loss, score_responses,
-                      token_logprobs, value_loss)
+                      kl_penalty, masked_whiten, place_rewards, policy_loss, score_responses, value_loss)
 
 # ---------------------------------------------------------------------------------------------------
 # GAE: hand-computed. Row: rewards [0, 0, 1], values [0.5, 0.6, 0.7], value after the end = 0.
@@ -170,7 +170,7 @@ def tiny_config(ckpt, out, **kw):
 
 def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path):
     cfg = tiny_config(half_right, tmp_path)
-    models, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
+    models, tok = runs.load_models(cfg, cfg.init, cfg.init)
     problems = read_problems(cfg.data)
     prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
     batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
@@ -292,7 +292,7 @@ def test_micro_batches_by_rows_and_by_a_token_budget():
 
 def test_gradients_do_not_depend_on_how_a_minibatch_is_split(half_right, tmp_path):
     cfg = tiny_config(half_right, tmp_path, samples_per_prompt=8, prompts_per_step=2)
-    models, tok = train_rl.load_models(cfg, cfg.init, cfg.init)
+    models, tok = runs.load_models(cfg, cfg.init, cfg.init)
     problems = read_problems(cfg.data)
     prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
     batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)

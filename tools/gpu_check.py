@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 
 import memory  # noqa: E402
+import runs  # noqa: E402
 import train_rl  # noqa: E402
 from common import write_json, write_jsonl  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
@@ -64,13 +65,13 @@ def ppo_steps(folder, device, max_new_tokens, tiny):
              "--eval-every", "0", "--save-every", "100"]
     if tiny:  # the tiny model on a CPU: the same code path, small enough to be quick
         flags += ["--micro-batch-tokens", "64", "--sample-batch", "16"]
-    real_save, peaks = train_rl.save_checkpoint, {}
-    train_rl.save_checkpoint = lambda *args, **kwargs: None  # ~40 GB of checkpoint for a 1.5B model
+    real_save, peaks = runs.save_checkpoint, {}
+    runs.save_checkpoint = lambda *args, **kwargs: None  # ~40 GB of checkpoint for a 1.5B model
     reals = track_stage_peaks(peaks) if device.startswith("cuda") else {}
     try:
         train_rl.main(flags)
     finally:
-        train_rl.save_checkpoint = real_save
+        runs.save_checkpoint = real_save
         for name, fn in reals.items():
             setattr(train_rl, name, fn)
     with open(os.path.join(run, "log.jsonl")) as f:
