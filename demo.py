@@ -41,7 +41,7 @@ ROWS = ["base", "phase1", "phase2", *ABLATIONS]  # the rows of results.json, in 
 # What differs between the full demo and --quick; everything else is the train_rl.py presets.
 SETTINGS = {
     "full": dict(phase1_steps=90, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
-                 test_samples=4, candidates=256, set_size=16),
+                 test_samples=4, candidates=256, set_size=32),
     "quick": dict(phase2_steps=30, test_per_level=60, test_samples=2),
 }
 
@@ -261,7 +261,8 @@ def file_sha256(path):
 
 
 DEMO_FILES = {"demo.json", "data", "base_eval.json", "eval.json", "results.json", "results.md", "phase2",
-              "training_curves.png", "tradeoff.png", *(f"seed{s}" for s in range(100))}  # what the demo writes
+              "training_curves.png", "tradeoff.png", *(f"seed{s}" for s in range(100)),  # what the demo writes,
+              "phase1", "phase2_set.jsonl", "phase2_lambda1", "phase2_grpo"}  # and wrote before --seeds
 
 
 def run_stamp(start_model, settings):

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -75,3 +76,19 @@ def test_claim_out_dir_accepts_its_own_stamp(tmp_path):
     demo.claim_out_dir(str(tmp_path / "d"), stamp)  # the same stamp again: reuse allowed
     with pytest.raises(InputError):
         demo.claim_out_dir(str(tmp_path / "d"), {**stamp, "phase2_steps": 9})
+
+
+@pytest.mark.slow
+def test_quick_demo_shortens_responses_without_losing_accuracy(tmp_path, capsys):
+    # --quick: phase 2 from the shipped phase-1 model, then both evaluated (about 3 minutes on 2 cores).
+    out = tmp_path / "quick"
+    demo.main(["--quick", "--out", str(out)])
+    rows = json.loads((out / "results.json").read_text())["runs"][0]["rows"]
+    before, after = rows["phase1"], rows["phase2"]
+    assert after["length"] <= 0.8 * before["length"]  # at least 20% shorter
+    noise = math.hypot(before["accuracy_stderr"], after["accuracy_stderr"])  # standard error of the difference
+    assert after["accuracy"] >= before["accuracy"] - 2 * noise  # not significantly less accurate
+    printed = capsys.readouterr().out
+    assert "skipped, shipped instead" in printed and "| mean length (tokens) |" in printed
+    for name in ("training_curves.png", "tradeoff.png", "results.md"):
+        assert os.path.getsize(out / name) > 0

@@ -239,7 +239,8 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
 
 def test_help_gives_every_flags_default_and_what_each_preset_puts_instead():
     text = " ".join(train_rl.build_parser().format_help().split())  # undo argparse's line wrapping
-    assert "actor peak learning rate (default: 5e-07; toy: 5e-05; toy phase 2: 2.5e-05)" in text
+    assert "actor peak learning rate (default: 5e-07; toy: 5e-05)" in text
+    assert "critic peak learning rate (default: 9e-06; toy: 0.0002; toy phase 2: 5e-05)" in text
     assert "passes over each step's batch (default: 1; toy phase 2: 2)" in text
     assert "(default: --init)" in text and "(default: --init) (" not in text  # stated once
     assert "(default: None)" not in text
@@ -252,7 +253,7 @@ def test_presets_pick_the_scale_and_flags_win(half_right, tmp_path):
     assert (toy.phase, toy.actor_lr, toy.prompts_per_step, toy.max_new_tokens) == (1, 5e-5, 8, 320)
     assert (toy.gae_lambda, parse("--phase", "1", "--gae-lambda", "0.95").gae_lambda) == (1.0, 0.95)
     toy2 = parse("--phase", "2")
-    assert (toy2.gae_lambda, toy2.kl_coef, toy2.actor_lr, toy2.ppo_epochs) == (0.95, 0.05, 2.5e-5, 2)
+    assert (toy2.gae_lambda, toy2.kl_coef, toy2.critic_lr, toy2.ppo_epochs) == (0.95, 0.02, 5e-5, 2)
     paper = parse("--phase", "2", "--scale", "paper")  # what a 1.5B model gets by itself
     assert (paper.actor_lr, paper.critic_lr, paper.max_new_tokens, paper.dtype) == (5e-7, 9e-6, 8192, "bf16")
     assert (paper.gae_lambda, paper.gamma, paper.kl_coef, paper.temperature) == (0.95, 1.0, 0.01, 0.6)
