@@ -157,13 +157,13 @@ def change_lines(results):
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="about 3 minutes: phase 2 alone, from the shipped phase-1 model")
-    p.add_argument("--seeds", type=positive_int, default=1, help="run the RL stages for seeds 0 .. N-1 (N > 1: "
+    p.add_argument("--seeds", type=positive_int, metavar="N", default=1, help="run the RL stages for seeds 0 .. N-1 (N > 1: "
                    "ablations included, as in assets/results.json)")
     p.add_argument("--ablations", action="store_true", help="also phase 2 with --gae-lambda 1.0 and with --algo grpo")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo, or runs/demo-quick)")
     p.add_argument("--base", default=BASE, help="base model checkpoint (default: the shipped toy base)")
     p.add_argument("--fresh", action="store_true", help="redo every stage: remove the demo's earlier outputs in --out")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--report", metavar="RESULTS_JSON", help="only print the tables of a results.json and exit")
     args = p.parse_args(argv)
     if args.report:
@@ -240,7 +240,8 @@ def quick(out, test, settings, t0):
     a, b = (results["runs"][0]["rows"][n] for n in ("phase1", "phase2"))
     se = math.hypot(a["accuracy_stderr"], b["accuracy_stderr"])
     lines = ["| | phase 1 (shipped) | phase 2 (just trained) | change |", "|---|---|---|---|",
-             f"| mean length (tokens) | {a['length']:.0f} | {b['length']:.0f} | {100 * (b['length'] / a['length'] - 1):+.0f}% |",
+             f"| mean length (tokens) | {a['length']:.0f} | {b['length']:.0f} | "
+             f"{100 * (b['length'] / a['length'] - 1):+.0f}% |",
              f"| accuracy % | {a['accuracy']:.1f} ± {a['accuracy_stderr']:.1f} | {b['accuracy']:.1f} ± "
              f"{b['accuracy_stderr']:.1f} | {b['accuracy'] - a['accuracy']:+.1f} (± {se:.1f}) |"]
     lines += [f"| level {lv}: len / acc % | {a['levels'][lv]['length']:.0f} / {a['levels'][lv]['accuracy']:.1f} | "

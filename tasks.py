@@ -276,10 +276,10 @@ def encode_prompts(problems, tok, max_new_tokens, context):
 def main(argv=None):
     p = Parser(description="Write the toy task's train/test problem files, or show traces.")
     p.add_argument("--out", default="data", help="folder for toy_train.jsonl and toy_test.jsonl")
-    p.add_argument("--train-per-level", type=positive_int, default=2000, help="train problems per level")
-    p.add_argument("--test-per-level", type=positive_int, default=200, help="test problems per level")
-    p.add_argument("--seed", type=int, default=0, help="problem generation seed")
-    p.add_argument("--show", type=non_negative_int, default=0, help="print this many example traces and exit")
+    p.add_argument("--train-per-level", type=positive_int, metavar="N", default=2000, help="train problems per level")
+    p.add_argument("--test-per-level", type=positive_int, metavar="N", default=200, help="test problems per level")
+    p.add_argument("--seed", type=int, metavar="N", default=0, help="problem generation seed")
+    p.add_argument("--show", type=non_negative_int, metavar="N", default=0, help="print this many example traces and exit")
     args = p.parse_args(argv)
     if args.show:
         rng = random.Random(args.seed)

@@ -406,7 +406,7 @@ def update(cfg, models, batch, step, train_actor):
     if models.rollout is not models.actor.model:
         models.rollout.load_weights_from(models.actor.model)  # the sampling copy follows the trained weights
     first = stats.pop("ratio_dev_first", None)
-    out = {k: v / n_updates for k, v in zip(stats, all_sum(torch.tensor(list(stats.values()), dtype=torch.float64)).tolist())}
+    out = dict(zip(stats, (all_sum(torch.tensor(list(stats.values()), dtype=torch.float64)) / n_updates).tolist()))
     out["ratio_dev_first"] = all_max(first) if first is not None else None
     out.update({k: sum(v) / len(v) if v else None for k, v in norms.items()})
     return ok, out
@@ -574,16 +574,16 @@ def build_parser():
     g.add_argument("--data", help="training problems, JSONL: toy, MATH- or GSM8K-style (required)")
     g.add_argument("--levels", type=int_list, help="train only on these levels of --data, e.g. 4,5 (default: all)")
     g.add_argument("--eval-data", help="held-out problems evaluated every --eval-every steps (default: none)")
-    g.add_argument("--eval-every", type=non_negative_int, default=0, help="held-out evaluation every N steps (0: none)")
-    g.add_argument("--eval-problems", type=positive_int, default=200, help="held-out problems per evaluation")
-    g.add_argument("--eval-samples", type=positive_int, default=1, help="samples per held-out problem")
+    g.add_argument("--eval-every", type=non_negative_int, metavar="N", default=0, help="evaluate held out every N steps")
+    g.add_argument("--eval-problems", type=positive_int, metavar="N", default=200, help="held-out problems per evaluation")
+    g.add_argument("--eval-samples", type=positive_int, metavar="N", default=1, help="samples per held-out problem")
     g = p.add_argument_group("rollout")
-    g.add_argument("--prompts-per-step", type=positive_int, default=8, help="problems per step")
-    g.add_argument("--samples-per-prompt", type=positive_int, default=8, help="responses sampled per problem")
+    g.add_argument("--prompts-per-step", type=positive_int, metavar="N", default=8, help="problems per step")
+    g.add_argument("--samples-per-prompt", type=positive_int, metavar="N", default=8, help="responses sampled per problem")
     g.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature, also of log-probs")
-    g.add_argument("--max-new-tokens", type=positive_int, default=8192, help="cut-off; a cut-off response has no answer")
-    g.add_argument("--sample-batch", type=positive_int, default=64, help="rows sampled at once (bounds the KV cache)")
-    g.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU, eager on a CPU")
+    g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=8192, help="longer: cut, no answer")
+    g.add_argument("--sample-batch", type=positive_int, metavar="N", default=64, help="rows sampled at once (KV cache)")
+    g.add_argument("--sampler", choices=ENGINES, default="auto", help="auto: graph on a GPU, else eager")
     g = p.add_argument_group("reward (the paper's: correctness only)")
     g.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
     g.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
@@ -598,10 +598,10 @@ def build_parser():
     g.add_argument("--adam-betas", type=ranged(float, 0, 1, high_open=True), nargs=2, default=(0.9, 0.95), help="AdamW")
     g.add_argument("--max-grad-norm", type=positive_float, default=1.0, help="gradient-norm clip")
     g = p.add_argument_group("PPO")
-    g.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each step's batch")
-    g.add_argument("--minibatches", type=positive_int, default=1, help="optimiser steps per pass")
-    g.add_argument("--micro-batch", type=positive_int, default=16, help="rows per forward/backward")
-    g.add_argument("--micro-batch-tokens", type=non_negative_int, default=0, help="and at most this many tokens (0: any)")
+    g.add_argument("--ppo-epochs", type=positive_int, metavar="N", default=1, help="passes over each step's batch")
+    g.add_argument("--minibatches", type=positive_int, metavar="N", default=1, help="optimiser steps per pass")
+    g.add_argument("--micro-batch", type=positive_int, metavar="N", default=16, help="rows per forward/backward")
+    g.add_argument("--micro-batch-tokens", type=non_negative_int, metavar="N", default=0, help="and tokens (0: any)")
     g.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO ratio clip")
     g.add_argument("--value-clip-eps", type=positive_float, default=0.2, help="value clip around the old values")
     g = p.add_argument_group("advantages (GAE)")
@@ -610,26 +610,26 @@ def build_parser():
     g.add_argument("--whiten-advantages", type=bool_flag, default=True, help="normalise advantages over the batch")
     g.add_argument("--loss-agg", choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
                    default="token-mean", help="how token losses are averaged")
-    g.add_argument("--critic-warmup-steps", type=non_negative_int, default=0, help="first N steps train only the critic")
+    g.add_argument("--critic-warmup-steps", type=non_negative_int, metavar="N", default=0, help="N critic-only steps")
     g = p.add_argument_group("KL to the reference")
     g.add_argument("--kl-coef", type=non_negative_float, default=0.01, help="KL-to-reference coefficient")
-    g.add_argument("--kl-estimator", choices=("k1", "k2", "k3"), default="k1", help="k1: in the reward; k2, k3: in the loss")
+    g.add_argument("--kl-estimator", choices=("k1", "k2", "k3"), default="k1", help="k1: in the reward; k2/k3: loss")
     g = p.add_argument_group("run")
     g.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint/ (required)")
-    g.add_argument("--steps", type=positive_int, default=150, help="PPO steps (each: sample, score, update)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the data order, the samples and a fresh critic head")
+    g.add_argument("--steps", type=positive_int, metavar="N", default=150, help="PPO steps (each: sample, score, update)")
+    g.add_argument("--seed", type=int, metavar="N", default=0, help="data order, samples, critic head")
     g.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     g.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")
     g.add_argument("--grad-checkpointing", type=bool_flag, default=False, help="recompute activations in backward")
-    g.add_argument("--save-every", type=positive_int, default=25, help="checkpoint every N steps, and at the end")
-    g.add_argument("--max-bad-steps", type=positive_int, default=3, help="stop after N steps in a row with NaN/inf")
+    g.add_argument("--save-every", type=positive_int, metavar="N", default=25, help="save every N steps, and at the end")
+    g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N NaN/inf steps in a row")
     g = p.add_argument_group("start, stop, check")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace the run in --out (only the files a run writes)")
     g.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
     g.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB per GPU, to say whether the run fits")
-    g.add_argument("--gpus", type=positive_int, help="with --dry-run: the GPUs to shard over (default: the torchrun "
-                   "processes, else 1)")
+    g.add_argument("--gpus", type=positive_int, metavar="N", help="with --dry-run: GPUs to shard over (default: "
+                   "the torchrun processes, else 1)")
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
         values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
@@ -672,7 +672,7 @@ def resolve_config(argv):
         (cfg.algo == "grpo" and cfg.kl_estimator == "k1", "--algo grpo has no per-token reward; use --kl-estimator k3"),
         (cfg.algo == "grpo" and cfg.samples_per_prompt < 2, "--algo grpo needs --samples-per-prompt of 2 or more"),
         (cfg.minibatches > cfg.prompts_per_step * cfg.samples_per_prompt,
-         f"--minibatches ({cfg.minibatches}) exceeds the responses per step ({cfg.prompts_per_step * cfg.samples_per_prompt})"),
+         f"--minibatches ({cfg.minibatches}) exceeds a step's {cfg.prompts_per_step * cfg.samples_per_prompt} responses"),
         (cfg.algo == "ppo" and cfg.critic_warmup_steps >= cfg.steps,
          f"--critic-warmup-steps ({cfg.critic_warmup_steps}) leaves no step for the actor in --steps {cfg.steps}"),
         ("eval_every" in given and cfg.eval_every > 0 and cfg.eval_data is None, "--eval-every needs --eval-data"),

@@ -97,26 +97,26 @@ def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/base", help="checkpoint folder to write (a new or empty folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the checkpoint already in --out")
-    p.add_argument("--steps", type=positive_int, default=3400, help="optimiser steps")
-    p.add_argument("--batch-size", type=positive_int, default=12, help="sequences per step")
+    p.add_argument("--steps", type=positive_int, metavar="N", default=3400, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, metavar="N", default=12, help="sequences per step")
     p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--warmup", type=non_negative_int, default=100, help="linear warm-up steps")
+    p.add_argument("--warmup", type=non_negative_int, metavar="N", default=100, help="linear warm-up steps")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay on matrices")
-    p.add_argument("--n-layer", type=positive_int, default=4, help="transformer blocks")
-    p.add_argument("--n-head", type=positive_int, default=4, help="attention heads")
-    p.add_argument("--n-embd", type=positive_int, default=128, help="model width (a multiple of --n-head)")
-    p.add_argument("--max-seq-len", type=positive_int, default=512, help="context length (prompt + response)")
+    p.add_argument("--n-layer", type=positive_int, metavar="N", default=4, help="transformer blocks")
+    p.add_argument("--n-head", type=positive_int, metavar="N", default=4, help="attention heads")
+    p.add_argument("--n-embd", type=positive_int, metavar="N", default=128, help="model width (a multiple of --n-head)")
+    p.add_argument("--max-seq-len", type=positive_int, metavar="N", default=512, help="context length (prompt + response)")
     p.add_argument("--arch", choices=ARCHS, default="qwen2",
                    help="qwen2: RoPE, RMSNorm, SwiGLU; gpt2: learned positions, LayerNorm, GELU")
-    p.add_argument("--probe-every", type=non_negative_int, default=500,
+    p.add_argument("--probe-every", type=non_negative_int, metavar="N", default=500,
                    help="every N steps print greedy accuracy per level on a few test problems (0: never)")
     # Level 5 is rare in the traces so the base solves it only about a third of the time: headroom for
     # phase 1 (with 2,2,2,1,1 the same schedule reached 58% at level 5).
     p.add_argument("--level-weights", type=level_weights, default="2,2,2,1,0.4",
                    help="relative frequency of levels 1..5 in the training traces (0 leaves a level out)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and data")
-    p.add_argument("--log-every", type=positive_int, default=50, help="print a progress line every N steps")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, metavar="N", default=0, help="seed for weights and data")
+    p.add_argument("--log-every", type=positive_int, metavar="N", default=50, help="print a progress line every N steps")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.n_embd % args.n_head:
         p.error(f"--n-embd ({args.n_embd}) must be a multiple of --n-head ({args.n_head})")

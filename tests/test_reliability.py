@@ -68,7 +68,7 @@ def rl_flags(half_right, tmp_path):
     (["--temperature", "0"], "argument --temperature: must be > 0"),
     (["--eval-problems", "x"], "argument --eval-problems: expected an integer, got 'x'"),
     (["--loss-agg", "sum"], "argument --loss-agg: invalid choice"),
-    (["--minibatches", "100"], "--minibatches (100) exceeds the responses per step (64)"),
+    (["--minibatches", "100"], "--minibatches (100) exceeds a step's 64 responses"),
     (["--algo", "grpo", "--kl-estimator", "k1"], "use --kl-estimator k3"),
     (["--algo", "grpo", "--samples-per-prompt", "1"], "needs --samples-per-prompt of 2 or more"),
     (["--critic-warmup-steps", "5", "--steps", "5"], "leaves no step for the actor"),
