@@ -451,13 +451,20 @@ def head_logprobs(head, h, targets, temperature, max_elements=2**24):
 
     A 151k-token vocabulary makes (batch, T, vocab) fp32 logits 5 GB for one 8k-token response; chunks of
     positions bound that, and with gradients on each chunk is recomputed in backward instead of stored.
+    The checkpoint is the reentrant kind on purpose: its backward recomputes one chunk and finishes that
+    chunk's backward before the next. The non-reentrant kind recomputes a chunk when the autograd engine
+    first needs it, and the engine visits the first node of every chunk before finishing any, so all the
+    chunks' logits came back at once (on an H200: an actor micro-batch of 16k tokens peaked 15 GiB above the
+    memory estimate; on a CPU: 2.2 copies of the full logits instead of one chunk's). Do not use
+    torch.autograd.grad through this function (reentrant checkpoints support only .backward()).
     """
     chunk = max(1, max_elements // (h.size(0) * head.out_features))
     if chunk >= h.size(1):
         return token_logprobs(head(h), targets, temperature)
     fn = lambda hc, tc: token_logprobs(head(hc), tc, temperature)
-    parts = [checkpoint(fn, h[:, s : s + chunk], targets[:, s : s + chunk], use_reentrant=False)
-             if torch.is_grad_enabled() else fn(h[:, s : s + chunk], targets[:, s : s + chunk])
+    grad = torch.is_grad_enabled() and h.requires_grad
+    parts = [checkpoint(fn, h[:, s : s + chunk], targets[:, s : s + chunk], use_reentrant=True)
+             if grad else fn(h[:, s : s + chunk], targets[:, s : s + chunk])
              for s in range(0, h.size(1), chunk)]
     return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 

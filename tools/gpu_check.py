@@ -117,7 +117,8 @@ def main(argv=None):
                    "response_length_mean": rec["length_mean"], "memory_estimate_gib": est["total"] / 2**30,
                    "memory_estimate_items_gib": {k: v / 2**30 for k, v in est.items()}}
             if cuda:
-                run["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                # each stage resets the peak counter, so the run's peak is the largest of the stages' peaks
+                run["peak_memory_gib"] = max([torch.cuda.max_memory_allocated() / 2**30, *peaks.values()])
                 run["peak_over_estimate"] = run["peak_memory_gib"] / run["memory_estimate_gib"]
                 run["peak_memory_gib_by_stage"] = peaks
             result["runs"][str(n)] = run
