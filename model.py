@@ -446,7 +446,10 @@ def token_logprobs(logits, targets, temperature):
     return logp, entropy
 
 
-def head_logprobs(head, h, targets, temperature, max_elements=2**24):
+HEAD_CHUNK_ELEMENTS = 2**24  # the most logits head_logprobs computes at once (64 MiB in fp32)
+
+
+def head_logprobs(head, h, targets, temperature, max_elements=None):
     """token_logprobs of head(h), a chunk of positions at a time.
 
     A 151k-token vocabulary makes (batch, T, vocab) fp32 logits 5 GB for one 8k-token response; chunks of
@@ -458,7 +461,7 @@ def head_logprobs(head, h, targets, temperature, max_elements=2**24):
     memory estimate; on a CPU: 2.2 copies of the full logits instead of one chunk's). Do not use
     torch.autograd.grad through this function (reentrant checkpoints support only .backward()).
     """
-    chunk = max(1, max_elements // (h.size(0) * head.out_features))
+    chunk = max(1, (max_elements or HEAD_CHUNK_ELEMENTS) // (h.size(0) * head.out_features))
     if chunk >= h.size(1):
         return token_logprobs(head(h), targets, temperature)
     fn = lambda hc, tc: token_logprobs(head(hc), tc, temperature)

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 
 import eval as evaluation
 import select_problems
+import model
 import train_rl
 from model import GPT
 
@@ -35,11 +36,12 @@ def recording(out, real):
     return collect
 
 
-def worker(rank, world, port, main, argv, record, interrupt_at):
+def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
     """One process of a torchrun-like group (what torchrun's environment variables say)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    model.HEAD_CHUNK_ELEMENTS = head_chunk
     if record:
         train_rl.collect = recording(record, train_rl.collect)
     if interrupt_at is not None:  # Ctrl-C reaches every process of a torchrun group
@@ -54,8 +56,8 @@ def worker(rank, world, port, main, argv, record, interrupt_at):
     {"train_rl": train_rl.main, "eval": evaluation.main, "select": select_problems.main}[main](argv)
 
 
-def spawn(main, argv, record=None, interrupt_at=None, world=2):
-    mp.spawn(worker, args=(world, free_port(), main, argv, record, interrupt_at), nprocs=world)
+def spawn(main, argv, record=None, interrupt_at=None, world=2, head_chunk=model.HEAD_CHUNK_ELEMENTS):
+    mp.spawn(worker, args=(world, free_port(), main, argv, record, interrupt_at, head_chunk), nprocs=world)
 
 
 def rl_flags(half_right, out, *extra):
@@ -68,13 +70,14 @@ def rl_flags(half_right, out, *extra):
 def assert_close_weights(a, b, tol=1e-4):
     """Every tensor within `tol` relative. Except the key projection's bias: its gradient is exactly 0 (a
     shift added to every key score of a query leaves the softmax unchanged), so it moves only by AdamW
-    normalising rounding noise, which the order of float sums changes: it must stay within 1e-5 absolute."""
+    normalising rounding noise, which the order of float sums changes. It must stay within 1e-4 absolute: the
+    8 AdamW steps of these runs (lr 1e-3) could move a parameter by up to 8e-3; rounding noise moved it 4e-5."""
     for name in [n for n in ("actor", "critic") if (a / "checkpoint" / n).exists()]:
         wa = GPT.from_pretrained(str(a / "checkpoint" / name)).state_dict()
         wb = GPT.from_pretrained(str(b / "checkpoint" / name)).state_dict()
         for k in wa:
             if k.endswith("attn.k.bias"):
-                assert (wa[k] - wb[k]).abs().max().item() <= 1e-5, (name, k)
+                assert (wa[k] - wb[k]).abs().max().item() <= 1e-4, (name, k)
             else:
                 assert ((wa[k] - wb[k]).norm() / wa[k].norm().clamp(min=1e-12)).item() <= tol, (name, k)
 
@@ -85,16 +88,20 @@ def log_without_times(folder):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [[], ["--micro-batch-tokens", "40", "--algo", "grpo"]], ids=["ppo", "grpo-packed"])
-def test_two_processes_sample_and_train_what_one_does(half_right, tmp_path, monkeypatch, extra):
+@pytest.mark.parametrize("extra,head_chunk", [([], model.HEAD_CHUNK_ELEMENTS),
+                                              ([], 600),  # log-probs a position or two at a time, checkpointed
+                                              (["--micro-batch-tokens", "40", "--algo", "grpo"], model.HEAD_CHUNK_ELEMENTS)],
+                         ids=["ppo", "ppo-chunked-head", "grpo-packed"])
+def test_two_processes_sample_and_train_what_one_does(half_right, tmp_path, monkeypatch, extra, head_chunk):
     torch.set_num_threads(1)
     one, two = tmp_path / "one", tmp_path / "two"
     for folder in (one, two):
         folder.mkdir()
     with monkeypatch.context() as m:
         m.setattr(train_rl, "collect", recording(str(one), train_rl.collect))
+        m.setattr(model, "HEAD_CHUNK_ELEMENTS", head_chunk)
         train_rl.main(rl_flags(half_right, one, *extra, "--overwrite"))
-    spawn("train_rl", rl_flags(half_right, two, *extra, "--overwrite"), record=str(two))
+    spawn("train_rl", rl_flags(half_right, two, *extra, "--overwrite"), record=str(two), head_chunk=head_chunk)
     for step in (0, 1):  # the same responses, token for token
         assert json.loads((one / f"batch-{step}.json").read_text()) == json.loads((two / f"batch-{step}.json").read_text())
     assert_close_weights(one, two)
