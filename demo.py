@@ -2,9 +2,9 @@
 The whole method in one command, on a CPU: shipped toy base -> phase 1 -> phase-2 set -> phase 2 ->
 evaluation table and plots.
 
-    python demo.py              # one seed, about 20 minutes on 2 CPU cores
+    python demo.py              # one seed, about 12 minutes on 2 idle CPU cores
     python demo.py --ablations  # plus phase 2 with --gae-lambda 1.0 and with --algo grpo
-    python demo.py --seeds 3    # the study behind the README: 3 seeds, ablations included, mean ± sd
+    python demo.py --seeds 3    # the study behind the README: 3 seeds, ablations included (about 70 min)
     python demo.py --quick      # about 3 minutes: phase 2 alone, from the shipped phase-1 model
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
@@ -13,7 +13,7 @@ settings are the same (out/demo.json records them with train_rl.py's toy presets
 --fresh redoes everything. Every seed runs the RL stages (phase 1, the phase-2 set, phase 2, the ablations)
 on the same base model and test set; the test set is sampled with one seed for every model, so the spread
 between seeds is the spread of RL itself. out/results.json holds the figures of every seed (the shape of
-assets/results.json, which `--seeds 3` reproduces exactly).
+assets/results.json, which `--seeds 3` wrote; runs are deterministic for a given machine and thread count).
 """
 
 import hashlib
@@ -42,7 +42,7 @@ ROWS = ["base", "phase1", "phase2", *ABLATIONS]  # the rows of results.json, in 
 SETTINGS = {
     "full": dict(phase1_steps=90, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
                  test_samples=4, candidates=256, set_size=32),
-    "quick": dict(phase2_steps=30, test_per_level=60, test_samples=2),
+    "quick": dict(phase2_steps=45, test_per_level=60, test_samples=2),
 }
 
 
@@ -125,14 +125,14 @@ def results_table(results):
     runs = results["runs"]
     names = [name for name in ROWS if all(name in r["rows"] for r in runs)]
     levels = sorted(runs[0]["rows"]["base"]["levels"], key=int)
-    cell = lambda xs, fmt: (lambda m, s: f"{m:{fmt}} ± {s:{fmt}}" if len(xs) > 1 else f"{m:{fmt}}")(*mean_sd(xs))
+    cell = lambda xs, fmt: (lambda m, s: f"{m:{fmt}} ± {s:{fmt}}" if s > 0 else f"{m:{fmt}}")(*mean_sd(xs))
     get = lambda name, key, lv=None: [(r["rows"][name] if lv is None else r["rows"][name]["levels"][lv])[key]
                                       for r in runs]
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
              "| accuracy % | " + " | ".join(cell(get(n, "accuracy"), ".1f") for n in names) + " |",
              "| length (tokens) | " + " | ".join(cell(get(n, "length"), ".0f") for n in names) + " |"]
-    lines += [f"| level {lv}: acc % / len | " + " | ".join(
-        f"{mean_sd(get(n, 'accuracy', lv))[0]:.1f} / {mean_sd(get(n, 'length', lv))[0]:.0f}" for n in names) + " |"
+    lines += [f"| level {lv}: acc % / length | " + " | ".join(
+        f"{cell(get(n, 'accuracy', lv), '.1f')} / {cell(get(n, 'length', lv), '.0f')}" for n in names) + " |"
         for lv in levels]
     return "\n".join(lines)
 

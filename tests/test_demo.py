@@ -49,9 +49,9 @@ def test_results_table_gives_mean_and_sd_over_seeds():
                                          for s in (0, 1)]}
     assert demo.results_table(results).splitlines() == [
         "| | base | phase1 |", "|---|---|---|",
-        "| accuracy % | 70.0 ± 0.0 | 75.0 ± 1.4 |",  # 74 and 76: mean 75, sd sqrt(2)
-        "| length (tokens) | 100 ± 0 | 90 ± 0 |",
-        "| level 1: acc % / len | 70.0 / 100 | 75.0 / 90 |"]
+        "| accuracy % | 70.0 | 75.0 ± 1.4 |",  # 74 and 76: mean 75, sd sqrt(2); no spread, no ± 0
+        "| length (tokens) | 100 | 90 |",
+        "| level 1: acc % / length | 70.0 / 100 | 75.0 ± 1.4 / 90 |"]
     assert demo.change_lines(results) == ("base -> phase1: accuracy +5.0 points ± 1.4, mean length -10.0% ± 0.0; "
                                           "by level: L1 +5.0")
 
