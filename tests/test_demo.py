@@ -9,7 +9,7 @@ import train_rl
 from common import InputError
 
 TINY = dict(phase1_steps=2, phase2_steps=2, eval_every=1, eval_problems=5, test_per_level=4, test_samples=2,
-            candidates=40, set_size=2)
+            candidates=40, set_size=2, min_pass_rate=0.4)
 
 
 @pytest.mark.slow
