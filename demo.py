@@ -19,7 +19,6 @@ assets/results.json, which `--seeds 3` wrote; runs are deterministic for a given
 import hashlib
 import math
 import os
-import statistics
 import time
 
 import torch
@@ -29,7 +28,7 @@ import plots
 import select_problems
 import tasks
 import train_rl
-from common import (InputError, Parser, check_out_folder, cli, positive_int, read_json, write_json, write_text)
+from common import InputError, Parser, check_out_folder, cli, positive_int, read_json, write_json, write_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = os.path.join(HERE, "checkpoints", "toy-base")
@@ -121,16 +120,12 @@ def row(summary):
     return {**pick(summary["all"]), "levels": {lv: pick(s) for lv, s in summary["levels"].items()}}
 
 
-def mean_sd(xs):
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
 def results_table(results):
     """The README's table: each row's accuracy and length over seeds (mean ± sd), overall and per level."""
     runs = results["runs"]
     names = [name for name in ROWS if all(name in r["rows"] for r in runs)]
     levels = sorted(runs[0]["rows"]["base"]["levels"], key=int)
-    cell = lambda xs, fmt: (lambda m, s: f"{m:{fmt}} ± {s:{fmt}}" if s > 0 else f"{m:{fmt}}")(*mean_sd(xs))
+    cell = lambda xs, fmt: (lambda m, s: f"{m:{fmt}} ± {s:{fmt}}" if s > 0 else f"{m:{fmt}}")(*plots.mean_sd(xs))
     get = lambda name, key, lv=None: [(r["rows"][name] if lv is None else r["rows"][name]["levels"][lv])[key]
                                       for r in runs]
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
@@ -143,19 +138,29 @@ def results_table(results):
 
 
 def change_lines(results):
-    """Per seed and on average: each phase's accuracy change (points) and length change (%) from the row
-    before it, and its worst level."""
+    """Each phase's accuracy change (points) and length change (%) from the row before it, mean ± sd over
+    seeds, and its mean accuracy change per level."""
     runs, lines = results["runs"], []
+
+    def spread(xs, unit):
+        m, sd = plots.mean_sd(xs)
+        return f"{m:+.1f}{unit}" + (f" ± {sd:.1f}" if len(xs) > 1 else "")
+
     pairs = [("base", "phase1")] + [("phase1", n) for n in ("phase2", *ABLATIONS) if n in runs[0]["rows"]]
     for a, b in pairs:
         acc = [r["rows"][b]["accuracy"] - r["rows"][a]["accuracy"] for r in runs]
         length = [100 * (r["rows"][b]["length"] / r["rows"][a]["length"] - 1) for r in runs]
-        by_level = {lv: mean_sd([r["rows"][b]["levels"][lv]["accuracy"] - r["rows"][a]["levels"][lv]["accuracy"]
-                                 for r in runs])[0] for lv in runs[0]["rows"][a]["levels"]}
-        spread = lambda xs, unit: f"{mean_sd(xs)[0]:+.1f}{unit}" + (f" ± {mean_sd(xs)[1]:.1f}" if len(xs) > 1 else "")
+        gain = lambda lv: [r["rows"][b]["levels"][lv]["accuracy"] - r["rows"][a]["levels"][lv]["accuracy"]
+                           for r in runs]
+        by_level = {lv: plots.mean_sd(gain(lv))[0] for lv in runs[0]["rows"][a]["levels"]}
         lines.append(f"{a} -> {b}: accuracy {spread(acc, ' points')}, mean length {spread(length, '%')}; by level: "
                      + " ".join(f"L{lv} {d:+.1f}" for lv, d in by_level.items()))
     return "\n".join(lines)
+
+
+def report(results):
+    """The README's table and the change lines under it: what --report prints and results.md holds."""
+    return results_table(results) + "\n\n" + change_lines(results)
 
 
 @cli
@@ -172,8 +177,7 @@ def main(argv=None):
     p.add_argument("--report", metavar="RESULTS_JSON", help="only print the tables of a results.json and exit")
     args = p.parse_args(argv)
     if args.report:
-        results = read_json(args.report)
-        print(results_table(results) + "\n\n" + change_lines(results))
+        print(report(read_json(args.report)))
         return
     if args.quick and (args.seeds > 1 or args.ablations):
         p.error("--quick runs one seed without ablations")
@@ -214,16 +218,15 @@ def main(argv=None):
     plots.plot_training(logs, os.path.join(out, "training_curves.png"),
                         starts={name: 0 if name == "phase1" else phase1_steps for name in logs})
     plots.plot_tradeoff(results, os.path.join(out, "tradeoff.png"))
-    table = results_table(results)
-    write_text(os.path.join(out, "results.md"), table + "\n\n" + change_lines(results) + "\n")
+    write_text(os.path.join(out, "results.md"), report(results) + "\n")
     banner(f"results: held-out test set, {settings['test_samples']} samples per problem, T 0.6, top-p 0.95; "
            f"{len(seeds)} seed(s)" + (", mean ± sd over seeds" if len(seeds) > 1 else ""))
-    print(table + "\n\n" + change_lines(results))
+    print(report(results))
     for name, per_seed in logs.items():
         print(f"{name} seconds per step: " + time_breakdown([rec for rec in per_seed[0] if "time_total" in rec]))
-    if os.path.isfile(SHIPPED) and read_json(SHIPPED)["seeds"] == seeds:
-        same = read_json(SHIPPED) == results
-        print(f"\nthe same figures as the shipped {os.path.relpath(SHIPPED)}: {'yes' if same else 'NO'}")
+    shipped = read_json(SHIPPED) if os.path.isfile(SHIPPED) else None
+    if shipped and shipped["seeds"] == seeds:
+        print(f"\nthe same figures as the shipped {os.path.relpath(SHIPPED)}: {'yes' if shipped == results else 'NO'}")
     print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; everything is in {out}/")
 
 

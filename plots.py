@@ -29,6 +29,11 @@ def read_log(path):
     return [rec for _, rec in read_jsonl(path, "train_rl.py log")]
 
 
+def mean_sd(xs):
+    """(mean, sample standard deviation) of a list; the deviation of one value is 0."""
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
 def curve(records, held_key, train_key):
     """(steps, values) of a log: the held-out figure if the run evaluated one, else the train batch's."""
     held = [r for r in records if held_key in r]
@@ -71,10 +76,8 @@ def plot_tradeoff(results, out):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     runs = results["runs"]
-    spread = lambda xs: (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
     for name in runs[0]["rows"]:
-        (x, dx), (y, dy) = spread([r["rows"][name]["length"] for r in runs]), spread([r["rows"][name]["accuracy"]
-                                                                                       for r in runs])
+        (x, dx), (y, dy) = (mean_sd([r["rows"][name][key] for r in runs]) for key in ("length", "accuracy"))
         point = ax.errorbar(x, y, xerr=dx, yerr=dy, fmt="o", markersize=9, capsize=3, label=name)
         for lv in runs[0]["rows"][name]["levels"]:
             lx = statistics.fmean(r["rows"][name]["levels"][lv]["length"] for r in runs)
