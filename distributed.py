@@ -101,6 +101,16 @@ def barrier():
         dist.barrier()
 
 
+def leave():
+    """Wait for every process, then leave the process group: the last call of a main() under torchrun.
+    A process that exits straight after a collective can die of SIGABRT ("terminate called without an
+    active exception"): gloo's worker thread still holds that collective's tensors and needs the GIL to
+    free them, which Python no longer hands out once it is shutting down. The barrier lets it finish."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class Runner(torch.nn.Module):
     """runner(fn, *args) = fn(runner.model, *args), run as this module's forward. FSDP gathers a unit's
     weights in its forward only, so with the model sharded every use of it goes through here: the blocks

@@ -205,6 +205,7 @@ def main(argv=None):
         if is_main():
             progress_done(name, len(records), t0)
         results[name], responses[name] = summary, records
+    distributed.leave()  # the sampling was the last collective work
     if not is_main():
         return
     print(markdown_table(results))

@@ -62,6 +62,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     records = rollout(model, tok, candidates, args.samples, args.temperature, 1.0, args.max_new_tokens, args.seed,
                       args.batch_size, progress_printer("sampled"), args.sampler)
+    distributed.leave()  # the sampling was the last collective work
     if not is_main():
         return
     progress_done("sampled", len(records), t0)

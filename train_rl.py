@@ -689,11 +689,11 @@ def main(argv=None):
     cfg, flags = resolve_config(argv)
     if is_main():
         print(json.dumps(vars(cfg), indent=1))
-    if flags["dry_run"]:
-        if is_main():
-            print(memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world()))
-        return
-    train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])
+    if not flags["dry_run"]:
+        train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])
+    elif is_main():
+        print(memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world()))
+    distributed.leave()
 
 
 if __name__ == "__main__":
