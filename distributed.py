@@ -107,7 +107,7 @@ def leave():
     active exception"): gloo's worker thread still holds that collective's tensors and needs the GIL to
     free them, which Python no longer hands out once it is shutting down. The barrier lets it finish."""
     if dist.is_initialized():
-        dist.barrier()
+        barrier()
         dist.destroy_process_group()
 
 
