@@ -37,12 +37,15 @@ BASE = os.path.join(HERE, "checkpoints", "toy-base")
 # rule: on this model it shortens as much in 45 steps at a smaller accuracy cost than today's rule; RESULTS.md)
 PHASE1 = os.path.join(HERE, "checkpoints", "toy-phase1")
 SHIPPED = os.path.join(HERE, "assets", "results.json")
+# --quick's phase 2 has a fixed time budget: a fixed number of steps on the paper's cosine schedule, no early stop
+QUICK_SCHEDULE = ["--min-lr-ratio", "0.1", "--stop-length-ratio", "0"]
 ABLATIONS = {"lambda1": ["--gae-lambda", "1.0"], "grpo": ["--algo", "grpo"]}
 ROWS = ["base", "phase1", "phase2", *ABLATIONS]  # the rows of results.json, in table order
 
-# What differs between the full demo and --quick; everything else is the train_rl.py presets.
+# What differs between the full demo and --quick; everything else is the train_rl.py presets. The full demo's
+# phase2_steps is a cap: phase 2 stops once its set's responses are 55% of their starting length (its preset).
 SETTINGS = {
-    "full": dict(phase1_steps=90, phase2_steps=60, eval_every=20, eval_problems=200, test_per_level=200,
+    "full": dict(phase1_steps=90, phase2_steps=150, eval_every=20, eval_problems=200, test_per_level=200,
                  test_samples=4, candidates=256, set_size=32, min_pass_rate=0.4),
     "quick": dict(phase2_steps=45, test_per_level=60, test_samples=2),
 }
@@ -63,7 +66,7 @@ def run(name, module, argv):
 def rl_phase(run_dir, flags, steps):
     """Run (or reuse, or resume) one train_rl.py run in run_dir; returns its trained actor's folder."""
     state = os.path.join(run_dir, "checkpoint", "state.json")
-    if os.path.isfile(state) and read_json(state)["step"] >= steps:
+    if os.path.isfile(state) and read_json(state)["finished"]:
         print(f"reusing {run_dir} (finished)")
     elif os.path.isfile(state):
         run("train_rl.py", train_rl, ["--resume", "--out", run_dir])
@@ -107,10 +110,12 @@ def seed_stages(seed, out, data, settings, ablations):
                                                     "--n", str(settings["set_size"]), "--candidates",
                                                     str(settings["candidates"]), "--seed", str(seed), "--out", chosen])
     banner(f"seed {seed}: phase 2: PPO on that small set to shorten responses")
-    models = {"phase1": phase1}
-    for name, extra in {"phase2": [], **(ABLATIONS if ablations else {})}.items():
-        models[name] = rl_phase(os.path.join(folder, name), ["--phase", "2", "--init", phase1, "--data", chosen,
-                                                             *held_out, *extra], settings["phase2_steps"])
+    phase2 = lambda name, extra, steps: rl_phase(os.path.join(folder, name), ["--phase", "2", "--init", phase1,
+                                                                           "--data", chosen, *held_out, *extra], steps)
+    models = {"phase1": phase1, "phase2": phase2("phase2", [], settings["phase2_steps"])}
+    steps = read_json(os.path.join(folder, "phase2", "checkpoint", "state.json"))["step"]  # where it stopped
+    for name, extra in (ABLATIONS if ablations else {}).items():  # as many steps as phase 2 took, on the same lr
+        models[name] = phase2(name, [*extra, "--stop-length-ratio", "0"], steps)
     return models
 
 
@@ -241,8 +246,8 @@ def quick(out, test, settings, t0):
           f"of `python demo.py`, with 32 problems it solves 3 times in 8, in {os.path.relpath(PHASE1)}); "
           "`python demo.py` runs every stage")
     phase2 = rl_phase(os.path.join(out, "phase2"), ["--phase", "2", "--init", PHASE1, "--data",
-                                                    os.path.join(PHASE1, "phase2_set.jsonl"), "--eval-every", "0"],
-                      settings["phase2_steps"])
+                                                    os.path.join(PHASE1, "phase2_set.jsonl"), "--eval-every", "0",
+                                                    *QUICK_SCHEDULE], settings["phase2_steps"])
     banner(f"evaluation on {5 * settings['test_per_level']} held-out problems x {settings['test_samples']} samples")
     figures = evaluate({"phase1": PHASE1, "phase2": phase2}, test, settings, os.path.join(out, "eval.json"))
     results = {"seeds": [0], "runs": [{"seed": 0, "rows": {n: row(s) for n, s in figures.items()}}]}

@@ -41,6 +41,13 @@ def curve(records, held_key, train_key):
     return [r["step"] + 1 for r in rows], [r[key] for r in rows]
 
 
+def mean_curve(series):
+    """(steps, means) over seeds' curves [(steps, values), ...] at the steps every seed has (phase 2 stops at a
+    different step on each seed)."""
+    common = sorted(set.intersection(*(set(steps) for steps, _ in series)))
+    return common, [statistics.fmean(dict(zip(*curve))[step] for curve in series) for step in common]
+
+
 def plot_training(logs, out, starts=None):
     """Two panels (accuracy, length); logs: {run name: [one log per seed]}. starts: {name: the step on the
     shared x axis where that run begins} (default: runs follow each other)."""
@@ -56,9 +63,8 @@ def plot_training(logs, out, starts=None):
             for steps, values in series:  # each seed, thin
                 line = ax.plot([offset + s for s in steps], [scale * v for v in values], alpha=0.3, lw=1, color=color)
                 color = line[0].get_color()
-            steps = series[0][0][: min(len(s) for s, _ in series)]
-            mean = [scale * statistics.fmean(v[i] for _, v in series) for i in range(len(steps))]
-            ax.plot([offset + s for s in steps], mean, "o-", ms=3, color=color,
+            steps, mean = mean_curve(series)
+            ax.plot([offset + s for s in steps], [scale * v for v in mean], "o-", ms=3, color=color,
                     label=f"{name}" + (f" (mean of {len(series)} seeds)" if len(series) > 1 else ""))
         next_start = offset + max(r["step"] + 1 for r in per_seed[0])
     acc_ax.set(xlabel="RL step", ylabel="accuracy (%)", title="accuracy (held out when evaluated)")

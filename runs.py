@@ -3,8 +3,9 @@ A train_rl.py run folder, written so that no finished work is ever lost:
 
     out/config.json    the run's resolved flags and its number of processes
     out/log.jsonl      one record per step (with eval_* figures on evaluation steps)
-    out/checkpoint/    actor/, critic/, optim.safetensors (AdamW state) and state.json (the step, that step's
-                       log record, the config), swapped in whole: it is always a finished checkpoint
+    out/checkpoint/    actor/, critic/, optim.safetensors (AdamW state) and state.json (the step, whether the
+                       run has finished, each step's mean length, that step's log record, the config), swapped
+                       in whole: it is always a finished checkpoint
 
 - A folder belongs to one run: a new run refuses a folder that holds anything (--overwrite replaces an
   earlier run's files, and only those), and a lock refuses a second writer.
@@ -67,7 +68,7 @@ def load_models(cfg, actor_path, critic_path):
 
 
 RUN_FILES = {"config.json", "log.jsonl", "checkpoint"}  # what a run writes into --out
-STATE_VERSION = 2  # of checkpoint/state.json
+STATE_VERSION = 3  # of checkpoint/state.json
 
 
 @contextlib.contextmanager
@@ -92,9 +93,10 @@ def claim_folder(out, resume, overwrite):
     return lock
 
 
-def save_checkpoint(cfg, step, record, models, tok):
+def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
     """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap. state.json
-    holds the step's log record, so the log can always be made to agree with the checkpoint. Every process
+    holds the step's log record, so the log can always be made to agree with the checkpoint, whether the run
+    has finished, and each step's mean response length (what --stop-length-ratio reads). Every process
     gathers its shards; process 0 writes."""
     trained = {"actor": (models.actor, models.actor_opt), "critic": (models.critic, models.critic_opt)}
     weights = {name: full_state(m.model) for name, (m, _) in trained.items() if m is not None}
@@ -108,8 +110,8 @@ def save_checkpoint(cfg, step, record, models, tok):
             trained[name][0].model.save(os.path.join(tmp, name), state)
         tok.save(os.path.join(tmp, "actor"))
         save_safetensors(optim, os.path.join(tmp, "optim.safetensors"))
-        write_json({"version": STATE_VERSION, "step": step, "record": record, "config": vars(cfg)},
-                   os.path.join(tmp, "state.json"))
+        write_json({"version": STATE_VERSION, "step": step, "finished": finished, "lengths": lengths,
+                    "record": record, "config": vars(cfg)}, os.path.join(tmp, "state.json"))
         publish_dir(tmp, final)
     barrier()
 

@@ -436,6 +436,16 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     }
 
 
+STOP_WINDOW = 10  # steps averaged on each side of --stop-length-ratio's comparison
+
+
+def shortened(lengths, ratio):
+    """--stop-length-ratio's test on each step's mean response length so far (from step 0): the last
+    STOP_WINDOW steps average at most `ratio` times the first STOP_WINDOW (ratio 0: never)."""
+    w = STOP_WINDOW
+    return ratio > 0 and len(lengths) >= 2 * w and sum(lengths[-w:]) <= ratio * sum(lengths[:w])
+
+
 def train(cfg, resume=False, overwrite=False):
     """The whole run, in --out (locked by process 0 while it runs); returns the last step's log record."""
     with runs.claimed(cfg.out, resume, overwrite):
@@ -457,11 +467,14 @@ def run(cfg, resume):
     evaluate_now = lambda rec: {**rec, **eval_record(models.rollout, tok, eval_problems, cfg.eval_samples,
                                                      cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.sample_batch,
                                                      cfg.sampler)}
-    eval_due = lambda done: eval_problems and (done % cfg.eval_every == 0 or done == cfg.steps)
-    start = state["step"] if resume else 0
+    eval_due = lambda done, finished: eval_problems and (done % cfg.eval_every == 0 or finished)
+    start, lengths = (state["step"], state["lengths"]) if resume else (0, [])
     if resume:  # optimiser state, and the log back at the checkpoint's step
-        runs.resume(cfg.out, models, state, lambda rec: evaluate_now(rec) if eval_due(start) else rec)
+        runs.resume(cfg.out, models, state, lambda rec: evaluate_now(rec) if eval_due(start, state["finished"]) else rec)
         say(f"resumed from {ckpt} at step {start}")
+        if state["finished"]:
+            say(f"the run had finished at step {start}: nothing to do")
+            return state["record"]
     runs.start_log(cfg, resume)
     say(f"actor {models.rollout.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
         f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps | "
@@ -498,16 +511,24 @@ def run(cfg, resume):
                 log(rec)
                 raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped. The last good "
                                  f"checkpoint is {ckpt}. Try a lower --actor-lr/--critic-lr.")
+        lengths.append(rec["length_mean"])
         done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
-        if ok and (done % cfg.save_every == 0 or done == cfg.steps or stopping):
-            runs.save_checkpoint(cfg, done, rec, models, tok)
-        if eval_due(done):
+        short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
+        finished = done == cfg.steps or short
+        if ok and (done % cfg.save_every == 0 or finished or stopping):
+            runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths)
+        if eval_due(done, finished):
             rec = evaluate_now(rec)
         log(rec)
         say(runs.progress_line(rec), flush=True)
         if stopping:
             say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
             sys.exit(130)
+        if short:
+            say(f"stopped at step {done} of {cfg.steps}: responses of the last {STOP_WINDOW} steps are "
+                f"{sum(lengths[-STOP_WINDOW:]) / sum(lengths[:STOP_WINDOW]):.2f} of the first {STOP_WINDOW} steps' "
+                f"length (--stop-length-ratio {cfg.stop_length_ratio})")
+            break
     say(f"done: the trained model is {os.path.join(ckpt, 'actor')}")
     return rec
 
@@ -542,7 +563,9 @@ PHASE_PRESETS = {
                          # first tokens get 0.95^100 of the credit and level 5 barely improves
     ),
     (2, "toy"): dict(
-        steps=60,  # the held-out length stops falling by step 45-60
+        stop_length_ratio=0.55,  # seeds shorten at rates 10x apart: each stops once its set's responses have
+                                 # shortened as far as the fast seeds do by step 40; --steps is the cap
+        min_lr_ratio=1.0,  # a constant lr: a cosine tied to the cap would decay on a clock the run does not keep
         critic_lr=5e-5,  # at 2e-4 the critic learns each problem's value and GAE's length pressure fades
         ppo_epochs=2,  # two passes per batch shorten more per step than one
         kl_coef=0.02,  # 0.05 and 0.1 hold the length back; lower drifts from the phase-1 model
@@ -617,6 +640,8 @@ def build_parser():
     g = p.add_argument_group("run")
     g.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint/ (required)")
     g.add_argument("--steps", type=positive_int, metavar="N", default=150, help="PPO steps (each: sample, score, update)")
+    g.add_argument("--stop-length-ratio", type=fraction, default=0.0, help="end before --steps once the last "
+                   f"{STOP_WINDOW} steps' responses average this share of the first {STOP_WINDOW}'s length (0: never)")
     g.add_argument("--seed", type=int, metavar="N", default=0, help="data order, samples, critic head")
     g.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     g.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")

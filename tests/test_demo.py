@@ -8,7 +8,7 @@ import demo
 import train_rl
 from common import InputError
 
-TINY = dict(phase1_steps=2, phase2_steps=2, eval_every=1, eval_problems=5, test_per_level=4, test_samples=2,
+TINY = dict(phase1_steps=2, phase2_steps=4, eval_every=1, eval_problems=5, test_per_level=4, test_samples=2,
             candidates=40, set_size=2, min_pass_rate=0.4)
 
 
@@ -19,9 +19,13 @@ def test_the_full_pipeline_for_two_seeds_on_tiny_settings(tmp_path, capsys, monk
     monkeypatch.setitem(demo.SETTINGS, "full", TINY)
     toy = {**train_rl.SCALE_PRESETS["toy"], "prompts_per_step": 2, "samples_per_prompt": 4, "critic_warmup_steps": 1}
     monkeypatch.setitem(train_rl.SCALE_PRESETS, "toy", toy)  # small steps: the real ones take 6 s each
+    monkeypatch.setattr(train_rl, "shortened", lambda lengths, ratio: ratio > 0 and len(lengths) == 3)
     out = tmp_path / "demo"
     demo.main(["--seeds", "2", "--out", str(out)])
     results = json.loads((out / "results.json").read_text())
+    for seed in (0, 1):  # phase 2 stopped after 3 of its 4 steps, and the ablations ran those 3 steps
+        assert {name: demo.plots.read_log(str(out / f"seed{seed}" / name / "log.jsonl"))[-1]["step"]
+                for name in ("phase1", "phase2", "lambda1", "grpo")} == {"phase1": 1, "phase2": 2, "lambda1": 2, "grpo": 2}
     assert results["seeds"] == [0, 1] and [r["seed"] for r in results["runs"]] == [0, 1]
     for run in results["runs"]:
         assert list(run["rows"]) == demo.ROWS
@@ -59,6 +63,13 @@ def test_results_table_gives_mean_and_sd_over_seeds():
         "| level 1: acc % / length | 70.0 / 100 | 75.0 ± 1.4 / 90 |"]
     assert demo.change_lines(results) == ("base -> phase1: accuracy +5.0 points ± 1.4, mean length -10.0% ± 0.0; "
                                           "by level: L1 +5.0")
+
+
+def test_the_mean_training_curve_uses_the_steps_every_seed_has():
+    # Seed 0's phase 2 stopped at step 38, seed 1's ran to 60: the mean is over both at steps 0 and 20 only.
+    series = [([0, 20, 38], [100.0, 80.0, 55.0]), ([0, 20, 40, 60], [110.0, 100.0, 90.0, 60.0])]
+    assert demo.plots.mean_curve(series) == ([0, 20], [105.0, 90.0])
+    assert demo.plots.mean_curve(series[:1]) == series[0]
 
 
 def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path, capsys):

@@ -296,12 +296,39 @@ def test_resume_rebuilds_the_log_from_the_checkpoint(half_right, tmp_path):
     lines = (cut / "log.jsonl").read_text().splitlines()
     (cut / "log.jsonl").write_text("\n".join(lines[:2]) + '\n{"step": 2, "rew')
     state = json.loads((cut / "checkpoint" / "state.json").read_text())
-    state["step"] = 2  # the checkpoint of step index 1 (2 steps done)
+    state.update(step=2, finished=False, lengths=state["lengths"][:2])  # the checkpoint of step index 1 (2 done)
     state["record"] = json.loads(lines[1])
     (cut / "checkpoint" / "state.json").write_text(json.dumps(state))
     (cut / "log.jsonl").write_text(lines[0] + "\n" + '{"step": 1, "torn')
     train_rl.main(["--resume", "--out", str(cut)])
     assert log_steps(cut) == [0, 1, 2]  # step 1's line rebuilt from state.json, step 2 redone
+
+
+def test_stop_length_ratio_compares_the_first_and_last_ten_steps():
+    assert train_rl.shortened([100.0] * 10 + [60.0] * 10, 0.6)
+    assert not train_rl.shortened([100.0] * 10 + [60.0] * 9, 0.6)  # 19 steps: too few to compare two windows
+    assert not train_rl.shortened([100.0] * 10 + [60.0] * 9 + [61.0], 0.6)  # 60.1 on average
+    assert train_rl.shortened([100.0] * 10 + [90.0] * 7 + [55.0] * 10, 0.6)  # the first ten against the last ten
+    assert not train_rl.shortened([100.0] * 10 + [10.0] * 10, 0.0)  # 0: never
+
+
+def test_a_run_that_stops_early_is_finished_and_resumes_to_nothing(half_right, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_rl, "STOP_WINDOW", 1)  # each step's mean length against step 0's
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out, 6, "--stop-length-ratio", "1.0", "--save-every", "25"))
+    lengths = [json.loads(line)["length_mean"] for line in open(out / "log.jsonl")]
+    stop = next(i for i in range(1, 6) if lengths[i] <= lengths[0])  # the first step as short as step 0
+    assert len(lengths) == stop + 1 < 6  # it ended there, before --steps
+    assert f"stopped at step {stop + 1} of 6" in capsys.readouterr().out
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert (state["step"], state["finished"], state["lengths"]) == (stop + 1, True, lengths)  # saved, off-schedule
+    saved = lambda: ((out / "log.jsonl").read_text(), {p: p.stat().st_mtime_ns for p in (out / "checkpoint").rglob("*")})
+    before = saved()
+    train_rl.main(["--resume", "--out", str(out)])
+    assert "the run had finished at step" in capsys.readouterr().out
+    assert saved() == before  # no step redone, no checkpoint written
+    assert demo.rl_phase(str(out), [], 6) == str(out / "checkpoint" / "actor")
+    assert f"reusing {out} (finished)" in capsys.readouterr().out
 
 
 def test_state_json_from_another_version_is_refused(half_right, tmp_path, capsys):
