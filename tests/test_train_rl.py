@@ -287,12 +287,14 @@ def test_presets_pick_the_scale_and_flags_win(half_right, tmp_path):
     assert (toy.gae_lambda, parse("--phase", "1", "--gae-lambda", "0.95").gae_lambda) == (1.0, 0.95)
     toy2 = parse("--phase", "2")
     assert (toy2.gae_lambda, toy2.kl_coef, toy2.critic_lr, toy2.ppo_epochs) == (0.95, 0.02, 5e-5, 2)
+    assert (toy2.steps, toy2.stop_length_ratio, toy2.min_lr_ratio) == (150, 0.55, 1.0)  # 150 steps at most
     paper = parse("--phase", "2", "--scale", "paper")  # what a 1.5B model gets by itself
+    assert (paper.stop_length_ratio, paper.min_lr_ratio) == (0.0, 0.1)  # the paper's fixed steps and cosine
     assert (paper.actor_lr, paper.critic_lr, paper.max_new_tokens, paper.dtype) == (5e-7, 9e-6, 8192, "bf16")
     assert (paper.gae_lambda, paper.gamma, paper.kl_coef, paper.temperature) == (0.95, 1.0, 0.01, 0.6)
     assert (paper.steps, paper.prompts_per_step, paper.samples_per_prompt) == (150, 8, 8)
     mine = parse("--phase", "2", "--gae-lambda", "1.0", "--actor-lr", "1e-4", "--whiten-advantages", "false")
-    assert (mine.gae_lambda, mine.actor_lr, mine.whiten_advantages, mine.steps) == (1.0, 1e-4, False, 60)
+    assert (mine.gae_lambda, mine.actor_lr, mine.whiten_advantages, mine.steps) == (1.0, 1e-4, False, 150)
     assert parse("--phase", "2", "--algo", "grpo").kl_estimator == "k3"  # GRPO puts KL in the loss
     with pytest.raises(InputError, match="use --kl-estimator k3"):
         parse("--algo", "grpo", "--kl-estimator", "k1")
