@@ -2,9 +2,9 @@
 The whole method in one command, on a CPU: shipped toy base -> phase 1 -> phase-2 set -> phase 2 ->
 evaluation table and plots.
 
-    python demo.py              # one seed, about 12 minutes on 2 idle CPU cores
+    python demo.py              # one seed, about 9 minutes on 2 idle CPU cores
     python demo.py --ablations  # plus phase 2 with --gae-lambda 1.0 and with --algo grpo
-    python demo.py --seeds 6    # the study behind the README: 6 seeds, ablations included (about 2.2 hours)
+    python demo.py --seeds 6    # the study behind the README: 6 seeds, ablations included (about 2 hours)
     python demo.py --quick      # about 3 minutes: phase 2 alone, from the shipped phase-1 model
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
