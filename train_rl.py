@@ -439,11 +439,17 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
 STOP_WINDOW = 10  # steps averaged on each side of --stop-length-ratio's comparison
 
 
-def shortened(lengths, ratio):
-    """--stop-length-ratio's test on each step's mean response length so far (from step 0): the last
-    STOP_WINDOW steps average at most `ratio` times the first STOP_WINDOW (ratio 0: never)."""
+def length_ratio(lengths):
+    """Mean response length of the last STOP_WINDOW steps over that of the first STOP_WINDOW (lengths: each
+    step's mean so far, from step 0); None before there are two windows."""
     w = STOP_WINDOW
-    return ratio > 0 and len(lengths) >= 2 * w and sum(lengths[-w:]) <= ratio * sum(lengths[:w])
+    return sum(lengths[-w:]) / sum(lengths[:w]) if len(lengths) >= 2 * w else None
+
+
+def shortened(lengths, ratio):
+    """--stop-length-ratio's test: length_ratio is at most `ratio` (ratio 0: never)."""
+    measured = length_ratio(lengths)
+    return ratio > 0 and measured is not None and measured <= ratio
 
 
 def train(cfg, resume=False, overwrite=False):
@@ -526,8 +532,8 @@ def run(cfg, resume):
             sys.exit(130)
         if short:
             say(f"stopped at step {done} of {cfg.steps}: responses of the last {STOP_WINDOW} steps are "
-                f"{sum(lengths[-STOP_WINDOW:]) / sum(lengths[:STOP_WINDOW]):.2f} of the first {STOP_WINDOW} steps' "
-                f"length (--stop-length-ratio {cfg.stop_length_ratio})")
+                f"{length_ratio(lengths):.2f} of the first {STOP_WINDOW} steps' length "
+                f"(--stop-length-ratio {cfg.stop_length_ratio})")
             break
     say(f"done: the trained model is {os.path.join(ckpt, 'actor')}")
     return rec
