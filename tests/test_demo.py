@@ -19,6 +19,7 @@ def test_the_full_pipeline_for_two_seeds_on_tiny_settings(tmp_path, capsys, monk
     monkeypatch.setitem(demo.SETTINGS, "full", TINY)
     toy = {**train_rl.SCALE_PRESETS["toy"], "prompts_per_step": 2, "samples_per_prompt": 4, "critic_warmup_steps": 1}
     monkeypatch.setitem(train_rl.SCALE_PRESETS, "toy", toy)  # small steps: the real ones take 6 s each
+    monkeypatch.setattr(train_rl, "STOP_WINDOW", 1)  # so that the stop message has a ratio after 3 steps
     monkeypatch.setattr(train_rl, "shortened", lambda lengths, ratio: ratio > 0 and len(lengths) == 3)
     out = tmp_path / "demo"
     demo.main(["--seeds", "2", "--out", str(out)])
