@@ -151,10 +151,10 @@ class KVCache:
 
 
 class StaticCache:
-    """The cache of a fixed-shape decode step (sample.py's graph sampler): views of the first rows and
-    columns of the buffers, (layers, rows, kv_heads, width, head_dim); the new token is written at column
-    `col` (a tensor, so that a CUDA graph replays the step at every column) and all `width` columns are
-    read back, those not yet written hidden by the mask."""
+    """The cache of a fixed-shape decode step (sample.py's graph sampler): per layer, views of the first rows
+    and columns of the buffers, (rows, kv_heads, width, head_dim); the new token is written at column `col`
+    (a tensor, so that a CUDA graph replays the step at every column) and all `width` columns are read
+    back, those not yet written hidden by the mask."""
 
     def __init__(self, k, v, col):
         self.k, self.v, self.col = k, v, col
@@ -190,12 +190,18 @@ class Attention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=mask,
-            is_causal=mask is None and T > 1,  # no mask given means "plain causal, no cache prefix"
-            enable_gqa=cfg.n_kv_head != cfg.n_head,
-        )
+        if T == 1 and cfg.n_kv_head != cfg.n_head:
+            # Decoding one token: the query heads that share a KV head become that head's queries, so no
+            # copy of the keys and values is made per query head (mask: (B, 1, 1, keys), the same for all).
+            q = q.reshape(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, cfg.head_dim)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).reshape(B, cfg.n_head, 1, cfg.head_dim)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v,
+                attn_mask=mask,
+                is_causal=mask is None and T > 1,  # no mask given means "plain causal, no cache prefix"
+                enable_gqa=cfg.n_kv_head != cfg.n_head,
+            )
         return self.o(y.transpose(1, 2).reshape(B, T, cfg.n_head * cfg.head_dim))
 
 
@@ -318,7 +324,9 @@ class GPT(nn.Module):
             x = x + self.pos_emb(position)[:, None]
         else:
             rope = (rope[0].index_select(0, position)[:, None, None], rope[1].index_select(0, position)[:, None, None])
-        mask = key_mask[:, None, None, :]
+        # An additive mask, made once for all layers (a boolean one is converted by every attention call).
+        mask = torch.zeros(key_mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~key_mask, float("-inf"))
+        mask = mask[:, None, None, :]
         for i, block in enumerate(self.blocks):
             x = block(x, rope, mask, cache, i)
         return self.lm_head(self.norm_f(x)[:, -1])

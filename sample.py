@@ -194,12 +194,28 @@ def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos_id, noise, s
 
 
 WIDTH_BUCKET = 256  # a captured step reads the cache up to the next multiple of this many columns
+ALIGN = 16  # the static buffers' columns: widths are multiples of this, and the buffers are this much wider
 SYNC_EVERY = 4  # steps between looks at which rows have finished (each look waits for the GPU)
 
 
 def batch_bucket(n):
     """The captured batch size that holds n rows: the next power of two."""
     return 1 << (n - 1).bit_length()
+
+
+def compiled_decode_step(model):
+    """model.decode_step under torch.compile, compiled once per model for every width and every batch above 1
+    (a batch of 1 is compiled on its own). Sizes that happen to be equal when it compiles (2 rows and 2 KV
+    heads) are not assumed to stay equal, which would compile it again when they part."""
+    from torch.fx.experimental import _config as fx_config
+
+    compiled = model.__dict__.setdefault("_compiled_decode", torch.compile(model.decode_step, dynamic=True))
+
+    def decode(*args):
+        with fx_config.patch(use_duck_shape=False):
+            return compiled(*args)
+
+    return decode
 
 
 def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, stream, engine):
@@ -216,7 +232,11 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
     Returns (tokens, logprobs, lengths, stopped) per row, as _generate_eager does."""
     device, (n, P), T = ids.device, ids.shape, max_new_tokens
     cuda = device.type == "cuda"
-    B, max_len = batch_bucket(n), P + T
+    # Every width a step reads is a multiple of ALIGN (aligned rows for the attention kernels), and the
+    # buffers are ALIGN columns wider than the widest: no step's view is a whole buffer, so all steps' views
+    # share one layout and torch.compile compiles one step for every width and batch size above 1.
+    B, reach = batch_bucket(n), -(-(P + T) // ALIGN) * ALIGN
+    max_len = reach + ALIGN
     cache = model.new_cache(B, max_len, zeros=True)  # zeros: unwritten columns are masked, but 0 * NaN = NaN
     logits = model(ids, attention_mask=mask, cache=KVCache(cache.k[:, :n], cache.v[:, :n]), last_only=True)[:, -1]
 
@@ -227,19 +247,17 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
 
     first, first_logp = sample_next_token(logits, u=noise[:, 0], **sampling)
     token, position, u = padded(first, 0), padded(mask.sum(1), 0), padded(noise, 0.0)
-    key_mask = padded(torch.cat([mask.bool(), mask.new_zeros(n, T, dtype=torch.bool)], 1), False)
+    key_mask = padded(torch.cat([mask.bool(), mask.new_zeros(n, max_len - P, dtype=torch.bool)], 1), False)
     hist_tok = padded(F.pad(first[:, None], (0, T - 1)), 0)
     hist_logp = padded(F.pad(first_logp[:, None], (0, T - 1)), 0.0)
     finished = padded(first == eos_id if eos_id is not None else torch.zeros_like(first, dtype=torch.bool), True)
     col, t = torch.tensor([P], device=device), torch.tensor([1], device=device)
     rope = model.rope_tables(max_len)
-    decode = model.decode_step
-    if engine == "compiled":
-        decode = model.__dict__.setdefault("_compiled_decode", torch.compile(model.decode_step, dynamic=True))
+    decode = compiled_decode_step(model) if engine == "compiled" else model.decode_step
 
     def step(b, width):  # one token for the first b rows: everything in place, nothing read back
         key_mask[:b].index_fill_(1, col, True)
-        view = StaticCache(cache.k[:, :b, :, :width], cache.v[:, :b, :, :width], col)
+        view = StaticCache([k[:b, :, :width] for k in cache.k], [v[:b, :, :width] for v in cache.v], col)
         logits = decode(token[:b], position[:b], key_mask[:b, :width], view, rope)
         tok, logp = sample_next_token(logits, u=u[:b].index_select(1, t)[:, 0], **sampling)
         hist_tok[:b].index_copy_(1, t, tok[:, None])
@@ -285,7 +303,7 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
                     x[: len(live)] = x[keep]
                 finished[len(live) : b] = True
                 rows = [rows[i] for i in live] + [-1] * (b - len(live))
-        width = min(max_len, -(-(P + s) // WIDTH_BUCKET) * WIDTH_BUCKET)  # columns up to the new token's
+        width = min(reach, -(-(P + s) // WIDTH_BUCKET) * WIDTH_BUCKET)  # columns up to the new token's
         if cuda:
             if (b, width) not in graphs:
                 graphs[b, width] = capture(b, width)

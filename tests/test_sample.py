@@ -196,10 +196,18 @@ def test_graph_engine_without_eos_runs_every_row_to_the_cap():
 
 
 @pytest.mark.slow
-def test_compiled_engine_samples_what_the_eager_engine_samples():
+def test_compiled_engine_samples_what_the_eager_engine_samples_and_compiles_twice(monkeypatch):
     # torch.compile of the decode step (inductor's C++ backend here, Triton on a GPU): about a minute.
+    monkeypatch.setattr(sample, "WIDTH_BUCKET", 16)  # 7 + 30 tokens: widths 16, 32 and 48
+    monkeypatch.setattr(sample, "SYNC_EVERY", 1)  # compact as soon as rows stop: batches 32, 16, ..., 1
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     model = tiny_model()
     kw = dict(temperature=1.0, eos_id=EOS, pad_id=PAD, seed=3)
     eager = generate(model, PROMPTS * 5, 30, engine="eager", **kw)
     compiled = generate(model, PROMPTS * 5, 30, engine="compiled", **kw)
     assert [c.tokens for c in compiled] == [c.tokens for c in eager]
+    assert len({len(c) for c in compiled}) > 3  # rows stopped at many steps, so the batch shrank many times
+    assert generate(model, PROMPTS[:1], 30, engine="compiled", **kw)[0].tokens == eager[0].tokens
+    # one compiled step serves every width and every batch above 1; a batch of 1 is compiled on its own
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
