@@ -34,6 +34,7 @@ def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkey
     bench.main()
     report = json.loads(out.read_text())
     assert report["max_abs_logit_diff_vs_transformers"] < 1e-4 and report["max_abs_logit_diff_fused_copy"] < 1e-4
-    assert report["greedy_tokens_graph_equal_eager"] == "64/64"
+    assert report["greedy_tokens_graph_equal_eager"] == report["greedy_tokens_compiled_equal_eager"] == "64/64"
+    assert all(report[f"logprob_gap_{e}"]["max"] < 1e-5 for e in ("eager", "graph", "compiled"))  # fp32
     assert set(report["results"]) == {"batch 1", "batch 16", "batch 64"}
     assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph", "compiled"))
