@@ -3,6 +3,7 @@ The prepared GPU measurement of a PPO step: one command, a few minutes on one GP
 
     python tools/gpu_check.py --out runs/gpu_check.json                # R1-Distill-Qwen-1.5B's shape, random
     python tools/gpu_check.py --tiny --device cpu --out x.json         # the same code path in seconds (tested)
+    python tools/gpu_check.py --lengths 512 --sampler compiled         # the same step with the compiled sampler
 
 For each of --max-new-tokens 512 and 2048: two steps of `train_rl.py --phase 2 --scale paper` (8 prompts x 8
 samples, bf16 autocast over fp32 master weights, the bf16 rollout copy sampled by the graph engine, gradient
@@ -55,14 +56,14 @@ def track_stage_peaks(peaks):
     return {name: wrap(name) for name in ("collect", "actor_backward", "critic_backward", "optimizer_step")}
 
 
-def ppo_steps(folder, device, max_new_tokens, tiny):
+def ppo_steps(folder, device, max_new_tokens, tiny, sampler="auto"):
     """Two paper-preset PPO steps through train_rl.main; (the second step's log record, the run's config)."""
     write_jsonl([{"id": str(i), "problem": f"{i}+{i}", "answer": str(2 * i), "level": 1} for i in range(8)],
                 os.path.join(folder, "p.jsonl"))
     run = os.path.join(folder, f"run{max_new_tokens}")
     flags = ["--phase", "2", "--scale", "paper", "--init", folder, "--data", os.path.join(folder, "p.jsonl"),
              "--out", run, "--steps", "2", "--max-new-tokens", str(max_new_tokens), "--device", device,
-             "--eval-every", "0", "--save-every", "100"]
+             "--eval-every", "0", "--save-every", "100", "--sampler", sampler]
     if tiny:  # the tiny model on a CPU: the same code path, small enough to be quick
         flags += ["--micro-batch-tokens", "64", "--sample-batch", "16"]
     real_save, peaks = runs.save_checkpoint, {}
@@ -86,13 +87,17 @@ def main(argv=None):
     p.add_argument("--tiny", action="store_true", help="a tiny model instead of the 1.5B-shaped one (smoke test)")
     p.add_argument("--lengths", default="512,2048", help="the --max-new-tokens of each measured run")
     p.add_argument("--out", default="runs/gpu_check.json", help="JSON file for the numbers")
+    p.add_argument("--sampler", default="auto", choices=["auto", "eager", "graph", "compiled"],
+                   help="train_rl.py's --sampler (auto: the graph engine on a GPU); with compiled, the first of "
+                   "the two steps pays the compilation and the second, the one reported, does not")
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device; run with --device cpu --tiny for a smoke test")
     cfg = GPTConfig(**(TINY if args.tiny else R1_15B))
     result = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
-              "torch": torch.__version__, "config": "tiny" if args.tiny else "R1-Distill-Qwen-1.5B shape", "runs": {}}
+              "torch": torch.__version__, "config": "tiny" if args.tiny else "R1-Distill-Qwen-1.5B shape",
+              "sampler": args.sampler, "runs": {}}
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
@@ -108,7 +113,7 @@ def main(argv=None):
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
-            rec, run_cfg, peaks = ppo_steps(folder, args.device, n, args.tiny)
+            rec, run_cfg, peaks = ppo_steps(folder, args.device, n, args.tiny, args.sampler)
             prompt_len = len(Tokenizer.byte_level().encode("Q: 7+7\nA: "))
             est = memory.estimate(cfg, prompt_len=prompt_len, max_new_tokens=n, sample_batch=run_cfg["sample_batch"],
                                   micro_batch=run_cfg["micro_batch"], bf16=True, grad_checkpointing=True,
