@@ -30,6 +30,7 @@ import runs  # noqa: E402
 import train_rl  # noqa: E402
 from common import write_json, write_jsonl  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from sample import ENGINES  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 R1_15B = dict(vocab_size=151936, n_layer=28, n_head=12, n_kv_head=2, n_embd=1536, n_inner=8960, max_seq_len=131072,
@@ -87,7 +88,7 @@ def main(argv=None):
     p.add_argument("--tiny", action="store_true", help="a tiny model instead of the 1.5B-shaped one (smoke test)")
     p.add_argument("--lengths", default="512,2048", help="the --max-new-tokens of each measured run")
     p.add_argument("--out", default="runs/gpu_check.json", help="JSON file for the numbers")
-    p.add_argument("--sampler", default="auto", choices=["auto", "eager", "graph", "compiled"],
+    p.add_argument("--sampler", default="auto", choices=ENGINES,
                    help="train_rl.py's --sampler (auto: the graph engine on a GPU); with compiled, the first of "
                    "the two steps pays the compilation and the second, the one reported, does not")
     args = p.parse_args(argv)
