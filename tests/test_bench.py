@@ -30,7 +30,7 @@ def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkey
     pytest.importorskip("transformers")
     out = tmp_path / "gpu.json"
     monkeypatch.setattr(sys, "argv", ["bench.py", "--gpu-path", "--tiny", "--engines", "eager,graph,compiled",
-                                      "--out", str(out)])
+                                      "--profile", "compiled", "--out", str(out)])
     bench.main()
     report = json.loads(out.read_text())
     assert report["max_abs_logit_diff_vs_transformers"] < 1e-4 and report["max_abs_logit_diff_fused_copy"] < 1e-4
@@ -38,3 +38,5 @@ def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkey
     assert all(report[f"logprob_gap_{e}"]["max"] < 1e-5 for e in ("eager", "graph", "compiled"))  # fp32
     assert set(report["results"]) == {"batch 1", "batch 16", "batch 64"}
     assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph", "compiled"))
+    profile = (tmp_path / "gpu_profile.txt").read_text()  # --tiny samples 8 tokens; 64 on a GPU
+    assert profile.startswith("compiled engine, batch 1, 8 new tokens") and "Self CPU time total" in profile

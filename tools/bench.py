@@ -5,6 +5,7 @@ Throughput of our model and sampler against Hugging Face `transformers` on the s
     python tools/bench.py --what sample --threads 2 --repeats 5
     python tools/bench.py --quick              # tiny sizes, seconds: the smoke test uses this
     python tools/bench.py --device cuda        # GPU: DeepSeek-R1-Distill-Qwen-1.5B's shape, bf16, decoding
+    python tools/bench.py --device cuda --engines graph,compiled --batches 1,64 --profile compiled
 
 On a GPU (`--device cuda`): random weights of R1-Distill-Qwen-1.5B's shape (28 layers, width 1536, 12 heads,
 2 KV heads, MLP 8960, vocabulary 151936, untied head) in bf16, shared by a transformers Qwen2 model and ours.
@@ -13,7 +14,8 @@ of transformers `generate`, of our eager sampler and of our graph sampler (the b
 fused projections, CUDA graphs; `--engines graph,compiled` adds the torch.compile'd step), each run once to
 warm up (its seconds are reported: they include compilation) and then timed. Next to each: the ratio to
 transformers and the share of the memory-bandwidth limit, batch x (copy bandwidth measured here) / (bytes of
-weights read per step).
+weights read per step). `--profile ENGINE` then runs that engine once more at batch 1 (64 tokens) under
+torch.profiler and writes its costliest kernels to OUT_profile.txt: where the time of a decode step goes.
 
 Why a comparison and not absolute numbers: CPU speed varies from machine to machine (and another process
 may share the cores), so the useful number is the ratio ours / transformers measured in the same process,
@@ -39,7 +41,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 
-from common import write_json
+from common import write_json, write_text
 from model import GPT, GPTConfig
 from sample import generate
 
@@ -274,6 +276,21 @@ def logprob_gap(model, prompts, new, engine):
     return {"mean": diffs.mean().item(), "max": diffs.max().item()}
 
 
+def profile_decode(model, prompts, new, engine, path):
+    """Where a batch-1 decode's time goes: one warm run of `engine` (new tokens) under torch.profiler; its 40
+    costliest operators and kernels by device time (CPU time on a CPU), printed and written to path."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    run = lambda: (generate(model, prompts[:1], new, temperature=1.0, eos_id=None, batch_size=1, engine=engine), sync())
+    run()  # warm: nothing left to capture or compile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as prof:
+        run()
+    table = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=40)
+    write_text(path, f"{engine} engine, batch 1, {new} new tokens\n{table}\n")
+    print(table, f"\nwrote {path}", flush=True)
+
+
 def copy_bandwidth(device):
     """Bytes read and written per second by a large device-to-device copy."""
     x = torch.empty(2**28 if device == "cuda" else 2**24, dtype=torch.uint8, device=device)
@@ -339,6 +356,9 @@ def run_decoding(args):
             f"{100 * row[e + '_share_of_bandwidth_limit']:.0f}% of the bandwidth limit; first run "
             f"{row[e + '_first_run_seconds']:.0f} s)" for e in engines if row[e] is not None), flush=True)
         write_json(dict(**extra, results=results), args.out + ".partial")  # what a cut-off run had measured
+    if args.profile:
+        profile_decode(fast if args.profile != "eager" else ours, prompts, min(new, 64), args.profile,
+                       os.path.splitext(args.out)[0] + "_profile.txt")
     return results, extra
 
 
@@ -358,6 +378,8 @@ def main():
     p.add_argument("--engines", default="eager,graph", help="with the GPU measurement: our samplers to time, from "
                    "eager, graph, compiled (the torch.compile'd step; its compilation takes minutes)")
     p.add_argument("--batches", default="1,16,64", help="with the GPU measurement: the batch sizes")
+    p.add_argument("--profile", choices=["eager", "graph", "compiled"], help="with the GPU measurement: then "
+                   "profile one batch-1 run of this engine (64 tokens): the costliest kernels, into OUT_profile.txt")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="do not time transformers")
     p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false", help="skip comparing each engine's "
                    "greedy tokens with the eager engine's (for the compiled engine, that check is a compilation)")
