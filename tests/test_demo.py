@@ -109,3 +109,13 @@ def test_quick_demo_shortens_responses_without_losing_accuracy(tmp_path, capsys)
     assert "skipped, shipped instead" in printed and "| mean length (tokens) |" in printed
     for name in ("training_curves.png", "tradeoff.png", "results.md"):
         assert os.path.getsize(out / name) > 0
+
+
+def test_the_readme_and_results_md_show_the_shipped_results_file():
+    # The README's table and RESULTS.md's first section are `demo.py --report assets/results.json`.
+    shipped = json.loads(open(demo.SHIPPED).read())
+    assert [r["seed"] for r in shipped["runs"]] == shipped["seeds"] == list(range(6))
+    for doc in ("README.md", "RESULTS.md"):
+        text = open(os.path.join(demo.HERE, doc)).read()
+        assert demo.results_table(shipped) in text, doc
+    assert demo.report(shipped) in open(os.path.join(demo.HERE, "RESULTS.md")).read()
