@@ -1,12 +1,13 @@
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
 import demo
 import train_rl
-from common import InputError
+from common import InputError, read_json
 
 TINY = dict(phase1_steps=2, phase2_steps=4, eval_every=1, eval_problems=5, test_per_level=4, test_samples=2,
             candidates=40, set_size=2, min_pass_rate=0.4)
@@ -112,10 +113,9 @@ def test_quick_demo_shortens_responses_without_losing_accuracy(tmp_path, capsys)
 
 
 def test_the_readme_and_results_md_show_the_shipped_results_file():
-    # The README's table and RESULTS.md's first section are `demo.py --report assets/results.json`.
-    shipped = json.loads(open(demo.SHIPPED).read())
+    # The README's table is `demo.py --report assets/results.json`'s table; RESULTS.md's first section has all of it.
+    shipped = read_json(demo.SHIPPED)
     assert [r["seed"] for r in shipped["runs"]] == shipped["seeds"] == list(range(6))
-    for doc in ("README.md", "RESULTS.md"):
-        text = open(os.path.join(demo.HERE, doc)).read()
-        assert demo.results_table(shipped) in text, doc
-    assert demo.report(shipped) in open(os.path.join(demo.HERE, "RESULTS.md")).read()
+    doc = lambda name: (Path(demo.HERE) / name).read_text()
+    assert demo.results_table(shipped) in doc("README.md")
+    assert demo.report(shipped) in doc("RESULTS.md")

@@ -318,10 +318,11 @@ def run_decoding(args):
     new, plen = (8, 4) if args.tiny else (256, 16)
     prompts = torch.randint(0, cfg.vocab_size, (64, plen), generator=torch.Generator().manual_seed(2)).tolist()
     engines, checked = args.engines.split(","), 8 if args.tiny else 64  # the checks: 8 rows of `checked` tokens
+    model_for = lambda engine: ours if engine == "eager" else fast  # the eager engine runs the unfused model
     greedy = lambda engine: [c.tokens for c in generate(fast, prompts[:8], checked, temperature=0, engine=engine)]
     reference = greedy("eager") if args.greedy_check else None
     for engine in engines if args.greedy_check else []:  # the compiled engine compiles here, for every batch > 1
-        gap = logprob_gap(fast if engine != "eager" else ours, prompts[:8], checked, engine)
+        gap = logprob_gap(model_for(engine), prompts[:8], checked, engine)
         extra[f"logprob_gap_{engine}"] = gap
         said = f"{engine} engine: sampled log-probs against one full forward pass: mean |diff| {gap['mean']:.2e}, " \
                f"max {gap['max']:.2e}"
@@ -339,10 +340,9 @@ def run_decoding(args):
         row = {"transformers": batch * new / timed(run_theirs)[1] if args.baseline else None}
         limit = batch * bandwidth / weight_bytes
         for engine in engines:
-            model = ours if engine == "eager" else fast
             try:
-                first, secs = timed(lambda: generate(model, prompts[:batch], new, temperature=1.0, eos_id=None,
-                                                     batch_size=batch, engine=engine))
+                first, secs = timed(lambda: generate(model_for(engine), prompts[:batch], new, temperature=1.0,
+                                                     eos_id=None, batch_size=batch, engine=engine))
             except Exception as e:  # report it and go on: the other engines' figures are still worth having
                 row[engine], row[f"{engine}_error"] = None, f"{type(e).__name__}: {str(e)[:1000]}"
                 print(f"batch {batch}, {engine}: failed: {row[f'{engine}_error']}", flush=True)
@@ -357,7 +357,7 @@ def run_decoding(args):
             f"{row[e + '_first_run_seconds']:.0f} s)" for e in engines if row[e] is not None), flush=True)
         write_json(dict(**extra, results=results), args.out + ".partial")  # what a cut-off run had measured
     if args.profile:
-        profile_decode(fast if args.profile != "eager" else ours, prompts, min(new, 64), args.profile,
+        profile_decode(model_for(args.profile), prompts, min(new, 64), args.profile,
                        os.path.splitext(args.out)[0] + "_profile.txt")
     return results, extra
 
