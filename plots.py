@@ -2,12 +2,14 @@
 The demo's two pictures, as PNG (matplotlib is imported only here, and only when a plot is drawn):
 
 - training curves: held-out accuracy and mean response length against step for each train_rl.py run, one
-  thin line per seed and their mean in bold (train-batch figures when a run has no held-out evaluation);
+  thin line per seed and their mean in bold, in which a seed that stopped early counts with its last value
+  (train-batch figures when a run has no held-out evaluation);
 - the trade-off: accuracy against mean length of every evaluated model, mean over seeds with ± sd bars.
 
     python plots.py --logs runs/demo/seed0/phase1/log.jsonl runs/demo/seed0/phase2/log.jsonl --results runs/demo/results.json
 """
 
+import bisect
 import os
 import statistics
 
@@ -42,10 +44,13 @@ def curve(records, held_key, train_key):
 
 
 def mean_curve(series):
-    """(steps, means) over seeds' curves [(steps, values), ...] at the steps every seed has (phase 2 stops at a
-    different step on each seed)."""
-    common = sorted(set.intersection(*(set(steps) for steps, _ in series)))
-    return common, [statistics.fmean(dict(zip(*curve))[step] for curve in series) for step in common]
+    """(steps, means) over seeds' curves [(steps, values), ...]: at every step some seed has, the mean of each
+    seed's latest value. Phase 2 stops at a different step on each seed; a seed that has stopped counts with
+    its last value, that of the model it hands over, so the mean runs to the last seed's end."""
+    first = max(steps[0] for steps, _ in series)
+    union = sorted({s for steps, _ in series for s in steps if s >= first})
+    latest = lambda steps, values, at: values[bisect.bisect_right(steps, at) - 1]
+    return union, [statistics.fmean(latest(steps, values, at) for steps, values in series) for at in union]
 
 
 def plot_training(logs, out, starts=None):

@@ -67,11 +67,13 @@ def test_results_table_gives_mean_and_sd_over_seeds():
                                           "by level: L1 +5.0")
 
 
-def test_the_mean_training_curve_uses_the_steps_every_seed_has():
-    # Seed 0's phase 2 stopped at step 38, seed 1's ran to 60: the mean is over both at steps 0 and 20 only.
+def test_the_mean_training_curve_carries_a_stopped_seed_at_its_last_value():
+    # Seed 0's phase 2 stopped at step 38, seed 1's ran to 60: after step 38 seed 0 counts with its final 55.
     series = [([0, 20, 38], [100.0, 80.0, 55.0]), ([0, 20, 40, 60], [110.0, 100.0, 90.0, 60.0])]
-    assert demo.plots.mean_curve(series) == ([0, 20], [105.0, 90.0])
+    assert demo.plots.mean_curve(series) == ([0, 20, 38, 40, 60], [105.0, 90.0, 77.5, 72.5, 57.5])
     assert demo.plots.mean_curve(series[:1]) == series[0]
+    # Train-batch curves start at step 1, held-out ones at 0: the mean starts where every seed has a value.
+    assert demo.plots.mean_curve([([0, 5], [1.0, 2.0]), ([1, 5], [3.0, 4.0])]) == ([1, 5], [2.0, 3.0])
 
 
 def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path, capsys):
