@@ -9,9 +9,10 @@ without torchrun):
   rollout copy:             2N in bf16 runs (the sampling copy), 4N in fp32 runs on several GPUs, on every GPU
   critic N:                 the actor's N without the LM head (untied) plus a scalar head
 Transient, the larger of the two phases of a step:
-  sampling:   KV cache 2 (k, v) x layers x rows x kv_heads x head_dim x (prompt + max_new_tokens) x bytes,
-              rows = the sample batch (a power of two: the graph sampler's bucket) of this GPU's share of the
-              step's responses, plus a few (rows, vocab) fp32 buffers for the next-token distribution;
+  sampling:   KV cache 2 (k, v) x layers x rows x kv_heads x head_dim x columns x bytes, rows = the sample
+              batch (a power of two: the graph sampler's bucket) of this GPU's share of the step's responses,
+              columns = prompt + max_new_tokens rounded up to the graph sampler's static width (a multiple
+              of 16, plus 16), plus a few (rows, vocab) fp32 buffers for the next-token distribution;
   training:   activations of one micro-batch: micro_batch x (prompt + max_new_tokens) tokens, or at most
               micro_batch_tokens of them. Without
               gradient checkpointing every layer keeps its inputs to each matmul and nonlinearity, about
@@ -25,6 +26,7 @@ temporary buffers, and the Python process itself.
 import torch
 
 from model import GPT, GPTConfig, read_checkpoint
+from sample import batch_bucket, static_width
 from tasks import encode_prompts, read_problems
 from tokenizer import Tokenizer
 
@@ -64,8 +66,8 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
         "reference weights": 4 * n_actor // gpus,  # fp32, so it runs through exactly the actor's numerics
         "rollout copy": (2 if bf16 else 4) * n_actor if bf16 or gpus > 1 else 0,
     }
-    rows = 1 << (sample_batch - 1).bit_length()  # the graph sampler's batch bucket
-    kv = 2 * L * rows * model_cfg.n_kv_head * model_cfg.head_dim * seq * act_bytes
+    rows, columns = batch_bucket(sample_batch), static_width(seq)  # the graph sampler's static cache
+    kv = 2 * L * rows * model_cfg.n_kv_head * model_cfg.head_dim * columns * act_bytes
     out["sampling: kv cache + logits"] = kv + 4 * rows * model_cfg.vocab_size * 4
 
     tokens = min(micro_batch * seq, micro_batch_tokens or micro_batch * seq)

@@ -203,6 +203,12 @@ def batch_bucket(n):
     return 1 << (n - 1).bit_length()
 
 
+def static_width(seq):
+    """Columns of the static cache for sequences of up to seq tokens: a multiple of ALIGN, ALIGN wider than
+    the widest view a step reads (see _generate_static)."""
+    return -(-seq // ALIGN) * ALIGN + ALIGN
+
+
 def compiled_decode_step(model):
     """model.decode_step under torch.compile, compiled once per model for every width and every batch above 1
     (a batch of 1 is compiled on its own). Sizes that happen to be equal when it compiles (2 rows and 2 KV
@@ -235,8 +241,8 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
     # Every width a step reads is a multiple of ALIGN (aligned rows for the attention kernels), and the
     # buffers are ALIGN columns wider than the widest: no step's view is a whole buffer, so all steps' views
     # share one layout and torch.compile compiles one step for every width and batch size above 1.
-    B, reach = batch_bucket(n), -(-(P + T) // ALIGN) * ALIGN
-    max_len = reach + ALIGN
+    B, max_len = batch_bucket(n), static_width(P + T)
+    reach = max_len - ALIGN
     cache = model.new_cache(B, max_len, zeros=True)  # zeros: unwritten columns are masked, but 0 * NaN = NaN
     logits = model(ids, attention_mask=mask, cache=KVCache(cache.k[:, :n], cache.v[:, :n]), last_only=True)[:, -1]
 

@@ -79,4 +79,5 @@ def test_estimate_by_hand_for_a_known_config():
     assert sharded["actor weights+grads+adam"] == 16 * n // 4 and sharded["reference weights"] == 4 * n // 4
     assert sharded["rollout copy"] == 2 * n  # whole on every GPU
     assert sharded["sampling: kv cache + logits"] == est["sampling: kv cache + logits"]  # 3 rows: a bucket of 4
-    assert est["sampling: kv cache + logits"] == 2 * 2 * 4 * 1 * 8 * 32 * 2 + 4 * 4 * 100 * 4
+    # 10 + 22 = 32 tokens: the static cache has 32 + 16 columns (a multiple of 16, and 16 more)
+    assert est["sampling: kv cache + logits"] == 2 * 2 * 4 * 1 * 8 * 48 * 2 + 4 * 4 * 100 * 4
