@@ -40,3 +40,21 @@ def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkey
     assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph", "compiled"))
     profile = (tmp_path / "gpu_profile.txt").read_text()  # --tiny samples 8 tokens; 64 on a GPU
     assert profile.startswith("compiled engine, batch 1, 8 new tokens") and "Self CPU time total" in profile
+
+
+def test_the_kernel_summary_sorts_gpu_kernels_by_kind_per_token():
+    from types import SimpleNamespace as Row
+    kernels = [Row(key="nvjet_tst_64x8_64x16_4x1_v_bz_TNT", count=4, self_device_time_total=40.0),  # cuBLAS
+               Row(key="triton_tem_fused_mm_0", count=2, self_device_time_total=20.0),  # inductor's own matmul
+               Row(key="fmha_cutlassF_bf16_aligned_64x64_rf_sm80", count=2, self_device_time_total=30.0),
+               Row(key="triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1", count=6, self_device_time_total=6.0),
+               Row(key="void at::native::tensor_kernel_scan_innermost_dim<float>", count=2, self_device_time_total=4.0)]
+    assert [bench.kernel_kind(k.key) for k in kernels] == ["matrix products", "matrix products", "attention",
+                                                           "fused by torch.compile", "other kernels"]
+    lines = bench.kernel_summary(kernels, tokens=2, wall_us=80.0)  # 100 us of kernels over 2 tokens
+    assert lines[0] == "per token: 8 kernels, 50 us of kernel time, 80 us of wall-clock"
+    assert lines[1].split() == ["matrix", "products", "3.0", "kernels", "30.0", "us", "(60%)"]
+    assert lines[2].split() == ["attention", "1.0", "kernels", "15.0", "us", "(30%)"]
+    assert lines[3].split() == ["fused", "by", "torch.compile", "3.0", "kernels", "3.0", "us", "(6%)"]
+    assert lines[4].split() == ["other", "kernels", "1.0", "kernels", "2.0", "us", "(4%)"]
+    assert lines[5].split() == ["no", "kernel", "running", "30.0", "us"]

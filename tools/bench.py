@@ -15,7 +15,9 @@ fused projections, CUDA graphs; `--engines graph,compiled` adds the torch.compil
 warm up (its seconds are reported: they include compilation) and then timed. Next to each: the ratio to
 transformers and the share of the memory-bandwidth limit, batch x (copy bandwidth measured here) / (bytes of
 weights read per step). `--profile ENGINE` then runs that engine once more at batch 1 (64 tokens) under
-torch.profiler and writes its costliest kernels to OUT_profile.txt: where the time of a decode step goes.
+torch.profiler and writes to OUT_profile.txt where the time of a decode step goes: on a GPU, kernels and
+microseconds per token by kind (matrix products, attention, torch.compile's fused kernels, the rest) and the
+time in which no kernel ran; then the costliest operators and kernels.
 
 Why a comparison and not absolute numbers: CPU speed varies from machine to machine (and another process
 may share the cores), so the useful number is the ratio ours / transformers measured in the same process,
@@ -276,19 +278,52 @@ def logprob_gap(model, prompts, new, engine):
     return {"mean": diffs.mean().item(), "max": diffs.max().item()}
 
 
+KERNEL_KINDS = (  # what a GPU kernel does, from its name, first match: attention (whose names may say cutlass),
+    ("attention", ("fmha", "flash", "attention")),  # cuBLAS and Triton matrix products, inductor's fused kernels
+    ("matrix products", ("gemv", "gemm", "xmma", "cutlass", "nvjet", "splitk", "triton_tem")),
+    ("fused by torch.compile", ("triton_",)),
+)
+
+
+def kernel_kind(name):
+    name = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in name for k in keys)), "other kernels")
+
+
+def kernel_summary(kernels, tokens, wall_us):
+    """Lines of kernels and device microseconds per token, by kind, from profiler rows (with .key, .count,
+    .self_device_time_total in us); wall_us: the run's wall-clock microseconds per token, so the last line is
+    the time per token in which no kernel ran (launch gaps, syncs, Python)."""
+    kinds = {}
+    for k in kernels:
+        n, us = kinds.get(kernel_kind(k.key), (0, 0.0))
+        kinds[kernel_kind(k.key)] = (n + k.count, us + k.self_device_time_total)
+    busy = sum(us for _, us in kinds.values())
+    lines = [f"per token: {sum(n for n, _ in kinds.values()) / tokens:.0f} kernels, {busy / tokens:,.0f} us of kernel "
+             f"time, {wall_us:,.0f} us of wall-clock"]
+    for kind, (n, us) in sorted(kinds.items(), key=lambda kv: -kv[1][1]):
+        lines.append(f"  {kind:24s} {n / tokens:6.1f} kernels {us / tokens:8,.1f} us ({100 * us / busy:.0f}%)")
+    lines.append(f"  {'no kernel running':24s} {'':6s}         {wall_us - busy / tokens:8,.1f} us")
+    return lines
+
+
 def profile_decode(model, prompts, new, engine, path):
     """Where a batch-1 decode's time goes: one warm run of `engine` (new tokens) under torch.profiler; its 40
-    costliest operators and kernels by device time (CPU time on a CPU), printed and written to path."""
+    costliest operators and kernels by device time (CPU time on a CPU), printed and written to path. On a GPU,
+    first a summary per token: kernels and their time by kind (kernel_summary)."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.cuda.is_available()
     run = lambda: (generate(model, prompts[:1], new, temperature=1.0, eos_id=None, batch_size=1, engine=engine), sync())
-    run()  # warm: nothing left to capture or compile
+    wall_us = timed(run)[1] * 1e6 / new  # the first run warms up: nothing left to capture or compile
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as prof:
         run()
-    table = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=40)
-    write_text(path, f"{engine} engine, batch 1, {new} new tokens\n{table}\n")
-    print(table, f"\nwrote {path}", flush=True)
+    rows = prof.key_averages()
+    kernels = [r for r in rows if r.device_type == torch.autograd.DeviceType.CUDA]
+    summary = "\n".join(kernel_summary(kernels, new, wall_us)) + "\n" if kernels else ""
+    table = rows.table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=40)
+    write_text(path, f"{engine} engine, batch 1, {new} new tokens\n{summary}{table}\n")
+    print(summary, table, f"\nwrote {path}", flush=True)
 
 
 def copy_bandwidth(device):
