@@ -159,9 +159,9 @@ class StaticCache:
     def __init__(self, k, v, col):
         self.k, self.v, self.col = k, v, col
 
-    def update(self, layer, k, v):
-        self.k[layer].index_copy_(2, self.col, k)
-        self.v[layer].index_copy_(2, self.col, v)
+    def update(self, layer, k, v):  # k, v in the cache's dtype: under autocast RoPE may return fp32 keys
+        self.k[layer].index_copy_(2, self.col, k.to(self.k[layer].dtype))
+        self.v[layer].index_copy_(2, self.col, v.to(self.v[layer].dtype))
         return self.k[layer], self.v[layer]
 
 

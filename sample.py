@@ -127,34 +127,46 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     batch_size bounds memory: prompts run in chunks of that many rows (the KV cache is sized for one chunk).
     seed, row_ids: prompt i draws its tokens from the random stream (seed, row_ids[i]) (default row_ids:
     0, 1, ...), so the same call repeats exactly, and a row's sample does not depend on the batch around it.
-    stream: optional callback called with each new token id of row 0 (used by the CLI for one sample).
+    stream: optional callback called with each new token id of row 0 (the CLI's one sample; eager engine only).
     engine: "eager" (a growing cache, one Python-launched step per token), "graph" (a static cache and a
     CUDA graph per step shape: the GPU engine; on a CPU the same steps run uncaptured), "compiled" (graph,
-    with the step compiled by torch.compile), or "auto": graph on a GPU, eager on a CPU.
+    with the step compiled by torch.compile), or "auto": graph on a GPU, eager on a CPU or with a stream.
     """
-    if any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
+    row_ids = list(range(len(prompts))) if row_ids is None else list(row_ids)
+    longest = max((len(p) for p in prompts), default=0)
     device = next(model.parameters()).device
     if engine == "auto":
         engine = "graph" if device.type == "cuda" and stream is None else "eager"
+    for bad, message in [
+        (any(len(p) == 0 for p in prompts), "every prompt needs at least one token"),
+        (max_new_tokens < 1, f"max_new_tokens must be at least 1, got {max_new_tokens}"),
+        (longest + max_new_tokens > model.config.max_seq_len, f"prompt ({longest}) + max_new_tokens ({max_new_tokens}) "
+         f"exceeds the model's context of {model.config.max_seq_len} tokens; lower --max-new-tokens"),
+        ((top_k is not None and top_k < 1) or not 0 < top_p <= 1, f"top_k ({top_k}) must be at least 1 and top_p "
+         f"({top_p}) in (0, 1]"),
+        (engine not in ENGINES, f"unknown engine {engine!r}; one of {', '.join(ENGINES)}"),
+        (stream is not None and engine != "eager", f"stream needs the eager engine: the {engine} engine reads no "
+         "token back before the end"),
+        (len(row_ids) != len(prompts), f"{len(row_ids)} row_ids for {len(prompts)} prompts"),
+    ]:
+        if bad:
+            raise ValueError(message)
     run = _generate_eager if engine == "eager" else _generate_static
-    row_ids = list(range(len(prompts))) if row_ids is None else list(row_ids)
     was_training = model.training
     model.eval()
     out = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens).to(device)
-        ids, mask = pad_rows(chunk, pad_id, device)
-        if ids.size(1) + max_new_tokens > model.config.max_seq_len:
-            raise ValueError(f"prompt ({ids.size(1)}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-                             f"context of {model.config.max_seq_len} tokens; lower --max-new-tokens")
-        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
-        tokens, logprobs, lengths, stopped = run(model, ids, mask, max_new_tokens, sampling, eos_id, noise,
-                                                 stream if start == 0 else None, engine)
-        out += [Completion(toks[:k], lps[:k], "eos" if s else "length")
-                for toks, lps, k, s in zip(tokens.tolist(), logprobs.tolist(), lengths.tolist(), stopped.tolist())]
-    model.train(was_training)
+    try:
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens).to(device)
+            ids, mask = pad_rows(chunk, pad_id, device)
+            sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+            tokens, logprobs, lengths, stopped = run(model, ids, mask, max_new_tokens, sampling, eos_id, noise,
+                                                     stream if start == 0 else None, engine)
+            out += [Completion(toks[:k], lps[:k], "eos" if s else "length") for toks, lps, k, s
+                    in zip(tokens.tolist(), logprobs.tolist(), lengths.tolist(), stopped.tolist())]
+    finally:
+        model.train(was_training)
     return out
 
 
@@ -215,7 +227,10 @@ def compiled_decode_step(model):
     heads) are not assumed to stay equal, which would compile it again when they part."""
     from torch.fx.experimental import _config as fx_config
 
-    compiled = model.__dict__.setdefault("_compiled_decode", torch.compile(model.decode_step, dynamic=True))
+    owner, compiled = model.__dict__.get("_compiled_decode", (None, None))
+    if owner != id(model):  # none yet, or a deepcopy's, still bound to the model it was copied from
+        compiled = torch.compile(model.decode_step, dynamic=True)
+        model.__dict__["_compiled_decode"] = (id(model), compiled)
 
     def decode(*args):
         with fx_config.patch(use_duck_shape=False):
@@ -293,7 +308,7 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
 
     rows, b, done = list(range(n)) + [-1] * (B - n), B, {}  # rows: the prompt in each cache row (-1: idle)
     for s in range(1, T):
-        if s % SYNC_EVERY == 1:
+        if (s - 1) % SYNC_EVERY == 0:
             live = [i for i, f in enumerate(finished[:b].tolist()) if not f and rows[i] >= 0]
             if not live:
                 break
@@ -379,11 +394,14 @@ def main(argv=None):
     problems = [args.prompt] if args.prompt is not None else read_prompts(args.prompts, args.key)
     texts = problems if args.raw else [prompt_text(q, tok) for q in problems]
     prompts = [tok.encode(t) for t in texts for _ in range(args.num_samples)]
+    if min(len(ids) for ids in prompts) == 0:
+        raise InputError("a prompt is empty: give it some text")
     longest = max(len(ids) for ids in prompts)
-    if longest == 0 or longest + args.max_new_tokens > model.config.max_seq_len:
+    if longest + args.max_new_tokens > model.config.max_seq_len:
         raise InputError(f"a prompt of {longest} tokens plus --max-new-tokens {args.max_new_tokens} does not fit the "
-                         f"model's context of {model.config.max_seq_len} tokens" if longest else "an empty prompt")
+                         f"model's context of {model.config.max_seq_len} tokens")
     single = len(prompts) == 1
+    streaming = single and args.sampler in ("auto", "eager")  # auto is eager when streaming
     printed = []
 
     def stream(token):  # print text as it comes; bytes of a split character wait for the rest
@@ -398,12 +416,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     completions = generate(model, prompts, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                            eos_id=tok.eos_id, pad_id=tok.pad_id, seed=args.seed, batch_size=args.batch_size,
-                           stream=stream if single else None, engine=args.sampler)
+                           stream=stream if streaming else None, engine=args.sampler)
     seconds = time.perf_counter() - t0
-    for i, c in enumerate(completions):
+    for i, c in enumerate(completions if not streaming else []):
         if not single:
             print(f"--- sample {i} (prompt {i // args.num_samples}, {len(c)} tokens, {c.finish_reason})")
-            print(tok.decode(c.tokens, skip_special=True))
+        print(tok.decode(c.tokens, skip_special=True))
     n_tokens = sum(len(c) for c in completions)
     print(f"\n[{len(completions)} completion(s), {n_tokens} tokens, {n_tokens / seconds:.0f} tokens/s]",
           file=sys.stderr)

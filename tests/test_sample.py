@@ -135,12 +135,42 @@ def test_draw_frequencies_and_zero_weights_never_drawn():
     assert draw(weights[:5], torch.tensor([0.05, 0.1, 0.69, 0.71, 0.999])).tolist() == [0, 2, 2, 3, 3]
 
 
-def test_sampling_under_bf16_autocast_uses_a_bf16_cache():
-    model = tiny_model()
+@pytest.mark.parametrize("pos", ["rope", "learned"])
+def test_sampling_under_bf16_autocast_uses_a_bf16_cache(pos):
+    model = tiny_model(pos=pos)  # fp32 weights: RoPE's fp32 tables turn bf16 keys back into fp32
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model.new_cache(2, 8).k.dtype == torch.bfloat16
-        completions = generate(model, PROMPTS, 10, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=0)
-    assert all(len(c.logprobs) == len(c) and all(math.isfinite(x) and x <= 0 for x in c.logprobs) for c in completions)
+        runs = {engine: generate(model, PROMPTS, 10, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=0, engine=engine)
+                for engine in ("eager", "graph")}
+    for completions in runs.values():
+        assert all(len(c.logprobs) == len(c) and all(math.isfinite(x) and x <= 0 for x in c.logprobs)
+                   for c in completions)
+    assert [c.tokens for c in runs["graph"]] == [c.tokens for c in runs["eager"]]
+
+
+def test_generate_rejects_bad_arguments_and_restores_training_mode(monkeypatch):
+    model = tiny_model().train()
+    bad = [(dict(max_new_tokens=0), "max_new_tokens must be at least 1"),
+           (dict(top_k=0), r"top_k \(0\) must be at least 1"), (dict(top_p=0.0), r"top_p \(0.0\) in \(0, 1\]"),
+           (dict(engine="fast"), "unknown engine 'fast'"), (dict(row_ids=[0, 1]), "2 row_ids for 5 prompts"),
+           (dict(engine="graph", stream=print), "stream needs the eager engine")]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            generate(model, PROMPTS, **{"max_new_tokens": 4, **kwargs})
+    def fail(*args):
+        raise RuntimeError("out of memory")
+    monkeypatch.setattr(sample, "_generate_eager", fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        generate(model, PROMPTS, 4)
+    assert model.training  # as the caller left it, even though sampling failed
+
+
+def test_the_cli_prints_one_completion_with_every_sampler(capsys):
+    printed = []
+    for sampler in ("eager", "graph"):  # eager streams the text token by token; graph prints it at the end
+        sample.main(["--ckpt", "checkpoints/toy-base", "--prompt", "(3+4)*5", "--temperature", "0", "--sampler", sampler])
+        printed.append(capsys.readouterr().out.strip())
+    assert printed[0] == printed[1] and printed[0].endswith("\\boxed{35}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -181,6 +211,18 @@ def test_graph_engine_samples_what_the_eager_engine_samples(small_buckets, tempe
     assert len({len(c) for c in graph}) > 3  # rows stopped at many different steps
 
 
+def test_graph_engine_compacts_finished_rows_into_smaller_buckets(small_buckets, monkeypatch):
+    model = tiny_model()
+    batches = []
+    step = model.decode_step
+    monkeypatch.setattr(model, "decode_step", lambda token, *args: (batches.append(len(token)), step(token, *args))[1])
+    completions = generate(model, PROMPTS * 6, 30, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=7, engine="graph")
+    live = [sum(len(c) > s for c in completions) for s in range(1, 30)]  # rows still running before step s
+    # each step runs the bucket of the rows live before it: one look at the rows per step (SYNC_EVERY = 1)
+    assert batches == [sample.batch_bucket(n) for n in live if n > 0]
+    assert batches[0] == 32 and len(set(batches)) >= 4
+
+
 def test_graph_engine_logprobs_match_one_full_forward(small_buckets):
     model = tiny_model()
     completions = generate(model, PROMPTS * 4, 30, temperature=0.6, eos_id=EOS, pad_id=PAD, seed=3, engine="graph")
@@ -193,6 +235,19 @@ def test_graph_engine_without_eos_runs_every_row_to_the_cap():
     model = tiny_model()
     completions = generate(model, PROMPTS, 20, temperature=1.0, eos_id=None, pad_id=PAD, engine="graph")
     assert all(len(c) == 20 and c.finish_reason == "length" for c in completions)
+
+
+def test_a_copy_of_a_model_gets_its_own_compiled_step(monkeypatch):
+    import copy
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda *args: fn(*args))  # a wrapper, as torch.compile's
+    model = tiny_model()
+    generate(model, PROMPTS, 10, temperature=0, engine="compiled")  # compiles (here: wraps) model's step
+    twin = copy.deepcopy(model)  # carries model's attributes along, the compiled step among them
+    with torch.no_grad():
+        twin.lm_head.weight.neg_()
+    want = [c.tokens for c in generate(twin, PROMPTS, 10, temperature=0, engine="eager")]
+    assert [c.tokens for c in generate(twin, PROMPTS, 10, temperature=0, engine="compiled")] == want
+    assert want != [c.tokens for c in generate(model, PROMPTS, 10, temperature=0, engine="eager")]
 
 
 @pytest.mark.slow
