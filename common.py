@@ -18,6 +18,7 @@ import functools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -66,15 +67,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     def given(self, argv):
-        """{dest: value} of the flags argv sets explicitly (every default suppressed for one parse)."""
-        defaults = {a.dest: a.default for a in self._actions}
-        for a in self._actions:
-            a.default = argparse.SUPPRESS
-        try:
-            return vars(self.parse_args(argv))
-        finally:
-            for a in self._actions:
-                a.default = defaults[a.dest]
+        """{dest: value} of the flags argv sets explicitly. argparse fills in a default only where the namespace
+        lacks the name, so a namespace holding a placeholder for every flag keeps it for the flags not given
+        (and --help, which exits during this parse, still shows every default)."""
+        unset = object()
+        namespace = self.parse_args(argv, argparse.Namespace(**{a.dest: unset for a in self._actions}))
+        return {name: value for name, value in vars(namespace).items() if value is not unset}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -135,6 +133,27 @@ def int_list(text):
     return values
 
 
+def positive_int_list(text):
+    """ "1,16,64" -> [1, 16, 64]: a comma-separated list of integers >= 1 (sizes, lengths)."""
+    values = int_list(text)
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return values
+
+
+def choice_list(*choices):
+    """A `type=` for a comma-separated list of names from `choices`: "eager,graph" -> ["eager", "graph"]."""
+
+    def parse(text):
+        unknown = [x for x in text.split(",") if x not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown[0]!r}: expected a comma-separated list of "
+                                             f"{', '.join(choices)}")
+        return text.split(",")
+
+    return parse
+
+
 def device(name):
     """A torch device name that exists here: "auto" is cuda when a GPU is visible, else cpu."""
     if name == "auto":
@@ -160,7 +179,7 @@ def read_json(path, what="file"):
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
         raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
@@ -182,10 +201,10 @@ def read_jsonl(path, what="file", torn_tail_ok=False, parse_float=float):
             records.append((f"{path}:{n}", json.loads(raw.decode("utf-8"), parse_float=parse_float)))
         except UnicodeDecodeError:
             raise InputError(f"{path}:{n}: not UTF-8 text; save the file as UTF-8") from None
-        except json.JSONDecodeError as e:
+        except ValueError as e:  # JSONDecodeError, or an integer of more digits than Python converts
             if torn_tail_ok and n == len(lines):
                 break
-            raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            raise InputError(f"{path}:{n}: not valid JSON ({getattr(e, 'msg', e)})") from None
     return records
 
 
@@ -241,11 +260,14 @@ def save_safetensors(tensors, path):
     os.replace(tmp, path)
 
 
-def check_writable(path):
+def check_writable(path, inputs=()):
     """Refuse, before any work, an output file path that cannot be written (a folder, a missing parent
-    that cannot be made, no permission)."""
+    that cannot be made, no permission) or that is one of the files it is made from, `inputs`: (flag, path)."""
     if os.path.isdir(path):
         raise InputError(f"{path} is a folder; give a file path")
+    for flag, given in inputs:
+        if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise InputError(f"--out {path} is the {flag} file: writing it would destroy the input; give another --out")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -275,17 +297,26 @@ def publish_dir(tmp_dir, final_dir):
         shutil.rmtree(old)
 
 
+def newest_dir(final_dir):
+    """The folder that recover_dir(final_dir) makes `final_dir`, changing nothing (a reader that holds no lock)."""
+    tmp, old = f"{final_dir}.tmp", f"{final_dir}.old"
+    if not os.path.exists(final_dir):
+        if os.path.isfile(os.path.join(tmp, COMPLETE)):
+            return tmp
+        if os.path.isdir(old):
+            return old
+    return final_dir
+
+
 def recover_dir(final_dir):
     """Finish or undo a publish_dir that was cut short, so `final_dir` holds the newest complete folder.
 
     A complete final.tmp wins when final is missing (the crash came between the two renames); otherwise a
     leftover final.old is put back; an incomplete final.tmp (a crash while writing it) is removed."""
     tmp, old = f"{final_dir}.tmp", f"{final_dir}.old"
-    if not os.path.exists(final_dir):
-        if os.path.isfile(os.path.join(tmp, COMPLETE)):
-            os.replace(tmp, final_dir)
-        elif os.path.isdir(old):
-            os.replace(old, final_dir)
+    newest = newest_dir(final_dir)
+    if newest != final_dir:
+        os.replace(newest, final_dir)
     for leftover in (tmp, old):
         if os.path.exists(leftover):
             shutil.rmtree(leftover)
@@ -295,28 +326,54 @@ def recover_dir(final_dir):
 # Run folders: one writer at a time, and nothing deleted that a run did not make.
 
 
-def check_out_folder(folder, owned, resume=False, overwrite=False, what="run"):
-    """Refuse to write into `folder` unless that is safe; with overwrite, first remove an earlier run's files.
+def check_out_folder(folder, owned, resume=False, overwrite=False, what="run",
+                     fix="continue it with --resume, or replace it with --overwrite"):
+    """Refuse to write into `folder` unless that is safe; returns the earlier run's names there that overwrite
+    replaces, for the caller to remove (remove_names) once the new run's inputs are checked.
 
-    owned: the names a run writes there (their temp and .old copies count too). A new run needs a missing
-    or empty folder; overwrite lets it replace a folder that holds only an earlier run's files; resume
-    continues one. Files a run did not write are never deleted: a folder holding any is refused.
+    owned: {name: None for a file a run writes there, or the `owned` of a folder it writes} (foreign_files).
+    A new run needs a missing or empty folder (else `fix` is the advice); overwrite lets it replace a folder
+    that holds only an earlier run's files; resume continues one. Files a run did not write are never
+    deleted: a folder holding any is refused.
     """
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise InputError(f"--out {folder} is a file, not a folder")
     present = sorted(set(os.listdir(folder)) - {".lock", COMPLETE}) if os.path.isdir(folder) else []
-    others = [n for n in present if n.split(".tmp")[0].removesuffix(".old") not in owned]
+    others = foreign_files(folder, owned) if present else []
     if others:
         listed = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
         raise InputError(f"--out {folder} holds files that are not a {what}'s ({listed}); pick an empty or new --out")
     if resume or not present:
-        return
+        return []
     if not overwrite:
-        raise InputError(f"--out {folder} already holds a {what}; continue it with --resume, or replace it with "
-                         "--overwrite")
-    for name in present:
+        raise InputError(f"--out {folder} already holds a {what}; {fix}")
+    return present
+
+
+def foreign_files(folder, owned):
+    """The paths in `folder` a run did not write there. A run writes each name of `owned` (and the .lock and
+    COMPLETE markers): a file also as its temp copy, name.tmp<digits> (_atomic); a folder also as name.tmp or
+    name.old (publish_dir), holding only what `owned` gives it. A symlink is never a run's."""
+    files = {".lock", COMPLETE} | {name for name, inner in owned.items() if inner is None}
+    others = []
+    for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if os.path.islink(path):
+            others.append(name)
+        elif not os.path.isdir(path):
+            if re.sub(r"\.tmp\d+$", "", name) not in files:
+                others.append(name)
+        else:
+            inner = owned.get(name if name in owned else re.sub(r"\.(tmp|old)$", "", name))
+            others += [os.path.join(name, n) for n in foreign_files(path, inner)] if isinstance(inner, dict) else [name]
+    return others
+
+
+def remove_names(folder, names):
+    """Delete these files and folders of `folder` (an earlier run's, as check_out_folder returns them)."""
+    for name in names:
+        path = os.path.join(folder, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
 
 
 class FolderLock:
@@ -351,12 +408,17 @@ class FolderLock:
 
 
 class StopRequest:
-    """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once."""
+    """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once. A context
+    manager: the handlers that were there before come back when the `with` block ends."""
 
-    def __init__(self):
+    def __enter__(self):
         self.requested = False
-        signal.signal(signal.SIGINT, self._handler)
-        signal.signal(signal.SIGTERM, self._handler)
+        self.previous = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def _handler(self, signum, frame):
         if self.requested:

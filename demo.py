@@ -26,10 +26,12 @@ import torch
 
 import eval as evaluation
 import plots
+import runs
 import select_problems
 import tasks
 import train_rl
-from common import InputError, Parser, check_out_folder, cli, positive_int, read_json, write_json, write_text
+from common import (InputError, Parser, check_out_folder, cli, positive_int, read_json, remove_names, write_json,
+                    write_text)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = os.path.join(HERE, "checkpoints", "toy-base")
@@ -91,13 +93,13 @@ def evaluate(models, test, settings, out):
     return {name: done[name] for name in models}
 
 
-def seed_stages(seed, out, data, settings, ablations):
-    """Phase 1, the phase-2 set, phase 2 (and the ablations) for one seed; {row name: trained actor}."""
+def seed_stages(seed, out, base, data, settings, ablations):
+    """Phase 1 from `base`, the phase-2 set, phase 2 (and the ablations) for one seed; {row name: trained actor}."""
     folder, (train, test) = os.path.join(out, f"seed{seed}"), data
     held_out = ["--eval-data", test, "--eval-every", str(settings["eval_every"]),
                 "--eval-problems", str(settings["eval_problems"]), "--seed", str(seed)]
     banner(f"seed {seed}: phase 1: PPO on hard problems (levels 4-5) to raise accuracy")
-    phase1 = rl_phase(os.path.join(folder, "phase1"), ["--phase", "1", "--init", BASE, "--data", train, "--levels",
+    phase1 = rl_phase(os.path.join(folder, "phase1"), ["--phase", "1", "--init", base, "--data", train, "--levels",
                                                        "4,5", *held_out], settings["phase1_steps"])
     banner(f"seed {seed}: the phase-2 set: {settings['set_size']} problems the phase-1 model solves about half the "
            f"time (pass rate above {settings['min_pass_rate']} and below 0.7)")
@@ -171,6 +173,18 @@ def report(results):
     return results_table(results) + "\n\n" + change_lines(results)
 
 
+def read_report(path):
+    """--report: the report of a results.json, or one InputError if the file has another shape."""
+    results = read_json(path, "results file")
+    try:
+        if not results["runs"]:
+            raise ValueError("'runs' is empty")
+        return report(results)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
+        what = f"no {e} field" if isinstance(e, KeyError) else e
+        raise InputError(f"{path}: not a demo results file ({what}); expected the results.json demo.py writes") from None
+
+
 @cli
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
@@ -185,10 +199,10 @@ def main(argv=None):
     p.add_argument("--report", metavar="RESULTS_JSON", help="only print the tables of a results.json and exit")
     args = p.parse_args(argv)
     if args.report:
-        print(report(read_json(args.report)))
+        print(read_report(args.report))
         return
-    if args.quick and (args.seeds > 1 or args.ablations):
-        p.error("--quick runs one seed without ablations")
+    if args.quick and (args.seeds > 1 or args.ablations or args.base != BASE):
+        p.error("--quick runs one seed without ablations, from the shipped phase-1 model (no --base)")
     settings = SETTINGS["quick" if args.quick else "full"]
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     if args.threads:
@@ -196,7 +210,7 @@ def main(argv=None):
     start_model = PHASE1 if args.quick else args.base
     if not os.path.isfile(os.path.join(start_model, "model.safetensors")):
         raise InputError(f"no model at {start_model}; train one with: python train_sft.py --out {start_model}")
-    check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run")
+    remove_names(out, check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run"))
     claim_out_dir(out, run_stamp(start_model, settings))
     t0 = time.perf_counter()
 
@@ -210,7 +224,7 @@ def main(argv=None):
         return
 
     seeds, ablations = list(range(args.seeds)), args.ablations or args.seeds > 1
-    models = {seed: seed_stages(seed, out, (train, test), settings, ablations) for seed in seeds}
+    models = {seed: seed_stages(seed, out, args.base, (train, test), settings, ablations) for seed in seeds}
     banner(f"evaluation on the held-out test set ({settings['test_samples']} samples per problem)")
     base = evaluate({"base": args.base}, test, settings, os.path.join(out, "base_eval.json"))["base"]
     results = {"seeds": seeds, "runs": []}
@@ -281,9 +295,14 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-DEMO_FILES = {"demo.json", "data", "base_eval.json", "eval.json", "results.json", "results.md", "phase2",
-              "training_curves.png", "tradeoff.png", *(f"seed{s}" for s in range(100)),  # what the demo writes,
-              "phase1", "phase2_set.jsonl", "phase2_lambda1", "phase2_grpo"}  # and wrote before --seeds
+SEED_FILES = {**dict.fromkeys(["phase2_set.jsonl", "eval.json", "eval.json.tmp.json"]),  # what a seed writes
+              **dict.fromkeys(["phase1", "phase2", *ABLATIONS], runs.RUN_FILES)}
+DEMO_FILES = {**dict.fromkeys(["demo.json", "base_eval.json", "base_eval.json.tmp.json", "results.json", "results.md",
+                               "training_curves.png", "tradeoff.png"]),  # what the demo writes into --out
+              "data": dict.fromkeys(["toy_train.jsonl", "toy_test.jsonl"]),
+              **dict.fromkeys([f"seed{s}" for s in range(100)], SEED_FILES),
+              **SEED_FILES,  # --quick's phase 2 and eval.json; and, before --seeds, one seed's files
+              **dict.fromkeys([f"phase2_{name}" for name in ABLATIONS], runs.RUN_FILES)}  # (the ablations' old names)
 
 
 def run_stamp(start_model, settings):

@@ -22,8 +22,10 @@ from common import Parser, check_writable, cli, device, non_negative_float, posi
 import distributed
 from distributed import gather, is_main, my_share, on_main, world
 from reward import grade
+from model import read_checkpoint
 from sample import DTYPES, ENGINES, generate, load_for_inference
 from tasks import encode_prompts, read_problems
+from tokenizer import Tokenizer
 
 
 def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size=64,
@@ -173,8 +175,10 @@ def markdown_table(results):
 @cli
 def main(argv=None):
     p = Parser(description="Evaluate checkpoints: pass@1 and response length, per level.")
-    p.add_argument("--ckpt", nargs="+", required=True, help="checkpoint folders (project or Hugging Face)")
-    p.add_argument("--names", nargs="+", help="column names for the checkpoints (default: the folder paths)")
+    p.add_argument("--ckpt", nargs="+", action="extend", required=True,
+                   help="checkpoint folders (project or Hugging Face)")
+    p.add_argument("--names", nargs="+", action="extend", help="column names for the checkpoints (default: the folder "
+                   "paths)")
     p.add_argument("--data", required=True, help="problems JSONL (toy, MATH- or GSM8K-style)")
     p.add_argument("--limit", type=positive_int, metavar="N", default=None, help="evaluate only the first N problems")
     p.add_argument("--samples", type=positive_int, metavar="N", default=4, help="samples per problem (K)")
@@ -192,10 +196,16 @@ def main(argv=None):
     names = args.names or args.ckpt
     if len(names) != len(args.ckpt):
         p.error("--names needs one name per --ckpt")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        p.error(f"{'--names' if args.names else '--ckpt'} {twice} is given twice: each column needs its own name")
     distributed.setup()  # under torchrun, each process samples its share of the responses
     if args.out:
-        on_main(lambda: check_writable(args.out))  # before the sampling, not after it
+        on_main(lambda: check_writable(args.out, [("--data", args.data)]))  # before the sampling, not after it
     problems = read_problems(args.data)[: args.limit]
+    for path in args.ckpt[1:]:  # the later folders' config, weight files and tokenizer, before the first evaluation
+        read_checkpoint(path)
+        Tokenizer.load(path)
     results, responses = {}, {}
     for name, path in zip(names, args.ckpt):
         model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))

@@ -55,6 +55,12 @@ class GPTConfig:
     value_head: bool = False  # critic: scalar value per position instead of logits
 
     def __post_init__(self):
+        for f in fields(self):  # every field checked for its type: config.json files are ours or Hugging Face's
+            value, allowed = getattr(self, f.name), getattr(f.type, "__args__", (f.type,))  # int | None: (int, None)
+            allowed += (int,) if float in allowed else ()  # 10000 is a fine rope_theta
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                raise CheckpointError(f"config.json: {f.name} must be {' or '.join(t.__name__ for t in allowed)}, "
+                                      f"got {value!r}")
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         checks = {
@@ -62,26 +68,24 @@ class GPTConfig:
             "pos": self.pos in ("learned", "rope"),
             "mlp": self.mlp in ("gelu", "swiglu"),
             "n_head": self.n_head > 0 and self.n_kv_head > 0 and self.n_head % self.n_kv_head == 0,
+            **{name: getattr(self, name) > 0 for name in ("vocab_size", "n_embd", "max_seq_len")},
+            **{name: getattr(self, name) >= 0 for name in ("n_layer", "n_inner")},
         }
         for name, ok in checks.items():
             if not ok:
                 raise CheckpointError(f"GPTConfig: unsupported {name}={getattr(self, name)!r}")
         if self.head_dim is None:
             self.head_dim = self.n_embd // self.n_head
+        if self.pos == "rope" and (self.head_dim < 2 or self.head_dim % 2):
+            raise CheckpointError(f"GPTConfig: RoPE needs an even head_dim of 2 or more, got {self.head_dim} "
+                                  f"(n_embd {self.n_embd} / n_head {self.n_head}): use fewer heads or a wider model")
 
     @classmethod
     def from_dict(cls, d):
-        """A config from a project checkpoint's config.json, every field checked for its type."""
-        types = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(d) - set(types))
+        """A config from a project checkpoint's config.json (__post_init__ checks each field's type)."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise CheckpointError(f"config.json: unknown GPTConfig fields {unknown}")
-        for name, value in d.items():
-            allowed = getattr(types[name], "__args__", (types[name],))  # int | None -> (int, NoneType)
-            allowed += (int,) if float in allowed else ()  # 10000 is a fine rope_theta
-            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-                raise CheckpointError(f"config.json: {name} must be {' or '.join(t.__name__ for t in allowed)}, "
-                                      f"got {value!r}")
         return cls(**d)
 
 
@@ -405,7 +409,7 @@ class GPT(nn.Module):
         value_head=True builds a critic: the LM head is dropped and a fresh scalar head is added (unless
         the checkpoint already is a critic).
         """
-        config, tensors = read_checkpoint(path)
+        config, tensors = read_checkpoint(path, critic=value_head)
         if value_head:
             config.value_head = True
         return build_from_tensors(cls, config, tensors, dtype, device)
@@ -495,10 +499,15 @@ def read_checkpoint_json(path, what):
     return raw
 
 
-def read_checkpoint(path):
-    """(GPTConfig, iterator of (our tensor name, tensor)) for our folder or a Hugging Face folder."""
+def read_checkpoint(path, critic=False):
+    """(GPTConfig, iterator of (our tensor name, tensor)) for our folder or a Hugging Face folder. A critic
+    (value-head) checkpoint is refused unless `critic`, and so is a train_rl.py run folder."""
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: no such checkpoint folder (expected config.json + *.safetensors)")
+    for kind, actor in [("run", os.path.join(path, "checkpoint", "actor")),  # train_rl.py's --out
+                        ("checkpoint", os.path.join(path, "actor"))]:  # or its checkpoint/ folder
+        if os.path.isdir(actor):
+            raise CheckpointError(f"{path} is a train_rl.py {kind} folder, not a model; its model is {actor}")
     raw = read_checkpoint_json(os.path.join(path, "config.json"), "config.json (is this a checkpoint folder?)")
     model_type = raw.get("model_type")
     if model_type is None:
@@ -511,14 +520,21 @@ def read_checkpoint(path):
     else:
         raise CheckpointError(f"{path}/config.json: unsupported model_type {model_type!r} "
                               "(supported: gpt2, qwen2, llama, or this project's own checkpoints)")
+    if config.value_head and not critic:
+        actor = os.path.join(os.path.dirname(os.path.normpath(path)), "actor")
+        raise CheckpointError(f"{path} is a critic (value-head) checkpoint, not a policy; give the actor beside it, "
+                              f"{actor}")
     return config, iter_tensors(safetensors_files(path), rename)
 
 
 def safetensors_files(path):
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(index):
-        shards = sorted(set(read_checkpoint_json(index, "index")["weight_map"].values()))
-        files = [os.path.join(path, s) for s in shards]
+        weight_map = read_checkpoint_json(index, "index").get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
+            raise CheckpointError(f"{index}: not a safetensors index (expected \"weight_map\": "
+                                  f"{{tensor name: shard file}}, got {weight_map!r:.60})")
+        files = [os.path.join(path, s) for s in sorted(set(weight_map.values()))]
     else:
         files = [os.path.join(path, "model.safetensors")]
     for f in files:
@@ -551,22 +567,43 @@ def read_safetensors(path):
     8-byte header length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw bytes.
     """
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         try:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        except (json.JSONDecodeError, UnicodeDecodeError, MemoryError, OverflowError) as e:
+            entries = safetensors_header(f, size)
+        except ValueError as e:  # JSON and UTF-8 errors are ValueErrors too
             raise CheckpointError(f"{path}: not a safetensors file ({e})") from None
         base = f.tell()
-        header.pop("__metadata__", None)
-        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-            if info["dtype"] not in _SAFETENSORS_DTYPES:
+        for name, info in entries:
+            dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+            if dtype is None:
                 raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
-            tensor = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
             start, end = info["data_offsets"]
-            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
-            f.seek(base + start)
-            if end - start != len(view) or f.readinto(view) != len(view):
+            if end - start != math.prod(info["shape"]) * dtype.itemsize or base + end > size:
                 raise CheckpointError(f"{path}: tensor {name!r} is truncated or its size does not match its shape")
+            tensor = torch.empty(info["shape"], dtype=dtype)
+            f.seek(base + start)
+            f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
             yield name, tensor
+
+
+def safetensors_header(f, size):
+    """[(name, {dtype, shape, data_offsets})] of an open .safetensors file of `size` bytes, in file order; a
+    ValueError says what is wrong with it."""
+    length = int.from_bytes(f.read(8), "little")
+    if size < 8 or 8 + length > size:
+        raise ValueError(f"{size} bytes, too few for the 8-byte header length and the header it announces")
+    header = json.loads(f.read(length))
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
+    header.pop("__metadata__", None)
+    count = lambda x: type(x) is int and x >= 0
+    for name, info in header.items():
+        if not (isinstance(info, dict) and isinstance(info.get("dtype"), str) and isinstance(info.get("shape"), list)
+                and all(map(count, info["shape"])) and isinstance(info.get("data_offsets"), list)
+                and len(info["data_offsets"]) == 2 and all(map(count, info["data_offsets"]))):
+            raise ValueError(f"tensor {name!r}: expected {{dtype, shape, data_offsets}} with non-negative integers, "
+                             f"got {info!r:.80}")
+    return sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
 
 
 def load_safetensors(path):
@@ -617,7 +654,7 @@ def config_from_qwen2(raw):
         n_embd=_hf_get(raw, "hidden_size"), n_inner=_hf_get(raw, "intermediate_size"),
         head_dim=raw.get("head_dim"), max_seq_len=_hf_get(raw, "max_position_embeddings"),
         norm="rmsnorm", norm_eps=_hf_get(raw, "rms_norm_eps", 1e-6), pos="rope",
-        rope_theta=float(rope.get("rope_theta", raw.get("rope_theta", 10000.0))), mlp="swiglu",
+        rope_theta=rope.get("rope_theta", raw.get("rope_theta", 10000.0)), mlp="swiglu",
         qkv_bias=model_type == "qwen2", bias=False, tie_embeddings=raw.get("tie_word_embeddings", False),
     )
 
@@ -686,6 +723,9 @@ def build_from_tensors(cls, config, tensors, dtype, device):
             raise CheckpointError(f"tensor {name!r} has shape {tuple(t.shape)}, model expects "
                                   f"{tuple(expected[name].shape)}")
         loaded[name] = t.to(device=device, dtype=dtype or t.dtype).contiguous()
+        # NaN or inf weights could only emit garbage; min and max show them with no copy of the tensor
+        if t.is_floating_point() and t.numel() and not torch.isfinite(torch.stack(torch.aminmax(loaded[name]))).all():
+            raise CheckpointError(f"tensor {name!r} holds NaN or inf: the checkpoint is damaged; load an earlier one")
     fresh = {k for k in expected if k.startswith("value_head.")} - set(loaded)
     missing = sorted(set(expected) - set(loaded) - fresh)
     if missing:

@@ -8,8 +8,9 @@ A train_rl.py run folder, written so that no finished work is ever lost:
                        in whole: it is always a finished checkpoint
 
 - A folder belongs to one run: a new run refuses a folder that holds anything (--overwrite replaces an
-  earlier run's files, and only those), and a lock refuses a second writer.
-- A checkpoint swap cut short by a crash is finished when the folder is next read (common.recover_dir).
+  earlier run's files, and only those, once every input of the new run is checked), and a lock refuses a
+  second writer. Nothing in the folder changes before its lock is held.
+- A checkpoint swap cut short by a crash is finished when the run resumes (common.recover_dir).
 - The log never disagrees with the checkpoint: --resume cuts the log back to the checkpoint's step, and
   rebuilds that step's record from state.json if a crash came between the save and the log write.
 With several processes (torchrun), every process gathers its shards and process 0 writes.
@@ -22,12 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from common import (FolderLock, InputError, check_out_folder, device, publish_dir, read_json, read_jsonl, recover_dir,
-                    save_safetensors, write_json, write_jsonl)
+from common import (FolderLock, InputError, check_out_folder, device, newest_dir, publish_dir, read_json, read_jsonl,
+                    recover_dir, save_safetensors, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_safetensors
-from tokenizer import Tokenizer
+from tokenizer import BYTES_FILE, HF_FILES, Tokenizer
 
 @dataclass
 class Models:
@@ -67,30 +68,49 @@ def load_models(cfg, actor_path, critic_path):
                   optimizer(critic, cfg.critic_lr) if critic is not None else None), tok
 
 
-RUN_FILES = {"config.json", "log.jsonl", "checkpoint"}  # what a run writes into --out
+MODEL_FILES = dict.fromkeys(["config.json", "model.safetensors", BYTES_FILE, *HF_FILES])  # GPT.save, Tokenizer.save
+# What a run writes into --out (common.foreign_files): what save_checkpoint writes, and nothing else, is a checkpoint.
+RUN_FILES = {"config.json": None, "log.jsonl": None,
+             "checkpoint": {"actor": MODEL_FILES, "critic": MODEL_FILES, "optim.safetensors": None, "state.json": None}}
 STATE_VERSION = 3  # of checkpoint/state.json
+INPUTS = ("init", "ref", "critic_init", "data", "eval_data")  # the config's paths a run reads
 
 
 @contextlib.contextmanager
 def claimed(out, resume, overwrite):
-    """The run folder `out`, locked by process 0 while the `with` block runs (claim_folder)."""
-    lock = on_main(lambda: claim_folder(out, resume, overwrite))
+    """The run folder `out`, locked by process 0 while the `with` block runs (claim_folder). Yields the earlier
+    run's names that --overwrite replaces (None on the other processes): they are removed only once the new
+    run's inputs are checked (common.remove_names)."""
+    lock, earlier = on_main(lambda: claim_folder(out, resume, overwrite)) or (None, None)
     try:
-        yield
+        yield earlier
     finally:
         if lock is not None:
             lock.release()
 
 
 def claim_folder(out, resume, overwrite):
-    """Lock `out` for this run and check that it may be written (see the module docstring)."""
+    """(the lock on `out`, the earlier run's names there that --overwrite replaces), once `out` is checked to
+    be writable by this run (see the module docstring). Nothing in `out` changes before the lock is held."""
     lock = FolderLock(out)
+    saved = os.path.isfile(os.path.join(newest_dir(os.path.join(out, "checkpoint")), "state.json"))
+    fix = "continue it with --resume, or replace it with --overwrite" if saved else \
+        "it was stopped before its first checkpoint, so there is nothing to resume: start it again with --overwrite"
     try:
-        check_out_folder(out, RUN_FILES, resume=resume, overwrite=overwrite)
+        return lock, check_out_folder(out, RUN_FILES, resume=resume, overwrite=overwrite, fix=fix)
     except InputError:
         lock.release()
         raise
-    return lock
+
+
+def check_inputs_outside(cfg):
+    """Refuse to --overwrite a run folder that holds one of the new run's inputs (the old run's model, say)."""
+    folder = os.path.realpath(cfg.out)
+    for name in INPUTS:
+        path = getattr(cfg, name)
+        if path and os.path.commonpath([os.path.realpath(path), folder]) == folder:
+            raise InputError(f"--{name.replace('_', '-')} {path} lies inside --out {cfg.out}, which --overwrite "
+                             "deletes; copy it out of the run folder first, or pick another --out")
 
 
 def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
@@ -117,12 +137,22 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
 
 
 def read_state(out):
-    """checkpoint/state.json of run folder `out`, after process 0 finishes a swap that a crash cut short."""
-    ckpt = os.path.join(out, "checkpoint")
-    on_main(lambda: recover_dir(ckpt))
-    state = read_json(os.path.join(ckpt, "state.json"), "checkpoint (nothing to resume; start without --resume)")
+    """checkpoint/state.json of run folder `out`, after process 0 finishes a swap that a crash cut short (the
+    caller holds the folder's lock)."""
+    on_main(lambda: recover_dir(os.path.join(out, "checkpoint")))
+    return saved_state(out)
+
+
+def saved_state(out):
+    """checkpoint/state.json of run folder `out`, read only: from the folder that recover_dir makes the
+    checkpoint, so that a process without the lock (a refused second writer) changes nothing."""
+    path = os.path.join(newest_dir(os.path.join(out, "checkpoint")), "state.json")
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(out, "config.json")):
+        raise InputError(f"{out}: its run was stopped before its first checkpoint, so there is nothing to resume; "
+                         "start it again with --overwrite")
+    state = read_json(path, "checkpoint (nothing to resume; start without --resume)")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise InputError(f"{ckpt}/state.json was written by another version of train_rl.py; resume it with that "
+        raise InputError(f"{path} was written by another version of train_rl.py; resume it with that "
                          "version, or start a new run")
     return state
 
@@ -145,10 +175,11 @@ def start_log(cfg, resume):
 
 
 def progress_line(rec):
+    num = lambda name: "-" if rec[name] is None else f"{rec[name]:.3f}"  # None: not measured this step
     line = (f"step {rec['step']:4d} | reward {rec['reward_mean']:+.3f} | acc {rec['accuracy']:.2f} | "
             f"len {rec['length_mean']:5.1f} [{rec['length_min']:.0f}-{rec['length_max']:.0f}] | "
-            f"kl {rec['kl']:+.4f} | ent {rec['entropy']:.3f} | clip {rec['clip_frac']:.3f} | "
-            f"vloss {rec['value_loss']:.3f} | {rec['time_total']:.1f}s")
+            f"kl {rec['kl']:+.4f} | ent {num('entropy')} | clip {num('clip_frac')} | "
+            f"vloss {num('value_loss')} | {rec['time_total']:.1f}s")
     if "eval_accuracy" in rec:
         line += f" | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}"
     return line
@@ -176,7 +207,7 @@ def resumed_config(out, given, fields):
     if out is None or fixed:
         raise InputError(f"--resume continues the saved run in --out; drop {fixed}" if fixed else
                          "--resume needs --out, the run folder to continue")
-    saved = read_state(out)["config"]
+    saved = saved_state(out)["config"]  # read only: the folder is not locked yet
     if set(saved) != fields:
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py")
     cfg = {**saved, **{k: v for k, v in given.items() if k in movable}}

@@ -363,6 +363,8 @@ def read_prompts(path, key):
         if not isinstance(text, str):
             raise InputError(f"{where}: expected a JSON object with a text {key or 'problem/prompt'!r} field")
         prompts.append(text)
+    if not prompts:
+        raise InputError(f"{path}: no prompts (one JSON object per line, with a {key or 'problem'!r} field)")
     return prompts
 
 

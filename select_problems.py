@@ -39,8 +39,10 @@ def main(argv=None):
     p.add_argument("--candidates", type=positive_int, metavar="N", default=256, help="problems to try (a seeded subset)")
     p.add_argument("--samples", type=positive_int, metavar="N", default=8, help="responses per candidate (k)")
     p.add_argument("--n", type=positive_int, metavar="N", default=8, help="problems to select (paper: 8)")
-    p.add_argument("--min-pass-rate", type=ranged(float), default=0.0, help="keep pass rates strictly above this")
-    p.add_argument("--max-pass-rate", type=ranged(float), default=1.0, help="keep pass rates strictly below this")
+    p.add_argument("--min-pass-rate", type=ranged(float), default=0.0, help="keep pass rates strictly above this "
+                   "(below 0: never-solved problems too)")
+    p.add_argument("--max-pass-rate", type=ranged(float), default=1.0, help="keep pass rates strictly below this "
+                   "(above 1: always-solved problems too)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
     p.add_argument("--sampler", choices=ENGINES, default="auto", help="auto: graph on a GPU, else eager")
@@ -53,7 +55,7 @@ def main(argv=None):
     if args.min_pass_rate >= args.max_pass_rate:
         p.error(f"--min-pass-rate ({args.min_pass_rate}) must be below --max-pass-rate ({args.max_pass_rate})")
     distributed.setup()  # under torchrun, each process samples its share of the responses
-    on_main(lambda: check_writable(args.out))
+    on_main(lambda: check_writable(args.out, [("--data", args.data)]))
     problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)
     candidates = problems[: args.candidates]

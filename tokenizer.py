@@ -21,7 +21,7 @@ pad_id is always different from eos_id: a pad equal to eos makes `tokens != pad_
 EOS token from the RL loss, so the policy never learns to stop.
 """
 
-import argparse
+import contextlib
 import json
 import re
 import unicodedata
@@ -34,7 +34,7 @@ import jinja2.ext
 import tiktoken
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from common import InputError, read_json, write_text
+from common import InputError, Parser, cli, read_json, write_text
 
 # GPT-2's split regex (tiktoken's r50k spelling of HF ByteLevel(use_regex=True)).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -72,6 +72,18 @@ def token_bytes(token: str) -> bytes:
 def token_content(token) -> str | None:
     """tokenizer_config.json writes tokens either as a string or as {"content": ...}."""
     return token.get("content") if isinstance(token, dict) else token
+
+
+@contextlib.contextmanager
+def reading(path: Path):
+    """A file of the wrong shape (a field missing, a list where an object belongs) breaks the code reading it
+    with a KeyError, TypeError, ...: that becomes one InputError naming the file and what is wrong."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise InputError(f"{path}: malformed ({f'no field {e}' if isinstance(e, KeyError) else e})") from None
 
 
 def check_normalizer(normalizer: dict | None) -> bool:
@@ -126,6 +138,8 @@ def mergeable_ranks(model: dict, added_ids: set[int]) -> dict[bytes, int]:
     """tiktoken's {token bytes: id} for the regular vocab, after checking that merging by id equals
     merging by HF's merge order: every merge (a, b) makes a token with a larger id than a and b, and
     merge i+1 makes a larger id than merge i. Errors rather than produce different tokens than HF."""
+    if not isinstance(model.get("vocab"), dict) or not all(type(i) is int for i in model["vocab"].values()):
+        raise TypeError(f"model.vocab must be an object {{token: integer id}}, got {model.get('vocab')!r:.60}")
     # Added tokens that are also in the vocab (GPT-2's <|endoftext|>) are handled as special tokens.
     vocab = {token: rank for token, rank in model["vocab"].items() if rank not in added_ids}
     ranks = {token_bytes(token): rank for token, rank in vocab.items()}
@@ -136,7 +150,10 @@ def mergeable_ranks(model: dict, added_ids: set[int]) -> dict[bytes, int]:
         raise InputError(f"vocab lacks {len(missing)} of the 256 single bytes (e.g. {missing[0]}), so not byte-level")
     last = -1
     for i, merge in enumerate(model.get("merges", [])):
-        a, b = merge.split(" ") if isinstance(merge, str) else merge
+        pair = merge.split(" ") if isinstance(merge, str) else merge
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise TypeError(f"model.merges[{i}] must be \"a b\" or [\"a\", \"b\"], got {merge!r:.60}")
+        a, b = pair
         ra, rb, rab = vocab.get(a), vocab.get(b), vocab.get(a + b)
         if ra is None or rb is None or rab is None:
             raise InputError(f"merge {i} ({a!r}, {b!r}) refers to tokens missing from the vocab")
@@ -151,7 +168,13 @@ def mergeable_ranks(model: dict, added_ids: set[int]) -> dict[bytes, int]:
 
 def added_tokens(tok: dict) -> dict[str, dict]:
     """tokenizer.json's added_tokens by content. Their strip flags would change matching; refuse them."""
-    added = {t["content"]: t for t in tok.get("added_tokens", [])}
+    tokens = tok.get("added_tokens", [])
+    bad = [t for t in tokens if not (isinstance(t, dict) and isinstance(t.get("content"), str)
+                                     and type(t.get("id")) is int)] if isinstance(tokens, list) else [tokens]
+    if bad:
+        raise TypeError(f"added_tokens must be a list of {{\"content\": string, \"id\": integer, ...}}, "
+                        f"got {bad[0]!r:.60}")
+    added = {t["content"]: t for t in tokens}
     for content, t in added.items():
         if t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
             raise InputError(f"added token {content!r} uses lstrip/rstrip/single_word, which is not supported")
@@ -160,12 +183,22 @@ def added_tokens(tok: dict) -> dict[str, dict]:
 
 def chat_template_of(config: dict, folder: Path) -> str | None:
     """The jinja chat template: chat_template.jinja if present (newer transformers), else the config's
-    chat_template, a string or a list of {name, template} of which we take "default"."""
-    if (folder / "chat_template.jinja").is_file():
-        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
-    template = config.get("chat_template")
-    if isinstance(template, list):
-        template = {t["name"]: t["template"] for t in template}.get("default")
+    chat_template, a string or a list of {name, template} of which we take "default". Compiled here, so that
+    a syntax error is refused when the tokenizer loads, not at the first prompt."""
+    source = folder / "chat_template.jinja"
+    if source.is_file():
+        template = source.read_text(encoding="utf-8")
+    else:
+        source, template = folder / "tokenizer_config.json", config.get("chat_template")
+        if isinstance(template, list):
+            template = {t["name"]: t["template"] for t in template}.get("default")
+        if not isinstance(template, (str, type(None))):
+            raise TypeError(f"chat_template must be a string or a list of {{name, template}}, got {template!r:.60}")
+    try:
+        if template is not None:
+            compile_template(template)
+    except jinja2.TemplateSyntaxError as e:
+        raise InputError(f"{source}: the chat template has a syntax error at line {e.lineno}: {e.message}") from None
     return template
 
 
@@ -264,18 +297,22 @@ class Tokenizer:
         folder = Path(path)
         if not folder.is_dir():
             raise InputError(f"{folder}: no such tokenizer folder")
-        files = {name: (folder / name).read_text(encoding="utf-8") for name in HF_FILES if (folder / name).is_file()}
         tok = read_json(folder / "tokenizer.json", "tokenizer.json")
-        config = read_json(folder / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
+        config = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+        files = {name: (folder / name).read_text(encoding="utf-8") for name in HF_FILES if (folder / name).is_file()}
         if not isinstance(tok, dict) or not isinstance(config, dict):
             raise InputError(f"{folder}: tokenizer.json and tokenizer_config.json must each hold a JSON object")
-        check_bpe_model(tok.get("model") or {})
-        nfc = check_normalizer(tok.get("normalizer"))
-        pattern = split_pattern(tok.get("pre_tokenizer"))
-        if (tok.get("decoder") or {}).get("type") != "ByteLevel":
-            raise InputError(f"unsupported decoder {tok.get('decoder')} (expected ByteLevel)")
-        added = added_tokens(tok)
-        ranks = mergeable_ranks(tok["model"], {t["id"] for t in added.values()})
+        with reading(folder / "tokenizer.json"):
+            for key in ("model", "normalizer", "pre_tokenizer", "decoder"):
+                if not isinstance(tok.get(key), (dict, type(None))):
+                    raise TypeError(f"{key} must be an object, got {tok[key]!r:.60}")
+            check_bpe_model(tok.get("model") or {})
+            nfc = check_normalizer(tok.get("normalizer"))
+            pattern = split_pattern(tok.get("pre_tokenizer"))
+            if (tok.get("decoder") or {}).get("type") != "ByteLevel":
+                raise InputError(f"unsupported decoder {tok.get('decoder')} (expected ByteLevel)")
+            added = added_tokens(tok)
+            ranks = mergeable_ranks(tok["model"], {t["id"] for t in added.values()})
         try:
             enc = tiktoken.Encoding(f"hf:{folder.name}", pat_str=pattern, mergeable_ranks=ranks,
                                     special_tokens={c: t["id"] for c, t in added.items()})
@@ -292,15 +329,20 @@ class Tokenizer:
                 return ranks[content.encode()]
             raise InputError(f"{folder}: tokenizer_config {name} {content!r} is not a token of tokenizer.json")
 
-        eos_id = token_id("eos_token")
+        with reading(folder / "tokenizer_config.json"):
+            for name in TEMPLATE_TOKEN_NAMES:
+                if not isinstance(token_content(config.get(name)), (str, type(None))):
+                    raise TypeError(f"{name} must be a string or {{\"content\": string}}, got {config[name]!r:.60}")
+            eos_id, pad_id, bos_id = (token_id(name) for name in ("eos_token", "pad_token", "bos_token"))
+            templ = {n: token_content(config[n]) for n in TEMPLATE_TOKEN_NAMES if token_content(config.get(n))}
+            chat_template = chat_template_of(config, folder)
         if eos_id is None:
             if "<|endoftext|>" not in added:
                 raise InputError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
             eos_id = added["<|endoftext|>"]["id"]
-        templ = {n: token_content(config[n]) for n in TEMPLATE_TOKEN_NAMES if token_content(config.get(n))}
-        return cls(enc, eos_id=eos_id, pad_id=choose_pad_id(token_id("pad_token"), added, eos_id, folder),
-                   bos_id=token_id("bos_token"), special_ids={t["id"] for t in added.values() if t.get("special")},
-                   nfc=nfc, chat_template=chat_template_of(config, folder), template_tokens=templ, files=files)
+        return cls(enc, eos_id=eos_id, pad_id=choose_pad_id(pad_id, added, eos_id, folder), bos_id=bos_id,
+                   special_ids={t["id"] for t in added.values() if t.get("special")}, nfc=nfc,
+                   chat_template=chat_template, template_tokens=templ, files=files)
 
     def save(self, dir) -> None:
         """HF-derived: the source files verbatim; byte-level: tokenizer_bytes.json."""
@@ -314,7 +356,18 @@ class Tokenizer:
 
     @classmethod
     def load(cls, dir) -> "Tokenizer":
-        folder = Path(dir)
+        """The tokenizer of a model folder. Every id must have a row in the embedding table of the model there
+        (config.json's vocab_size, ours and Hugging Face's alike): an id past it would fail deep in a forward."""
+        tok = cls._load(Path(dir))
+        config = read_json(Path(dir) / "config.json") if (Path(dir) / "config.json").is_file() else {}
+        rows = config.get("vocab_size") if isinstance(config, dict) else None
+        if type(rows) is int and tok.vocab_size > rows:
+            raise InputError(f"{dir}: the tokenizer's ids go up to {tok.vocab_size - 1}, past the model's vocab_size "
+                             f"of {rows} (config.json); give the tokenizer files that belong to this model")
+        return tok
+
+    @classmethod
+    def _load(cls, folder: Path) -> "Tokenizer":
         if (folder / "tokenizer.json").is_file():
             return cls.from_hf(folder)
         if (folder / BYTES_FILE).is_file():
@@ -341,12 +394,13 @@ def choose_pad_id(config_pad: int | None, added: dict[str, dict], eos_id: int, f
                      "(and a row to the model's embeddings), since pad == eos would hide EOS from the loss")
 
 
-def main():
-    parser = argparse.ArgumentParser(description="Encode text with a tokenizer and show the ids.")
+@cli
+def main(argv=None):
+    parser = Parser(description="Encode text with a tokenizer and show the ids.")
     parser.add_argument("--path", default=None,
                         help="folder with tokenizer.json or tokenizer_bytes.json (default: the byte-level toy)")
     parser.add_argument("--text", default="What is 1/2 + 1/3? \\boxed{5/6}", help="text to encode")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tok = Tokenizer.load(args.path) if args.path else Tokenizer.byte_level()
     ids = tok.encode(args.text)
     print(f"vocab_size={tok.vocab_size} eos={tok.eos_id} pad={tok.pad_id} bos={tok.bos_id}")

@@ -47,7 +47,7 @@ import distributed
 import memory
 import runs
 from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
-                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, timed)
+                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, remove_names, timed)
 from distributed import all_max, all_sum, gather, is_main, my_share, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
@@ -390,7 +390,7 @@ def update(cfg, models, batch, step, train_actor):
     ok, n_updates = True, 0
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # (seed, step) alone: resumes draw the same
     for _ in range(cfg.ppo_epochs):
-        for idx in torch.randperm(batch.mask.size(0), generator=gen).chunk(cfg.minibatches):
+        for idx in torch.randperm(batch.mask.size(0), generator=gen).tensor_split(cfg.minibatches):
             idx = idx.to(batch.mask.device)
             n_updates += 1
             if train_actor:
@@ -405,9 +405,12 @@ def update(cfg, models, batch, step, train_actor):
                 ok = ok and applied
     if models.rollout is not models.actor.model:
         models.rollout.load_weights_from(models.actor.model)  # the sampling copy follows the trained weights
-    first = stats.pop("ratio_dev_first", None)
-    out = dict(zip(stats, (all_sum(torch.tensor(list(stats.values()), dtype=torch.float64)) / n_updates).tolist()))
-    out["ratio_dev_first"] = all_max(first) if first is not None else None
+    first = stats.pop("ratio_dev_first", None)  # None on a process that ran only dummy micro-batches
+    measured = ({"policy_loss", "clip_frac", "entropy", "approx_kl"} if train_actor else set()) | \
+        ({"value_loss"} if models.critic is not None else set())
+    means = (all_sum(torch.tensor(list(stats.values()), dtype=torch.float64)) / n_updates).tolist()
+    out = {name: mean if name in measured else None for name, mean in zip(stats, means)}
+    out["ratio_dev_first"] = all_max(-1.0 if first is None else first) if train_actor else None  # on every process
     out.update({k: sum(v) / len(v) if v else None for k, v in norms.items()})
     return ok, out
 
@@ -454,11 +457,14 @@ def shortened(lengths, ratio):
 
 def train(cfg, resume=False, overwrite=False):
     """The whole run, in --out (locked by process 0 while it runs); returns the last step's log record."""
-    with runs.claimed(cfg.out, resume, overwrite):
-        return run(cfg, resume)
+    if overwrite:
+        runs.check_inputs_outside(cfg)
+    with runs.claimed(cfg.out, resume, overwrite) as earlier:
+        return run(cfg, resume, earlier)
 
 
-def run(cfg, resume):
+def run(cfg, resume, earlier=None):
+    """The run in the claimed --out; `earlier`: the earlier run's names there that --overwrite replaces."""
     torch.manual_seed(cfg.seed)
     cfg.world_size = world()
     say = print if is_main() else lambda *args, **kwargs: None
@@ -481,6 +487,8 @@ def run(cfg, resume):
         if state["finished"]:
             say(f"the run had finished at step {start}: nothing to do")
             return state["record"]
+    if earlier:  # only now, every input read, every model loaded and every prompt encoded (process 0)
+        remove_names(cfg.out, earlier)
     runs.start_log(cfg, resume)
     say(f"actor {models.rollout.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
         f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps | "
@@ -493,48 +501,51 @@ def run(cfg, resume):
 
     actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
     warmup = lambda total: max(1, math.ceil(cfg.warmup_ratio * total))
-    stop, bad_steps, rec = StopRequest(), 0, None
-    for step in range(start, cfg.steps):
-        train_actor = step >= actor_start
-        lrs = {"actor_lr": lr_at(step - actor_start, cfg.steps - actor_start, cfg.actor_lr,
-                                 warmup(cfg.steps - actor_start), cfg.min_lr_ratio) if train_actor else 0.0,
-               "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio)}
-        for opt, lr in ((models.actor_opt, lrs["actor_lr"]), (models.critic_opt, lrs["critic_lr"])):
-            for group in opt.param_groups if opt else []:
-                group["lr"] = lr
-        batch, times = collect(cfg, models, tok, problems, prompts, step)
-        compute_advantages(cfg, batch)
-        with timed(times, "update"):
-            ok, stats = update(cfg, models, batch, step, train_actor)
-        rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
-               "actor_trained": train_actor}
-        bad_steps = 0 if ok else bad_steps + 1
-        if not ok:
-            rec["warning"] = "non-finite loss or gradient: skipped the optimiser step(s)"
-            say(f"warning: step {step}: non-finite loss or gradient, update skipped "
-                f"({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
-            if bad_steps >= cfg.max_bad_steps:
-                log(rec)
-                raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped. The last good "
-                                 f"checkpoint is {ckpt}. Try a lower --actor-lr/--critic-lr.")
-        lengths.append(rec["length_mean"])
-        done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
-        short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
-        finished = done == cfg.steps or short
-        if ok and (done % cfg.save_every == 0 or finished or stopping):
-            runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths)
-        if eval_due(done, finished):
-            rec = evaluate_now(rec)
-        log(rec)
-        say(runs.progress_line(rec), flush=True)
-        if stopping:
-            say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
-            sys.exit(130)
-        if short:
-            say(f"stopped at step {done} of {cfg.steps}: responses of the last {STOP_WINDOW} steps are "
-                f"{length_ratio(lengths):.2f} of the first {STOP_WINDOW} steps' length "
-                f"(--stop-length-ratio {cfg.stop_length_ratio})")
-            break
+    bad_steps, rec = 0, None
+    with StopRequest() as stop:  # Ctrl-C handled here, and only while the steps run
+        for step in range(start, cfg.steps):
+            train_actor = step >= actor_start
+            lrs = {"actor_lr": lr_at(step - actor_start, cfg.steps - actor_start, cfg.actor_lr,
+                                     warmup(cfg.steps - actor_start), cfg.min_lr_ratio) if train_actor else 0.0,
+                   "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio)}
+            for opt, lr in ((models.actor_opt, lrs["actor_lr"]), (models.critic_opt, lrs["critic_lr"])):
+                for group in opt.param_groups if opt else []:
+                    group["lr"] = lr
+            batch, times = collect(cfg, models, tok, problems, prompts, step)
+            compute_advantages(cfg, batch)
+            with timed(times, "update"):
+                ok, stats = update(cfg, models, batch, step, train_actor)
+            rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
+                   "actor_trained": train_actor}
+            bad_steps = 0 if ok else bad_steps + 1
+            if not ok:
+                rec["warning"] = "non-finite loss or gradient: skipped the optimiser step(s)"
+                say(f"warning: step {step}: non-finite loss or gradient, update skipped "
+                    f"({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
+                if bad_steps >= cfg.max_bad_steps:
+                    log(rec)
+                    kept = f"{ckpt} holds the weights of the last finite update" if os.path.isdir(ckpt) else \
+                        "no checkpoint was saved yet"
+                    raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped ({kept}). Try a lower "
+                                     "--actor-lr/--critic-lr.")
+            lengths.append(rec["length_mean"])
+            done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
+            short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
+            finished = done == cfg.steps or short
+            if done % cfg.save_every == 0 or finished or stopping:  # a skipped update left the weights finite
+                runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths)
+            if eval_due(done, finished):
+                rec = evaluate_now(rec)
+            log(rec)
+            say(runs.progress_line(rec), flush=True)
+            if stopping:
+                say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
+                sys.exit(130)
+            if short:
+                say(f"stopped at step {done} of {cfg.steps}: responses of the last {STOP_WINDOW} steps are "
+                    f"{length_ratio(lengths):.2f} of the first {STOP_WINDOW} steps' length "
+                    f"(--stop-length-ratio {cfg.stop_length_ratio})")
+                break
     say(f"done: the trained model is {os.path.join(ckpt, 'actor')}")
     return rec
 

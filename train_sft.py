@@ -10,6 +10,7 @@ overfit. The loss covers the response tokens and the EOS, not the prompt.
 """
 
 import argparse
+import math
 import os
 import random
 import time
@@ -23,7 +24,7 @@ from model import GPT, GPTConfig
 from tasks import LEVELS, make_problem, make_split, make_trace, prompt_text, split_of
 from tokenizer import Tokenizer
 
-OWNED = {"config.json", "model.safetensors", "tokenizer_bytes.json", "train_sft.json"}  # what --out receives
+OWNED = dict.fromkeys(["config.json", "model.safetensors", "tokenizer_bytes.json", "train_sft.json"])  # in --out
 
 
 def training_example(rng, tok, levels):
@@ -87,8 +88,8 @@ def level_weights(text):
         weights = [float(x) for x in text.split(",")]
     except ValueError:
         weights = []
-    if len(weights) != len(LEVELS) or min(weights) < 0 or sum(weights) <= 0:
-        raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, not all 0, got {text!r}")
+    if len(weights) != len(LEVELS) or not all(0 <= w < math.inf for w in weights) or sum(weights) <= 0:
+        raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, finite and not all 0, got {text!r}")
     return dict(zip(LEVELS, weights))
 
 
@@ -120,7 +121,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.n_embd % args.n_head:
         p.error(f"--n-embd ({args.n_embd}) must be a multiple of --n-head ({args.n_head})")
-    check_out_folder(args.out, OWNED, overwrite=args.overwrite, what="checkpoint")
+    # With --overwrite the old checkpoint stays until publish_dir swaps the new one in, at the end.
+    check_out_folder(args.out, OWNED, overwrite=args.overwrite, what="checkpoint", fix="replace it with --overwrite")
     levels = args.level_weights
     if args.threads:
         torch.set_num_threads(args.threads)

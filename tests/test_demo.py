@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,21 @@ def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_pat
             demo.main(["--out", str(out)])
         assert e.value.code == 2 and "another base model, settings or presets; rerun with --fresh" in capsys.readouterr().err
         assert not (out / "data").exists()  # refused before any stage ran
+
+
+def test_phase_1_starts_from_the_given_base_model(tmp_path, monkeypatch):
+    base = tmp_path / "my-base"
+    shutil.copytree(demo.BASE, base)
+    started = []
+
+    def first_rl_phase(folder, flags, steps):  # stop the demo where phase 1 would start
+        started.append(flags[flags.index("--init") + 1])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(demo, "rl_phase", first_rl_phase)
+    with pytest.raises(SystemExit):
+        demo.main(["--base", str(base), "--out", str(tmp_path / "demo")])
+    assert started == [str(base)]
 
 
 def test_claim_out_dir_accepts_its_own_stamp(tmp_path):

@@ -148,8 +148,20 @@ def test_critic_from_actor_shares_trunk_and_has_fresh_head(tmp_path):
     assert values.shape == (2, 7)
     assert torch.equal(critic.hidden_states(idx), actor.hidden_states(idx))
     critic.save(str(tmp_path / "critic"))  # a saved critic reloads as a critic, head included
-    back = GPT.from_pretrained(str(tmp_path / "critic"))
+    back = GPT.from_pretrained(str(tmp_path / "critic"), value_head=True)
     assert torch.equal(back(idx), values)
+    with pytest.raises(CheckpointError, match="is a critic .value-head. checkpoint, not a policy"):
+        GPT.from_pretrained(str(tmp_path / "critic"))  # where a policy is expected
+
+
+def test_weights_holding_nan_or_inf_are_refused_at_load(tmp_path):
+    model = GPT(GPTConfig(vocab_size=40, n_layer=1, n_head=2, n_embd=16, n_inner=32, max_seq_len=32))
+    for bad in (float("nan"), float("inf")):
+        with torch.no_grad():
+            model.blocks[0].mlp.up.weight[3, 5] = bad
+        model.save(str(tmp_path / "damaged"))
+        with pytest.raises(CheckpointError, match="tensor .blocks.0.mlp.up.weight. holds NaN or inf"):
+            GPT.from_pretrained(str(tmp_path / "damaged"))
 
 
 def test_gradient_checkpointing_gives_identical_gradients():
@@ -273,7 +285,10 @@ def test_bf16_load_never_holds_an_fp32_copy(tmp_path):
                     max_seq_len=256, norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False)
     with torch.device("meta"):
         model = GPT(cfg)
-    model.to_empty(device="cpu").to(torch.bfloat16).save(str(tmp_path))  # values do not matter, only bytes
+    model = model.to_empty(device="cpu").to(torch.bfloat16)
+    for p in model.parameters():
+        p.data.zero_()  # values do not matter, only bytes; finite ones (NaN weights are refused)
+    model.save(str(tmp_path))
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(tmp_path), repo],
                          capture_output=True, text=True, check=True).stdout.split()

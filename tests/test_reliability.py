@@ -6,6 +6,7 @@ no traceback). The run-folder cases check that nothing finished is lost or overw
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +21,11 @@ import select_problems
 import runs
 import train_rl
 import train_sft
-from common import FolderLock, InputError, publish_dir, recover_dir
-from model import GPT
+import bench
+import gpu_check
+import tokenizer
+from common import FolderLock, InputError, check_out_folder, publish_dir, recover_dir
+from model import GPT, GPTConfig
 from tasks import prompt_text, read_problems
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -191,6 +195,188 @@ def test_a_broken_tokenizer_file_gets_one_line(half_right, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Damaged model folders, tokenizers and data files, and the developer tools' flags: one line each
+
+
+def copy_of(half_right, tmp_path, name="ckpt"):
+    folder = tmp_path / name
+    shutil.copytree(half_right, folder)
+    return folder
+
+
+def sample_error(folder, capsys, *extra):
+    return one_line_error(sample.main, ["--ckpt", str(folder), "--prompt", "3+4", "--device", "cpu", *extra], capsys)
+
+
+def safetensors_bytes(header, data=b""):
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("model.safetensors", b"\xff" * 100, "model.safetensors: not a safetensors file (100 bytes, too few for"),
+    ("model.safetensors", safetensors_bytes([1]), "not a safetensors file (the header is a JSON list, not an object)"),
+    ("model.safetensors", safetensors_bytes({"tok_emb.weight": {"dtype": "F32", "shape": [-1, 2],
+                                                                "data_offsets": [0, 8]}}, b"x" * 8),
+     "not a safetensors file (tensor 'tok_emb.weight': expected {dtype, shape, data_offsets}"),
+    ("model.safetensors", safetensors_bytes({"tok_emb.weight": {"dtype": "F32", "shape": [2]}}, b"x" * 8),
+     "not a safetensors file (tensor 'tok_emb.weight': expected"),
+    ("model.safetensors", safetensors_bytes({"tok_emb.weight": "x"}), "got 'x')"),
+    ("model.safetensors", safetensors_bytes({"tok_emb.weight": {"dtype": "F32", "shape": [10**9],
+                                                                "data_offsets": [0, 4 * 10**9]}}),
+     "tensor 'tok_emb.weight' is truncated"),
+    ("model.safetensors.index.json", b"{}", "model.safetensors.index.json: not a safetensors index (expected"),
+    ("model.safetensors.index.json", b'{"weight_map": 5}', "not a safetensors index (expected \"weight_map\""),
+])
+def test_a_damaged_weights_file_or_index_gets_one_line(half_right, tmp_path, capsys, name, content, message):
+    folder = copy_of(half_right, tmp_path)
+    (folder / name).write_bytes(content)
+    assert message in sample_error(folder, capsys)
+
+
+def hf_tokenizer_folder(half_right, tmp_path, change):
+    """A copy of the tiny model with a byte-level Hugging Face tokenizer (ids as the toy's) that `change` damages."""
+    from tokenizer import byte_to_unicode
+
+    folder = copy_of(half_right, tmp_path)
+    tok = {"model": {"type": "BPE", "vocab": {c: b for b, c in byte_to_unicode().items()}, "merges": []},
+           "added_tokens": [{"id": 256, "content": "<|endoftext|>", "special": True},
+                            {"id": 257, "content": "<|pad|>", "special": True}],
+           "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+           "decoder": {"type": "ByteLevel"}}
+    config = {"eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "chat_template": "{{ messages[0]['content'] }}"}
+    change(tok, config)
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t, c: None, None),  # undamaged, it loads
+    (lambda t, c: t["model"].pop("vocab"), "tokenizer.json: malformed (model.vocab must be an object"),
+    (lambda t, c: t["model"].update(vocab=["a"]), "tokenizer.json: malformed (model.vocab must be an object"),
+    (lambda t, c: t["added_tokens"][0].pop("content"), "tokenizer.json: malformed (added_tokens must be a list of"),
+    (lambda t, c: t.update(added_tokens=5), "tokenizer.json: malformed (added_tokens must be a list of"),
+    (lambda t, c: t["model"].update(merges=["a"]), "tokenizer.json: malformed (model.merges[0] must be"),
+    (lambda t, c: t.update(pre_tokenizer="ByteLevel"), "tokenizer.json: malformed (pre_tokenizer must be an object"),
+    (lambda t, c: t["pre_tokenizer"].update(type="Sequence", pretokenizers=["x", "y"]), "tokenizer.json: malformed ("),
+    (lambda t, c: c.update(eos_token=5), "tokenizer_config.json: malformed (eos_token must be a string"),
+    (lambda t, c: c.update(chat_template="{% if %}"), "tokenizer_config.json: the chat template has a syntax error"),
+    (lambda t, c: c.update(chat_template=[{"name": "x"}]), "tokenizer_config.json: malformed (no field 'template')"),
+    (lambda t, c: c.update(chat_template=5), "tokenizer_config.json: malformed (chat_template must be a string"),
+])
+def test_a_damaged_hugging_face_tokenizer_gets_one_line(half_right, tmp_path, capsys, change, message):
+    folder = hf_tokenizer_folder(half_right, tmp_path, change)
+    if message is None:
+        assert sample.load_for_inference(str(folder))[1].encode("hi") == [104, 105]
+    else:
+        assert message in sample_error(folder, capsys, "--raw")
+        assert message in one_line_error(tokenizer.main, ["--path", str(folder)], capsys)
+
+
+def test_tokenizer_cli_errors_are_one_line(tmp_path, capsys):
+    assert "expected tokenizer.json (Hugging Face) or tokenizer_bytes.json" in one_line_error(
+        tokenizer.main, ["--path", str(tmp_path / "nowhere")], capsys)
+
+
+def test_a_hugging_face_config_of_the_wrong_types_gets_one_line(half_right, tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "qwen2", "vocab_size": "258", "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "max_position_embeddings": 64}))
+    assert "config.json: vocab_size must be int, got '258'" in sample_error(tmp_path, capsys)
+
+
+def test_tokenizer_ids_past_the_models_vocabulary_are_refused_by_every_loader(half_right, tmp_path, capsys):
+    folder = tmp_path / "small"
+    GPT(GPTConfig(vocab_size=200, n_layer=1, n_head=2, n_embd=16, n_inner=32, max_seq_len=64)).save(str(folder))
+    tokenizer.Tokenizer.byte_level().save(str(folder))  # ids up to 257
+    message = "the tokenizer's ids go up to 257, past the model's vocab_size of 200 (config.json)"
+    data = str(half_right / "problems.jsonl")
+    assert message in sample_error(folder, capsys)
+    assert message in one_line_error(evaluation.main, ["--ckpt", str(folder), "--data", data], capsys)
+    assert message in one_line_error(train_rl.main, ["--init", str(folder), "--data", data, "--out",
+                                                     str(tmp_path / "run"), "--critic-warmup-steps", "0"], capsys)
+
+
+def test_a_critic_or_a_run_folder_given_as_a_model_is_named(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out, 1))
+    data = str(half_right / "problems.jsonl")
+    critic, actor = out / "checkpoint" / "critic", out / "checkpoint" / "actor"
+    wanted = f"is a critic (value-head) checkpoint, not a policy; give the actor beside it, {actor}"
+    assert wanted in sample_error(critic, capsys)
+    assert wanted in one_line_error(evaluation.main, ["--ckpt", str(critic), "--data", data], capsys)
+    for folder, kind in [(out, "run"), (out / "checkpoint", "checkpoint")]:
+        err = one_line_error(evaluation.main, ["--ckpt", str(folder), "--data", data], capsys)
+        assert f"{folder} is a train_rl.py {kind} folder, not a model; its model is {actor}" in err
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_an_empty_prompts_file_is_refused(half_right, tmp_path, capsys, text):
+    (tmp_path / "p.jsonl").write_text(text)
+    err = one_line_error(sample.main, ["--ckpt", str(half_right), "--prompts", str(tmp_path / "p.jsonl")], capsys)
+    assert f"{tmp_path / 'p.jsonl'}: no prompts" in err
+
+
+def test_an_integer_of_too_many_digits_is_a_malformed_line(tmp_path):
+    with pytest.raises(InputError, match=r"p.jsonl:2: not valid JSON \(Exceeds the limit"):
+        read_problems(problems_file(tmp_path, ['{"problem": "a", "answer": "1"}', '{"answer": ' + "9" * 5000 + "}"]))
+
+
+@pytest.mark.parametrize("content, message", [
+    ({}, "not a demo results file (no 'runs' field)"),
+    ({"runs": []}, "not a demo results file ('runs' is empty)"),
+    ([1], "not a demo results file ("),
+    ({"runs": [{"seed": 0, "rows": {"base": {"accuracy": 1}}}]}, "not a demo results file (no 'levels' field)"),
+])
+def test_demo_report_of_another_file_gets_one_line(tmp_path, capsys, content, message):
+    (tmp_path / "r.json").write_text(json.dumps(content))
+    assert message in one_line_error(demo.main, ["--report", str(tmp_path / "r.json")], capsys)
+
+
+def test_demo_report_of_the_shipped_results_still_prints(capsys):
+    demo.main(["--report", os.path.join(REPO, "assets", "results.json")])
+    assert "base -> phase1: accuracy" in capsys.readouterr().out
+
+
+def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right, tmp_path, capsys):
+    data, ckpt = str(half_right / "problems.jsonl"), str(half_right)
+    for argv, message in [(["--ckpt", ckpt, ckpt], f"--ckpt {ckpt} is given twice"),
+                          (["--ckpt", ckpt, "--ckpt", ckpt], f"--ckpt {ckpt} is given twice"),  # both are kept
+                          (["--ckpt", ckpt, "--ckpt", "x", "--names", "a", "a"], "--names a is given twice"),
+                          (["--ckpt", ckpt, str(tmp_path / "nowhere")], "nowhere: no such checkpoint folder")]:
+        assert message in one_line_error(evaluation.main, [*argv, "--data", data, "--device", "cpu"], capsys)
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (train_sft.main, ["--level-weights", "nan,1,1,1,1"], "argument --level-weights: needs 5 non-negative numbers"),
+    (train_sft.main, ["--level-weights", "1,inf,1,1,1"], "argument --level-weights: needs 5 non-negative numbers"),
+    (bench.main, ["--threads", "0"], "argument --threads: must be >= 1"),
+    (bench.main, ["--threads", "-1"], "argument --threads: must be >= 1"),
+    (bench.main, ["--repeats", "0"], "argument --repeats: must be >= 1"),
+    (bench.main, ["--new-tokens", "-5"], "argument --new-tokens: must be >= 1"),
+    (bench.main, ["--batches", "x"], "argument --batches: expected comma-separated integers"),
+    (bench.main, ["--batches", "1,0"], "argument --batches: expected comma-separated integers >= 1"),
+    (bench.main, ["--engines", "eager,foo"], "argument --engines: unknown 'foo'"),
+    (gpu_check.main, ["--device", "tpu"], "argument --device: expected cpu, cuda, cuda:N or auto, got 'tpu'"),
+    (gpu_check.main, ["--device", "cpu", "--lengths", "abc"], "argument --lengths: expected comma-separated integers"),
+    (gpu_check.main, ["--device", "cpu", "--lengths", "0"], "argument --lengths: expected comma-separated integers >="),
+])
+def test_more_flags_are_refused_where_they_are_parsed(capsys, main, argv, message):
+    if main is select_problems.main:
+        argv = ["--ckpt", "x", "--data", "y", "--out", "z", *argv]
+    assert message in one_line_error(main, argv, capsys)
+
+
+def test_a_rope_head_dim_below_2_or_odd_is_refused(tmp_path, capsys):
+    err = one_line_error(train_sft.main, ["--n-embd", "4", "--n-head", "4", "--out", str(tmp_path / "sft")], capsys)
+    assert "RoPE needs an even head_dim of 2 or more, got 1 (n_embd 4 / n_head 4)" in err
+    with pytest.raises(InputError, match="RoPE needs an even head_dim of 2 or more, got 3"):
+        GPTConfig(n_embd=12, n_head=4, pos="rope")
+    assert GPTConfig(n_embd=4, n_head=4, pos="learned").head_dim == 1  # learned positions have no such need
+
+
+# ---------------------------------------------------------------------------------------------------
 # Run folders: owned, locked, never lost
 
 
@@ -351,6 +537,134 @@ def test_train_sft_and_demo_never_delete_what_they_did_not_write(tmp_path, capsy
         assert (mine / "notes.txt").read_text() == "keep"
     (tmp_path / "f").write_text("x")
     assert "is a file, not a folder" in one_line_error(train_sft.main, ["--out", str(tmp_path / "f")], capsys)
+
+
+def files_of(folder):
+    """{path: bytes} of every file under `folder` but the lock (whose holder's id each claim writes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
+def test_overwrite_keeps_the_old_run_until_every_input_of_the_new_one_is_checked(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out))
+    before = files_of(out)
+    long = problems_file(tmp_path, [json.dumps({"id": "long", "problem": "9" * 1000, "answer": "1"})])
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(half_right, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"not safetensors")
+    for extra, message in [(["--data", str(tmp_path / "nowhere.jsonl")], "nowhere.jsonl: no such"),
+                           (["--data", long], "exceeds the model's context"),
+                           (["--ref", str(corrupt)], "model.safetensors"),
+                           (["--ref", str(tmp_path / "nowhere")], "nowhere: no such checkpoint folder"),
+                           (["--eval-data", str(tmp_path / "nowhere.jsonl"), "--eval-every", "1"], "nowhere.jsonl"),
+                           # the model it would start from, and its data, are the old run's files
+                           (["--init", str(out / "checkpoint" / "actor")], "lies inside --out"),
+                           (["--data", str(out / "log.jsonl")], "lies inside --out")]:
+        err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 2, "--overwrite", *extra), capsys)
+        assert message in err
+        assert files_of(out) == before  # the old run is still whole
+    train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite"))
+    assert log_steps(out) == [0, 1, 2]
+
+
+def test_a_refused_resume_changes_nothing_in_a_live_run(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out))
+    ckpt = out / "checkpoint"
+    shutil.copytree(ckpt, out / "checkpoint.tmp")
+    (out / "checkpoint.tmp" / ".complete").unlink()
+    with FolderLock(str(out)):  # the live writer, while it writes checkpoint.tmp, then between its two renames
+        for swap in ("writing", "between renames"):
+            if swap == "between renames":
+                os.rename(ckpt, out / "checkpoint.old")
+                (out / "checkpoint.tmp" / ".complete").write_text("")
+            before = files_of(out)
+            assert "is in use by process" in one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+            assert files_of(out) == before, swap
+    train_rl.main(["--resume", "--out", str(out)])  # holding the lock, it finishes the swap
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint", "config.json", "log.jsonl"]
+
+
+def test_overwrite_deletes_only_what_a_run_writes(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out))
+    overwrite = lambda folder: one_line_error(train_rl.main, tiny_run_flags(half_right, folder, 2, "--overwrite"),
+                                              capsys)
+    for name in ["log.jsonl.old", "checkpoint.tmpl", "config.json.tmp.bak", "checkpoint/README_mine.txt",
+                 "checkpoint/actor/notes"]:
+        (out / name).write_text("mine")
+        assert f"holds files that are not a run's ({name})" in overwrite(out)
+        assert (out / name).read_text() == "mine"
+        (out / name).unlink()
+    mine = tmp_path / "mine"  # the user's folder, with a config.json and a checkpoint/ of its own
+    (mine / "checkpoint").mkdir(parents=True)
+    (mine / "config.json").write_text("{}")
+    (mine / "checkpoint" / "weights.bin").write_text("mine")
+    assert "holds files that are not a run's (checkpoint/weights.bin)" in overwrite(mine)
+    assert (mine / "checkpoint" / "weights.bin").read_text() == "mine"
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "checkpoint").symlink_to(out / "checkpoint", target_is_directory=True)
+    assert "holds files that are not a run's (checkpoint)" in overwrite(linked)
+    assert (out / "checkpoint" / "state.json").is_file()
+    # What a run does write is replaced, the temp copies of a crash included.
+    (out / "log.jsonl.tmp123").write_text("")
+    shutil.copytree(out / "checkpoint", out / "checkpoint.old")
+    train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite"))
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint", "config.json", "log.jsonl"]
+    assert log_steps(out) == [0, 1, 2]
+    # The demo's --fresh recognises its own folders (seeds holding runs) and nothing else.
+    for name in ("phase1", "phase2", *demo.ABLATIONS):
+        shutil.copytree(out, tmp_path / "demo" / "seed0" / name)
+    (tmp_path / "demo" / "seed0" / "eval.json.tmp.json").write_text("{}")
+    (tmp_path / "demo" / "demo.json").write_text("{}")
+    assert check_out_folder(str(tmp_path / "demo"), demo.DEMO_FILES, overwrite=True) == ["demo.json", "seed0"]
+    (tmp_path / "demo" / "seed0" / "phase1" / "checkpoint" / "mine.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"not a demo run's \(seed0/phase1/checkpoint/mine.txt\)"):
+        check_out_folder(str(tmp_path / "demo"), demo.DEMO_FILES, overwrite=True, what="demo run")
+
+
+def test_train_sft_overwrite_keeps_the_old_checkpoint_until_the_new_one_is_saved(tmp_path, monkeypatch):
+    out = tmp_path / "base"
+    tiny = ["--out", str(out), "--steps", "1", "--batch-size", "2", "--n-layer", "1", "--n-head", "2",
+            "--n-embd", "16", "--probe-every", "0"]
+    train_sft.main(tiny)
+    before = files_of(out)
+
+    def killed(*args):
+        raise RuntimeError("killed while training")
+
+    monkeypatch.setattr(train_sft, "batches", killed)
+    with pytest.raises(RuntimeError):
+        train_sft.main([*tiny, "--overwrite", "--seed", "1"])
+    assert files_of(out) == before
+    monkeypatch.undo()
+    train_sft.main([*tiny, "--overwrite", "--seed", "1"])
+    assert json.loads((out / "train_sft.json").read_text())["args"]["seed"] == 1
+    assert os.listdir(tmp_path) == ["base"]  # no .old or .tmp copy left
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_told_what_works(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out))
+    shutil.rmtree(out / "checkpoint")  # as if killed before its first save (--save-every 25)
+    for argv in (["--resume", "--out", str(out)], tiny_run_flags(half_right, out)):
+        err = one_line_error(train_rl.main, argv, capsys)
+        assert "stopped before its first checkpoint" in err and "start it again with --overwrite" in err
+        assert "with --resume" not in err
+    train_rl.main(tiny_run_flags(half_right, out, 2, "--overwrite"))  # what the messages say works
+    assert log_steps(out) == [0, 1]
+
+
+def test_out_may_not_be_the_data_file(half_right, tmp_path, capsys):
+    data = tmp_path / "p.jsonl"
+    data.write_bytes((half_right / "problems.jsonl").read_bytes())
+    os.link(data, tmp_path / "again.jsonl")  # the same file by another name
+    for main in (select_problems.main, evaluation.main):
+        for out in (data, tmp_path / "." / "p.jsonl", tmp_path / "again.jsonl"):
+            err = one_line_error(main, ["--ckpt", str(half_right), "--data", str(data), "--out", str(out)], capsys)
+            assert f"--out {out} is the --data file" in err
+    assert data.read_bytes() == (half_right / "problems.jsonl").read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------------

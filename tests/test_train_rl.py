@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import signal
 import weakref
 
 import pytest
@@ -262,21 +263,29 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
 
     batch_step = [0]
     monkeypatch.setattr(train_rl, "compute_advantages", poisoned)
-    with pytest.raises(SystemExit, match="2 steps in a row with NaN"):
+    with pytest.raises(SystemExit, match="2 steps in a row with NaN/inf; stopped .* holds the weights of the last "
+                                         "finite update"):
         train_rl.train(cfg)
     state = json.load(open(tmp_path / "checkpoint" / "state.json"))
-    assert state["step"] == 2  # steps 0 and 1 were good; the poisoned ones were not saved
+    assert state["step"] == 3  # steps 0 and 1 trained, step 2 skipped its update and was saved; step 3 stopped
+    assert "skipped the optimiser step" in state["record"]["warning"]
     actor = GPT.from_pretrained(str(tmp_path / "checkpoint" / "actor"))
     assert all(torch.isfinite(p).all() for p in actor.parameters())
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [r["step"] for r in log] == [0, 1, 2, 3] and ["warning" in r for r in log] == [False, False, True, True]
 
 
-def test_help_gives_every_flags_default_and_what_each_preset_puts_instead():
+def test_help_gives_every_flags_default_and_what_each_preset_puts_instead(capsys):
     text = " ".join(train_rl.build_parser().format_help().split())  # undo argparse's line wrapping
     assert "actor peak learning rate (default: 5e-07; toy: 5e-05)" in text
     assert "critic peak learning rate (default: 9e-06; toy: 0.0002; toy phase 2: 5e-05)" in text
     assert "passes over each step's batch (default: 1; toy phase 2: 2)" in text
     assert "(default: --init)" in text and "(default: --init) (" not in text  # stated once
     assert "(default: None)" not in text
+    with pytest.raises(SystemExit):
+        train_rl.main(["--help"])  # as the command line prints it: the parse that finds the flags given
+    assert " ".join(capsys.readouterr().out.split()) == text
+
 
 
 def test_presets_pick_the_scale_and_flags_win(half_right, tmp_path):
@@ -306,14 +315,30 @@ def test_actor_schedule_starts_when_the_actor_starts_training(half_right, tmp_pa
     # 6 steps, the first 2 critic-only: the actor's own 4-step schedule warms up over 2 of them (ratio 0.5).
     cfg = tiny_config(half_right, tmp_path, steps=6, critic_warmup_steps=2, warmup_ratio=0.5, min_lr_ratio=0.1,
                       actor_lr=1e-3, critic_lr=2e-3)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     train_rl.train(cfg)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # Ctrl-C is the caller's again
     log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     assert [r["actor_trained"] for r in log] == [False, False, True, True, True, True]
+    assert [r["entropy"] is None for r in log] == [True, True, False, False, False, False]  # not measured: None
+    assert all(r["value_loss"] > 0 for r in log) and log[2]["entropy"] > 0
     # warm-up 1/2, 2/2, then cosine over 2 steps: 1.0, then 0.1 + 0.9 * 0.5 * (1 + cos(pi / 2)) = 0.55
     assert [r["actor_lr"] for r in log] == pytest.approx([0, 0, 5e-4, 1e-3, 1e-3, 5.5e-4])
     # The critic's schedule runs over all 6 steps: warm-up 3 steps, then cosine over 3.
     assert [r["critic_lr"] for r in log] == pytest.approx(
         [2e-3 * f for f in (1 / 3, 2 / 3, 1.0, 1.0, 0.1 + 0.9 * 0.75, 0.1 + 0.9 * 0.25)])
+
+
+def test_each_pass_makes_exactly_minibatches_optimiser_steps(half_right, tmp_path):
+    cfg = tiny_config(half_right, tmp_path, prompts_per_step=2, samples_per_prompt=3, minibatches=4, ppo_epochs=2)
+    models, tok = runs.load_models(cfg, cfg.init, cfg.init)
+    problems = read_problems(cfg.data)
+    prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
+    batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
+    train_rl.compute_advantages(cfg, batch)
+    assert train_rl.update(cfg, models, batch, 0, train_actor=True)[0]
+    for opt in (models.actor_opt, models.critic_opt):  # 6 rows in 4 minibatches (2, 2, 1, 1), 2 passes
+        assert {int(state["step"]) for state in opt.state.values()} == {8}
 
 
 def test_micro_batches_by_rows_and_by_a_token_budget():

@@ -31,7 +31,6 @@ folder with `GPT.from_pretrained`; the largest logit difference is reported as a
   model (`GPTConfig()` defaults), the size that phase-1 PPO actually samples on the CPU.
 """
 
-import argparse
 import sys
 import inspect
 import os
@@ -43,7 +42,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 
-from common import write_json, write_text
+from common import Parser, choice_list, positive_int, positive_int_list, write_json, write_text
 from model import GPT, GPTConfig
 from sample import generate
 
@@ -352,7 +351,7 @@ def run_decoding(args):
           f"{extra['max_abs_logit_diff_vs_transformers']:.2e}, fused copy vs ours {extra['max_abs_logit_diff_fused_copy']:.2e}")
     new, plen = (8, 4) if args.tiny else (256, 16)
     prompts = torch.randint(0, cfg.vocab_size, (64, plen), generator=torch.Generator().manual_seed(2)).tolist()
-    engines, checked = args.engines.split(","), 8 if args.tiny else 64  # the checks: 8 rows of `checked` tokens
+    engines, checked = args.engines, 8 if args.tiny else 64  # the checks: 8 rows of `checked` tokens
     model_for = lambda engine: ours if engine == "eager" else fast  # the eager engine runs the unfused model
     greedy = lambda engine: [c.tokens for c in generate(fast, prompts[:8], checked, temperature=0, engine=engine)]
     reference = greedy("eager") if args.greedy_check else None
@@ -367,7 +366,7 @@ def run_decoding(args):
             said += f"; greedy tokens equal to the eager engine's {same}/{8 * checked}"
         print(said, flush=True)
     results = {}
-    for batch in [int(x) for x in args.batches.split(",")]:
+    for batch in args.batches:
         ids = torch.tensor(prompts[:batch], device=device)
         run_theirs = lambda: theirs.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
                                              top_k=0, top_p=1.0, max_new_tokens=new, min_new_tokens=new,
@@ -397,28 +396,31 @@ def run_decoding(args):
     return results, extra
 
 
-def main():
-    p = argparse.ArgumentParser(description="Throughput of model.py/sample.py vs transformers (same weights).")
+def main(argv=None):
+    p = Parser(description="Throughput of model.py/sample.py vs transformers (same weights).")
     p.add_argument("--what", choices=["model", "sample", "all"], default="all",
                    help="model: prefill/decode forward passes; sample: full generate(); all: both (default)")
     p.add_argument("--out", default="runs/bench.json", help="JSON file for the results, written atomically (default: runs/bench.json)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median reported; "
+    p.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's own)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement (median reported; "
                    "default 3, or 1 with --quick)")
-    p.add_argument("--new-tokens", type=int, default=None, help="tokens sampled per row (default 256, 8 with --quick)")
+    p.add_argument("--new-tokens", type=positive_int, default=None,
+                   help="tokens sampled per row (default 256, 8 with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny model and sizes: a smoke test that takes seconds")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the GPU decoding measurement")
     p.add_argument("--tiny", action="store_true", help="with the GPU measurement: a tiny model (its code path on a CPU)")
     p.add_argument("--gpu-path", action="store_true", help="run the GPU measurement's code path on --device cpu")
-    p.add_argument("--engines", default="eager,graph", help="with the GPU measurement: our samplers to time, from "
-                   "eager, graph, compiled (the torch.compile'd step; its compilation takes minutes)")
-    p.add_argument("--batches", default="1,16,64", help="with the GPU measurement: the batch sizes")
+    p.add_argument("--engines", type=choice_list("eager", "graph", "compiled"), default="eager,graph",
+                   help="with the GPU measurement: our samplers to time, from eager, graph, compiled (the "
+                   "torch.compile'd step; its compilation takes minutes)")
+    p.add_argument("--batches", type=positive_int_list, default="1,16,64",
+                   help="with the GPU measurement: the batch sizes")
     p.add_argument("--profile", choices=["eager", "graph", "compiled"], help="with the GPU measurement: then "
                    "profile one batch-1 run of this engine (64 tokens): the costliest kernels, into OUT_profile.txt")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="do not time transformers")
     p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false", help="skip comparing each engine's "
                    "greedy tokens with the eager engine's (for the compiled engine, that check is a compilation)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.device == "cuda" or args.gpu_path:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise SystemExit("error: --device cuda: no CUDA GPU is visible; use --device cpu")

@@ -13,7 +13,6 @@ The model is random, so its responses run to the cap: the worst case for time an
 checkpoint is not written (a 1.5B run's checkpoint with optimiser state is about 40 GB).
 """
 
-import argparse
 import json
 import os
 import platform
@@ -28,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import memory  # noqa: E402
 import runs  # noqa: E402
 import train_rl  # noqa: E402
-from common import write_json, write_jsonl  # noqa: E402
+from common import Parser, device, positive_int_list, write_json, write_jsonl  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from sample import ENGINES  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
@@ -83,18 +82,18 @@ def ppo_steps(folder, device, max_new_tokens, tiny, sampler="auto"):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda", help="cuda (the point of this script) or cpu")
+    p = Parser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", type=device, default="cuda", help="cuda (the point of this script), cuda:N or cpu "
+                   "(with --tiny: a smoke test)")
     p.add_argument("--tiny", action="store_true", help="a tiny model instead of the 1.5B-shaped one (smoke test)")
-    p.add_argument("--lengths", default="512,2048", help="the --max-new-tokens of each measured run")
+    p.add_argument("--lengths", type=positive_int_list, default="512,2048",
+                   help="the --max-new-tokens of each measured run")
     p.add_argument("--out", default="runs/gpu_check.json", help="JSON file for the numbers")
     p.add_argument("--sampler", default="auto", choices=ENGINES,
                    help="train_rl.py's --sampler (auto: the graph engine on a GPU); with compiled, the first of "
                    "the two steps pays the compilation and the second, the one reported, does not")
     args = p.parse_args(argv)
-    cuda = args.device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        raise SystemExit("error: no CUDA device; run with --device cpu --tiny for a smoke test")
+    cuda = args.device.startswith("cuda")  # --device has checked that a GPU is there
     cfg = GPTConfig(**(TINY if args.tiny else R1_15B))
     result = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
               "torch": torch.__version__, "config": "tiny" if args.tiny else "R1-Distill-Qwen-1.5B shape",
@@ -110,7 +109,7 @@ def main(argv=None):
         del model
         print(f"random {result['params'] / 1e9:.2f}B-parameter model written in {time.perf_counter() - t0:.0f} s",
               flush=True)
-        for n in [int(x) for x in args.lengths.split(",")]:
+        for n in args.lengths:
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
