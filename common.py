@@ -383,7 +383,10 @@ class FolderLock:
     def __init__(self, folder):
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise InputError(f"--out {folder} is a file, not a folder")
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:  # an empty path, a file on the way, no permission
+            raise InputError(f"--out {folder!r}: cannot create the folder ({e.strerror}); give another --out") from None
         self.file = open(os.path.join(folder, ".lock"), "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -211,6 +211,10 @@ def resumed_config(out, given, fields):
     if set(saved) != fields:
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py")
     cfg = {**saved, **{k: v for k, v in given.items() if k in movable}}
+    inputs = {"ref": cfg["ref"] or cfg["init"], "data": cfg["data"], "eval-data": cfg["eval_every"] and cfg["eval_data"]}
+    for flag, path in inputs.items():
+        if path and not os.path.exists(path):
+            raise InputError(f"the run's --{flag} {path} is gone; give its new place with --resume --{flag} PATH")
     try:
         device(cfg["device"])
     except argparse.ArgumentTypeError as e:

@@ -281,6 +281,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, metavar="N", default=0, help="problem generation seed")
     p.add_argument("--show", type=non_negative_int, metavar="N", default=0, help="print this many example traces and exit")
     args = p.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out} is a file; give a folder for toy_train.jsonl and toy_test.jsonl")
     if args.show:
         rng = random.Random(args.seed)
         for i in range(args.show):

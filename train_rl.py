@@ -474,8 +474,8 @@ def run(cfg, resume, earlier=None):
     eval_problems = held_out(cfg.eval_data, cfg.eval_problems, cfg.seed) if cfg.eval_every and cfg.eval_data else None
     models, tok = runs.load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
                               os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
-    prompts = dict(zip([p["id"] for p in problems],
-                       encode_prompts(problems, tok, cfg.max_new_tokens, models.rollout.config.max_seq_len)))
+    context = min(m.model.config.max_seq_len for m in (models.actor, models.critic, models.ref) if m is not None)
+    prompts = dict(zip([p["id"] for p in problems], encode_prompts(problems, tok, cfg.max_new_tokens, context)))
     evaluate_now = lambda rec: {**rec, **eval_record(models.rollout, tok, eval_problems, cfg.eval_samples,
                                                      cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.sample_batch,
                                                      cfg.sampler)}

@@ -18,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import (Parser, check_out_folder, cli, lr_at, non_negative_float, non_negative_int, positive_float,
-                    positive_int, publish_dir, write_json)
+from common import (Parser, check_out_folder, check_writable, cli, lr_at, non_negative_float, non_negative_int,
+                    positive_float, positive_int, publish_dir, write_json)
 from model import GPT, GPTConfig
 from tasks import LEVELS, make_problem, make_split, make_trace, prompt_text, split_of
 from tokenizer import Tokenizer
@@ -123,6 +123,7 @@ def main(argv=None):
         p.error(f"--n-embd ({args.n_embd}) must be a multiple of --n-head ({args.n_head})")
     # With --overwrite the old checkpoint stays until publish_dir swaps the new one in, at the end.
     check_out_folder(args.out, OWNED, overwrite=args.overwrite, what="checkpoint", fix="replace it with --overwrite")
+    check_writable(f"{args.out}.tmp{os.getpid()}")  # the folder written beside --out, then swapped in
     levels = args.level_weights
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -734,3 +734,47 @@ def test_sigkill_during_saves_never_loses_a_checkpoint_and_resume_ends_as_uninte
     drop = lambda rec: {k: v for k, v in rec.items() if not k.startswith("time") and k != "tokens_per_s"}
     read = lambda folder: [drop(json.loads(line)) for line in open(folder / "log.jsonl")]
     assert read(full) == read(out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Outputs that cannot be written are refused before the work; --ref and moved inputs
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(half_right, tmp_path, capsys):
+    import tasks
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("not a folder\n")
+    cases = [(train_sft.main, ["--out", str(a_file / "sub"), "--steps", "1"], "cannot create its folder"),
+             (train_rl.main, tiny_run_flags(half_right, "", 1), "--out '': cannot create the folder"),
+             (train_rl.main, tiny_run_flags(half_right, a_file / "sub", 1), "cannot create the folder (Not a directory)"),
+             (bench.main, ["--quick", "--out", str(tmp_path)], "is a folder; give a file path"),
+             (gpu_check.main, ["--tiny", "--device", "cpu", "--out", str(tmp_path)], "is a folder; give a file path"),
+             (tasks.main, ["--out", str(a_file)], "is a file; give a folder")]
+    for main, argv, message in cases:
+        assert message in one_line_error(main, argv, capsys), argv
+    assert a_file.read_text() == "not a folder\n" and not os.path.exists(".tmp" + str(os.getpid()))
+
+
+def test_a_reference_with_a_shorter_context_is_refused_before_any_work(half_right, tmp_path, capsys):
+    short, model = copy_of(half_right, tmp_path), GPT.from_pretrained(str(half_right))
+    model.config.max_seq_len = 8  # the same policy, with position embeddings for 8 tokens only
+    model.pos_emb.weight = torch.nn.Parameter(model.pos_emb.weight[:8].detach().clone())
+    model.save(str(short))
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "run", 1, "--ref", str(short)), capsys)
+    assert "plus 12 new tokens exceeds the model's context of 8" in err
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_a_resume_whose_reference_or_data_moved_is_told_which_flag_gives_the_new_place(half_right, tmp_path, capsys):
+    init = copy_of(half_right, tmp_path)
+    run = tmp_path / "run"
+    train_rl.main(tiny_run_flags(init, run, 1, "--steps", "2", "--save-every", "1"))
+    capsys.readouterr()
+    os.rename(init, tmp_path / "moved")  # the reference (--init) and the data (inside it) move away
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(run)], capsys)
+    assert f"the run's --ref {init} is gone; give its new place with --resume --ref PATH" in err
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(run), "--ref", str(tmp_path / "moved")], capsys)
+    assert "the run's --data" in err and "--resume --data PATH" in err
+    train_rl.main(["--resume", "--out", str(run), "--ref", str(tmp_path / "moved"),
+                   "--data", str(tmp_path / "moved" / "problems.jsonl")])
+    assert log_steps(run) == [0, 1]

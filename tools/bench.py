@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 
-from common import Parser, choice_list, positive_int, positive_int_list, write_json, write_text
+from common import Parser, check_writable, choice_list, cli, positive_int, positive_int_list, write_json, write_text
 from model import GPT, GPTConfig
 from sample import generate
 
@@ -396,6 +396,7 @@ def run_decoding(args):
     return results, extra
 
 
+@cli
 def main(argv=None):
     p = Parser(description="Throughput of model.py/sample.py vs transformers (same weights).")
     p.add_argument("--what", choices=["model", "sample", "all"], default="all",
@@ -421,6 +422,7 @@ def main(argv=None):
     p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false", help="skip comparing each engine's "
                    "greedy tokens with the eager engine's (for the compiled engine, that check is a compilation)")
     args = p.parse_args(argv)
+    check_writable(args.out)  # before minutes of measuring, not after
     if args.device == "cuda" or args.gpu_path:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise SystemExit("error: --device cuda: no CUDA GPU is visible; use --device cpu")

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import memory  # noqa: E402
 import runs  # noqa: E402
 import train_rl  # noqa: E402
-from common import Parser, device, positive_int_list, write_json, write_jsonl  # noqa: E402
+from common import Parser, check_writable, cli, device, positive_int_list, write_json, write_jsonl  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from sample import ENGINES  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
@@ -81,6 +81,7 @@ def ppo_steps(folder, device, max_new_tokens, tiny, sampler="auto"):
         return last, json.load(f), peaks
 
 
+@cli
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", type=device, default="cuda", help="cuda (the point of this script), cuda:N or cpu "
@@ -93,6 +94,7 @@ def main(argv=None):
                    help="train_rl.py's --sampler (auto: the graph engine on a GPU); with compiled, the first of "
                    "the two steps pays the compilation and the second, the one reported, does not")
     args = p.parse_args(argv)
+    check_writable(args.out)  # before minutes of measuring, not after
     cuda = args.device.startswith("cuda")  # --device has checked that a GPU is there
     cfg = GPTConfig(**(TINY if args.tiny else R1_15B))
     result = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
