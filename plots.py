@@ -106,8 +106,8 @@ def plot_tradeoff(results, out):
 
 def save(fig, out):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = f"{out}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
+    tmp = f"{out}.tmp{os.getpid()}"  # the temp name every atomic write uses (a run folder's checks know it)
+    fig.savefig(tmp, dpi=110, format="png")
     os.replace(tmp, out)
     pyplot().close(fig)
 

@@ -618,7 +618,9 @@ def test_overwrite_deletes_only_what_a_run_writes(half_right, tmp_path, capsys):
         shutil.copytree(out, tmp_path / "demo" / "seed0" / name)
     (tmp_path / "demo" / "seed0" / "eval.json.tmp.json").write_text("{}")
     (tmp_path / "demo" / "demo.json").write_text("{}")
-    assert check_out_folder(str(tmp_path / "demo"), demo.DEMO_FILES, overwrite=True) == ["demo.json", "seed0"]
+    (tmp_path / "demo" / "training_curves.png.tmp123").write_bytes(b"")  # a plot cut short (plots.save's temp name)
+    assert check_out_folder(str(tmp_path / "demo"), demo.DEMO_FILES, overwrite=True) == \
+        ["demo.json", "seed0", "training_curves.png.tmp123"]
     (tmp_path / "demo" / "seed0" / "phase1" / "checkpoint" / "mine.txt").write_text("mine")
     with pytest.raises(InputError, match=r"not a demo run's \(seed0/phase1/checkpoint/mine.txt\)"):
         check_out_folder(str(tmp_path / "demo"), demo.DEMO_FILES, overwrite=True, what="demo run")
