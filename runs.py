@@ -93,9 +93,8 @@ def claim_folder(out, resume, overwrite):
     """(the lock on `out`, the earlier run's names there that --overwrite replaces), once `out` is checked to
     be writable by this run (see the module docstring). Nothing in `out` changes before the lock is held."""
     lock = FolderLock(out)
-    saved = os.path.isfile(os.path.join(newest_dir(os.path.join(out, "checkpoint")), "state.json"))
-    fix = "continue it with --resume, or replace it with --overwrite" if saved else \
-        "it was stopped before its first checkpoint, so there is nothing to resume: start it again with --overwrite"
+    fix = "continue it with --resume, or replace it with --overwrite" if os.path.isfile(state_path(out)) else \
+        f"it {NO_CHECKPOINT_YET}"
     try:
         return lock, check_out_folder(out, RUN_FILES, resume=resume, overwrite=overwrite, fix=fix)
     except InputError:
@@ -143,13 +142,21 @@ def read_state(out):
     return saved_state(out)
 
 
+def state_path(out):
+    """checkpoint/state.json of run folder `out`, in the folder that recover_dir makes the checkpoint (changing
+    nothing: a process without the lock, such as a refused second writer, may call it)."""
+    return os.path.join(newest_dir(os.path.join(out, "checkpoint")), "state.json")
+
+
+NO_CHECKPOINT_YET = "was stopped before its first checkpoint, so there is nothing to resume: start it again with " \
+    "--overwrite"
+
+
 def saved_state(out):
-    """checkpoint/state.json of run folder `out`, read only: from the folder that recover_dir makes the
-    checkpoint, so that a process without the lock (a refused second writer) changes nothing."""
-    path = os.path.join(newest_dir(os.path.join(out, "checkpoint")), "state.json")
+    """checkpoint/state.json of run folder `out`, read only (state_path)."""
+    path = state_path(out)
     if not os.path.isfile(path) and os.path.isfile(os.path.join(out, "config.json")):
-        raise InputError(f"{out}: its run was stopped before its first checkpoint, so there is nothing to resume; "
-                         "start it again with --overwrite")
+        raise InputError(f"{out}: its run {NO_CHECKPOINT_YET}")
     state = read_json(path, "checkpoint (nothing to resume; start without --resume)")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise InputError(f"{path} was written by another version of train_rl.py; resume it with that "

@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from common import Parser, check_writable, choice_list, cli, positive_int, positive_int_list, write_json, write_text
 from model import GPT, GPTConfig
-from sample import generate
+from sample import ENGINES, generate
 
 PRESETS = {  # --quick swaps in the tiny column; flags given on the command line override either
     "full": dict(gpt2=dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
@@ -295,8 +295,8 @@ def kernel_summary(kernels, tokens, wall_us):
     the time per token in which no kernel ran (launch gaps, syncs, Python)."""
     kinds = {}
     for k in kernels:
-        n, us = kinds.get(kernel_kind(k.key), (0, 0.0))
-        kinds[kernel_kind(k.key)] = (n + k.count, us + k.self_device_time_total)
+        n, us = kinds.get(kind := kernel_kind(k.key), (0, 0.0))
+        kinds[kind] = (n + k.count, us + k.self_device_time_total)
     busy = sum(us for _, us in kinds.values())
     lines = [f"per token: {sum(n for n, _ in kinds.values()) / tokens:.0f} kernels, {busy / tokens:,.0f} us of kernel "
              f"time, {wall_us:,.0f} us of wall-clock"]
@@ -411,12 +411,13 @@ def main(argv=None):
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the GPU decoding measurement")
     p.add_argument("--tiny", action="store_true", help="with the GPU measurement: a tiny model (its code path on a CPU)")
     p.add_argument("--gpu-path", action="store_true", help="run the GPU measurement's code path on --device cpu")
-    p.add_argument("--engines", type=choice_list("eager", "graph", "compiled"), default="eager,graph",
+    engines = [e for e in ENGINES if e != "auto"]
+    p.add_argument("--engines", type=choice_list(*engines), default="eager,graph",
                    help="with the GPU measurement: our samplers to time, from eager, graph, compiled (the "
                    "torch.compile'd step; its compilation takes minutes)")
     p.add_argument("--batches", type=positive_int_list, default="1,16,64",
                    help="with the GPU measurement: the batch sizes")
-    p.add_argument("--profile", choices=["eager", "graph", "compiled"], help="with the GPU measurement: then "
+    p.add_argument("--profile", choices=engines, help="with the GPU measurement: then "
                    "profile one batch-1 run of this engine (64 tokens): the costliest kernels, into OUT_profile.txt")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="do not time transformers")
     p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false", help="skip comparing each engine's "
