@@ -48,11 +48,13 @@ def cli(main):
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """States each flag's default once, after its help text; a text that already says it is left alone."""
+    """States each flag's default once, after its help text; a text that already says it is left alone, and a
+    switch that takes no value (--quick, --no-baseline) has none to state."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if not any(action.default is x for x in (None, False, argparse.SUPPRESS)) and "default" not in text:
+        switch = action.nargs == 0
+        if not switch and not any(action.default is x for x in (None, False, argparse.SUPPRESS)) and "default" not in text:
             text += " (default: %(default)s)"
         return text
 

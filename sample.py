@@ -79,11 +79,14 @@ def draw(weights, u):
 
     Inverse-CDF sampling: a binary search for u in the cumulative weights. torch.multinomial draws a random
     number for every vocabulary entry on CPU, 3.5x slower at batch 64 with a 50k vocabulary. Zero weights
-    (filtered tokens) have zero-width slots and are never drawn.
+    (filtered tokens) have zero-width slots and are never drawn; a GPU's parallel cumsum adds in a tree, so
+    it can give one a slot a rounding unit wide, and a draw that lands there (a chance below 1e-7) takes the
+    heaviest entry instead.
     """
     cdf = weights.cumsum(-1)
     target = u.to(cdf.dtype)[:, None] * cdf[:, -1:]
-    return torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.size(-1) - 1).squeeze(-1)
+    index = torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.size(-1) - 1)
+    return torch.where(weights.gather(-1, index) > 0, index, weights.argmax(-1, keepdim=True)).squeeze(-1)
 
 
 def row_uniforms(seed, row_ids, n):

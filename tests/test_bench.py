@@ -58,3 +58,11 @@ def test_the_kernel_summary_sorts_gpu_kernels_by_kind_per_token():
     assert lines[3].split() == ["fused", "by", "torch.compile", "3.0", "kernels", "3.0", "us", "(6%)"]
     assert lines[4].split() == ["other", "kernels", "1.0", "kernels", "2.0", "us", "(4%)"]
     assert lines[5].split() == ["no", "kernel", "running", "30.0", "us"]
+
+
+def test_help_states_defaults_of_flags_that_take_a_value_only(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert "with the GPU measurement: the batch sizes (default: 1,16,64)" in text
+    assert "do not time transformers --no-greedy-check" in text  # a switch: no "(default: True)" after it

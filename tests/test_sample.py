@@ -135,6 +135,24 @@ def test_draw_frequencies_and_zero_weights_never_drawn():
     assert draw(weights[:5], torch.tensor([0.05, 0.1, 0.69, 0.71, 0.999])).tolist() == [0, 2, 2, 3, 3]
 
 
+def test_draw_never_takes_a_zero_weight_slot_left_by_rounding(monkeypatch):
+    # A GPU's tree-shaped cumsum can put the entry after a zero weight one rounding unit above the entry
+    # before it. Here token 1 (weight 0) gets such a slot, [0.25, 0.25 + 1 ulp): a draw landing in it must
+    # take a token of positive weight, the heaviest (token 2), not token 1.
+    weights = torch.tensor([[0.25, 0.0, 0.5, 0.25]])
+    true_cumsum = torch.Tensor.cumsum
+
+    def tree_cumsum(self, dim):
+        cdf = true_cumsum(self, dim)
+        cdf[:, 1] = torch.nextafter(cdf[:, 0], torch.tensor(2.0))
+        return cdf
+
+    monkeypatch.setattr(torch.Tensor, "cumsum", tree_cumsum)
+    assert weights.cumsum(-1)[0, 1] > weights.cumsum(-1)[0, 0]  # the slot is there
+    u = torch.tensor([0.25, 0.1, 0.3, 0.8])  # 0.25 * total 1.0 lands in token 1's slot
+    assert draw(weights.expand(4, 4), u).tolist() == [2, 0, 2, 3]
+
+
 @pytest.mark.parametrize("pos", ["rope", "learned"])
 def test_sampling_under_bf16_autocast_uses_a_bf16_cache(pos):
     model = tiny_model(pos=pos)  # fp32 weights: RoPE's fp32 tables turn bf16 keys back into fp32
