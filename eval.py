@@ -180,7 +180,8 @@ def main(argv=None):
     p.add_argument("--names", nargs="+", action="extend", help="column names for the checkpoints (default: the folder "
                    "paths)")
     p.add_argument("--data", required=True, help="problems JSONL (toy, MATH- or GSM8K-style)")
-    p.add_argument("--limit", type=positive_int, metavar="N", default=None, help="evaluate only the first N problems")
+    p.add_argument("--limit", type=positive_int, metavar="N", default=None, help="evaluate N problems of --data, drawn "
+                   "with --seed (files are often sorted by level: the first N would be the easy ones)")
     p.add_argument("--samples", type=positive_int, metavar="N", default=4, help="samples per problem (K)")
     p.add_argument("--temperature", type=non_negative_float, default=0.6, help="sampling temperature; 0 is greedy")
     p.add_argument("--top-p", type=probability, default=0.95, help="nucleus sampling mass, in (0, 1]")
@@ -202,7 +203,7 @@ def main(argv=None):
     distributed.setup()  # under torchrun, each process samples its share of the responses
     if args.out:
         on_main(lambda: check_writable(args.out, [("--data", args.data)]))  # before the sampling, not after it
-    problems = read_problems(args.data)[: args.limit]
+    problems = held_out(args.data, args.limit, args.seed) if args.limit else read_problems(args.data)
     for path in args.ckpt[1:]:  # the later folders' config, weight files and tokenizer, before the first evaluation
         read_checkpoint(path)
         Tokenizer.load(path)
@@ -220,7 +221,8 @@ def main(argv=None):
         return
     print(markdown_table(results))
     if args.out:
-        settings = {k: getattr(args, k) for k in ("data", "samples", "temperature", "top_p", "max_new_tokens", "seed")}
+        settings = {k: getattr(args, k) for k in ("data", "limit", "samples", "temperature", "top_p", "max_new_tokens",
+                                                  "seed")}
         out = {"settings": settings, "results": results}
         if args.save_responses:
             out["responses"] = responses

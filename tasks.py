@@ -249,7 +249,8 @@ def read_problems(path, levels=None):
 
 def pick_problems(problems, n, seed, step):
     """Problems for this step: consecutive slices of a seeded shuffle, reshuffled every epoch. A function
-    of (seed, step) alone, so a resumed run picks what the uninterrupted one would have."""
+    of (seed, step) alone, so a resumed run picks what the uninterrupted one would have. When n does not
+    divide the number of problems, a step that straddles two epochs can pick a problem twice."""
     orders = {}
     picked = []
     for j in range(step * n, (step + 1) * n):

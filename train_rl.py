@@ -387,7 +387,7 @@ def update(cfg, models, batch, step, train_actor):
     """Step 5: ppo_epochs passes over the batch, each `minibatches` optimiser steps per model."""
     stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl", "value_loss")}
     norms = {"actor_grad_norm": [], "critic_grad_norm": []}
-    ok, n_updates = True, 0
+    skipped, n_updates = 0, 0
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # (seed, step) alone: resumes draw the same
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(batch.mask.size(0), generator=gen).tensor_split(cfg.minibatches):
@@ -397,12 +397,12 @@ def update(cfg, models, batch, step, train_actor):
                 finite = actor_backward(cfg, models.actor, batch, idx, stats)
                 applied, norm = optimizer_step(models.actor, models.actor_opt, cfg.max_grad_norm, finite)
                 norms["actor_grad_norm"].append(norm)
-                ok = ok and applied
+                skipped += not applied
             if models.critic is not None:
                 finite = critic_backward(cfg, models.critic, batch, idx, stats)
                 applied, norm = optimizer_step(models.critic, models.critic_opt, cfg.max_grad_norm, finite)
                 norms["critic_grad_norm"].append(norm)
-                ok = ok and applied
+                skipped += not applied
     if models.rollout is not models.actor.model:
         models.rollout.load_weights_from(models.actor.model)  # the sampling copy follows the trained weights
     first = stats.pop("ratio_dev_first", None)  # None on a process that ran only dummy micro-batches
@@ -412,7 +412,8 @@ def update(cfg, models, batch, step, train_actor):
     out = {name: mean if name in measured else None for name, mean in zip(stats, means)}
     out["ratio_dev_first"] = all_max(-1.0 if first is None else first) if train_actor else None  # on every process
     out.update({k: sum(v) / len(v) if v else None for k, v in norms.items()})
-    return ok, out
+    out["skipped_updates"] = skipped  # optimiser steps skipped for a non-finite loss or gradient
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -514,14 +515,16 @@ def run(cfg, resume, earlier=None):
             batch, times = collect(cfg, models, tok, problems, prompts, step)
             compute_advantages(cfg, batch)
             with timed(times, "update"):
-                ok, stats = update(cfg, models, batch, step, train_actor)
+                stats = update(cfg, models, batch, step, train_actor)
             rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
                    "actor_trained": train_actor}
-            bad_steps = 0 if ok else bad_steps + 1
-            if not ok:
-                rec["warning"] = "non-finite loss or gradient: skipped the optimiser step(s)"
-                say(f"warning: step {step}: non-finite loss or gradient, update skipped "
-                    f"({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
+            bad_steps = bad_steps + 1 if stats["skipped_updates"] else 0
+            if stats["skipped_updates"]:
+                n_steps = cfg.ppo_epochs * cfg.minibatches * (train_actor + (models.critic is not None))
+                rec["warning"] = f"non-finite loss or gradient: skipped {stats['skipped_updates']} of {n_steps} " \
+                                 "optimiser steps"
+                say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} steps in a row)",
+                    flush=True)
                 if bad_steps >= cfg.max_bad_steps:
                     log(rec)
                     kept = f"{ckpt} holds the weights of the last finite update" if os.path.isdir(ckpt) else \

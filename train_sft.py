@@ -18,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import (Parser, check_out_folder, check_writable, cli, lr_at, non_negative_float, non_negative_int,
-                    positive_float, positive_int, publish_dir, write_json)
+from common import (InputError, Parser, check_out_folder, check_writable, cli, foreign_files, lr_at,
+                    non_negative_float, non_negative_int, positive_float, positive_int, publish_dir, write_json)
 from model import GPT, GPTConfig
 from tasks import LEVELS, make_problem, make_split, make_trace, prompt_text, split_of
 from tokenizer import Tokenizer
@@ -124,6 +124,10 @@ def main(argv=None):
     # With --overwrite the old checkpoint stays until publish_dir swaps the new one in, at the end.
     check_out_folder(args.out, OWNED, overwrite=args.overwrite, what="checkpoint", fix="replace it with --overwrite")
     check_writable(f"{args.out}.tmp{os.getpid()}")  # the folder written beside --out, then swapped in
+    old = f"{args.out}.old"  # where publish_dir parks the old checkpoint during the swap, and then deletes it
+    if os.path.lexists(old) and (os.path.islink(old) or not os.path.isdir(old) or foreign_files(old, OWNED)):
+        raise InputError(f"{old} is in the way: saving --out puts the old checkpoint there and then deletes it; "
+                         "move it, or pick another --out")
     levels = args.level_weights
     if args.threads:
         torch.set_num_threads(args.threads)

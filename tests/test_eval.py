@@ -93,6 +93,19 @@ def test_cli_writes_json_and_table(half_right, tmp_path, capsys):
     assert "| all |" in capsys.readouterr().out
 
 
+def test_limit_draws_from_every_level_not_the_first_lines(half_right, tmp_path):
+    sorted_by_level = [{"id": f"L{lv}-{i}", "problem": "1", "answer": "1", "level": lv} for lv in range(1, 6)
+                       for i in range(4)]
+    data = write_problems(tmp_path / "p.jsonl", sorted_by_level)
+    out = tmp_path / "r.json"
+    evaluation.main(["--ckpt", str(half_right), "--data", str(data), "--limit", "5", "--samples", "1",
+                     "--max-new-tokens", "12", "--out", str(out), "--save-responses"])
+    got = json.loads(out.read_text())
+    ids = {r["problem_id"] for r in got["responses"][str(half_right)]}
+    assert ids == {p["id"] for p in evaluation.held_out(str(data), 5, 0)}  # the same draw as train_rl's held out
+    assert len(ids) == 5 and len({i.split("-")[0] for i in ids}) > 1 and got["settings"]["limit"] == 5
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "1", "answer": "1"}\n{not json\n')

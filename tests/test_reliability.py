@@ -780,3 +780,17 @@ def test_a_resume_whose_reference_or_data_moved_is_told_which_flag_gives_the_new
     train_rl.main(["--resume", "--out", str(run), "--ref", str(tmp_path / "moved"),
                    "--data", str(tmp_path / "moved" / "problems.jsonl")])
     assert log_steps(run) == [0, 1]
+
+
+def test_train_sft_refuses_a_folder_of_the_users_where_it_parks_the_old_checkpoint(tmp_path, capsys):
+    out = tmp_path / "base"
+    tiny = ["--out", str(out), "--steps", "1", "--batch-size", "2", "--n-layer", "1", "--n-head", "2",
+            "--n-embd", "16", "--probe-every", "0"]
+    (tmp_path / "base.old").mkdir()
+    (tmp_path / "base.old" / "notes.txt").write_text("mine")
+    err = one_line_error(train_sft.main, tiny, capsys)
+    assert "base.old is in the way" in err and "move it, or pick another --out" in err
+    assert (tmp_path / "base.old" / "notes.txt").read_text() == "mine" and not out.exists()
+    (tmp_path / "base.old" / "notes.txt").unlink()  # an empty one, or one a crash left (a checkpoint): ours
+    train_sft.main(tiny)
+    assert sorted(os.listdir(tmp_path)) == ["base"]
