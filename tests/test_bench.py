@@ -2,6 +2,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 import bench
 
@@ -39,19 +40,32 @@ def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkey
     assert set(report["results"]) == {"batch 1", "batch 16", "batch 64"}
     assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph", "compiled"))
     profile = (tmp_path / "gpu_profile.txt").read_text()  # --tiny samples 8 tokens; 64 on a GPU
-    assert profile.startswith("compiled engine, batch 1, 8 new tokens") and "Self CPU time total" in profile
+    assert profile.startswith("compiled engine, batch 1: ") and "from runs of 8 and 16 new tokens" in profile
+    assert "Self CPU time total" in profile
 
 
 def test_the_kernel_summary_sorts_gpu_kernels_by_kind_per_token():
-    from types import SimpleNamespace as Row
-    kernels = [Row(key="nvjet_tst_64x8_64x16_4x1_v_bz_TNT", count=4, self_device_time_total=40.0),  # cuBLAS
-               Row(key="triton_tem_fused_mm_0", count=2, self_device_time_total=20.0),  # inductor's own matmul
-               Row(key="fmha_cutlassF_bf16_aligned_64x64_rf_sm80", count=2, self_device_time_total=30.0),
-               Row(key="triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1", count=6, self_device_time_total=6.0),
-               Row(key="void at::native::tensor_kernel_scan_innermost_dim<float>", count=2, self_device_time_total=4.0)]
-    assert [bench.kernel_kind(k.key) for k in kernels] == ["matrix products", "matrix products", "attention",
-                                                           "fused by torch.compile", "other kernels"]
-    lines = bench.kernel_summary(kernels, tokens=2, wall_us=80.0)  # 100 us of kernels over 2 tokens
+    from types import SimpleNamespace
+    gpu, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+    row = lambda key, count, us, device=gpu, **kw: SimpleNamespace(key=key, count=count, self_device_time_total=us,
+                                                                  device_type=device, **kw)
+    long = [row("nvjet_tst_64x8_64x16_4x1_v_bz_TNT", 6, 60.0),  # cuBLAS
+            row("triton_tem_fused_mm_0", 3, 30.0),  # inductor's own matmul
+            row("fmha_cutlassF_bf16_aligned_64x64_rf_sm80", 3, 45.0),
+            row("triton_poi_fused__scaled_dot_product_efficient_attention_constant_pad_nd_3", 3, 3.0),  # not attention
+            row("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1", 6, 6.0),
+            row("void at::native::tensor_kernel_scan_innermost_dim<float>", 3, 6.0),
+            row("## Call CompiledFxGraph fgh5 ##", 3, 500.0, is_user_annotation=True),  # spans kernels: not one
+            row("aten::mm", 9, 0.0, device=cpu)]
+    assert [bench.kernel_kind(r.key) for r in long[:6]] == ["matrix products", "matrix products", "attention",
+                                                           "fused by torch.compile", "fused by torch.compile",
+                                                           "other kernels"]
+    # The short run did a third of the long run's kernels (say a call's one-off work and one token, against
+    # three tokens): the difference is 2 tokens' worth, 100 us of kernels, 50 us a token against 80 us of
+    # wall-clock a token.
+    short = [SimpleNamespace(**{**vars(r), "count": r.count // 3, "self_device_time_total": r.self_device_time_total / 3})
+             for r in long]
+    lines = bench.kernel_summary(bench.kernels_by_kind(short), bench.kernels_by_kind(long), tokens=2, wall_us=80.0)
     assert lines[0] == "per token: 8 kernels, 50 us of kernel time, 80 us of wall-clock"
     assert lines[1].split() == ["matrix", "products", "3.0", "kernels", "30.0", "us", "(60%)"]
     assert lines[2].split() == ["attention", "1.0", "kernels", "15.0", "us", "(30%)"]

@@ -14,10 +14,11 @@ of transformers `generate`, of our eager sampler and of our graph sampler (the b
 fused projections, CUDA graphs; `--engines graph,compiled` adds the torch.compile'd step), each run once to
 warm up (its seconds are reported: they include compilation) and then timed. Next to each: the ratio to
 transformers and the share of the memory-bandwidth limit, batch x (copy bandwidth measured here) / (bytes of
-weights read per step). `--profile ENGINE` then runs that engine once more at batch 1 (64 tokens) under
-torch.profiler and writes to OUT_profile.txt where the time of a decode step goes: on a GPU, kernels and
-microseconds per token by kind (matrix products, attention, torch.compile's fused kernels, the rest) and the
-time in which no kernel ran; then the costliest operators and kernels.
+weights read per step). `--profile ENGINE` then runs that engine at batch 1 for 64 and for 128 tokens,
+timed and under torch.profiler, and writes to OUT_profile.txt where the time goes: per token of steady
+decoding (the difference of the two runs) the wall-clock and, on a GPU, kernels and microseconds by kind
+(matrix products, attention, torch.compile's fused kernels, the rest) and the time in which no kernel ran;
+per call, the one-off work (prefill, graph capture); then the costliest operators and kernels.
 
 Why a comparison and not absolute numbers: CPU speed varies from machine to machine (and another process
 may share the cores), so the useful number is the ratio ours / transformers measured in the same process,
@@ -277,10 +278,11 @@ def logprob_gap(model, prompts, new, engine):
     return {"mean": diffs.mean().item(), "max": diffs.max().item()}
 
 
-KERNEL_KINDS = (  # what a GPU kernel does, from its name, first match: attention (whose names may say cutlass),
-    ("attention", ("fmha", "flash", "attention")),  # cuBLAS and Triton matrix products, inductor's fused kernels
-    ("matrix products", ("gemv", "gemm", "xmma", "cutlass", "nvjet", "splitk", "triton_tem")),
-    ("fused by torch.compile", ("triton_",)),
+KERNEL_KINDS = (  # what a GPU kernel does, from its name, first match. Inductor names a fused kernel after the
+    ("matrix products", ("triton_tem",)),  # ops in it (triton_poi_fused__scaled_dot_product_efficient_attention_
+    ("fused by torch.compile", ("triton_",)),  # ...: the padding before one), so its kernels are matched first;
+    ("attention", ("fmha", "flash", "attention", "sdpa")),  # attention before cuBLAS: its names may say cutlass
+    ("matrix products", ("gemv", "gemm", "xmma", "cutlass", "nvjet", "splitk")),
 )
 
 
@@ -289,40 +291,64 @@ def kernel_kind(name):
     return next((kind for kind, keys in KERNEL_KINDS if any(k in name for k in keys)), "other kernels")
 
 
-def kernel_summary(kernels, tokens, wall_us):
-    """Lines of kernels and device microseconds per token, by kind, from profiler rows (with .key, .count,
-    .self_device_time_total in us); wall_us: the run's wall-clock microseconds per token, so the last line is
-    the time per token in which no kernel ran (launch gaps, syncs, Python)."""
+def kernels_by_kind(rows):
+    """{kind: (kernels, device microseconds)} of a profile's GPU kernels (rows with .key, .count, .device_type,
+    .self_device_time_total); the rows of user annotations (inductor marks each compiled call with one) span
+    kernels rather than being one, and are left out."""
     kinds = {}
-    for k in kernels:
-        n, us = kinds.get(kind := kernel_kind(k.key), (0, 0.0))
-        kinds[kind] = (n + k.count, us + k.self_device_time_total)
+    for r in rows:
+        if r.device_type == torch.autograd.DeviceType.CUDA and not getattr(r, "is_user_annotation", False):
+            n, us = kinds.get(kind := kernel_kind(r.key), (0, 0.0))
+            kinds[kind] = (n + r.count, us + r.self_device_time_total)
+    return kinds
+
+
+def kernel_summary(short, long, tokens, wall_us):
+    """Lines of kernels and device microseconds per token, by kind: the difference between the kernels_by_kind
+    of a run of n tokens (short) and of one of n + tokens (long), so a call's one-off work (prefill, capture)
+    cancels; wall_us: wall-clock microseconds per token, likewise, so the last line is the time per token in
+    which no kernel ran (launch gaps, syncs, Python)."""
+    kinds = {kind: tuple((a - b) / tokens for a, b in zip(long[kind], short.get(kind, (0, 0.0)))) for kind in long}
     busy = sum(us for _, us in kinds.values())
-    lines = [f"per token: {sum(n for n, _ in kinds.values()) / tokens:.0f} kernels, {busy / tokens:,.0f} us of kernel "
-             f"time, {wall_us:,.0f} us of wall-clock"]
+    lines = [f"per token: {sum(n for n, _ in kinds.values()):.0f} kernels, {busy:,.0f} us of kernel time, "
+             f"{wall_us:,.0f} us of wall-clock"]
     for kind, (n, us) in sorted(kinds.items(), key=lambda kv: -kv[1][1]):
-        lines.append(f"  {kind:24s} {n / tokens:6.1f} kernels {us / tokens:8,.1f} us ({100 * us / busy:.0f}%)")
-    lines.append(f"  {'no kernel running':24s} {'':6s}         {wall_us - busy / tokens:8,.1f} us")
+        lines.append(f"  {kind:24s} {n:6.1f} kernels {us:8,.1f} us ({100 * us / max(busy, 1e-9):.0f}%)")
+    lines.append(f"  {'no kernel running':24s} {'':6s}         {wall_us - busy:8,.1f} us")
     return lines
 
 
 def profile_decode(model, prompts, new, engine, path):
-    """Where a batch-1 decode's time goes: one warm run of `engine` (new tokens) under torch.profiler; its 40
-    costliest operators and kernels by device time (CPU time on a CPU), printed and written to path. On a GPU,
-    first a summary per token: kernels and their time by kind (kernel_summary)."""
+    """Where a batch-1 decode's time goes. Runs of `new` and of 2 x `new` tokens, each timed warm and then run
+    once under torch.profiler, differ by `new` tokens of steady decoding: per token, their difference gives
+    the wall-clock and, on a GPU, the kernels and their time by kind (kernel_summary); what the short run
+    takes beyond its tokens is a call's one-off work (prefill, and capturing its CUDA graphs, which every
+    call does afresh). Then the long run's 40 costliest operators and kernels by device time (CPU time on a
+    CPU), printed and written to path."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.cuda.is_available()
-    run = lambda: (generate(model, prompts[:1], new, temperature=1.0, eos_id=None, batch_size=1, engine=engine), sync())
-    wall_us = timed(run)[1] * 1e6 / new  # the first run warms up: nothing left to capture or compile
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as prof:
-        run()
-    rows = prof.key_averages()
-    kernels = [r for r in rows if r.device_type == torch.autograd.DeviceType.CUDA]
-    summary = "\n".join(kernel_summary(kernels, new, wall_us)) + "\n" if kernels else ""
+    walls, kinds = {}, {}
+    for n in (new, 2 * new):
+        run = lambda: (generate(model, prompts[:1], n, temperature=1.0, eos_id=None, batch_size=1, engine=engine),
+                       sync())
+        walls[n] = min(timed(run)[1] for _ in range(2))  # the quieter of two warm runs
+        with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda) as prof:
+            run()
+        rows = prof.key_averages()
+        kinds[n] = kernels_by_kind(rows)
+    wall_us = (walls[2 * new] - walls[new]) * 1e6 / new  # rows: the long run's profile, for the table below
+    rate = f"{1e6 / wall_us:,.0f} tokens/s" if wall_us > 0 else "timing too noisy to tell"
+    lines = [f"{engine} engine, batch 1: {wall_us:,.0f} us a token ({rate}) once decoding, plus "
+             f"{(walls[new] - new * wall_us / 1e6) * 1e3:,.1f} ms a call (prefill, graph capture); from runs of "
+             f"{new} and {2 * new} new tokens"]
+    if kinds[2 * new]:
+        lines += kernel_summary(kinds[new], kinds[2 * new], new, wall_us)
+    elif cuda:
+        lines.append("warning: the profiler recorded no GPU kernels (CUPTI unavailable?): no summary by kind")
     table = rows.table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=40)
-    write_text(path, f"{engine} engine, batch 1, {new} new tokens\n{summary}{table}\n")
-    print(summary, table, f"\nwrote {path}", flush=True)
+    write_text(path, "\n".join(lines) + f"\n{table}\n")
+    print("\n".join(lines), table, f"\nwrote {path}", sep="\n", flush=True)
 
 
 def copy_bandwidth(device):
@@ -391,8 +417,12 @@ def run_decoding(args):
             f"{row[e + '_first_run_seconds']:.0f} s)" for e in engines if row[e] is not None), flush=True)
         write_json(dict(**extra, results=results), args.out + ".partial")  # what a cut-off run had measured
     if args.profile:
-        profile_decode(model_for(args.profile), prompts, min(new, 64), args.profile,
-                       os.path.splitext(args.out)[0] + "_profile.txt")
+        try:
+            profile_decode(model_for(args.profile), prompts, min(new, 64), args.profile,
+                           os.path.splitext(args.out)[0] + "_profile.txt")
+        except Exception as e:  # the figures above are still worth writing
+            extra["profile_error"] = f"{type(e).__name__}: {str(e)[:1000]}"
+            print(f"--profile {args.profile} failed: {extra['profile_error']}", flush=True)
     return results, extra
 
 
@@ -417,8 +447,9 @@ def main(argv=None):
                    "torch.compile'd step; its compilation takes minutes)")
     p.add_argument("--batches", type=positive_int_list, default="1,16,64",
                    help="with the GPU measurement: the batch sizes")
-    p.add_argument("--profile", choices=engines, help="with the GPU measurement: then "
-                   "profile one batch-1 run of this engine (64 tokens): the costliest kernels, into OUT_profile.txt")
+    p.add_argument("--profile", choices=engines, help="with the GPU measurement: then profile this engine at batch 1 "
+                   "(runs of 64 and 128 tokens): where a token's time goes, and the costliest kernels, into "
+                   "OUT_profile.txt")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="do not time transformers")
     p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false", help="skip comparing each engine's "
                    "greedy tokens with the eager engine's (for the compiled engine, that check is a compilation)")
