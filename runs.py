@@ -211,9 +211,15 @@ def resumed_config(out, given, fields):
     that may have moved too; `fields`: the names a config of this code version has."""
     movable = {"out", "ref", "data", "eval_data", "device"}
     fixed = ", ".join("--" + k.replace("_", "-") for k in sorted(set(given) - movable))
-    if out is None or fixed:
-        raise InputError(f"--resume continues the saved run in --out; drop {fixed}" if fixed else
-                         "--resume needs --out, the run folder to continue")
+    if out is None:
+        raise InputError("--resume needs --out, the run folder to continue")
+    if fixed:
+        more = ""
+        if "steps" in given:  # the way to go on: a new run from this one's models, towards the same reference
+            first = saved_state(out)["config"]
+            more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor " \
+                   f"--critic-init {out}/checkpoint/critic --ref {first['ref'] or first['init']}"
+        raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     saved = saved_state(out)["config"]  # read only: the folder is not locked yet
     if set(saved) != fields:
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import safetensors.torch
 import torch
 
 import demo
@@ -794,3 +795,21 @@ def test_train_sft_refuses_a_folder_of_the_users_where_it_parks_the_old_checkpoi
     (tmp_path / "base.old" / "notes.txt").unlink()  # an empty one, or one a crash left (a checkpoint): ours
     train_sft.main(tiny)
     assert sorted(os.listdir(tmp_path)) == ["base"]
+
+
+def test_a_finished_run_is_trained_further_as_its_message_says(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out, 2))
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out), "--steps", "4"], capsys)
+    said = err.split("start a new run from it: ")[1].split()
+    assert said == ["--init", f"{out}/checkpoint/actor", "--critic-init", f"{out}/checkpoint/critic",
+                    "--ref", str(half_right)]  # the KL still pulls towards the first run's reference
+    more = tmp_path / "more"
+    flags = tiny_run_flags(half_right, more, 2)
+    flags[flags.index("--init") + 1] = said[1]
+    train_rl.main(flags + said[2:])
+    assert log_steps(more) == [0, 1]
+    critic = GPT.from_pretrained(said[3], value_head=True)  # as --critic-init loads it: the trained value head
+    saved = safetensors.torch.load_file(os.path.join(said[3], "model.safetensors"))
+    head = {k: v for k, v in saved.items() if "value" in k}
+    assert [torch.equal(critic.value_head.state_dict()[k.split(".")[-1]], v) for k, v in head.items()] == [True, True]
