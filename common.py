@@ -53,10 +53,13 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        switch = action.nargs == 0
-        if not switch and not any(action.default is x for x in (None, False, argparse.SUPPRESS)) and "default" not in text:
+        unset = action.nargs == 0 or action.default is None or action.default is argparse.SUPPRESS
+        if not unset and "default" not in text:
             text += " (default: %(default)s)"
         return text
+
+    def _get_default_metavar_for_optional(self, action):
+        return "{true,false}" if action.type is bool_flag else super()._get_default_metavar_for_optional(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -175,9 +178,14 @@ def device(name):
 # Reading
 
 
+def no_such(path, what):
+    """The error for a path that is not the file it should be: missing, or a folder."""
+    return InputError(f"{path} is a folder, not a {what}" if os.path.isdir(path) else f"{path}: no such {what}")
+
+
 def read_json(path, what="file"):
     if not os.path.isfile(path):
-        raise InputError(f"{path}: no such {what}")
+        raise no_such(path, what)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -192,7 +200,7 @@ def read_jsonl(path, what="file", torn_tail_ok=False, parse_float=float):
     parse_float: how JSON numbers with a fraction or exponent are read (Decimal keeps them as written).
     """
     if not os.path.isfile(path):
-        raise InputError(f"{path}: no such {what}")
+        raise no_such(path, what)
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
     records = []
@@ -385,24 +393,33 @@ class FolderLock:
     def __init__(self, folder):
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise InputError(f"--out {folder} is a file, not a folder")
+        self.folder, self.path = folder, os.path.join(folder, ".lock")
+        self.made_folder = not os.path.exists(folder)
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:  # an empty path, a file on the way, no permission
             raise InputError(f"--out {folder!r}: cannot create the folder ({e.strerror}); give another --out") from None
-        self.file = open(os.path.join(folder, ".lock"), "a+")
+        self.made_lock = not os.path.exists(self.path)
+        self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.file.seek(0)
-            owner = self.file.read().strip() or "another process"
             self.file.close()
-            raise InputError(f"{folder} is in use by {owner}; wait for it to finish or pick another --out") from None
+            raise InputError(f"{folder} is in use by {lock_holder(folder)}; wait for it to finish or pick another "
+                             "--out") from None
         self.file.seek(0)
         self.file.truncate()
         self.file.write(f"process {os.getpid()}")
         self.file.flush()
 
-    def release(self):
+    def release(self, refused=False):
+        """Unlock. The .lock file goes too if this lock made it and the folder was refused or got nothing else
+        (a run that failed before writing), and so does the folder if this lock made it: a refused or failed
+        command leaves no trace."""
+        if self.made_lock and (refused or os.listdir(self.folder) == [".lock"]):
+            os.remove(self.path)  # while still locked: no other process can have taken it meanwhile
+            if self.made_folder and not os.listdir(self.folder):
+                os.rmdir(self.folder)
         self.file.close()
 
     def __enter__(self):
@@ -410,6 +427,20 @@ class FolderLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def lock_holder(folder):
+    """'process N' holding folder's FolderLock, or None if nobody holds it (nothing is created or changed)."""
+    try:
+        with open(os.path.join(folder, ".lock")) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read().strip() or "another process"
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:  # no .lock: never locked
+        pass
+    return None
 
 
 class StopRequest:

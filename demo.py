@@ -179,7 +179,7 @@ def read_report(path):
     try:
         if not results["runs"]:
             raise ValueError("'runs' is empty")
-        return report(results)
+        return report(results) if "base" in results["runs"][0]["rows"] else quick_report(results)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
         what = f"no {e} field" if isinstance(e, KeyError) else e
         raise InputError(f"{path}: not a demo results file ({what}); expected the results.json demo.py writes") from None
@@ -271,6 +271,17 @@ def quick(out, test, settings, t0):
     plots.plot_training({"phase2": [plots.read_log(os.path.join(out, "phase2", "log.jsonl"))]},
                         os.path.join(out, "training_curves.png"))
     plots.plot_tradeoff(results, os.path.join(out, "tradeoff.png"))
+    table = quick_report(results)
+    write_text(os.path.join(out, "results.md"), table + "\n")
+    banner("results (accuracy ± its standard error over problems; the change's ± is the standard error of the "
+           "difference)")
+    print(table)
+    print(f"\nwrote {out}/training_curves.png and {out}/tradeoff.png; demo finished in "
+          f"{(time.perf_counter() - t0) / 60:.1f} min")
+
+
+def quick_report(results):
+    """--quick's table: the shipped phase-1 model against the phase 2 just trained (results.json of --quick)."""
     a, b = (results["runs"][0]["rows"][n] for n in ("phase1", "phase2"))
     se = math.hypot(a["accuracy_stderr"], b["accuracy_stderr"])
     lines = ["| | phase 1 (shipped) | phase 2 (just trained) | change |", "|---|---|---|---|",
@@ -282,12 +293,7 @@ def quick(out, test, settings, t0):
               f"{b['levels'][lv]['length']:.0f} / {b['levels'][lv]['accuracy']:.1f} | "
               f"{100 * (b['levels'][lv]['length'] / a['levels'][lv]['length'] - 1):+.0f}% / "
               f"{b['levels'][lv]['accuracy'] - a['levels'][lv]['accuracy']:+.1f} |" for lv in sorted(a["levels"], key=int)]
-    write_text(os.path.join(out, "results.md"), "\n".join(lines) + "\n")
-    banner("results (accuracy ± its standard error over problems; the change's ± is the standard error of the "
-           "difference)")
-    print("\n".join(lines))
-    print(f"\nwrote {out}/training_curves.png and {out}/tradeoff.png; demo finished in "
-          f"{(time.perf_counter() - t0) / 60:.1f} min")
+    return "\n".join(lines)
 
 
 def file_sha256(path):

@@ -194,6 +194,8 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON file")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
     args = p.parse_args(argv)
+    if args.save_responses and not args.out:
+        p.error("--save-responses writes the responses into --out: give --out FILE.json")
     names = args.names or args.ckpt
     if len(names) != len(args.ckpt):
         p.error("--names needs one name per --ckpt")

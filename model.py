@@ -503,7 +503,8 @@ def read_checkpoint(path, critic=False):
     """(GPTConfig, iterator of (our tensor name, tensor)) for our folder or a Hugging Face folder. A critic
     (value-head) checkpoint is refused unless `critic`, and so is a train_rl.py run folder."""
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path}: no such checkpoint folder (expected config.json + *.safetensors)")
+        problem = f"{path} is a file, not a" if os.path.exists(path) else f"{path}: no such"
+        raise CheckpointError(f"{problem} checkpoint folder (expected config.json + *.safetensors)")
     for kind, actor in [("run", os.path.join(path, "checkpoint", "actor")),  # train_rl.py's --out
                         ("checkpoint", os.path.join(path, "actor"))]:  # or its checkpoint/ folder
         if os.path.isdir(actor):

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from common import (FolderLock, InputError, check_out_folder, device, newest_dir, publish_dir, read_json, read_jsonl,
-                    recover_dir, save_safetensors, write_json, write_jsonl)
+from common import (FolderLock, InputError, check_out_folder, device, lock_holder, newest_dir, publish_dir, read_json,
+                    read_jsonl, recover_dir, save_safetensors, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_safetensors
@@ -98,7 +98,7 @@ def claim_folder(out, resume, overwrite):
     try:
         return lock, check_out_folder(out, RUN_FILES, resume=resume, overwrite=overwrite, fix=fix)
     except InputError:
-        lock.release()
+        lock.release(refused=True)
         raise
 
 
@@ -156,7 +156,9 @@ def saved_state(out):
     """checkpoint/state.json of run folder `out`, read only (state_path)."""
     path = state_path(out)
     if not os.path.isfile(path) and os.path.isfile(os.path.join(out, "config.json")):
-        raise InputError(f"{out}: its run {NO_CHECKPOINT_YET}")
+        holder = lock_holder(out)
+        raise InputError(f"{out} is in use by {holder}, which has not saved a checkpoint yet; wait for it to save "
+                         "or finish" if holder else f"{out}: its run {NO_CHECKPOINT_YET}")
     state = read_json(path, "checkpoint (nothing to resume; start without --resume)")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise InputError(f"{path} was written by another version of train_rl.py; resume it with that "
@@ -213,21 +215,19 @@ def resumed_config(out, given, fields):
     fixed = ", ".join("--" + k.replace("_", "-") for k in sorted(set(given) - movable))
     if out is None:
         raise InputError("--resume needs --out, the run folder to continue")
-    if fixed:
-        more = ""
-        if "steps" in given:  # the way to go on: a new run from this one's models, towards the same reference
-            first = saved_state(out)["config"]
-            more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor " \
-                   f"--critic-init {out}/checkpoint/critic --ref {first['ref'] or first['init']}"
-        raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     saved = saved_state(out)["config"]  # read only: the folder is not locked yet
+    if fixed:
+        more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor --critic-init " \
+               f"{out}/checkpoint/critic --ref {saved['ref'] or saved['init']}" if "steps" in given else ""
+        raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     if set(saved) != fields:
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py")
-    cfg = {**saved, **{k: v for k, v in given.items() if k in movable}}
+    cfg = {**saved, **{k: os.path.abspath(v) if k in INPUTS and v else v for k, v in given.items() if k in movable}}
     inputs = {"ref": cfg["ref"] or cfg["init"], "data": cfg["data"], "eval-data": cfg["eval_every"] and cfg["eval_data"]}
     for flag, path in inputs.items():
         if path and not os.path.exists(path):
-            raise InputError(f"the run's --{flag} {path} is gone; give its new place with --resume --{flag} PATH")
+            what = f"--{flag}" if flag != "ref" or cfg["ref"] else "reference (its --init)"
+            raise InputError(f"the run's {what} {path} is gone; give its new place with --resume --{flag} PATH")
     try:
         device(cfg["device"])
     except argparse.ArgumentTypeError as e:

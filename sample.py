@@ -399,6 +399,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if (args.prompt is None) == (args.prompts is None):
         p.error("give exactly one of --prompt or --prompts")
+    if args.key and args.prompts is None:
+        p.error("--key picks the field of --prompts records; --prompt takes the text itself")
     model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
     problems = [args.prompt] if args.prompt is not None else read_prompts(args.prompts, args.key)
     texts = problems if args.raw else [prompt_text(q, tok) for q in problems]

@@ -488,6 +488,7 @@ def run(cfg, resume, earlier=None):
         if state["finished"]:
             say(f"the run had finished at step {start}: nothing to do")
             return state["record"]
+    say(json.dumps(vars(cfg), indent=1))  # after the inputs' checks: an error is not buried under it
     if earlier:  # only now, every input read, every model loaded and every prompt encoded (process 0)
         remove_names(cfg.out, earlier)
     runs.start_log(cfg, resume)
@@ -606,7 +607,8 @@ def build_parser():
                epilog="A flag left out takes its preset's value for the --phase and the model's --scale, else the "
                       "paper's (the default shown).")
     g = p.add_argument_group("phase and models")
-    g.add_argument("--phase", type=int, choices=(1, 2), default=2, help="1: hard problems (accuracy); 2: the small set")
+    g.add_argument("--phase", type=int, choices=(1, 2), default=2, help="1: many hard problems, to raise accuracy "
+                   "(pick them with --levels); 2: the small set, to shorten responses")
     g.add_argument("--scale", choices=("auto", "toy", "paper"), default="auto", help="presets of the toy (CPU demo) "
                    f"or the paper's models; auto: paper from {PAPER_SCALE_PARAMS // 10**6}M parameters")
     g.add_argument("--algo", choices=("ppo", "grpo"), default="ppo", help="ppo (critic, GAE) or grpo (no critic)")
@@ -624,7 +626,8 @@ def build_parser():
     g.add_argument("--prompts-per-step", type=positive_int, metavar="N", default=8, help="problems per step")
     g.add_argument("--samples-per-prompt", type=positive_int, metavar="N", default=8, help="responses sampled per problem")
     g.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature, also of log-probs")
-    g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=8192, help="longer: cut, no answer")
+    g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=8192,
+                   help="response cut-off; a cut response scores as no answer")
     g.add_argument("--sample-batch", type=positive_int, metavar="N", default=64, help="rows sampled at once (KV cache)")
     g.add_argument("--sampler", choices=ENGINES, default="auto", help="auto: graph on a GPU, else eager")
     g = p.add_argument_group("reward (the paper's: correctness only)")
@@ -644,7 +647,8 @@ def build_parser():
     g.add_argument("--ppo-epochs", type=positive_int, metavar="N", default=1, help="passes over each step's batch")
     g.add_argument("--minibatches", type=positive_int, metavar="N", default=1, help="optimiser steps per pass")
     g.add_argument("--micro-batch", type=positive_int, metavar="N", default=16, help="rows per forward/backward")
-    g.add_argument("--micro-batch-tokens", type=non_negative_int, metavar="N", default=0, help="and tokens (0: any)")
+    g.add_argument("--micro-batch-tokens", type=non_negative_int, metavar="N", default=0,
+                   help="and at most N tokens (0: no limit)")
     g.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO ratio clip")
     g.add_argument("--value-clip-eps", type=positive_float, default=0.2, help="value clip around the old values")
     g = p.add_argument_group("advantages (GAE)")
@@ -701,6 +705,10 @@ def resolve_config(argv):
     given = parser.given(argv)
     args = parser.parse_args(argv)
     cli_flags = {k: getattr(args, k) for k in CLI_ONLY - {"help"}}
+    loose = [f"--{k.replace('_', '-')}" for k in ("gpu_mem", "gpus") if k in given and not args.dry_run]
+    if loose:
+        raise InputError(f"{' and '.join(loose)} only {'goes' if len(loose) == 1 else 'go'} with --dry-run (the memory "
+                         "estimate); add it, or drop them")
     if args.resume:
         given = {k: v for k, v in given.items() if k not in CLI_ONLY}
         return config(**runs.resumed_config(args.out, given, set(vars(config())))), cli_flags
@@ -711,6 +719,10 @@ def resolve_config(argv):
     scale = "paper" if big else "toy" if args.scale == "auto" else args.scale
     parser.set_defaults(**preset(args.phase, scale, args.algo))
     cfg = config(**{k: v for k, v in vars(parser.parse_args(argv)).items() if k not in CLI_ONLY})
+    cfg.scale = scale  # the presets used, not "auto"
+    for name in runs.INPUTS:  # absolute, so that --resume works from any folder
+        if getattr(cfg, name):
+            setattr(cfg, name, os.path.abspath(getattr(cfg, name)))
     if is_main():
         print(f"presets: phase {cfg.phase}, {scale} scale" + (", grpo" if cfg.algo == "grpo" else ""))
     checks = [
@@ -732,11 +744,10 @@ def resolve_config(argv):
 def main(argv=None):
     distributed.setup()  # under torchrun: join the process group
     cfg, flags = resolve_config(argv)
-    if is_main():
-        print(json.dumps(vars(cfg), indent=1))
     if not flags["dry_run"]:
-        train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])
+        train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])  # prints the config once inputs are read
     elif is_main():
+        print(json.dumps(vars(cfg), indent=1))
         print(memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world()))
     distributed.leave()
 

@@ -128,6 +128,18 @@ def test_quick_demo_shortens_responses_without_losing_accuracy(tmp_path, capsys)
     assert "skipped, shipped instead" in printed and "| mean length (tokens) |" in printed
     for name in ("training_curves.png", "tradeoff.png", "results.md"):
         assert os.path.getsize(out / name) > 0
+    demo.main(["--report", str(out / "results.json")])  # --report reads --quick's results too
+    assert capsys.readouterr().out.strip() == (out / "results.md").read_text().strip()
+
+
+def test_report_of_a_quick_results_file():
+    level = lambda length, acc: {"length": length, "accuracy": acc}
+    rows = {"phase1": {"length": 100.0, "accuracy": 80.0, "accuracy_stderr": 3.0, "levels": {"1": level(50.0, 90.0)}},
+            "phase2": {"length": 70.0, "accuracy": 79.0, "accuracy_stderr": 4.0, "levels": {"1": level(40.0, 91.0)}}}
+    lines = demo.quick_report({"seeds": [0], "runs": [{"seed": 0, "rows": rows}]}).splitlines()
+    assert lines[2:] == ["| mean length (tokens) | 100 | 70 | -30% |",
+                         "| accuracy % | 80.0 ± 3.0 | 79.0 ± 4.0 | -1.0 (± 5.0) |",
+                         "| level 1: len / acc % | 50 / 90.0 | 40 / 91.0 | -20% / +1.0 |"]
 
 
 def test_the_readme_and_results_md_show_the_shipped_results_file():

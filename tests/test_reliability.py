@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -78,7 +79,8 @@ def rl_flags(half_right, tmp_path):
     (["--algo", "grpo", "--samples-per-prompt", "1"], "needs --samples-per-prompt of 2 or more"),
     (["--critic-warmup-steps", "5", "--steps", "5"], "leaves no step for the actor"),
     (["--eval-every", "5"], "--eval-every needs --eval-data"),
-    (["--resume", "--actor-lr", "1e-3"], "drop --actor-lr"),
+    (["--resume", "--actor-lr", "1e-3"], "no such checkpoint (nothing to resume; start without --resume)"),
+    (["--gpu-mem", "80"], "--gpu-mem only goes with --dry-run"),
 ])
 def test_train_rl_refuses_bad_values(rl_flags, capsys, flags, message):
     assert message in one_line_error(train_rl.main, rl_flags + flags, capsys)
@@ -362,6 +364,10 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
     (gpu_check.main, ["--device", "tpu"], "argument --device: expected cpu, cuda, cuda:N or auto, got 'tpu'"),
     (gpu_check.main, ["--device", "cpu", "--lengths", "abc"], "argument --lengths: expected comma-separated integers"),
     (gpu_check.main, ["--device", "cpu", "--lengths", "0"], "argument --lengths: expected comma-separated integers >="),
+    (gpu_check.main, ["--device", "cpu"], "the 1.5B-shaped step needs a GPU; on a CPU add --tiny"),
+    (evaluation.main, ["--ckpt", "x", "--data", "y", "--save-responses"], "--save-responses writes the responses into "
+     "--out"),
+    (sample.main, ["--ckpt", "x", "--prompt", "1+1", "--key", "problem"], "--key picks the field of --prompts records"),
 ])
 def test_more_flags_are_refused_where_they_are_parsed(capsys, main, argv, message):
     if main is select_problems.main:
@@ -447,6 +453,31 @@ def test_a_second_writer_is_refused(half_right, tmp_path, capsys):
         err = one_line_error(train_rl.main, tiny_run_flags(half_right, out), capsys)
     assert "is in use by process" in err
     train_rl.main(tiny_run_flags(half_right, out))  # the lock goes with its holder
+
+
+def test_resume_of_a_live_run_that_has_not_saved_yet_says_it_is_in_use(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # what a live run has written before its first checkpoint
+    with FolderLock(str(out)):
+        err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert f"{out} is in use by process {os.getpid()}, which has not saved a checkpoint yet" in err
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)  # its holder gone
+    assert "was stopped before its first checkpoint" in err
+
+
+def test_a_refused_or_failed_run_leaves_no_lock_file_or_folder(half_right, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    one_line_error(train_rl.main, tiny_run_flags(half_right, data), capsys)  # refused: not a run folder
+    assert os.listdir(data) == ["notes.txt"]
+    flags = tiny_run_flags(half_right, tmp_path / "new")
+    flags[flags.index("--data") + 1] = str(tmp_path / "nowhere.jsonl")
+    one_line_error(train_rl.main, flags, capsys)  # failed on its inputs, after taking the folder
+    assert not (tmp_path / "new").exists()
+    train_rl.main(tiny_run_flags(half_right, tmp_path / "run", 1))  # a run that worked keeps its folder's lock
+    assert ".lock" in os.listdir(tmp_path / "run")
 
 
 def test_an_interrupted_checkpoint_swap_is_finished_on_resume(tmp_path):
@@ -775,7 +806,7 @@ def test_a_resume_whose_reference_or_data_moved_is_told_which_flag_gives_the_new
     capsys.readouterr()
     os.rename(init, tmp_path / "moved")  # the reference (--init) and the data (inside it) move away
     err = one_line_error(train_rl.main, ["--resume", "--out", str(run)], capsys)
-    assert f"the run's --ref {init} is gone; give its new place with --resume --ref PATH" in err
+    assert f"the run's reference (its --init) {init} is gone; give its new place with --resume --ref PATH" in err
     err = one_line_error(train_rl.main, ["--resume", "--out", str(run), "--ref", str(tmp_path / "moved")], capsys)
     assert "the run's --data" in err and "--resume --data PATH" in err
     train_rl.main(["--resume", "--out", str(run), "--ref", str(tmp_path / "moved"),
@@ -801,6 +832,7 @@ def test_a_finished_run_is_trained_further_as_its_message_says(half_right, tmp_p
     out = tmp_path / "run"
     train_rl.main(tiny_run_flags(half_right, out, 2))
     err = one_line_error(train_rl.main, ["--resume", "--out", str(out), "--steps", "4"], capsys)
+    assert "--resume continues the saved run in --out; drop --steps" in err
     said = err.split("start a new run from it: ")[1].split()
     assert said == ["--init", f"{out}/checkpoint/actor", "--critic-init", f"{out}/checkpoint/critic",
                     "--ref", str(half_right)]  # the KL still pulls towards the first run's reference
@@ -813,3 +845,32 @@ def test_a_finished_run_is_trained_further_as_its_message_says(half_right, tmp_p
     saved = safetensors.torch.load_file(os.path.join(said[3], "model.safetensors"))
     head = {k: v for k, v in saved.items() if "value" in k}
     assert [torch.equal(critic.value_head.state_dict()[k.split(".")[-1]], v) for k, v in head.items()] == [True, True]
+
+
+def test_a_path_of_the_wrong_kind_is_named_as_such(half_right, tmp_path, capsys):
+    flags = lambda init, data: ["--init", str(init), "--data", str(data), "--out", str(tmp_path / "run")]
+    err = one_line_error(train_rl.main, flags(half_right / "problems.jsonl", half_right / "problems.jsonl"), capsys)
+    assert "problems.jsonl is a file, not a checkpoint folder" in err
+    err = one_line_error(train_rl.main, flags(half_right, tmp_path), capsys)
+    assert f"{tmp_path} is a folder, not a problems file" in err
+
+
+def test_a_run_started_with_relative_paths_resumes_from_another_folder(half_right, tmp_path, monkeypatch):
+    monkeypatch.chdir(half_right.parent)
+    flags = tiny_run_flags(Path(os.path.relpath(half_right)), tmp_path / "run", 2)  # --init tiny0 --data tiny0/...
+    real_collect = train_rl.collect
+
+    def ctrl_c_at_step_0(*args):
+        if args[-1] == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # the run finishes step 0, saves and stops
+        return real_collect(*args)
+
+    monkeypatch.setattr(train_rl, "collect", ctrl_c_at_step_0)
+    with pytest.raises(SystemExit):
+        train_rl.main(flags)
+    monkeypatch.setattr(train_rl, "collect", real_collect)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["init"], saved["data"]) == (str(half_right), str(half_right / "problems.jsonl"))
+    monkeypatch.chdir(tmp_path)
+    train_rl.main(["--resume", "--out", str(tmp_path / "run")])
+    assert log_steps(tmp_path / "run") == [0, 1]

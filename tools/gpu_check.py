@@ -94,8 +94,10 @@ def main(argv=None):
                    help="train_rl.py's --sampler (auto: the graph engine on a GPU); with compiled, the first of "
                    "the two steps pays the compilation and the second, the one reported, does not")
     args = p.parse_args(argv)
-    check_writable(args.out)  # before minutes of measuring, not after
     cuda = args.device.startswith("cuda")  # --device has checked that a GPU is there
+    if not cuda and not args.tiny:  # 1.8B parameters with AdamW: more memory than a CPU machine has, for hours
+        p.error("the 1.5B-shaped step needs a GPU; on a CPU add --tiny (the same code path on a tiny model)")
+    check_writable(args.out)  # before minutes of measuring, not after
     cfg = GPTConfig(**(TINY if args.tiny else R1_15B))
     result = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
               "torch": torch.__version__, "config": "tiny" if args.tiny else "R1-Distill-Qwen-1.5B shape",
