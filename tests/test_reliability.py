@@ -874,3 +874,17 @@ def test_a_run_started_with_relative_paths_resumes_from_another_folder(half_righ
     monkeypatch.chdir(tmp_path)
     train_rl.main(["--resume", "--out", str(tmp_path / "run")])
     assert log_steps(tmp_path / "run") == [0, 1]
+
+
+def test_select_problems_keeps_its_pass_rates_when_too_few_qualify(half_right, tmp_path, capsys):
+    data = tmp_path / "p.jsonl"  # the tiny policy answers 1 or 2: "3" is never solved
+    data.write_text("".join(json.dumps({"id": a, "problem": "1", "answer": a, "level": 1}) + "\n" for a in "123"))
+    out = tmp_path / "set.jsonl"
+    with pytest.raises(SystemExit) as e:
+        select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--n", "3",
+                              "--max-new-tokens", "12", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the sampling's progress lines
+    assert e.value.code == 2 and err.startswith("error: ")
+    assert "only 2 of 3 candidates have a pass rate in (0.0, 1.0)" in err and f"{out}.candidates.jsonl" in err
+    rates = {r["id"]: r["pass_rate"] for r in map(json.loads, open(f"{out}.candidates.jsonl"))}
+    assert rates["3"] == 0 and 0 < rates["1"] < 1 and 0 < rates["2"] < 1 and not out.exists()
