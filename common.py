@@ -43,8 +43,19 @@ def cli(main):
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:  # a second Ctrl-C (the first one stops a run cleanly), or a script without a plan
+            print("stopped (Ctrl-C)", file=sys.stderr)
+            raise SystemExit(130) from None
 
     return wrapped
+
+
+def cannot_create(path, e):
+    """Why os.makedirs(path) failed, in words: a file on the way is named, else the OS's reason."""
+    parent = path
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return f"{parent} is a file" if parent and not os.path.isdir(parent) else e.strerror
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -282,7 +293,7 @@ def check_writable(path, inputs=()):
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise InputError(f"{path}: cannot create its folder ({e.strerror})") from None
+        raise InputError(f"{path}: cannot create its folder ({cannot_create(folder, e)})") from None
     if not os.access(folder, os.W_OK):
         raise InputError(f"{path}: folder {folder} is not writable")
 
@@ -398,7 +409,8 @@ class FolderLock:
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:  # an empty path, a file on the way, no permission
-            raise InputError(f"--out {folder!r}: cannot create the folder ({e.strerror}); give another --out") from None
+            raise InputError(f"--out {folder!r}: cannot create the folder ({cannot_create(folder, e)}); give another "
+                             "--out") from None
         self.made_lock = not os.path.exists(self.path)
         self.file = open(self.path, "a+")
         try:

@@ -32,6 +32,7 @@ import tasks
 import train_rl
 from common import (InputError, Parser, check_out_folder, cli, positive_int, read_json, remove_names, write_json,
                     write_text)
+from model import read_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = os.path.join(HERE, "checkpoints", "toy-base")
@@ -208,8 +209,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     start_model = PHASE1 if args.quick else args.base
-    if not os.path.isfile(os.path.join(start_model, "model.safetensors")):
+    if not os.path.exists(start_model):
         raise InputError(f"no model at {start_model}; train one with: python train_sft.py --out {start_model}")
+    read_checkpoint(start_model)  # a folder of the wrong kind (a train_rl.py run, say) is named as such
     remove_names(out, check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run"))
     claim_out_dir(out, run_stamp(start_model, settings))
     t0 = time.perf_counter()

@@ -395,7 +395,7 @@ def main(argv=None):
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
     p.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU (eager "
-                   "when streaming one sample), eager on a CPU")
+                   "when streaming one sample), eager on a CPU; compiled first compiles its step (a minute or more)")
     args = p.parse_args(argv)
     if (args.prompt is None) == (args.prompts is None):
         p.error("give exactly one of --prompt or --prompts")

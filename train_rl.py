@@ -629,7 +629,8 @@ def build_parser():
     g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=8192,
                    help="response cut-off; a cut response scores as no answer")
     g.add_argument("--sample-batch", type=positive_int, metavar="N", default=64, help="rows sampled at once (KV cache)")
-    g.add_argument("--sampler", choices=ENGINES, default="auto", help="auto: graph on a GPU, else eager")
+    g.add_argument("--sampler", choices=ENGINES, default="auto",
+                   help="auto: graph on a GPU, else eager; compiled first compiles its step (a minute or more)")
     g = p.add_argument_group("reward (the paper's: correctness only)")
     g.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
     g.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
@@ -674,7 +675,8 @@ def build_parser():
     g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N NaN/inf steps in a row")
     g = p.add_argument_group("start, stop, check")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    g.add_argument("--overwrite", action="store_true", help="replace the run in --out (only the files a run writes)")
+    g.add_argument("--overwrite", action="store_true", help="replace the run in --out: its files (only those a run "
+                   "writes) are deleted once the new run's inputs are checked, before its first step")
     g.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
     g.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB per GPU, to say whether the run fits")
     g.add_argument("--gpus", type=positive_int, metavar="N", help="with --dry-run: GPUs to shard over (default: "

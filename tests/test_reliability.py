@@ -888,3 +888,28 @@ def test_select_problems_keeps_its_pass_rates_when_too_few_qualify(half_right, t
     assert "only 2 of 3 candidates have a pass rate in (0.0, 1.0)" in err and f"{out}.candidates.jsonl" in err
     rates = {r["id"]: r["pass_rate"] for r in map(json.loads, open(f"{out}.candidates.jsonl"))}
     assert rates["3"] == 0 and 0 < rates["1"] < 1 and 0 < rates["2"] < 1 and not out.exists()
+
+
+def test_demo_base_that_is_a_run_folder_names_its_model(half_right, tmp_path, capsys):
+    train_rl.main(tiny_run_flags(half_right, tmp_path / "run", 1))
+    err = one_line_error(demo.main, ["--base", str(tmp_path / "run"), "--out", str(tmp_path / "demo")], capsys)
+    assert f"is a train_rl.py run folder, not a model; its model is {tmp_path / 'run' / 'checkpoint' / 'actor'}" in err
+
+
+def test_a_file_in_the_way_of_an_output_folder_is_named(tmp_path, capsys):
+    (tmp_path / "notes.md").write_text("x")
+    err = one_line_error(evaluation.main, ["--ckpt", "x", "--data", "y", "--out", str(tmp_path / "notes.md" / "r.json")],
+                         capsys)
+    assert f"cannot create its folder ({tmp_path / 'notes.md'} is a file)" in err
+
+
+def test_ctrl_c_outside_a_run_ends_in_one_line(capsys):
+    from common import cli
+
+    @cli
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 130 and capsys.readouterr().err == "stopped (Ctrl-C)\n"

@@ -208,7 +208,7 @@ def run_benchmarks(what, cfg):
     for job in todo:
         name, result = job()
         results[name] = result
-        print(f"  {name}: {fmt_row(name, result)}", flush=True)
+        print(f"  {fmt_row(name, result)}", flush=True)  # the table's row, as it comes
     return results, extra
 
 
