@@ -13,6 +13,8 @@ import argparse
 import math
 import os
 import random
+import shutil
+import sys
 import time
 
 import torch
@@ -53,15 +55,40 @@ def make_batch(examples, pad_id):
     return x, y, mask
 
 
-def batches(rng, tok, batch_size, levels, pool=8):
+def batches(rng, tok, batch_size, levels, max_len, pool=8):
     """Endless batches; each `pool` batches' worth of examples is sorted by length first, so a batch holds
-    similar lengths and little compute goes to padding (traces vary 5x in length)."""
+    similar lengths and little compute goes to padding (traces vary 5x in length). A sequence longer than
+    max_len is refused, not passed on: past the context, RoPE trains on positions sampling never reaches."""
     while True:
         examples = sorted((training_example(rng, tok, levels) for _ in range(batch_size * pool)), key=lambda e: len(e[0]))
+        longest = len(examples[-1][0])
+        if longest > max_len:  # a backstop: main() already refused a --max-seq-len below longest_example()
+            raise InputError(f"a training sequence of {longest} tokens exceeds --max-seq-len {max_len}; "
+                             f"pass --max-seq-len {longest} or more")
         group = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
         rng.shuffle(group)
         for chunk in group:
             yield make_batch(chunk, tok.pad_id)
+
+
+def longest_example(tok, levels, problems_per_level=2000):
+    """Tokens in the longest prompt + trace + EOS that training_example draws at these levels, plus a margin.
+
+    A trace is longest with every padding part on and every step slipped and then re-checked (verbosity 1,
+    slip_rate 1): an exhaustive search over every problem and trace of each level found none longer (levels
+    1-5: 112, 161, 210, 260, 309 tokens), while the natural mix rarely gets there (200,000 level-5 traces: at
+    most 288). So this takes that trace for 2000 problems of each level drawn with a Random of its own (the
+    run's random stream stays as it was); on 20 seeds it came within 1 token of the search's maximum, and the
+    margin of 8 covers that.
+    """
+    rng = random.Random(0)
+    longest = 0
+    for level in (lv for lv, weight in levels.items() if weight > 0):
+        for _ in range(problems_per_level):
+            problem = make_problem(rng, level)[2]
+            text = prompt_text(problem, tok) + make_trace(rng, problem, verbosity=1, slip_rate=1)[0]
+            longest = max(longest, len(tok.encode(text)) + 1)  # + EOS
+    return longest + 8
 
 
 # Both block designs at about the same parameter count (SwiGLU has three matrices, GELU two).
@@ -72,12 +99,20 @@ ARCHS = {
 }
 
 
+PROBE_NEW_TOKENS = 320  # the probe's cut-off per response
+
+
+def probe_problems(per_level=20):
+    """The first test problems of each level, the ones probe() answers."""
+    return [r for lv in LEVELS for r in make_split("test", per_level, seed=0) if r["level"] == lv][: per_level * 5]
+
+
 def probe(model, tok, per_level=20):
     """Greedy accuracy per level on the first test problems: a cheap progress signal while training."""
     from eval import rollout  # late import: eval pulls in the sampler, only needed here
 
-    problems = [r for lv in LEVELS for r in make_split("test", per_level, seed=0) if r["level"] == lv][: per_level * 5]
-    records = rollout(model, tok, problems, 1, 0.0, 1.0, 320, seed=0)
+    problems = probe_problems(per_level)
+    records = rollout(model, tok, problems, 1, 0.0, 1.0, PROBE_NEW_TOKENS, seed=0)
     model.train()
     return {lv: sum(r["correct"] for r in records if r["level"] == lv) / per_level for lv in LEVELS}
 
@@ -121,6 +156,19 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.n_embd % args.n_head:
         p.error(f"--n-embd ({args.n_embd}) must be a multiple of --n-head ({args.n_head})")
+    levels = args.level_weights
+    tok = Tokenizer.byte_level()
+    # Refused before any training: a sequence past the context crashes learned positions mid-run, and RoPE
+    # trains on it silently, leaving a model that cannot sample; the probe would crash at its first run.
+    train_len = longest_example(tok, levels)
+    probe_len = max(len(tok.encode(prompt_text(r["problem"], tok))) for r in probe_problems()) + PROBE_NEW_TOKENS
+    probing = 0 < args.probe_every <= args.steps  # else the probe never runs
+    need = max(train_len, probe_len) if probing else train_len
+    if args.max_seq_len < need:
+        why = f"training sequences (prompt + trace + EOS) reach {train_len} tokens at these --level-weights"
+        if probing:
+            why += f", the probe's longest prompt + {PROBE_NEW_TOKENS} new tokens {probe_len} (--probe-every 0: no probe)"
+        raise InputError(f"--max-seq-len {args.max_seq_len} is too short: {why}; pass --max-seq-len {need} or more")
     # With --overwrite the old checkpoint stays until publish_dir swaps the new one in, at the end.
     check_out_folder(args.out, OWNED, overwrite=args.overwrite, what="checkpoint", fix="replace it with --overwrite")
     check_writable(f"{args.out}.tmp{os.getpid()}")  # the folder written beside --out, then swapped in
@@ -128,13 +176,11 @@ def main(argv=None):
     if os.path.lexists(old) and (os.path.islink(old) or not os.path.isdir(old) or foreign_files(old, OWNED)):
         raise InputError(f"{old} is in the way: saving --out puts the old checkpoint there and then deletes it; "
                          "move it, or pick another --out")
-    levels = args.level_weights
     if args.threads:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    tok = Tokenizer.byte_level()
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                     max_seq_len=args.max_seq_len, **ARCHS[args.arch](args.n_embd))
     model = GPT(cfg)
@@ -147,36 +193,44 @@ def main(argv=None):
     log = []
     t0 = time.perf_counter()
     tokens_seen = 0
-    data = batches(rng, tok, args.batch_size, levels)
-    for step in range(args.steps):
-        lr = lr_at(step, args.steps, args.lr, args.warmup, min_ratio=0.1)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x, y, mask = next(data)
-        logits = model(x)
-        loss_tok = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(mask)
-        loss = (loss_tok * mask).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        tokens_seen += x.numel()  # padded tokens included: this is the compute throughput
-        if step % args.log_every == 0 or step == args.steps - 1:
-            elapsed = time.perf_counter() - t0
-            eta = elapsed / (step + 1) * (args.steps - step - 1)
-            print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tokens_seen / elapsed:7.0f} tok/s | "
-                  f"{elapsed / 60:4.1f} min, eta {eta / 60:4.1f} min", flush=True)
-            log.append({"step": step, "loss": loss.item(), "lr": lr, "elapsed_s": elapsed})
-        if args.probe_every and (step + 1) % args.probe_every == 0:
-            acc = probe(model, tok)
-            print("  greedy accuracy by level: " + " ".join(f"L{lv} {100 * a:.0f}%" for lv, a in acc.items()), flush=True)
-            log[-1]["probe"] = acc
-
+    data = batches(rng, tok, args.batch_size, levels, args.max_seq_len)
     tmp = f"{args.out}.tmp{os.getpid()}"
-    model.save(tmp)
-    tok.save(tmp)
-    settings = {**vars(args), "level_weights": ",".join(f"{w:g}" for w in levels.values())}
-    write_json({"args": settings, "log": log, "seconds": time.perf_counter() - t0}, os.path.join(tmp, "train_sft.json"))
+    step = 0  # for the Ctrl-C message, should it come before the first step
+    try:
+        for step in range(args.steps):
+            lr = lr_at(step, args.steps, args.lr, args.warmup, min_ratio=0.1)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x, y, mask = next(data)
+            logits = model(x)
+            loss_tok = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(mask)
+            loss = (loss_tok * mask).sum() / mask.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            tokens_seen += x.numel()  # padded tokens included: this is the compute throughput
+            if step % args.log_every == 0 or step == args.steps - 1:
+                elapsed = time.perf_counter() - t0
+                eta = elapsed / (step + 1) * (args.steps - step - 1)
+                print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tokens_seen / elapsed:7.0f} tok/s | "
+                      f"{elapsed / 60:4.1f} min, eta {eta / 60:4.1f} min", flush=True)
+                log.append({"step": step, "loss": loss.item(), "lr": lr, "elapsed_s": elapsed})
+            if args.probe_every and (step + 1) % args.probe_every == 0:
+                acc = probe(model, tok)
+                print("  greedy accuracy by level: " + " ".join(f"L{lv} {100 * a:.0f}%" for lv, a in acc.items()),
+                      flush=True)
+                log[-1]["probe"] = acc
+        model.save(tmp)
+        tok.save(tmp)
+        settings = {**vars(args), "level_weights": ",".join(f"{w:g}" for w in levels.values())}
+        write_json({"args": settings, "log": log, "seconds": time.perf_counter() - t0},
+                   os.path.join(tmp, "train_sft.json"))
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, and no half-written folder left beside --out
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"\nstopped by Ctrl-C at step {step} of {args.steps}: nothing was saved (the checkpoint is written "
+              f"only at the end); --out {args.out} is unchanged", file=sys.stderr, flush=True)
+        raise SystemExit(130)
     publish_dir(tmp, args.out)
     print(f"saved {args.out} after {(time.perf_counter() - t0) / 60:.1f} min")
 

@@ -1,0 +1,114 @@
+"""train_sft.py: a --max-seq-len too short for the traces or the probe is refused before any training, and
+Ctrl-C stops a run with one line, leaving --out as it was and no temp folder beside it."""
+
+import json
+import os
+import random
+import signal
+
+import pytest
+
+import train_sft
+from tokenizer import Tokenizer
+
+TINY = ["--steps", "4", "--batch-size", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--probe-every", "0"]
+# The longest prompt + trace + EOS of each level, found by an exhaustive search over every problem and every
+# trace tasks.make_trace can write for it (every verbosity and slip choice).
+EXHAUSTIVE = {1: 112, 2: 161, 3: 210, 4: 260, 5: 309}
+
+
+def one_line_error(argv, capsys):
+    """Run train_sft on argv, which it must refuse: (its single stderr line, its stdout)."""
+    with pytest.raises(SystemExit) as e:
+        train_sft.main(argv)
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip(), out
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("level", EXHAUSTIVE)
+def test_the_bound_holds_the_longest_trace_of_each_level(level):
+    only = {lv: float(lv == level) for lv in EXHAUSTIVE}
+    assert EXHAUSTIVE[level] <= train_sft.longest_example(Tokenizer.byte_level(), only) <= EXHAUSTIVE[level] + 8
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
+def test_a_max_seq_len_too_short_for_the_traces_is_refused_before_training(tmp_path, capsys, arch):
+    # gpt2 used to crash with a traceback at its first step; qwen2 (RoPE) trained past its context unnoticed
+    err, out = one_line_error(["--arch", arch, "--max-seq-len", "16", "--steps", "5", "--out", str(tmp_path / "x")],
+                              capsys)
+    assert err == ("error: --max-seq-len 16 is too short: training sequences (prompt + trace + EOS) reach 316 tokens "
+                   "at these --level-weights; pass --max-seq-len 316 or more")
+    assert "step" not in out and os.listdir(tmp_path) == []
+
+
+def test_the_probe_is_counted_only_when_it_runs(tmp_path, capsys):
+    # 320 holds the traces (316) but not the probe's longest prompt (30 tokens) + 320 new tokens: it used to
+    # crash at the first probe, after the training, with advice about a --max-new-tokens train_sft lacks.
+    err, out = one_line_error(["--max-seq-len", "320", "--steps", "5", "--probe-every", "5",
+                               "--out", str(tmp_path / "x")], capsys)
+    assert "reach 316 tokens at these --level-weights, the probe's longest prompt + 320 new tokens 350 " \
+           "(--probe-every 0: no probe); pass --max-seq-len 350 or more" in err
+    assert "step" not in out and os.listdir(tmp_path) == []
+    err, _ = one_line_error(["--max-seq-len", "315", "--out", str(tmp_path / "x"), *TINY], capsys)
+    assert "pass --max-seq-len 316 or more" in err
+    # 316 is enough when the probe never runs (--probe-every 500 > --steps 4)
+    train_sft.main(["--max-seq-len", "316", "--out", str(tmp_path / "x"), *TINY, "--probe-every", "500"])
+    assert json.loads((tmp_path / "x" / "train_sft.json").read_text())["log"][-1]["step"] == 3
+
+
+def test_batches_refuses_a_sequence_longer_than_max_seq_len():
+    tok, levels = Tokenizer.byte_level(), {1: 2, 2: 2, 3: 2, 4: 1, 5: 0.4}
+    # seed 0 draws 16 examples for the first pool of 8 batches of 2; the longest is 213 tokens
+    with pytest.raises(train_sft.InputError, match="^a training sequence of 213 tokens exceeds --max-seq-len 212; "
+                                                   "pass --max-seq-len 213 or more$"):
+        next(train_sft.batches(random.Random(0), tok, 2, levels, 212))
+    x, _, _ = next(train_sft.batches(random.Random(0), tok, 2, levels, 213))
+    assert x.shape[1] <= 212  # inputs drop the last token
+
+
+def test_the_check_leaves_the_training_numbers_as_they_were(tmp_path):
+    # losses of this run before --max-seq-len was checked: the check draws nothing from the run's random stream
+    train_sft.main(["--out", str(tmp_path / "x"), *TINY, "--steps", "3", "--log-every", "1"])
+    losses = [r["loss"] for r in json.loads((tmp_path / "x" / "train_sft.json").read_text())["log"]]
+    assert losses == pytest.approx([5.549452781677246, 5.545056343078613, 5.550695896148682], rel=1e-5)
+
+
+def ctrl_c_in(monkeypatch, name, at_step=None):
+    """Press Ctrl-C (a real SIGINT) when train_sft calls `name`, or when it calls it for step `at_step`."""
+    real = getattr(train_sft, name)
+
+    def pressed(*args, **kwargs):
+        if at_step is None or args[0] == at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_sft, name, pressed)
+
+
+def stopped(argv, capsys):
+    """Run train_sft until Ctrl-C stops it: its stderr, stripped."""
+    try:
+        with pytest.raises(SystemExit) as e:
+            train_sft.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C ended train_sft with a KeyboardInterrupt traceback")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 130 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("name, at_step", [("lr_at", 3), ("write_json", None)])  # while training, while saving
+def test_ctrl_c_stops_with_one_line_and_leaves_out_as_it_was(tmp_path, monkeypatch, capsys, name, at_step):
+    out = tmp_path / "base"
+    train_sft.main(["--out", str(out), *TINY, "--steps", "1"])
+    before = files_of(out)
+    ctrl_c_in(monkeypatch, name, at_step)
+    err = stopped(["--out", str(out), "--overwrite", *TINY], capsys)
+    assert err == (f"stopped by Ctrl-C at step 3 of 4: nothing was saved (the checkpoint is written only at the end); "
+                   f"--out {out} is unchanged")
+    assert files_of(out) == before and os.listdir(tmp_path) == ["base"]  # no {out}.tmp{pid} left beside it
