@@ -780,7 +780,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(half_right, 
     a_file.write_text("not a folder\n")
     cases = [(train_sft.main, ["--out", str(a_file / "sub"), "--steps", "1"], "cannot create its folder"),
              (train_rl.main, tiny_run_flags(half_right, "", 1), "--out '': cannot create the folder"),
-             (train_rl.main, tiny_run_flags(half_right, a_file / "sub", 1), "cannot create the folder (Not a directory)"),
+             (train_rl.main, tiny_run_flags(half_right, a_file / "sub", 1), f"cannot create the folder ({a_file} is a file)"),
              (bench.main, ["--quick", "--out", str(tmp_path)], "is a folder; give a file path"),
              (gpu_check.main, ["--tiny", "--device", "cpu", "--out", str(tmp_path)], "is a folder; give a file path"),
              (tasks.main, ["--out", str(a_file)], "is a file; give a folder")]
