@@ -217,8 +217,9 @@ def resumed_config(out, given, fields):
         raise InputError("--resume needs --out, the run folder to continue")
     saved = saved_state(out)["config"]  # read only: the folder is not locked yet
     if fixed:
-        more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor --critic-init " \
-               f"{out}/checkpoint/critic --ref {saved['ref'] or saved['init']}" if "steps" in given else ""
+        critic = f" --critic-init {out}/checkpoint/critic" if saved["algo"] == "ppo" else ""
+        more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor{critic} " \
+               f"--ref {saved['ref'] or saved['init']}" if "steps" in given else ""
         raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     if set(saved) != fields:
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py")
