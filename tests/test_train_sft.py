@@ -102,8 +102,18 @@ def stopped(argv, capsys):
     return err
 
 
+@pytest.fixture
+def terminal_ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal: a test run that a shell started in the background
+    inherits SIGINT ignored, and Python then installs no handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("name, at_step", [("lr_at", 3), ("write_json", None)])  # while training, while saving
-def test_ctrl_c_stops_with_one_line_and_leaves_out_as_it_was(tmp_path, monkeypatch, capsys, name, at_step):
+def test_ctrl_c_stops_with_one_line_and_leaves_out_as_it_was(tmp_path, monkeypatch, capsys, terminal_ctrl_c, name,
+                                                            at_step):
     out = tmp_path / "base"
     train_sft.main(["--out", str(out), *TINY, "--steps", "1"])
     before = files_of(out)
