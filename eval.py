@@ -197,6 +197,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.save_responses and not args.out:
         p.error("--save-responses writes the responses into --out: give --out FILE.json")
+    if args.temperature == 0 and args.samples > 1:
+        p.error(f"--temperature 0 is greedy: its {args.samples} samples of a problem would be one answer repeated; "
+                "give --samples 1, or a temperature above 0")
     names = args.names or args.ckpt
     if len(names) != len(args.ckpt):
         p.error("--names needs one name per --ckpt")
@@ -207,6 +210,9 @@ def main(argv=None):
     if args.out:
         on_main(lambda: check_writable(args.out, [("--data", args.data)]))  # before the sampling, not after it
     problems = held_out(args.data, args.limit, args.seed) if args.limit else read_problems(args.data)
+    if args.limit and len(problems) < args.limit and is_main():
+        print(f"note: --limit {args.limit}, but {args.data} holds {len(problems)} problems: evaluating them all",
+              file=sys.stderr)
     for path in args.ckpt[1:]:  # the later folders' config, weight files and tokenizer, before the first evaluation
         read_checkpoint(path)
         Tokenizer.load(path)

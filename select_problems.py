@@ -60,6 +60,9 @@ def main(argv=None):
     problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)
     candidates = problems[: args.candidates]
+    if len(candidates) < args.candidates and is_main():
+        print(f"note: --candidates {args.candidates}, but {args.data} holds {len(candidates)} problems"
+              f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}: trying them all")
     model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
 
     t0 = time.perf_counter()

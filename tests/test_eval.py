@@ -93,7 +93,7 @@ def test_cli_writes_json_and_table(half_right, tmp_path, capsys):
     assert "| all |" in capsys.readouterr().out
 
 
-def test_limit_draws_from_every_level_not_the_first_lines(half_right, tmp_path):
+def test_limit_draws_from_every_level_not_the_first_lines(half_right, tmp_path, capsys):
     sorted_by_level = [{"id": f"L{lv}-{i}", "problem": "1", "answer": "1", "level": lv} for lv in range(1, 6)
                        for i in range(4)]
     data = write_problems(tmp_path / "p.jsonl", sorted_by_level)
@@ -104,6 +104,9 @@ def test_limit_draws_from_every_level_not_the_first_lines(half_right, tmp_path):
     ids = {r["problem_id"] for r in got["responses"][str(half_right)]}
     assert ids == {p["id"] for p in evaluation.held_out(str(data), 5, 0)}  # the same draw as train_rl's held out
     assert len(ids) == 5 and len({i.split("-")[0] for i in ids}) > 1 and got["settings"]["limit"] == 5
+    evaluation.main(["--ckpt", str(half_right), "--data", str(data), "--limit", "50", "--samples", "1",
+                     "--max-new-tokens", "12"])
+    assert f"note: --limit 50, but {data} holds 20 problems: evaluating them all" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -368,6 +368,8 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--save-responses"], "--save-responses writes the responses into "
      "--out"),
     (sample.main, ["--ckpt", "x", "--prompt", "1+1", "--key", "problem"], "--key picks the field of --prompts records"),
+    (evaluation.main, ["--ckpt", "x", "--data", "y", "--temperature", "0", "--samples", "3"], "--temperature 0 is "
+     "greedy: its 3 samples of a problem would be one answer repeated"),
 ])
 def test_more_flags_are_refused_where_they_are_parsed(capsys, main, argv, message):
     if main is select_problems.main:
@@ -883,8 +885,10 @@ def test_select_problems_keeps_its_pass_rates_when_too_few_qualify(half_right, t
     with pytest.raises(SystemExit) as e:
         select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--n", "3",
                               "--max-new-tokens", "12", "--out", str(out)])
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the sampling's progress lines
+    printed, err = capsys.readouterr()
+    err = err.strip().splitlines()[-1]  # after the sampling's progress lines
     assert e.value.code == 2 and err.startswith("error: ")
+    assert f"note: --candidates 256, but {data} holds 3 problems: trying them all" in printed
     assert "only 2 of 3 candidates have a pass rate in (0.0, 1.0)" in err and f"{out}.candidates.jsonl" in err
     rates = {r["id"]: r["pass_rate"] for r in map(json.loads, open(f"{out}.candidates.jsonl"))}
     assert rates["3"] == 0 and 0 < rates["1"] < 1 and 0 < rates["2"] < 1 and not out.exists()
