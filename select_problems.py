@@ -78,13 +78,14 @@ def main(argv=None):
         histogram[round(r * args.samples)] = histogram.get(round(r * args.samples), 0) + 1
     print("pass-rate histogram (correct out of %d: problems): %s" % (args.samples, dict(sorted(histogram.items()))))
     chosen = choose(candidates, rates, args.n, args.min_pass_rate, args.max_pass_rate, args.seed)
+    with_rates = lambda problems: [{**q, "pass_rate": rates[q["id"]]} for q in problems]  # the records written
     if len(chosen) < args.n:  # the sampling is kept: it may have taken hours
         measured = f"{args.out}.candidates.jsonl"
-        write_jsonl([{**q, "pass_rate": rates[q["id"]]} for q in candidates], measured)
+        write_jsonl(with_rates(candidates), measured)
         raise DataError(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
                         f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range (every "
                         f"candidate's pass rate is in {measured})")
-    write_jsonl([{**q, "pass_rate": rates[q["id"]]} for q in chosen], args.out)
+    write_jsonl(with_rates(chosen), args.out)
     for q in chosen:
         print(f"  {q['id']:>16} level {q['level']} pass {rates[q['id']]:.3f}  {q['problem'][:60]}")
     print(f"wrote {len(chosen)} problems to {args.out}")

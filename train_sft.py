@@ -161,9 +161,10 @@ def main(argv=None):
     # Refused before any training: a sequence past the context crashes learned positions mid-run, and RoPE
     # trains on it silently, leaving a model that cannot sample; the probe would crash at its first run.
     train_len = longest_example(tok, levels)
-    probe_len = max(len(tok.encode(prompt_text(r["problem"], tok))) for r in probe_problems()) + PROBE_NEW_TOKENS
     probing = 0 < args.probe_every <= args.steps  # else the probe never runs
-    need = max(train_len, probe_len) if probing else train_len
+    probe_len = max(len(tok.encode(prompt_text(r["problem"], tok))) for r in probe_problems()) + PROBE_NEW_TOKENS \
+        if probing else 0
+    need = max(train_len, probe_len)
     if args.max_seq_len < need:
         why = f"training sequences (prompt + trace + EOS) reach {train_len} tokens at these --level-weights"
         if probing:

@@ -421,20 +421,25 @@ def test_a_new_run_refuses_a_folder_with_a_run_or_other_files(half_right, tmp_pa
     assert (tmp_path / "file").read_text() == "x"
 
 
+def stopped_by_ctrl_c(monkeypatch, step, argv):
+    """Run train_rl on argv with Ctrl-C pressed during `step`: the run finishes that step, saves and stops."""
+    real_collect = train_rl.collect
+
+    def ctrl_c_at_step(*args):
+        if args[-1] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_collect(*args)
+
+    monkeypatch.setattr(train_rl, "collect", ctrl_c_at_step)
+    with pytest.raises(SystemExit):
+        train_rl.main(argv)
+    monkeypatch.setattr(train_rl, "collect", real_collect)
+
+
 def test_a_copied_or_moved_run_resumes_in_place(half_right, tmp_path, monkeypatch):
     full = tmp_path / "full"
     train_rl.main(tiny_run_flags(half_right, full, 3))
-    real_collect = train_rl.collect
-
-    def ctrl_c_at_step_1(*args):
-        if args[-1] == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # the run finishes step 1, saves and stops
-        return real_collect(*args)
-
-    monkeypatch.setattr(train_rl, "collect", ctrl_c_at_step_1)
-    with pytest.raises(SystemExit):
-        train_rl.main(tiny_run_flags(half_right, tmp_path / "first", 3))
-    monkeypatch.setattr(train_rl, "collect", real_collect)
+    stopped_by_ctrl_c(monkeypatch, 1, tiny_run_flags(half_right, tmp_path / "first", 3))
     moved, copy = tmp_path / "moved", tmp_path / "copy"
     os.rename(tmp_path / "first", moved)
     subprocess.run(["cp", "-r", str(moved), str(copy)], check=True)
@@ -860,17 +865,7 @@ def test_a_path_of_the_wrong_kind_is_named_as_such(half_right, tmp_path, capsys)
 def test_a_run_started_with_relative_paths_resumes_from_another_folder(half_right, tmp_path, monkeypatch):
     monkeypatch.chdir(half_right.parent)
     flags = tiny_run_flags(Path(os.path.relpath(half_right)), tmp_path / "run", 2)  # --init tiny0 --data tiny0/...
-    real_collect = train_rl.collect
-
-    def ctrl_c_at_step_0(*args):
-        if args[-1] == 0:
-            os.kill(os.getpid(), signal.SIGINT)  # the run finishes step 0, saves and stops
-        return real_collect(*args)
-
-    monkeypatch.setattr(train_rl, "collect", ctrl_c_at_step_0)
-    with pytest.raises(SystemExit):
-        train_rl.main(flags)
-    monkeypatch.setattr(train_rl, "collect", real_collect)
+    stopped_by_ctrl_c(monkeypatch, 0, flags)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["init"], saved["data"]) == (str(half_right), str(half_right / "problems.jsonl"))
     monkeypatch.chdir(tmp_path)
