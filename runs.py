@@ -7,9 +7,12 @@ A train_rl.py run folder, written so that no finished work is ever lost:
                        run has finished, each step's mean length, that step's log record, the config), swapped
                        in whole: it is always a finished checkpoint
 
-- A folder belongs to one run: a new run refuses a folder that holds anything (--overwrite replaces an
-  earlier run's files, and only those, once every input of the new run is checked), and a lock refuses a
-  second writer. Nothing in the folder changes before its lock is held.
+- A folder belongs to one run: a new run refuses a folder that holds anything, and a lock refuses a second
+  writer. Nothing in the folder changes before its lock is held.
+- --overwrite replaces an earlier run's files, and only those. Once every input of the new run is checked
+  they move to out/replaced/; they are deleted when the new run saves its first checkpoint, and put back if
+  it stops before one (a crash, NaN, out of memory, Ctrl-C while loading), so a failed overwrite loses
+  nothing (settle_replaced).
 - A checkpoint swap cut short by a crash is finished when the run resumes (common.recover_dir).
 - The log never disagrees with the checkpoint: --resume cuts the log back to the checkpoint's step, and
   rebuilds that step's record from state.json if a crash came between the save and the log write.
@@ -19,12 +22,14 @@ With several processes (torchrun), every process gathers its shards and process 
 import argparse
 import contextlib
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 
 import torch
 
 from common import (FolderLock, InputError, check_out_folder, device, lock_holder, newest_dir, publish_dir, read_json,
-                    read_jsonl, recover_dir, save_safetensors, write_json, write_jsonl)
+                    read_jsonl, recover_dir, remove_names, save_safetensors, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_safetensors
@@ -72,6 +77,8 @@ MODEL_FILES = dict.fromkeys(["config.json", "model.safetensors", BYTES_FILE, *HF
 # What a run writes into --out (common.foreign_files): what save_checkpoint writes, and nothing else, is a checkpoint.
 RUN_FILES = {"config.json": None, "log.jsonl": None,
              "checkpoint": {"actor": MODEL_FILES, "critic": MODEL_FILES, "optim.safetensors": None, "state.json": None}}
+REPLACED = "replaced"  # out/replaced/: the earlier run that --overwrite replaces, until the new run's first save
+RUN_FILES[REPLACED] = dict(RUN_FILES)
 STATE_VERSION = 3  # of checkpoint/state.json
 INPUTS = ("init", "ref", "critic_init", "data", "eval_data")  # the config's paths a run reads
 
@@ -79,13 +86,16 @@ INPUTS = ("init", "ref", "critic_init", "data", "eval_data")  # the config's pat
 @contextlib.contextmanager
 def claimed(out, resume, overwrite):
     """The run folder `out`, locked by process 0 while the `with` block runs (claim_folder). Yields the earlier
-    run's names that --overwrite replaces (None on the other processes): they are removed only once the new
-    run's inputs are checked (common.remove_names)."""
+    run's names that --overwrite replaces (None on the other processes), for set_aside once the new run's
+    inputs are checked; on the way out, a run set aside comes back if the new one saved no checkpoint."""
     lock, earlier = on_main(lambda: claim_folder(out, resume, overwrite)) or (None, None)
     try:
         yield earlier
     finally:
         if lock is not None:
+            if settle_replaced(out):
+                print(f"{out}: this run stopped before its first checkpoint, so the run it was to replace "
+                      "(--overwrite) is back in place", file=sys.stderr)
             lock.release()
 
 
@@ -93,6 +103,9 @@ def claim_folder(out, resume, overwrite):
     """(the lock on `out`, the earlier run's names there that --overwrite replaces), once `out` is checked to
     be writable by this run (see the module docstring). Nothing in `out` changes before the lock is held."""
     lock = FolderLock(out)
+    if settle_replaced(out):
+        print(f"{out}: an --overwrite run had stopped there before its first checkpoint; the run it was to "
+              "replace is back in place", file=sys.stderr)
     fix = "continue it with --resume, or replace it with --overwrite" if os.path.isfile(state_path(out)) else \
         f"it {NO_CHECKPOINT_YET}"
     try:
@@ -100,6 +113,38 @@ def claim_folder(out, resume, overwrite):
     except InputError:
         lock.release(refused=True)
         raise
+
+
+def set_aside(out, names):
+    """Move the earlier run's `names` (check_out_folder's list) into out/replaced/, which appears whole in one
+    rename: a crash before it leaves out/replaced.tmp, whose files settle_replaced moves back."""
+    aside = os.path.join(out, REPLACED)
+    os.makedirs(aside + ".tmp")
+    for name in names:
+        os.replace(os.path.join(out, name), os.path.join(aside + ".tmp", name))
+    os.replace(aside + ".tmp", aside)
+
+
+def settle_replaced(out):
+    """Finish an --overwrite in `out` (the caller holds its lock): once the new run has a checkpoint the earlier
+    run in out/replaced/ is deleted; while it has none, the new run's files are deleted and the earlier run's
+    moved back. Every stage can be cut short by a crash and is finished by the next call: replaced.tmp/ is
+    always on its way back, replaced.old/ on its way out. True when it put an earlier run back."""
+    aside = os.path.join(out, REPLACED)
+    if os.path.isdir(aside) and not os.path.isfile(state_path(out)):
+        new = [name for name in os.listdir(out) if name != ".lock" and not name.startswith(REPLACED)]
+        remove_names(out, new)
+        os.replace(aside, aside + ".tmp")
+    restored = os.path.isdir(aside + ".tmp")
+    if restored:
+        for name in os.listdir(aside + ".tmp"):
+            os.replace(os.path.join(aside + ".tmp", name), os.path.join(out, name))
+        os.rmdir(aside + ".tmp")
+    if os.path.isdir(aside):
+        os.replace(aside, aside + ".old")
+    if os.path.isdir(aside + ".old"):
+        shutil.rmtree(aside + ".old")
+    return restored
 
 
 def check_inputs_outside(cfg):
@@ -132,6 +177,7 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
         write_json({"version": STATE_VERSION, "step": step, "finished": finished, "lengths": lengths,
                     "record": record, "config": vars(cfg)}, os.path.join(tmp, "state.json"))
         publish_dir(tmp, final)
+        settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
     barrier()
 
 
@@ -157,8 +203,10 @@ def saved_state(out):
     path = state_path(out)
     if not os.path.isfile(path) and os.path.isfile(os.path.join(out, "config.json")):
         holder = lock_holder(out)
+        kept = f" (the run it was to replace is kept in {out}/{REPLACED}: train_rl.py without --resume puts it " \
+            "back first)" if any(n.startswith(REPLACED) for n in os.listdir(out)) else ""
         raise InputError(f"{out} is in use by {holder}, which has not saved a checkpoint yet; wait for it to save "
-                         "or finish" if holder else f"{out}: its run {NO_CHECKPOINT_YET}")
+                         "or finish" if holder else f"{out}: its run {NO_CHECKPOINT_YET}{kept}")
     state = read_json(path, "checkpoint (nothing to resume; start without --resume)")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise InputError(f"{path} was written by another version of train_rl.py; resume it with that "

@@ -47,7 +47,7 @@ import distributed
 import memory
 import runs
 from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
-                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, remove_names, timed)
+                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, timed)
 from distributed import all_max, all_sum, gather, is_main, my_share, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
@@ -490,7 +490,7 @@ def run(cfg, resume, earlier=None):
             return state["record"]
     say(json.dumps(vars(cfg), indent=1))  # after the inputs' checks: an error is not buried under it
     if earlier:  # only now, every input read, every model loaded and every prompt encoded (process 0)
-        remove_names(cfg.out, earlier)
+        runs.set_aside(cfg.out, earlier)
     runs.start_log(cfg, resume)
     say(f"actor {models.rollout.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
         f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps | "
@@ -676,7 +676,8 @@ def build_parser():
     g = p.add_argument_group("start, stop, check")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace the run in --out: its files (only those a run "
-                   "writes) are deleted once the new run's inputs are checked, before its first step")
+                   "writes) move to --out/replaced once the new run's inputs are checked, are deleted at the new run's "
+                   "first checkpoint, and come back if it stops before one")
     g.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
     g.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB per GPU, to say whether the run fits")
     g.add_argument("--gpus", type=positive_int, metavar="N", help="with --dry-run: GPUs to shard over (default: "

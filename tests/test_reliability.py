@@ -606,6 +606,72 @@ def test_overwrite_keeps_the_old_run_until_every_input_of_the_new_one_is_checked
     assert log_steps(out) == [0, 1, 2]
 
 
+def test_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(half_right, tmp_path,
+                                                                                   monkeypatch, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out))
+    before = files_of(out)
+    real_collect = train_rl.collect
+
+    def fails_at(bad_step, error):
+        def collect(*args):
+            assert (out / runs.REPLACED).is_dir() == (args[-1] == 0)  # set aside until the first save (every step)
+            if args[-1] == bad_step:
+                raise error
+            return real_collect(*args)
+        return collect
+
+    for error in (torch.OutOfMemoryError("CUDA out of memory"), KeyboardInterrupt()):  # a second Ctrl-C
+        monkeypatch.setattr(train_rl, "collect", fails_at(0, error))
+        with pytest.raises((torch.OutOfMemoryError, SystemExit)):
+            train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite", "--seed", "1"))
+        assert files_of(out) == before
+        assert "the run it was to replace (--overwrite) is back in place" in capsys.readouterr().err
+    runs.set_aside(str(out), ["checkpoint", "config.json", "log.jsonl"])  # as a run killed before its first save
+    (out / "config.json").write_text("{}")
+    (out / "log.jsonl").write_text("")
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert "stopped before its first checkpoint" in err and f"is kept in {out}/replaced" in err
+    with pytest.raises(SystemExit):
+        train_rl.main(tiny_run_flags(half_right, out))
+    note, err = capsys.readouterr().err.splitlines()  # the run put back first, then refused as before
+    assert "the run it was to replace is back in place" in note and "already holds a run" in err
+    assert files_of(out) == before
+    monkeypatch.setattr(train_rl, "collect", fails_at(1, torch.OutOfMemoryError("CUDA out of memory")))
+    with pytest.raises(torch.OutOfMemoryError):  # after the new run's first checkpoint: that one is kept
+        train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite", "--seed", "1"))
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint", "config.json", "log.jsonl"]
+    assert runs.read_state(str(out))["config"]["seed"] == 1 and log_steps(out) == [0]
+
+
+def test_settle_replaced_finishes_an_overwrite_cut_short_at_any_stage(tmp_path):
+    old = {"config.json": b"old config", "log.jsonl": b"old log", "checkpoint/state.json": b"old state"}
+
+    def folder(name, files):
+        for path, data in files.items():
+            (tmp_path / name / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / path).write_bytes(data)
+        return str(tmp_path / name)
+
+    aside = lambda where: {f"{where}/{path}": data for path, data in old.items()}
+    new = {"config.json": b"new config", "log.jsonl": b"new log"}
+    cases = [  # (what a crash left, whether the old run comes back, what the folder holds after)
+        ({"config.json": b"old config", **{k: v for k, v in aside("replaced.tmp").items() if "config" not in k}},
+         True, old),  # while set_aside moved the files: the ones moved go back
+        ({**new, **aside("replaced"), "checkpoint.tmp/actor/x": b"half a save"}, True, old),  # no checkpoint yet
+        ({**aside("replaced.tmp"), "log.jsonl": b"old log"}, True, old),  # while the old files moved back
+        ({**new, "checkpoint/state.json": b"new state", **aside("replaced")}, False,
+         {**new, "checkpoint/state.json": b"new state"}),  # the new run saved: the old one goes
+        ({**new, "checkpoint/state.json": b"new state", "replaced.old/log.jsonl": b"old log"}, False,
+         {**new, "checkpoint/state.json": b"new state"}),  # while it went
+    ]
+    for i, (left, restored, after) in enumerate(cases):
+        out = folder(f"case{i}", left)
+        assert runs.settle_replaced(out) == restored, i
+        assert files_of(Path(out)) == after, i
+        assert runs.settle_replaced(out) is False and files_of(Path(out)) == after, i  # once done, nothing to do
+
+
 def test_a_refused_resume_changes_nothing_in_a_live_run(half_right, tmp_path, capsys):
     out = tmp_path / "run"
     train_rl.main(tiny_run_flags(half_right, out))
@@ -775,6 +841,29 @@ def test_sigkill_during_saves_never_loses_a_checkpoint_and_resume_ends_as_uninte
     drop = lambda rec: {k: v for k, v in rec.items() if not k.startswith("time") and k != "tokens_per_s"}
     read = lambda folder: [drop(json.loads(line)) for line in open(folder / "log.jsonl")]
     assert read(full) == read(out)
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_point_of_an_overwrite_keeps_the_old_run_or_the_new_checkpoint(half_right, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    finished, out = tmp_path / "finished", tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, finished))
+    before, argv = files_of(finished), tiny_run_flags(half_right, out, 1, "--overwrite", "--seed", "1")
+    kept = {}  # kill point: what the folder holds once settled
+    for kill_at in range(1, 100):  # each rename, removal and log write of the run, up to its end
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(finished, out)
+        result = subprocess.run([sys.executable, "-c", KILL_SCRIPT, REPO, str(kill_at), *argv], capture_output=True,
+                                text=True, env=env)
+        if result.returncode == 0:
+            break
+        assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+        with FolderLock(str(out)):  # what the next train_rl.py on the folder does first
+            runs.settle_replaced(str(out))
+        kept[kill_at] = "old" if files_of(out) == before else runs.read_state(str(out))["config"]["seed"]
+        assert kept[kill_at] in ("old", 1), kill_at  # the old run whole, or the new run's published checkpoint
+        assert not [name for name in os.listdir(out) if name.startswith(runs.REPLACED)], kill_at
+    assert result.returncode == 0 and "old" in kept.values() and 1 in kept.values(), kept
 
 
 # ---------------------------------------------------------------------------------------------------
