@@ -156,25 +156,31 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
         if bad:
             raise ValueError(message)
     run = _generate_eager if engine == "eager" else _generate_static
+    out = []
+    with sampling_mode(model, device):
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens).to(device)
+            ids, mask = pad_rows(chunk, pad_id, device)
+            sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+            tokens, logprobs, lengths, stopped = run(model, ids, mask, max_new_tokens, sampling, eos_id, noise,
+                                                     stream if start == 0 else None, engine)
+            out += [Completion(toks[:k], lps[:k], "eos" if s else "length") for toks, lps, k, s
+                    in zip(tokens.tolist(), logprobs.tolist(), lengths.tolist(), stopped.tolist())]
+    return out
+
+
+@contextlib.contextmanager
+def sampling_mode(model, device):
+    """The model in eval mode (its training mode comes back after), with its GPU the current one: CUDA
+    graphs, their streams and memory pools belong to the current GPU, which must be the model's (cuda:N)."""
     was_training = model.training
     model.eval()
-    out = []
-    # CUDA graphs, their streams and memory pools belong to the current GPU: make it the model's (cuda:N).
-    on_gpu = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     try:
-        with on_gpu:
-            for start in range(0, len(prompts), batch_size):
-                chunk = prompts[start : start + batch_size]
-                noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens).to(device)
-                ids, mask = pad_rows(chunk, pad_id, device)
-                sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
-                tokens, logprobs, lengths, stopped = run(model, ids, mask, max_new_tokens, sampling, eos_id, noise,
-                                                         stream if start == 0 else None, engine)
-                out += [Completion(toks[:k], lps[:k], "eos" if s else "length") for toks, lps, k, s
-                        in zip(tokens.tolist(), logprobs.tolist(), lengths.tolist(), stopped.tolist())]
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            yield
     finally:
         model.train(was_training)
-    return out
 
 
 def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos_id, noise, stream, engine):
