@@ -200,6 +200,8 @@ def main(argv=None):
     p.add_argument("--report", metavar="RESULTS_JSON", help="only print the tables of a results.json and exit")
     args = p.parse_args(argv)
     if args.report:
+        if set(p.given(argv)) != {"report"}:
+            p.error("--report only prints the tables of a results.json: it takes no other flag")
         print(read_report(args.report))
         return
     if args.quick and (args.seeds > 1 or args.ablations or args.base != BASE):

@@ -407,6 +407,9 @@ def main(argv=None):
         p.error("give exactly one of --prompt or --prompts")
     if args.key and args.prompts is None:
         p.error("--key picks the field of --prompts records; --prompt takes the text itself")
+    if args.temperature == 0 and args.num_samples > 1:
+        p.error(f"--temperature 0 is greedy: its {args.num_samples} samples of a prompt would be one answer repeated; "
+                "give --num-samples 1, or a temperature above 0")
     model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
     problems = [args.prompt] if args.prompt is not None else read_prompts(args.prompts, args.key)
     texts = problems if args.raw else [prompt_text(q, tok) for q in problems]

@@ -712,6 +712,8 @@ def resolve_config(argv):
     if loose:
         raise InputError(f"{' and '.join(loose)} only {'goes' if len(loose) == 1 else 'go'} with --dry-run (the memory "
                          "estimate); add it, or drop them")
+    if args.resume and args.overwrite:
+        raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.resume:
         given = {k: v for k, v in given.items() if k not in CLI_ONLY}
         return config(**runs.resumed_config(args.out, given, set(vars(config())))), cli_flags

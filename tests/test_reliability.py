@@ -81,6 +81,7 @@ def rl_flags(half_right, tmp_path):
     (["--eval-every", "5"], "--eval-every needs --eval-data"),
     (["--resume", "--actor-lr", "1e-3"], "no such checkpoint (nothing to resume; start without --resume)"),
     (["--gpu-mem", "80"], "--gpu-mem only goes with --dry-run"),
+    (["--resume", "--overwrite"], "--overwrite replaces it: give one of them"),
 ])
 def test_train_rl_refuses_bad_values(rl_flags, capsys, flags, message):
     assert message in one_line_error(train_rl.main, rl_flags + flags, capsys)
@@ -370,6 +371,10 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
     (sample.main, ["--ckpt", "x", "--prompt", "1+1", "--key", "problem"], "--key picks the field of --prompts records"),
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--temperature", "0", "--samples", "3"], "--temperature 0 is "
      "greedy: its 3 samples of a problem would be one answer repeated"),
+    (sample.main, ["--ckpt", "x", "--prompt", "1+1", "--temperature", "0", "--num-samples", "2"], "--temperature 0 "
+     "is greedy: its 2 samples of a prompt would be one answer repeated"),
+    (demo.main, ["--report", "results.json", "--fresh"], "--report only prints the tables of a results.json: it "
+     "takes no other flag"),
 ])
 def test_more_flags_are_refused_where_they_are_parsed(capsys, main, argv, message):
     if main is select_problems.main:
