@@ -19,9 +19,14 @@ Transient, the larger of the two phases of a step:
               (8 d + 2 kv_dim + 5 d_mlp) values per token per layer (plus RMSNorm's fp32 copies); with it,
               only each layer's input (d per token) is kept and one layer is live at a time. The LM head's
               log-probs run in chunks of at most 2^24 logits (model.head_logprobs).
+On disk, a checkpoint holds 12N per trained model (fp32 weights and AdamW moments), and a save writes the
+new one beside the last before deleting it: a run needs room for two.
 Not counted: the CUDA context and allocator fragmentation (budget ~10% headroom), the optimiser's
 temporary buffers, and the Python process itself.
 """
+
+import os
+import shutil
 
 import torch
 
@@ -42,6 +47,22 @@ def critic_param_count(cfg: GPTConfig) -> int:
     with torch.device("meta"):
         critic = GPT(GPTConfig(**{**cfg.__dict__, "value_head": True}))
     return critic.num_params()
+
+
+CHECKPOINT_BYTES_PER_PARAM = 12  # a checkpoint holds each trained parameter's fp32 weight and two AdamW moments
+
+
+def checkpoint_bytes(cfg: GPTConfig, critic=True) -> int:
+    """Bytes of a train_rl.py checkpoint on disk: actor and critic (the tokenizer and state.json are small)."""
+    return CHECKPOINT_BYTES_PER_PARAM * (param_count(cfg) + (critic_param_count(cfg) if critic else 0))
+
+
+def free_bytes(path) -> int:
+    """Free space on the disk that holds `path`, or would hold it (the nearest folder above it that exists)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
 
 
 def layer_activation_values(cfg: GPTConfig) -> int:
@@ -108,4 +129,8 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
             f"longest prompt {prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {cfg.sample_batch}, "
             f"micro-batch {cfg.micro_batch} rows / {cfg.micro_batch_tokens or 'any'} tokens, {cfg.dtype}, "
             f"gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
-    return head + "\n" + report(est, gpu_mem_gib)
+    ckpt = checkpoint_bytes(model_cfg, critic=cfg.algo == "ppo")
+    disk = (f"checkpoint on disk: {ckpt / GIB:.2f} GiB (fp32 weights and AdamW moments of the actor"
+            f"{' and the critic' if cfg.algo == 'ppo' else ''}); a save writes the new one before deleting the last, "
+            f"so a run needs {2 * ckpt / GIB:.2f} GiB free at --out ({free_bytes(cfg.out) / GIB:.2f} GiB free now)")
+    return head + "\n" + report(est, gpu_mem_gib) + "\n" + disk

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+import memory
 from common import (FolderLock, InputError, check_out_folder, device, lock_holder, newest_dir, publish_dir, read_json,
                     read_jsonl, recover_dir, remove_names, save_safetensors, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
@@ -147,6 +148,22 @@ def settle_replaced(out):
     return restored
 
 
+def check_disk(out, models):
+    """Refuse a run whose checkpoints do not fit the free space at `out` (checked on process 0): a save writes
+    the new checkpoint beside the last before deleting it, so a run needs room for two, less the checkpoint
+    already there (its own on --resume; on --overwrite the earlier run's, deleted at the first save)."""
+    size = sum(memory.CHECKPOINT_BYTES_PER_PARAM * p.numel() for m in (models.actor, models.critic) if m is not None
+               for p in m.model.parameters())  # numel: the whole parameter, sharded or not
+    ckpt = newest_dir(os.path.join(out, "checkpoint"))
+    there = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(ckpt) for f in files)
+    need, free = max(size, 2 * size - there), memory.free_bytes(out)
+    if free < need:
+        gib = lambda b: f"{b / memory.GIB:.2f} GiB"
+        raise InputError(f"--out {out}: {gib(free)} free, but the run needs {gib(need)} for its checkpoints (each "
+                         f"{gib(size)}, and a save writes the new one before deleting the last); free some space or "
+                         "pick another --out")
+
+
 def check_inputs_outside(cfg):
     """Refuse to --overwrite a run folder that holds one of the new run's inputs (the old run's model, say)."""
     folder = os.path.realpath(cfg.out)
@@ -166,18 +183,27 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
     weights = {name: full_state(m.model) for name, (m, _) in trained.items() if m is not None}
     optim = {k: v for name, (m, opt) in trained.items() if m is not None for k, v in
              (optimizer_state(opt, name) or {}).items()}
-    if is_main():
+    def write():
         final = os.path.join(cfg.out, "checkpoint")
         tmp = final + ".tmp"
         recover_dir(final)  # also clears a half-written checkpoint.tmp left by a crash
-        for name, state in weights.items():
-            trained[name][0].model.save(os.path.join(tmp, name), state)
-        tok.save(os.path.join(tmp, "actor"))
-        save_safetensors(optim, os.path.join(tmp, "optim.safetensors"))
-        write_json({"version": STATE_VERSION, "step": step, "finished": finished, "lengths": lengths,
-                    "record": record, "config": vars(cfg)}, os.path.join(tmp, "state.json"))
+        try:
+            for name, state in weights.items():
+                trained[name][0].model.save(os.path.join(tmp, name), state)
+            tok.save(os.path.join(tmp, "actor"))
+            save_safetensors(optim, os.path.join(tmp, "optim.safetensors"))
+            write_json({"version": STATE_VERSION, "step": step, "finished": finished, "lengths": lengths,
+                        "record": record, "config": vars(cfg)}, os.path.join(tmp, "state.json"))
+        except OSError as e:  # a full disk, say: the half-written copy goes, the last checkpoint is untouched
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = f"the checkpoint of step {saved_state(cfg.out)['step']} is intact: free some space, then continue " \
+                f"with --resume --out {cfg.out}" if os.path.isdir(final) else "no checkpoint was saved before it"
+            raise InputError(f"could not save the checkpoint of step {step} in {final} ({e.strerror or e}); {last}") \
+                from None
         publish_dir(tmp, final)
         settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
+
+    on_main(write)  # a failure stops every process
     barrier()
 
 

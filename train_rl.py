@@ -48,7 +48,7 @@ import memory
 import runs
 from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
                     non_negative_float, non_negative_int, positive_float, positive_int, ranged, timed)
-from distributed import all_max, all_sum, gather, is_main, my_share, world
+from distributed import all_max, all_sum, gather, is_main, my_share, on_main, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
 from reward import grade
@@ -488,6 +488,7 @@ def run(cfg, resume, earlier=None):
         if state["finished"]:
             say(f"the run had finished at step {start}: nothing to do")
             return state["record"]
+    on_main(lambda: runs.check_disk(cfg.out, models))
     say(json.dumps(vars(cfg), indent=1))  # after the inputs' checks: an error is not buried under it
     if earlier:  # only now, every input read, every model loaded and every prompt encoded (process 0)
         runs.set_aside(cfg.out, earlier)

@@ -3,6 +3,7 @@
 Each case names what a user typed or gave, and the words of the one-line error it must get (exit status 2,
 no traceback). The run-folder cases check that nothing finished is lost or overwritten."""
 
+import errno
 import json
 import os
 import random
@@ -17,6 +18,7 @@ import safetensors.torch
 import torch
 
 import demo
+import memory
 import eval as evaluation
 import sample
 import select_problems
@@ -675,6 +677,41 @@ def test_settle_replaced_finishes_an_overwrite_cut_short_at_any_stage(tmp_path):
         assert runs.settle_replaced(out) == restored, i
         assert files_of(Path(out)) == after, i
         assert runs.settle_replaced(out) is False and files_of(Path(out)) == after, i  # once done, nothing to do
+
+
+def test_a_disk_without_room_for_two_checkpoints_is_refused_and_a_failed_save_keeps_the_last(half_right, tmp_path,
+                                                                                             monkeypatch, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out))
+    files = list((out / "checkpoint").rglob("*.safetensors"))  # the rest: json files of a few kB
+    data = sum(p.stat().st_size - 8 - int.from_bytes(p.read_bytes()[:8], "little") for p in files)  # less headers
+    size = memory.checkpoint_bytes(GPT.from_pretrained(str(half_right)).config)
+    assert abs(size - data) < 0.001 * data  # weights and AdamW moments; AdamW's step counts are a few bytes
+    capsys.readouterr()
+    train_rl.main(tiny_run_flags(half_right, tmp_path / "dry", 2, "--dry-run"))
+    assert f"checkpoint on disk: {size / 2**30:.2f} GiB" in capsys.readouterr().out
+    monkeypatch.setattr(memory, "free_bytes", lambda path: int(1.5 * size))
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "new"), capsys)
+    assert f"the run needs {2 * size / 2**30:.2f} GiB for its checkpoints" in err and "pick another --out" in err
+    assert not (tmp_path / "new").exists()
+    train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite"))  # the old run's checkpoint goes at the first save
+
+    real_save, calls = runs.save_safetensors, []
+
+    def disk_full_at_the_second_save(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args)
+
+    monkeypatch.setattr(runs, "save_safetensors", disk_full_at_the_second_save)
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 3, "--overwrite"), capsys)
+    assert "could not save the checkpoint of step 2" in err and "(No space left on device)" in err
+    assert f"the checkpoint of step 1 is intact: free some space, then continue with --resume --out {out}" in err
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint", "config.json", "log.jsonl"]  # no half-written copy
+    monkeypatch.setattr(runs, "save_safetensors", real_save)
+    train_rl.main(["--resume", "--out", str(out)])
+    assert log_steps(out) == [0, 1, 2]
 
 
 def test_a_refused_resume_changes_nothing_in_a_live_run(half_right, tmp_path, capsys):
