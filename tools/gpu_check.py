@@ -66,13 +66,13 @@ def ppo_steps(folder, device, max_new_tokens, tiny, sampler="auto"):
              "--eval-every", "0", "--save-every", "100", "--sampler", sampler]
     if tiny:  # the tiny model on a CPU: the same code path, small enough to be quick
         flags += ["--micro-batch-tokens", "64", "--sample-batch", "16"]
-    real_save, peaks = runs.save_checkpoint, {}
-    runs.save_checkpoint = lambda *args, **kwargs: None  # ~40 GB of checkpoint for a 1.5B model
+    real_save, real_check, peaks = runs.save_checkpoint, runs.check_disk, {}
+    runs.save_checkpoint = runs.check_disk = lambda *args, **kwargs: None  # no checkpoint: 37 GiB for a 1.5B model
     reals = track_stage_peaks(peaks) if device.startswith("cuda") else {}
     try:
         train_rl.main(flags)
     finally:
-        runs.save_checkpoint = real_save
+        runs.save_checkpoint, runs.check_disk = real_save, real_check
         for name, fn in reals.items():
             setattr(train_rl, name, fn)
     with open(os.path.join(run, "log.jsonl")) as f:
