@@ -183,6 +183,7 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
     weights = {name: full_state(m.model) for name, (m, _) in trained.items() if m is not None}
     optim = {k: v for name, (m, opt) in trained.items() if m is not None for k, v in
              (optimizer_state(opt, name) or {}).items()}
+
     def write():
         final = os.path.join(cfg.out, "checkpoint")
         tmp = final + ".tmp"
@@ -196,7 +197,7 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
                         "record": record, "config": vars(cfg)}, os.path.join(tmp, "state.json"))
         except OSError as e:  # a full disk, say: the half-written copy goes, the last checkpoint is untouched
             shutil.rmtree(tmp, ignore_errors=True)
-            last = f"the checkpoint of step {saved_state(cfg.out)['step']} is intact: free some space, then continue " \
+            last = f"the checkpoint of step {saved_state(cfg.out)['step']} is intact; once that is fixed, continue " \
                 f"with --resume --out {cfg.out}" if os.path.isdir(final) else "no checkpoint was saved before it"
             raise InputError(f"could not save the checkpoint of step {step} in {final} ({e.strerror or e}); {last}") \
                 from None

@@ -707,7 +707,7 @@ def test_a_disk_without_room_for_two_checkpoints_is_refused_and_a_failed_save_ke
     monkeypatch.setattr(runs, "save_safetensors", disk_full_at_the_second_save)
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 3, "--overwrite"), capsys)
     assert "could not save the checkpoint of step 2" in err and "(No space left on device)" in err
-    assert f"the checkpoint of step 1 is intact: free some space, then continue with --resume --out {out}" in err
+    assert f"the checkpoint of step 1 is intact; once that is fixed, continue with --resume --out {out}" in err
     assert sorted(os.listdir(out)) == [".lock", "checkpoint", "config.json", "log.jsonl"]  # no half-written copy
     monkeypatch.setattr(runs, "save_safetensors", real_save)
     train_rl.main(["--resume", "--out", str(out)])
