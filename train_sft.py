@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -20,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import (InputError, Parser, check_out_folder, check_writable, cli, foreign_files, lr_at,
+from common import (COMPLETE, InputError, Parser, check_out_folder, check_writable, cli, foreign_files, lr_at,
                     non_negative_float, non_negative_int, positive_float, positive_int, publish_dir, write_json)
 from model import GPT, GPTConfig
 from tasks import LEVELS, make_problem, make_split, make_trace, prompt_text, split_of
@@ -128,6 +129,22 @@ def level_weights(text):
     return dict(zip(LEVELS, weights))
 
 
+def finish_swap(out):
+    """Finish a save that a crash cut short between publish_dir's two renames (--out missing, the old checkpoint
+    parked in OUT.old, the new one complete in OUT.tmp<pid>): the newest complete folder becomes --out."""
+    parked = f"{out}.old"
+    if os.path.exists(out) or not os.path.isdir(parked) or not os.listdir(parked) or foreign_files(parked, OWNED):
+        return
+    folder, name = os.path.split(os.path.abspath(out))
+    done = [os.path.join(folder, n) for n in os.listdir(folder) if re.fullmatch(re.escape(name) + r"\.tmp\d+", n)
+            and os.path.isfile(os.path.join(folder, n, COMPLETE))]
+    newest = max(done, key=os.path.getmtime, default=parked)
+    os.replace(newest, out)
+    if os.path.isdir(parked):
+        shutil.rmtree(parked)
+    print(f"{out}: finished a save that had been cut short ({os.path.basename(newest)} is now --out)", file=sys.stderr)
+
+
 @cli
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
@@ -171,6 +188,7 @@ def main(argv=None):
             why += f", the probe's longest prompt + {PROBE_NEW_TOKENS} new tokens {probe_len} (--probe-every 0: no probe)"
         raise InputError(f"--max-seq-len {args.max_seq_len} is too short: {why}; pass --max-seq-len {need} or more")
     # With --overwrite the old checkpoint stays until publish_dir swaps the new one in, at the end.
+    finish_swap(args.out)
     check_out_folder(args.out, OWNED, overwrite=args.overwrite, what="checkpoint", fix="replace it with --overwrite")
     check_writable(f"{args.out}.tmp{os.getpid()}")  # the folder written beside --out, then swapped in
     old = f"{args.out}.old"  # where publish_dir parks the old checkpoint during the swap, and then deletes it

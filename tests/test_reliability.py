@@ -966,6 +966,35 @@ def test_train_sft_refuses_a_folder_of_the_users_where_it_parks_the_old_checkpoi
     assert sorted(os.listdir(tmp_path)) == ["base"]
 
 
+def test_train_sft_finishes_a_save_cut_short_between_its_two_renames(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "base"
+    tiny = ["--out", str(out), "--steps", "1", "--batch-size", "2", "--n-layer", "1", "--n-head", "2",
+            "--n-embd", "16", "--probe-every", "0"]
+    seed_of = lambda: json.loads((out / "train_sft.json").read_text())["args"]["seed"]
+    train_sft.main(tiny)
+
+    def killed_between_renames(tmp, final):  # publish_dir's first rename done, the second never made
+        (Path(tmp) / ".complete").write_text("")
+        os.replace(final, f"{final}.old")
+        raise KeyboardInterrupt
+
+    # (the new run's seed, whether its complete copy survived the crash, the seed --out holds once finished)
+    for new, survived, after in [(1, True, 1), (2, False, 1)]:  # the new copy wins; without it the old one is back
+        monkeypatch.setattr(train_sft, "publish_dir", killed_between_renames)
+        with pytest.raises(SystemExit):
+            train_sft.main([*tiny, "--overwrite", "--seed", str(new)])
+        monkeypatch.undo()
+        if not survived:
+            [shutil.rmtree(p) for p in tmp_path.glob("base.tmp*")]
+        assert not out.exists() and (tmp_path / "base.old").is_dir()
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            train_sft.main(tiny)  # a later call finishes the save, then refuses as it would have
+        note, err = capsys.readouterr().err.splitlines()
+        assert "finished a save that had been cut short" in note and "already holds a checkpoint" in err
+        assert seed_of() == after and sorted(os.listdir(tmp_path)) == ["base"]
+
+
 def test_a_finished_run_is_trained_further_as_its_message_says(half_right, tmp_path, capsys):
     out = tmp_path / "run"
     train_rl.main(tiny_run_flags(half_right, out, 2))
