@@ -679,7 +679,8 @@ def build_parser():
     g.add_argument("--overwrite", action="store_true", help="replace the run in --out: its files (only those a run "
                    "writes) move to --out/replaced once the new run's inputs are checked, are deleted at the new run's "
                    "first checkpoint, and come back if it stops before one")
-    g.add_argument("--dry-run", action="store_true", help="print the config and the estimated memory, then exit")
+    g.add_argument("--dry-run", action="store_true", help="print the config, the estimated memory and the disk its "
+                   "checkpoints need, then exit")
     g.add_argument("--gpu-mem", type=positive_float, help="with --dry-run: GiB per GPU, to say whether the run fits")
     g.add_argument("--gpus", type=positive_int, metavar="N", help="with --dry-run: GPUs to shard over (default: "
                    "the torchrun processes, else 1)")
