@@ -23,7 +23,7 @@ import distributed
 from distributed import gather, is_main, my_share, on_main, world
 from reward import grade
 from model import read_checkpoint
-from sample import DTYPES, ENGINES, generate, load_for_inference
+from sample import DTYPES, ENGINES, SAMPLER_HELP, generate, load_for_inference
 from tasks import encode_prompts, read_problems
 from tokenizer import Tokenizer
 
@@ -190,8 +190,7 @@ def main(argv=None):
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
-    p.add_argument("--sampler", choices=ENGINES, default="auto",
-                   help="auto: graph on a GPU, else eager; compiled first compiles its step (a minute or more)")
+    p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON file")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
     args = p.parse_args(argv)

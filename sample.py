@@ -121,6 +121,7 @@ def pad_rows(rows, pad_id, device, left=True):
 
 
 ENGINES = ("auto", "eager", "graph", "compiled")
+SAMPLER_HELP = "auto: graph on a GPU, else eager; compiled first compiles its step (a minute or more)"  # --sampler
 
 
 @torch.no_grad()

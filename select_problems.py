@@ -18,7 +18,7 @@ from common import Parser, check_writable, cli, device, positive_float, positive
 import distributed
 from distributed import is_main, on_main
 from eval import pass_rates, progress_done, progress_printer, rollout
-from sample import DTYPES, ENGINES, load_for_inference
+from sample import DTYPES, ENGINES, SAMPLER_HELP, load_for_inference
 from tasks import DataError, read_problems
 
 
@@ -45,8 +45,7 @@ def main(argv=None):
                    "(above 1: always-solved problems too)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
-    p.add_argument("--sampler", choices=ENGINES, default="auto",
-                   help="auto: graph on a GPU, else eager; compiled first compiles its step (a minute or more)")
+    p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     p.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature (as in training)")
     p.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=320, help="cut-off (a cut response is wrong)")
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")

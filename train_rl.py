@@ -52,7 +52,7 @@ from distributed import all_max, all_sum, gather, is_main, my_share, on_main, wo
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
 from reward import grade
-from sample import ENGINES, generate, pad_rows
+from sample import ENGINES, SAMPLER_HELP, generate, pad_rows
 from tasks import encode_prompts, pick_problems, read_problems
 
 # ----------------------------------------------------------------------------------------------------
@@ -630,8 +630,7 @@ def build_parser():
     g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=8192,
                    help="response cut-off; a cut response scores as no answer")
     g.add_argument("--sample-batch", type=positive_int, metavar="N", default=64, help="rows sampled at once (KV cache)")
-    g.add_argument("--sampler", choices=ENGINES, default="auto",
-                   help="auto: graph on a GPU, else eager; compiled first compiles its step (a minute or more)")
+    g.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     g = p.add_argument_group("reward (the paper's: correctness only)")
     g.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
     g.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
