@@ -383,6 +383,20 @@ def optimizer_step(model, opt, max_grad_norm, ok):
     return ok, norm
 
 
+def set_learning_rates(cfg, models, step, actor_start):
+    """This step's learning rates, set in the optimisers: each model warms up, then decays on a cosine; the
+    actor's schedule starts at actor_start, after the critic-only steps (lr 0 before)."""
+    warmup = lambda total: max(1, math.ceil(cfg.warmup_ratio * total))
+    actor_steps = cfg.steps - actor_start
+    lrs = {"actor_lr": lr_at(step - actor_start, actor_steps, cfg.actor_lr, warmup(actor_steps), cfg.min_lr_ratio)
+           if step >= actor_start else 0.0,
+           "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio)}
+    for opt, lr in ((models.actor_opt, lrs["actor_lr"]), (models.critic_opt, lrs["critic_lr"])):
+        for group in opt.param_groups if opt else []:
+            group["lr"] = lr
+    return lrs
+
+
 def update(cfg, models, batch, step, train_actor):
     """Step 5: ppo_epochs passes over the batch, each `minibatches` optimiser steps per model."""
     stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl", "value_loss")}
@@ -413,6 +427,9 @@ def update(cfg, models, batch, step, train_actor):
     out["ratio_dev_first"] = all_max(-1.0 if first is None else first) if train_actor else None  # on every process
     out.update({k: sum(v) / len(v) if v else None for k, v in norms.items()})
     out["skipped_updates"] = skipped  # optimiser steps skipped for a non-finite loss or gradient
+    if skipped:
+        total = n_updates * (train_actor + (models.critic is not None))
+        out["warning"] = f"non-finite loss or gradient: skipped {skipped} of {total} optimiser steps"
     return out
 
 
@@ -474,7 +491,7 @@ def run(cfg, resume, earlier=None):
     problems = read_problems(cfg.data, cfg.levels)
     eval_problems = held_out(cfg.eval_data, cfg.eval_problems, cfg.seed) if cfg.eval_every and cfg.eval_data else None
     models, tok = runs.load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
-                              os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
+                                   os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
     context = min(m.model.config.max_seq_len for m in (models.actor, models.critic, models.ref) if m is not None)
     prompts = dict(zip([p["id"] for p in problems], encode_prompts(problems, tok, cfg.max_new_tokens, context)))
     evaluate_now = lambda rec: {**rec, **eval_record(models.rollout, tok, eval_problems, cfg.eval_samples,
@@ -503,41 +520,31 @@ def run(cfg, resume, earlier=None):
         say(f"step   -1 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
 
     actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
-    warmup = lambda total: max(1, math.ceil(cfg.warmup_ratio * total))
     bad_steps, rec = 0, None
     with StopRequest() as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
             train_actor = step >= actor_start
-            lrs = {"actor_lr": lr_at(step - actor_start, cfg.steps - actor_start, cfg.actor_lr,
-                                     warmup(cfg.steps - actor_start), cfg.min_lr_ratio) if train_actor else 0.0,
-                   "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio)}
-            for opt, lr in ((models.actor_opt, lrs["actor_lr"]), (models.critic_opt, lrs["critic_lr"])):
-                for group in opt.param_groups if opt else []:
-                    group["lr"] = lr
+            lrs = set_learning_rates(cfg, models, step, actor_start)
             batch, times = collect(cfg, models, tok, problems, prompts, step)
             compute_advantages(cfg, batch)
             with timed(times, "update"):
                 stats = update(cfg, models, batch, step, train_actor)
             rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
                    "actor_trained": train_actor}
-            bad_steps = bad_steps + 1 if stats["skipped_updates"] else 0
-            if stats["skipped_updates"]:
-                n_steps = cfg.ppo_epochs * cfg.minibatches * (train_actor + (models.critic is not None))
-                rec["warning"] = f"non-finite loss or gradient: skipped {stats['skipped_updates']} of {n_steps} " \
-                                 "optimiser steps"
-                say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} steps in a row)",
-                    flush=True)
-                if bad_steps >= cfg.max_bad_steps:
-                    log(rec)
-                    kept = f"{ckpt} holds the weights of the last finite update" if os.path.isdir(ckpt) else \
-                        "no checkpoint was saved yet"
-                    raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped ({kept}). Try a lower "
-                                     "--actor-lr/--critic-lr.")
+            bad_steps = bad_steps + 1 if stats["skipped_updates"] else 0  # a skipped update left the weights finite
+            if bad_steps:
+                say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
+            if bad_steps >= cfg.max_bad_steps:
+                log(rec)
+                kept = f"{ckpt} holds the weights of the last finite update" if os.path.isdir(ckpt) else \
+                    "no checkpoint was saved yet"
+                raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped ({kept}). Try a lower "
+                                 "--actor-lr/--critic-lr.")
             lengths.append(rec["length_mean"])
             done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
             finished = done == cfg.steps or short
-            if done % cfg.save_every == 0 or finished or stopping:  # a skipped update left the weights finite
+            if done % cfg.save_every == 0 or finished or stopping:
                 runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths)
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
