@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -154,14 +155,17 @@ def check_disk(out, models):
     already there (its own on --resume; on --overwrite the earlier run's, deleted at the first save)."""
     size = sum(memory.CHECKPOINT_BYTES_PER_PARAM * p.numel() for m in (models.actor, models.critic) if m is not None
                for p in m.model.parameters())  # numel: the whole parameter, sharded or not
-    ckpt = newest_dir(os.path.join(out, "checkpoint"))
-    there = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(ckpt) for f in files)
-    need, free = max(size, 2 * size - there), memory.free_bytes(out)
+    need, free = max(size, 2 * size - folder_bytes(newest_dir(os.path.join(out, "checkpoint")))), memory.free_bytes(out)
     if free < need:
         gib = lambda b: f"{b / memory.GIB:.2f} GiB"
         raise InputError(f"--out {out}: {gib(free)} free, but the run needs {gib(need)} for its checkpoints (each "
                          f"{gib(size)}, and a save writes the new one before deleting the last); free some space or "
                          "pick another --out")
+
+
+def folder_bytes(path):
+    """Bytes of the files under `path` (0 if it does not exist)."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def check_inputs_outside(cfg):
@@ -178,7 +182,8 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
     """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap. state.json
     holds the step's log record, so the log can always be made to agree with the checkpoint, whether the run
     has finished, and each step's mean response length (what --stop-length-ratio reads). Every process
-    gathers its shards; process 0 writes."""
+    gathers its shards; process 0 writes, and says how big the checkpoint is and how long the save took."""
+    t0 = time.perf_counter()
     trained = {"actor": (models.actor, models.actor_opt), "critic": (models.critic, models.critic_opt)}
     weights = {name: full_state(m.model) for name, (m, _) in trained.items() if m is not None}
     optim = {k: v for name, (m, opt) in trained.items() if m is not None for k, v in
@@ -203,6 +208,9 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
                 from None
         publish_dir(tmp, final)
         settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
+        size = folder_bytes(final)  # at paper scale tens of GiB: the save is worth timing
+        size = f"{size / memory.GIB:.1f} GiB" if size >= memory.GIB else f"{size / 2**20:.1f} MiB"
+        print(f"saved {final} at step {step} ({size}, {time.perf_counter() - t0:.1f} s)", flush=True)
 
     on_main(write)  # a failure stops every process
     barrier()

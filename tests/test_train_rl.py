@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import signal
 import weakref
 
@@ -226,9 +227,13 @@ def test_twenty_steps_raise_the_mean_reward(half_right, tmp_path, algo):
     assert last["step"] == 19 and os.path.isdir(tmp_path / "checkpoint" / "actor")
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monkeypatch):
+def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monkeypatch, capsys):
     full = tiny_config(half_right, tmp_path / "full", steps=4, save_every=2)
     train_rl.train(full)
+    # Each save says where, at which step, how big (the files written) and how long it took.
+    ckpt = tmp_path / "full" / "checkpoint"
+    saves = re.findall(r"^saved (.+) at step (\d+) \((.+) MiB, [\d.]+ s\)$", capsys.readouterr().out, re.M)
+    assert saves == [(str(ckpt), "2", saves[0][2]), (str(ckpt), "4", f"{runs.folder_bytes(ckpt) / 2**20:.1f}")]
 
     crashed = tiny_config(half_right, tmp_path / "crash", steps=4, save_every=2)
     real_collect = train_rl.collect
