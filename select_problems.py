@@ -86,7 +86,8 @@ def main(argv=None):
                         f"candidate's pass rate is in {measured})")
     write_jsonl(with_rates(chosen), args.out)
     for q in chosen:
-        print(f"  {q['id']:>16} level {q['level']} pass {rates[q['id']]:.3f}  {q['problem'][:60]}")
+        level = f"level {q['level']} " if q["level"] is not None else ""  # GSM8K-style problems have none
+        print(f"  {q['id']:>16} {level}pass {rates[q['id']]:.3f}  {q['problem'][:60]}")
     print(f"wrote {len(chosen)} problems to {args.out}")
 
 

@@ -1049,6 +1049,15 @@ def test_select_problems_keeps_its_pass_rates_when_too_few_qualify(half_right, t
     assert rates["3"] == 0 and 0 < rates["1"] < 1 and 0 < rates["2"] < 1 and not out.exists()
 
 
+def test_select_problems_lists_problems_without_levels(half_right, tmp_path, capsys):
+    data = tmp_path / "gsm8k.jsonl"  # GSM8K-style records: no level
+    data.write_text("".join(json.dumps({"question": "1", "answer": f"so #### {a}"}) + "\n" for a in "12"))
+    select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--n", "2",
+                          "--max-new-tokens", "12", "--out", str(tmp_path / "set.jsonl")])
+    listed = [line for line in capsys.readouterr().out.splitlines() if " pass " in line]
+    assert len(listed) == 2 and not any("level" in line for line in listed), listed
+
+
 def test_demo_base_that_is_a_run_folder_names_its_model(half_right, tmp_path, capsys):
     train_rl.main(tiny_run_flags(half_right, tmp_path / "run", 1))
     err = one_line_error(demo.main, ["--base", str(tmp_path / "run"), "--out", str(tmp_path / "demo")], capsys)
