@@ -62,18 +62,26 @@ def gather(pieces):
     return {k: v for part in parts for k, v in part.items()}
 
 
+def comm_device():
+    """Where a collective's tensors must be: this process's GPU under NCCL (it reduces GPU tensors only: a CPU
+    tensor fails with "No backend type associated with device type cpu"), the CPU under gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def all_sum(tensor):
-    """Sum a tensor over processes, in place; returns it."""
-    if world() > 1:
-        dist.all_reduce(tensor)
-    return tensor
+    """The sum of a tensor over processes, on the tensor's device (in place when it is on comm_device())."""
+    if world() == 1:
+        return tensor
+    summed = tensor.to(comm_device())
+    dist.all_reduce(summed)
+    return summed.to(tensor.device)
 
 
 def all_max(value):
     """The largest of a float over processes."""
     if world() == 1:
         return value
-    t = torch.tensor([float(value)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    t = torch.tensor([float(value)], device=comm_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.item()
 
