@@ -210,7 +210,7 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
         settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
         size = folder_bytes(final)  # at paper scale tens of GiB: the save is worth timing
         size = f"{size / memory.GIB:.1f} GiB" if size >= memory.GIB else f"{size / 2**20:.1f} MiB"
-        print(f"saved {final} at step {step} ({size}, {time.perf_counter() - t0:.1f} s)", flush=True)
+        print(f"saved {final} at step {step} ({size}, {time.perf_counter() - t0:.2f} s)", flush=True)
 
     on_main(write)  # a failure stops every process
     barrier()
