@@ -155,7 +155,8 @@ def check_disk(out, models):
     already there (its own on --resume; on --overwrite the earlier run's, deleted at the first save)."""
     size = sum(memory.CHECKPOINT_BYTES_PER_PARAM * p.numel() for m in (models.actor, models.critic) if m is not None
                for p in m.model.parameters())  # numel: the whole parameter, sharded or not
-    need, free = max(size, 2 * size - folder_bytes(newest_dir(os.path.join(out, "checkpoint")))), memory.free_bytes(out)
+    there = folder_bytes(newest_dir(os.path.join(out, "checkpoint")))  # the checkpoint already in the folder
+    need, free = max(size, 2 * size - there), memory.free_bytes(out)
     if free < need:
         gib = lambda b: f"{b / memory.GIB:.2f} GiB"
         raise InputError(f"--out {out}: {gib(free)} free, but the run needs {gib(need)} for its checkpoints (each "
@@ -208,8 +209,8 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
                 from None
         publish_dir(tmp, final)
         settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
-        size = folder_bytes(final)  # at paper scale tens of GiB: the save is worth timing
-        size = f"{size / memory.GIB:.1f} GiB" if size >= memory.GIB else f"{size / 2**20:.1f} MiB"
+        written = folder_bytes(final)  # at paper scale tens of GiB: the save is worth timing
+        size = f"{written / memory.GIB:.1f} GiB" if written >= memory.GIB else f"{written / 2**20:.1f} MiB"
         print(f"saved {final} at step {step} ({size}, {time.perf_counter() - t0:.2f} s)", flush=True)
 
     on_main(write)  # a failure stops every process

@@ -531,7 +531,7 @@ def run(cfg, resume, earlier=None):
                 stats = update(cfg, models, batch, step, train_actor)
             rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
                    "actor_trained": train_actor}
-            bad_steps = bad_steps + 1 if stats["skipped_updates"] else 0  # a skipped update left the weights finite
+            bad_steps = bad_steps + 1 if stats["skipped_updates"] else 0
             if bad_steps:
                 say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
             if bad_steps >= cfg.max_bad_steps:
@@ -544,7 +544,7 @@ def run(cfg, resume, earlier=None):
             done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
             finished = done == cfg.steps or short
-            if done % cfg.save_every == 0 or finished or stopping:
+            if done % cfg.save_every == 0 or finished or stopping:  # a skipped update left the weights finite
                 runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths)
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
