@@ -9,16 +9,18 @@ the model the loophole instead of maths, so every rule here errs towards "not eq
 
 Extraction (`extract_answer`)
   * The LAST `\boxed{...}` or `\fbox{...}` decides; nested braces are matched, `\{` and `\}` are
-    literal. `\boxed 5` (a space, then one token up to whitespace or `$`) and `\boxed {5}` count.
+    literal. `\boxed {5}` counts, as does a one-token box: `\boxed 5` or `\boxed5` (one token up to
+    whitespace or `$`, less a trailing comma, semicolon or colon: `\boxed 5, so` holds `5`).
   * No fallback to an earlier box: if the last one never closes (a truncated response; also any box
     longer than MAX_ANSWER_CHARS) or is empty/blank (`\boxed{}`), there is no answer (reward -1).
   * `allow_unboxed=True` (off by default, as in the paper) also reads GSM8K `#### 42` and then the
     last "the answer is 42" (to the end of its sentence), but only when the text has no box at all.
 
 Equivalence (`is_equiv`), after `normalize_answer` on both sides
-  * Layout is ignored: `$`, `\left`/`\right`, spaces and `\! \, \; \: \quad`, `\displaystyle`,
-    a trailing period, `\dfrac`/`\tfrac` (= `\frac`), `\frac12`, `\sqrt2`, a leading
-    single-letter `x =`, `\text{}`/`\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`.
+  * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces and
+    `\! \, \; \: \quad`, `\displaystyle`, a trailing period, `\dfrac`/`\tfrac` (= `\frac`), `\frac12`,
+    `\sqrt2`, a leading single-letter `x =` (of each item of a list: `x = 1, x = 2` == `1, 2`),
+    `\text{}`/`\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`.
   * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `^{\circ}`, `°`),
     and a fixed list of unit words (`5 \text{ cm}^2` == `5`); other words are kept, so a hedge such
     as `2 \text{ or } 3` cannot pass for `2`.
@@ -29,7 +31,8 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
     \sqrt{8} == 2\sqrt{2}, \frac{\pi}{2} == \pi/2; but 1/3 != 0.333 (fractions.Fraction, no floats).
   * Tuples and intervals `(a, b)`, `[a, b)` compare element-wise and the brackets must match;
     a bare list `a, b` or a set `\{a, b\}` compares as a multiset, so "1, 2" != "1".
-  * Anything else compares as normalised text.
+  * A gold answer stored still boxed (`\boxed{5}`) is unwrapped.
+  * Anything else compares as normalised text (case-sensitive).
 Not recognised (a right answer in these forms scores as wrong): algebra (`x+1` vs `1+x`, sums of radicals),
 scientific notation, mixed numbers (`2\frac{1}{2}` is ambiguous with a product: text only), `\pm`,
 numbers longer than MAX_DIGITS digits (text only), answers longer than MAX_ANSWER_CHARS (raw text).
@@ -59,7 +62,7 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"(?<=\d)(?:\{,\}|,\\!)(?=\d{3}(?!\d))", ""),  # thousands, spelt unambiguously: 1{,}000, 1,\!000
     (r"(?<!\\)\\[!,;:> ]|\\(?:q?quad|displaystyle)(?![A-Za-z])|~", ""),  # spacing, not the \\ of a row
     (r"\\\$|\$", ""),  # math delimiters and dollar signs: \$18.90 -> 18.90
-    (r"\\(?:left|right)(?![A-Za-z])", ""),  # \left( 1, 2 \right) -> (1, 2)
+    (r"\\(?:left|right)(?:\.|(?![A-Za-z]))", ""),  # \left( 1, 2 \right) -> (1, 2); `\left.` shows nothing
     (r"\\[dt]frac(?![A-Za-z])", r"\\frac"),
     (r"−", "-"),
     (r"π", r"\\pi "),
@@ -80,6 +83,7 @@ _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
 ]]
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _BOX_SPACE = re.compile(r"[ \t]*")
+_BOX_BRACE = re.compile(r"\s*\{")  # LaTeX reads a newline before the argument as a space
 _BOX_TOKEN = re.compile(r"[^\s$]+")
 _ANSWER_PHRASES = ("answer is", "Answer is", "ANSWER IS")  # rfind, not lower(): lower() can shift indices
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")  # a period that ends a sentence, not the one in 3.5
@@ -116,15 +120,16 @@ def _closing_brace(s: str, i: int) -> int:
 
 
 def _box_content(text: str, i: int) -> str | None:
-    """What the box command ending at text[i] holds: `{...}` (nested) or, after a space, one token."""
+    """What the box command ending at text[i] holds: `{...}` (nested), or one token after a space or
+    a non-letter (`\\boxed 5,` and `\\boxed5` hold `5`: a comma, semicolon or colon ending it is prose)."""
+    if brace := _BOX_BRACE.match(text, i):
+        end = _closing_brace(text, brace.end() - 1)
+        return text[brace.end():end] if end >= 0 else None
     j = _BOX_SPACE.match(text, i).end()
-    if text.startswith("{", j):
-        end = _closing_brace(text, j)
-        return text[j + 1:end] if end >= 0 else None
-    if j == i:  # `\boxedx` or a bare `\boxed` at the end: not a box
+    if j == i and text[i:i + 1].isalpha():  # `\boxedx` names another command: not a box
         return None
     token = _BOX_TOKEN.match(text, j)
-    return token.group() if token and len(token.group()) <= MAX_ANSWER_CHARS else None
+    return token.group().rstrip(",;:") if token and len(token.group()) <= MAX_ANSWER_CHARS else None
 
 
 def _unboxed_answer(text: str) -> str | None:
@@ -165,6 +170,10 @@ def normalize_answer(s: str) -> str:
     r"""Canonical text of an answer, e.g. `x = \left( \dfrac12, 1{,}000 \right).` -> `(\frac{1}{2},1000)`."""
     if len(s) > MAX_ANSWER_CHARS:
         return s.strip()  # not an answer anyone writes; compared as raw text, in bounded time
+    s = s.strip()
+    for command in _BOX_COMMANDS:  # a gold answer stored still boxed: `\boxed{5}` -> `5`
+        if s.startswith(command + "{") and _closing_brace(s, len(command)) == len(s) - 1:
+            s = s[len(command) + 1:-1]
     for pattern, replacement in _REWRITES:
         s = pattern.sub(replacement, s)
     s = _LEADING_VARIABLE.sub("", s.strip()).removesuffix(".").strip()
@@ -269,6 +278,7 @@ def _signature(s: str) -> tuple:
         items = parts
     elif len(parts := _split_top(s, ",") or []) >= 2:
         items = parts
+    items = [_LEADING_VARIABLE.sub("", item) for item in items]  # x = 1, x = 2 -> 1, 2
     keys = [_value(item) or item for item in items]
     return (brackets, tuple(keys)) if brackets else ("", frozenset(Counter(keys).items()))
 

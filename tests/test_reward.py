@@ -73,6 +73,9 @@ EQUIVALENT = [
     ("1, 2", "2, 1"),  # a list of solutions is a multiset
     ("\\{1, 2\\}", "1,2"),
     ("\\left\\{ 2, 1 \\right\\}", "\\{1,2\\}"),
+    ("x = 1, x = 2", "1, 2"),  # a named solution per item
+    ("\\left. 5 \\right.", "5"),  # \left. and \right. are invisible delimiters
+    ("\\boxed{\\frac{1}{2}}", "0.5"),  # a gold answer stored still boxed
 ]
 
 NOT_EQUIVALENT = [
@@ -106,6 +109,9 @@ NOT_EQUIVALENT = [
     ("\\text{}", "5"),
     ("+", "1"),
     ("5", ""),
+    ("\\left.5\\right.", "0.5"),  # not the decimal .5
+    ("x = 1, x = 2", "1"),
+    ("\\boxed{5}, 6", "5"),  # a box inside an answer is not unwrapped
 ]
 
 
@@ -137,6 +143,11 @@ def test_normalize_answer(raw, normalised):
     ("\\boxed{1} and finally \\fbox{3}", "3"),
     ("$\\boxed 5$.", "5"),  # \boxed followed by a space and a token
     ("\\boxed {7}", "7"),
+    ("\\boxed\n{7}", "7"),  # LaTeX reads one newline as a space
+    ("\\boxed7.", "7."),  # a digit ends the command name
+    ("so \\boxed 5, since", "5"),  # a comma, semicolon or colon after a one-token box is prose
+    ("\\boxed 5;", "5"),
+    ("\\boxed 1,2", "1,2"),
     ("\\fbox{3}", "3"),
     ("\\boxed{ 42 }", "42"),
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces are literal
