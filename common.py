@@ -222,6 +222,8 @@ def read_jsonl(path, what="file", torn_tail_ok=False, parse_float=float):
             records.append((f"{path}:{n}", json.loads(raw.decode("utf-8"), parse_float=parse_float)))
         except UnicodeDecodeError:
             raise InputError(f"{path}:{n}: not UTF-8 text; save the file as UTF-8") from None
+        except RecursionError:
+            raise InputError(f"{path}:{n}: JSON nested too deeply to read") from None
         except ValueError as e:  # JSONDecodeError, or an integer of more digits than Python converts
             if torn_tail_ok and n == len(lines):
                 break
@@ -230,8 +232,11 @@ def read_jsonl(path, what="file", torn_tail_ok=False, parse_float=float):
 
 
 def decimal_text(x):
-    """A JSON number read as Decimal, written without an exponent: 1e-05 -> "0.00001", 2.50 -> "2.50"."""
-    return format(x, "f") if isinstance(x, Decimal) else str(x)
+    """A JSON number read as Decimal, written without an exponent: 1e-05 -> "0.00001", 2.50 -> "2.50".
+    An exponent beyond +-1000 stays (1E+100000000 written out would be a 100 MB string)."""
+    if isinstance(x, Decimal) and x.is_finite() and abs(x.as_tuple().exponent) <= 1000:
+        return format(x, "f")
+    return str(x)
 
 
 # ----------------------------------------------------------------------------------------------------

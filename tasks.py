@@ -203,7 +203,7 @@ def problem_level(level, where):
         return level
     if isinstance(level, str):
         digits = level.removeprefix("Level").strip()
-        if digits.isdigit():
+        if digits.isascii() and digits.isdigit():  # not "²", which isdigit() accepts and int() refuses
             return int(digits)
         if digits == "?":
             return None

@@ -163,9 +163,10 @@ def test_non_utf8_lines_are_refused(tmp_path):
 def test_answers_are_read_as_written_or_parsed(tmp_path):
     lines = ['{"id": "a", "problem": "p", "answer": 1e-05}', '{"id": "b", "problem": "p", "answer": 1e+21}',
              '{"id": "c", "problem": "p", "answer": 2.50}', '{"id": "d", "problem": "p", "answer": 29}',
-             '{"id": "e", "problem": "p", "answer": "Natalia sold 48/2 = 24 clips.\\n#### 1,072"}']
+             '{"id": "e", "problem": "p", "answer": "Natalia sold 48/2 = 24 clips.\\n#### 1,072"}',
+             '{"id": "f", "problem": "p", "answer": 1E+100000000}']  # written out: a 100 MB string
     answers = [r["answer"] for r in read_problems(problems_file(tmp_path, lines))]
-    assert answers == ["0.00001", "1000000000000000000000", "2.50", "29", "1072"]
+    assert answers == ["0.00001", "1000000000000000000000", "2.50", "29", "1072", "1E+100000000"]
 
 
 def test_a_prompt_past_the_context_is_refused_before_any_work(half_right, tmp_path, capsys):
