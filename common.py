@@ -131,6 +131,19 @@ non_negative_float = ranged(float, 0)
 fraction = ranged(float, 0, 1)  # [0, 1]
 probability = ranged(float, 0, 1, low_open=True)  # (0, 1]: top-p
 
+# Below this a temperature samples as greedy does, and far below it (about 1e-37) logits / temperature
+# overflow float32, which made NaN log-probs. 0 means greedy.
+MIN_TEMPERATURE = 1e-3
+sampling_temperature = ranged(float, MIN_TEMPERATURE)  # training and selection sample: above 0
+
+
+def temperature(text):
+    """A `type=` for --temperature where 0 (greedy) is allowed: 0, or at least MIN_TEMPERATURE."""
+    x = _number(float, text)
+    if x != 0 and not x >= MIN_TEMPERATURE:
+        raise argparse.ArgumentTypeError(f"must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {text}")
+    return x
+
 
 def bool_flag(text):
     if text.lower() in ("1", "true", "yes", "on"):

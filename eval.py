@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from common import Parser, check_writable, cli, device, non_negative_float, positive_int, probability, write_json
+from common import Parser, check_writable, cli, device, positive_int, probability, temperature, write_json
 import distributed
 from distributed import gather, is_main, my_share, on_main, world
 from reward import grade
@@ -183,7 +183,7 @@ def main(argv=None):
     p.add_argument("--limit", type=positive_int, metavar="N", default=None, help="evaluate N problems of --data, drawn "
                    "with --seed (files are often sorted by level: the first N would be the easy ones)")
     p.add_argument("--samples", type=positive_int, metavar="N", default=4, help="samples per problem (K)")
-    p.add_argument("--temperature", type=non_negative_float, default=0.6, help="sampling temperature; 0 is greedy")
+    p.add_argument("--temperature", type=temperature, default=0.6, help="sampling temperature; 0 is greedy")
     p.add_argument("--top-p", type=probability, default=0.95, help="nucleus sampling mass, in (0, 1]")
     p.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=512, help="cut-off (a cut response is wrong)")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="sampling seed (the same for every checkpoint)")

@@ -23,6 +23,7 @@ CLI (project checkpoints and local Hugging Face folders alike):
 
 import contextlib
 import hashlib
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common import InputError, Parser, cli, device, non_negative_float, positive_int, probability, read_jsonl
+from common import MIN_TEMPERATURE, InputError, Parser, cli, device, positive_int, probability, read_jsonl, temperature
 from model import GPT, KVCache, StaticCache
 from tokenizer import Tokenizer
 
@@ -145,6 +146,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     for bad, message in [
         (any(len(p) == 0 for p in prompts), "every prompt needs at least one token"),
         (max_new_tokens < 1, f"max_new_tokens must be at least 1, got {max_new_tokens}"),
+        (temperature != 0 and not MIN_TEMPERATURE <= temperature < math.inf, f"temperature must be 0 (greedy) or "
+         f"in [{MIN_TEMPERATURE}, inf), got {temperature}"),
         (longest + max_new_tokens > model.config.max_seq_len, f"prompt ({longest}) + max_new_tokens ({max_new_tokens}) "
          f"exceeds the model's context of {model.config.max_seq_len} tokens; lower --max-new-tokens"),
         ((top_k is not None and top_k < 1) or not 0 < top_p <= 1, f"top_k ({top_k}) must be at least 1 and top_p "
@@ -393,7 +396,7 @@ def main(argv=None):
     p.add_argument("--key", default=None, help="field of --prompts records to use (default: problem, else prompt)")
     p.add_argument("--raw", action="store_true", help="use the prompt text as is, without template/format")
     p.add_argument("--num-samples", type=positive_int, metavar="N", default=1, help="completions per prompt")
-    p.add_argument("--temperature", type=non_negative_float, default=0.6, help="sampling temperature; 0 is greedy")
+    p.add_argument("--temperature", type=temperature, default=0.6, help="sampling temperature; 0 is greedy")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass, in (0, 1]; 1 is off")
     p.add_argument("--top-k", type=positive_int, metavar="N", help="sample among the N likeliest (default: off)")
     p.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=256, help="cut-off length")

@@ -14,7 +14,8 @@ MATH-style JSONL. The output records gain a "pass_rate" field.
 import random
 import time
 
-from common import Parser, check_writable, cli, device, positive_float, positive_int, ranged, int_list, write_jsonl
+from common import (Parser, check_writable, cli, device, positive_int, ranged, int_list,
+                    sampling_temperature, write_jsonl)
 import distributed
 from distributed import is_main, on_main
 from eval import pass_rates, progress_done, progress_printer, rollout
@@ -46,7 +47,7 @@ def main(argv=None):
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
     p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
-    p.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature (as in training)")
+    p.add_argument("--temperature", type=sampling_temperature, default=0.6, help="sampling temperature (as in training)")
     p.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=320, help="cut-off (a cut response is wrong)")
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="seed for the candidate subset and sampling")

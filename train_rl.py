@@ -47,7 +47,7 @@ import distributed
 import memory
 import runs
 from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
-                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, timed)
+                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, sampling_temperature, timed)
 from distributed import all_max, all_sum, gather, is_main, my_share, on_main, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
@@ -633,7 +633,7 @@ def build_parser():
     g = p.add_argument_group("rollout")
     g.add_argument("--prompts-per-step", type=positive_int, metavar="N", default=8, help="problems per step")
     g.add_argument("--samples-per-prompt", type=positive_int, metavar="N", default=8, help="responses sampled per problem")
-    g.add_argument("--temperature", type=positive_float, default=0.6, help="sampling temperature, also of log-probs")
+    g.add_argument("--temperature", type=sampling_temperature, default=0.6, help="sampling temperature, also of log-probs")
     g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=8192,
                    help="response cut-off; a cut response scores as no answer")
     g.add_argument("--sample-batch", type=positive_int, metavar="N", default=64, help="rows sampled at once (KV cache)")

@@ -72,8 +72,9 @@ def rl_flags(half_right, tmp_path):
     (["--gae-lambda", "-0.5"], "argument --gae-lambda: must be in [0, 1]"),
     (["--clip-eps", "-0.2"], "argument --clip-eps: must be > 0"),
     (["--kl-coef", "-1"], "argument --kl-coef: must be >= 0"),
-    (["--temperature", "-1"], "argument --temperature: must be > 0"),
-    (["--temperature", "0"], "argument --temperature: must be > 0"),
+    (["--temperature", "-1"], "argument --temperature: must be >= 0.001"),
+    (["--temperature", "0"], "argument --temperature: must be >= 0.001"),
+    (["--temperature", "1e-40"], "argument --temperature: must be >= 0.001"),  # logits / 1e-40 overflow: NaN
     (["--eval-problems", "x"], "argument --eval-problems: expected an integer, got 'x'"),
     (["--loss-agg", "sum"], "argument --loss-agg: invalid choice"),
     (["--minibatches", "100"], "--minibatches (100) exceeds a step's 64 responses"),
@@ -110,7 +111,12 @@ def test_device_cuda_without_a_gpu(capsys, main, argv):
     (sample.main, ["--ckpt", "x", "--prompt", "1", "--top-k", "0"], "argument --top-k: must be >= 1"),
     (sample.main, ["--ckpt", "x", "--prompt", "1", "--top-p", "0"], "argument --top-p: must be in (0, 1]"),
     (sample.main, ["--ckpt", "x", "--prompt", "1", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
-    (sample.main, ["--ckpt", "x", "--prompt", "1", "--temperature", "-1"], "argument --temperature: must be >= 0"),
+    (sample.main, ["--ckpt", "x", "--prompt", "1", "--temperature", "-1"], "argument --temperature: must be 0 (greedy) "
+                                                                          "or >= 0.001, got -1"),
+    (evaluation.main, ["--ckpt", "x", "--data", "y", "--temperature", "1e-40"], "argument --temperature: must be 0 "
+                                                                               "(greedy) or >= 0.001, got 1e-40"),
+    (select_problems.main, ["--ckpt", "x", "--data", "y", "--out", "z", "--temperature", "0"],
+     "argument --temperature: must be >= 0.001"),
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--top-p", "0"], "argument --top-p: must be in (0, 1]"),
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--samples", "0"], "argument --samples: must be >= 1"),

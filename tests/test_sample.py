@@ -87,6 +87,9 @@ def test_learned_positions_model_works_and_rejects_overlong_requests():
         assert got.tokens == generate(model, [prompt], 10, temperature=0, eos_id=EOS, pad_id=PAD)[0].tokens
     with pytest.raises(ValueError, match="exceeds the model's context of 64"):
         generate(model, PROMPTS, 60, eos_id=EOS)
+    for bad in (-0.5, 1e-40, math.inf, math.nan):  # 1e-40 sampled token 0 with NaN log-probs
+        with pytest.raises(ValueError, match=r"temperature must be 0 \(greedy\) or in \[0.001, inf\)"):
+            generate(model, PROMPTS, 5, temperature=bad, eos_id=EOS)
 
 
 def test_filter_logits_hand_computed():
