@@ -13,7 +13,8 @@ How train_rl.py splits a step, so that the result does not depend on N:
   over the global batch, so each process scales its loss by N;
 - checkpoints: gathered into full tensors and written once, by process 0, in the one-process format, so
   eval.py, sample.py and --resume read them with any N.
-NCCL on GPUs, gloo on CPUs (which is how the tests run two processes).
+NCCL on a GPU machine, each process on its own GPU; gloo on CPUs (which is how the tests run two processes).
+A non-finite loss on any process skips that optimiser step on every process (train_rl.optimizer_step).
 """
 
 import os
@@ -31,6 +32,20 @@ def setup():
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # "cuda" now means this process's GPU
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def check_device(name):
+    """Refuse a --device that torchrun's processes cannot use. On a GPU machine they talk over NCCL, which
+    moves GPU tensors only, and each computes on its own GPU (cuda:LOCAL_RANK, set by setup())."""
+    if world() == 1:
+        return
+    where = torch.device(name)
+    if where.type == "cpu" and dist.get_backend() == "nccl":
+        raise InputError("--device cpu under torchrun on a GPU machine: the processes talk over NCCL, which moves GPU "
+                         "tensors only; hide the GPUs (CUDA_VISIBLE_DEVICES= torchrun ...) to run on CPUs")
+    if where.type == "cuda" and where.index not in (None, torch.cuda.current_device()):
+        raise InputError(f"--device {name} under torchrun: each process takes its own GPU (process i on cuda:i); "
+                         "give --device cuda")
 
 
 def rank():

@@ -206,6 +206,7 @@ def main(argv=None):
     if twice is not None:
         p.error(f"{'--names' if args.names else '--ckpt'} {twice} is given twice: each column needs its own name")
     distributed.setup()  # under torchrun, each process samples its share of the responses
+    distributed.check_device(args.device)
     if args.out:
         on_main(lambda: check_writable(args.out, [("--data", args.data)]))  # before the sampling, not after it
     problems = held_out(args.data, args.limit, args.seed) if args.limit else read_problems(args.data)

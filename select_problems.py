@@ -56,6 +56,7 @@ def main(argv=None):
     if args.min_pass_rate >= args.max_pass_rate:
         p.error(f"--min-pass-rate ({args.min_pass_rate}) must be below --max-pass-rate ({args.max_pass_rate})")
     distributed.setup()  # under torchrun, each process samples its share of the responses
+    distributed.check_device(args.device)
     on_main(lambda: check_writable(args.out, [("--data", args.data)]))
     problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)

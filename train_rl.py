@@ -376,7 +376,7 @@ def critic_backward(cfg, critic, batch, idx, stats):
 def optimizer_step(model, opt, max_grad_norm, ok):
     """Clip and apply the accumulated gradient, unless it is non-finite (then skip it); (applied, norm)."""
     norm = distributed.full(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)).item()
-    ok = ok and math.isfinite(norm)
+    ok = all_max(not ok) == 0 and math.isfinite(norm)  # one process's non-finite loss skips it on every process
     if ok:
         opt.step()
     opt.zero_grad(set_to_none=True)
@@ -757,6 +757,7 @@ def resolve_config(argv):
 def main(argv=None):
     distributed.setup()  # under torchrun: join the process group
     cfg, flags = resolve_config(argv)
+    distributed.check_device(cfg.device)
     if not flags["dry_run"]:
         train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])  # prints the config once inputs are read
     elif is_main():

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import distributed
 import eval as evaluation
 import select_problems
 import model
@@ -36,6 +37,18 @@ def recording(out, real):
     return collect
 
 
+def optimizer_step_where_one_process_saw_a_nan(argv):
+    """train_rl.optimizer_step on a model whose gradient is finite, but process 1's loss was not (ok=False):
+    writes {"applied": ...} to argv[0]/<rank>.json."""
+    distributed.setup()
+    layer = torch.nn.Linear(2, 1)
+    layer(torch.ones(1, 2)).sum().backward()
+    applied, _ = train_rl.optimizer_step(layer, torch.optim.AdamW(layer.parameters()), 1.0, ok=distributed.rank() == 0)
+    with open(os.path.join(argv[0], f"{distributed.rank()}.json"), "w") as f:
+        json.dump({"applied": applied}, f)
+    distributed.leave()
+
+
 def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
     """One process of a torchrun-like group (what torchrun's environment variables say)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -53,7 +66,9 @@ def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
             return real(*args)
 
         train_rl.collect = collect
-    {"train_rl": train_rl.main, "eval": evaluation.main, "select": select_problems.main}[main](argv)
+    mains = {"train_rl": train_rl.main, "eval": evaluation.main, "select": select_problems.main,
+             "nan_step": optimizer_step_where_one_process_saw_a_nan}
+    mains[main](argv)
 
 
 def spawn(main, argv, record=None, interrupt_at=None, world=2, head_chunk=model.HEAD_CHUNK_ELEMENTS):
@@ -111,6 +126,31 @@ def test_two_processes_sample_and_train_what_one_does(half_right, tmp_path, monk
     assert [r["reward_mean"] for r in a] == [r["reward_mean"] for r in b]
     assert [r["length_mean"] for r in a] == [r["length_mean"] for r in b]
     assert json.loads((two / "config.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_process_skips_the_step_on_every_process(tmp_path):
+    spawn("nan_step", [str(tmp_path)])  # if process 0 stepped alone, the shards would drift apart
+    assert [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)] == [{"applied": False}] * 2
+
+
+@pytest.mark.parametrize("backend, name, message", [
+    ("nccl", "cpu", "--device cpu under torchrun on a GPU machine: the processes talk over NCCL"),
+    ("nccl", "cuda:1", "--device cuda:1 under torchrun: each process takes its own GPU"),
+    ("nccl", "cuda:0", None),  # process 0's own GPU
+    ("nccl", "cuda", None),
+    ("gloo", "cpu", None),
+])
+def test_check_device_under_torchrun(monkeypatch, backend, name, message):
+    """What a process of a two-process group on GPUs accepts (no GPU here: the group is faked)."""
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: backend)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    if message is None:
+        distributed.check_device(name)
+    else:
+        with pytest.raises(train_rl.InputError, match=message):
+            distributed.check_device(name)
 
 
 @pytest.mark.slow
