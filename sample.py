@@ -84,6 +84,13 @@ def draw(weights, u):
     (filtered tokens) have zero-width slots and are never drawn; a GPU's parallel cumsum adds in a tree, so
     it can give one a slot a rounding unit wide, and a draw that lands there (a chance below 1e-7) takes the
     heaviest entry instead.
+    Precision: u has 24 random bits (float32), so each entry is drawn with its probability rounded to a
+    multiple of 2^-24 = 6e-8, one way or the other. Over R1-1.5B's 152k words that is a total variation of
+    about 1e-3 per token, but no class of words loses out. Measured by running this arithmetic for all 2^24
+    values of u, on random logits of standard deviation 3: total variation 1.3e-3 (the same with a float64
+    cumsum), no word off by more than 1.1e-7, and the words below 3e-8 drawn 4.97e-4 of the time together
+    against their 4.95e-4. PPO recomputes the log-probs of what was drawn, so this is all the rollouts can
+    be off-policy by.
     """
     cdf = weights.cumsum(-1)
     target = u.to(cdf.dtype)[:, None] * cdf[:, -1:]
