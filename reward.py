@@ -8,20 +8,24 @@ the model the loophole instead of maths, so every rule here errs towards "not eq
     python reward.py --jsonl rollouts.jsonl --response-key response --gold-key answer
 
 Extraction (`extract_answer`)
-  * The LAST `\boxed{...}` or `\fbox{...}` decides; nested braces are matched, `\{` and `\}` are
-    literal. `\boxed {5}` counts, as does a one-token box: `\boxed 5` or `\boxed5` (one token up to
-    whitespace or `$`, less a trailing comma, semicolon or colon: `\boxed 5, so` holds `5`).
+  * The LAST `\boxed{...}` or `\fbox{...}` decides (`\fboxsep` is not a box); nested braces are
+    matched, `\{` and `\}` are literal. `\boxed {5}` counts, as does a one-token box: `\boxed 5` or
+    `\boxed5` (one token up to whitespace or `$`, less the prose after it: `\boxed 5, so` and
+    `(so \boxed 5).` hold `5`; `\boxed.` and `\boxed\;5` are empty boxes).
   * No fallback to an earlier box: if the last one never closes (a truncated response; also any box
     longer than MAX_ANSWER_CHARS) or is empty/blank (`\boxed{}`), there is no answer (reward -1).
   * `allow_unboxed=True` (off by default, as in the paper) also reads GSM8K `#### 42` and then the
     last "the answer is 42" (to the end of its sentence), but only when the text has no box at all.
 
 Equivalence (`is_equiv`), after `normalize_answer` on both sides
-  * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces and
-    `\! \, \; \: \quad`, `\displaystyle`, a trailing period, `\dfrac`/`\tfrac` (= `\frac`), `\frac12`,
-    `\sqrt2`, a leading single-letter `x =` (of each item of a list: `x = 1, x = 2` == `1, 2`),
-    `\text{}`/`\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`.
-  * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `^{\circ}`, `°`),
+  * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces (but not between
+    two digits: `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period,
+    `\dfrac`/`\tfrac` (= `\frac`), `\frac12`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/`\mbox{}`/
+    `\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`.
+  * Names: an answer, or each item of a list, may start with `x =`, `p(x) =` or `\theta =`. When
+    one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`);
+    when both do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`).
+  * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `°`),
     and a fixed list of unit words (`5 \text{ cm}^2` == `5`); other words are kept, so a hedge such
     as `2 \text{ or } 3` cannot pass for `2`.
   * Thousands separators: `1{,}000` and `1,\!000` anywhere, and a plain comma when the whole answer
@@ -54,6 +58,9 @@ MAX_RADICAND = 10_000  # keeps the square-factor search of sqrt(r) tiny
 MAX_DEPTH = 8  # nesting of \frac / \sqrt that _value follows before giving up
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
+# The box commands spelt backwards, for a search of the reversed text whose first match is the last box; each
+# starts with its literal (a fast scan) and then checks that no letter follows the command (not \fboxsep).
+_BOXES_REVERSED = [re.compile(re.escape(c[::-1]) + f"(?<![A-Za-z]{re.escape(c[::-1])})") for c in _BOX_COMMANDS]
 _UNIT = (r"(?:(?:square|sq|cubic)\s+)?(?:units?|cm|mm|km|m|meters?|metres?|centimeters?|kilometers?"
          r"|inch(?:es)?|in|feet|foot|ft|yards?|miles?|mph|degrees?|radians?|dollars?|cents?|seconds?"
          r"|minutes?|hours?|days?|weeks?|months?|years?|grams?|kg|pounds?|lbs?|ounces?|liters?"
@@ -66,16 +73,19 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\[dt]frac(?![A-Za-z])", r"\\frac"),
     (r"−", "-"),
     (r"π", r"\\pi "),
-    (r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![A-Za-z])|°", ""),  # 30^\circ, 30^{\circ} -> 30
+    (r"\^\s*\{?\s*\\circ\s*\}?|(?<=\d)\s*\\circ(?![A-Za-z])|°", ""),  # 30^\circ, 30^{\circ} -> 30; not f \circ g
     (r"\\?%", ""),  # 50\% -> 50
     (r"\\(?:text|mbox|mathrm)\s*\{\s*" + _UNIT + r"\s*\}(?:\s*\^\s*\{?[23]\}?)?", ""),  # 5\text{ cm}^2
     (r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1"),  # \text{(C)} -> (C)
     (r"(?<=[\d}])\s+" + _UNIT + r"\s*$", ""),  # bare trailing unit: 5 cm -> 5
 ]]
-_LEADING_VARIABLE = re.compile(r"^[A-Za-z]\s*=\s*")  # x = 5 -> 5
+_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*=\s*")  # x =, p(x) =, \theta =
+# Spaces go, except between two digits, which stay apart: `2 1/2` is not 21/2 (but `\log_2 3` is `\log_23`).
+_SPACES = re.compile(r"(?<=\d)(?<![_^]\d)(\s+)(?=\d)|\s+")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\sqrt(\w)", r"\\sqrt{\1}"),  # \sqrt2 -> \sqrt{2}
+    (r"([_^])\{(\w)\}", r"\1\2"),  # x^{2} -> x^2, \log_{2} -> \log_2
     (r"\\frac(\d)(\d)", r"\\frac{\1}{\2}"),  # \frac12 -> \frac{1}{2}
     (r"\\frac(\d)(?=\{)", r"\\frac{\1}"),  # \frac1{2}
     (r"(\\frac\{[^{}]*\})(\d)", r"\1{\2}"),  # \frac{1}2
@@ -84,7 +94,7 @@ _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _BOX_SPACE = re.compile(r"[ \t]*")
 _BOX_BRACE = re.compile(r"\s*\{")  # LaTeX reads a newline before the argument as a space
-_BOX_TOKEN = re.compile(r"[^\s$]+")
+_BOX_TOKEN = re.compile(r"(?:\w|[-+.(\[]|\\[A-Za-z])[^\s$]*")  # not `\boxed\;5`: an empty box, then 5
 _ANSWER_PHRASES = ("answer is", "Answer is", "ANSWER IS")  # rfind, not lower(): lower() can shift indices
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")  # a period that ends a sentence, not the one in 3.5
 
@@ -120,16 +130,18 @@ def _closing_brace(s: str, i: int) -> int:
 
 
 def _box_content(text: str, i: int) -> str | None:
-    """What the box command ending at text[i] holds: `{...}` (nested), or one token after a space or
-    a non-letter (`\\boxed 5,` and `\\boxed5` hold `5`: a comma, semicolon or colon ending it is prose)."""
+    """What the box command ending at text[i] holds: `{...}` (nested), or one token (`\\boxed 5`,
+    `\\boxed5`) less the prose after it: `\\boxed 5,` and `(so \\boxed 5).` hold `5`."""
     if brace := _BOX_BRACE.match(text, i):
         end = _closing_brace(text, brace.end() - 1)
         return text[brace.end():end] if end >= 0 else None
-    j = _BOX_SPACE.match(text, i).end()
-    if j == i and text[i:i + 1].isalpha():  # `\boxedx` names another command: not a box
+    token = _BOX_TOKEN.match(text, _BOX_SPACE.match(text, i).end())
+    if not token or len(token.group()) > MAX_ANSWER_CHARS:
         return None
-    token = _BOX_TOKEN.match(text, j)
-    return token.group().rstrip(",;:") if token and len(token.group()) <= MAX_ANSWER_CHARS else None
+    answer = token.group().rstrip(".,;:")
+    while answer.endswith(")") and answer.count(")") > answer.count("("):  # a parenthesis the box is inside
+        answer = answer[:-1].rstrip(".,;:")
+    return answer
 
 
 def _unboxed_answer(text: str) -> str | None:
@@ -153,10 +165,11 @@ def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
     The last box is authoritative even when malformed, so an earlier draft box (or one quoted from
     the problem) cannot stand in for a truncated or empty final answer.
     """
-    start, command = max((text.rfind(command), command) for command in _BOX_COMMANDS)
-    if start < 0:
+    reversed_text = text[::-1]
+    starts = [box.start() for pattern in _BOXES_REVERSED if (box := pattern.search(reversed_text))]
+    if not starts:
         return _unboxed_answer(text) if allow_unboxed else None
-    answer = _box_content(text, start + len(command))
+    answer = _box_content(text, len(text) - min(starts))
     if answer is None or not answer.strip():
         return None  # an empty box is no answer: `\boxed{}` must not beat the no-answer penalty
     return answer.strip()
@@ -167,7 +180,7 @@ def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
 
 
 def normalize_answer(s: str) -> str:
-    r"""Canonical text of an answer, e.g. `x = \left( \dfrac12, 1{,}000 \right).` -> `(\frac{1}{2},1000)`."""
+    r"""Canonical text of an answer, e.g. `x = \left( \dfrac12, 1{,}000 \right).` -> `x=(\frac{1}{2},1000)`."""
     if len(s) > MAX_ANSWER_CHARS:
         return s.strip()  # not an answer anyone writes; compared as raw text, in bounded time
     s = s.strip()
@@ -176,10 +189,12 @@ def normalize_answer(s: str) -> str:
             s = s[len(command) + 1:-1]
     for pattern, replacement in _REWRITES:
         s = pattern.sub(replacement, s)
-    s = _LEADING_VARIABLE.sub("", s.strip()).removesuffix(".").strip()
+    s = s.strip().removesuffix(".").strip()
+    name = _NAME.match(s)  # `x = 1,000`: the thousands rule reads what follows the name
+    head, s = (name.group(1) + "=", s[name.end():]) if name else ("", s)
     if _THOUSANDS.fullmatch(s):  # before spaces go, so that the list "1, 234" is not 1234
         s = s.replace(",", "")
-    s = "".join(s.split())
+    s = _SPACES.sub(lambda space: " " if space.group(1) else "", head + s)
     for pattern, replacement in _SHORTHANDS:
         s = pattern.sub(replacement, s)
     return s
@@ -265,22 +280,28 @@ def _value(s: str, depth: int = 0) -> Value | None:
 # Equivalence and reward
 
 
-def _signature(s: str) -> tuple:
-    """A hashable summary of a normalised answer; two answers are equivalent iff these are equal.
+def _signatures(s: str) -> tuple[tuple, tuple, bool]:
+    """Hashable summaries of a normalised answer: (with the variables its items name, without them,
+    whether it names any); see is_equiv.
 
     Tuples and intervals keep order and their brackets; bare lists and sets are multisets. Each
     element is its exact value when it has one, else its text.
     """
-    brackets, items = "", [s]
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and len(parts := _split_top(s[1:-1], ",") or []) >= 2:
-        brackets, items = s[0] + s[-1], parts
-    elif s.startswith("\\{") and s.endswith("\\}") and len(s) >= 4 and (parts := _split_top(s[2:-2], ",")):
+    head = _NAME.match(s)  # the name of a whole tuple or set: `x = (1, 2)`
+    rest, whole = (s[head.end():], head.group(1)) if head else (s, "")
+    brackets, items, lead = "", [s], ""
+    if len(rest) >= 2 and rest[0] in "([" and rest[-1] in ")]" and len(parts := _split_top(rest[1:-1], ",") or []) >= 2:
+        brackets, items, lead = rest[0] + rest[-1], parts, whole
+    elif rest.startswith("\\{") and rest.endswith("\\}") and len(rest) >= 4 and (parts := _split_top(rest[2:-2], ",")):
+        items, lead = parts, whole
+    elif len(parts := _split_top(s, ",") or []) >= 2:  # a list: each item may name its own variable
         items = parts
-    elif len(parts := _split_top(s, ",") or []) >= 2:
-        items = parts
-    items = [_LEADING_VARIABLE.sub("", item) for item in items]  # x = 1, x = 2 -> 1, 2
+    named = [_NAME.match(item) for item in items]
+    names = [name.group(1) if name else "" for name in named]
+    items = [item[name.end():] if name else item for item, name in zip(items, named)]  # x=1 -> 1
     keys = [_value(item) or item for item in items]
-    return (brackets, tuple(keys)) if brackets else ("", frozenset(Counter(keys).items()))
+    summary = lambda keys: (brackets, tuple(keys)) if brackets else ("", frozenset(Counter(keys).items()))
+    return (lead, summary(zip(names, keys))), summary(keys), bool(lead) or any(names)
 
 
 def _math_verify_equiv(pred: str, gold: str) -> bool:
@@ -304,7 +325,14 @@ def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
     if backend == "math_verify":
         return _math_verify_equiv(pred, gold)
     a, b = normalize_answer(pred), normalize_answer(gold)
-    return bool(a and b) and (a == b or _signature(a) == _signature(b))
+    if not (a and b):
+        return False
+    if a == b:
+        return True
+    (named_a, bare_a, names_a), (named_b, bare_b, names_b) = _signatures(a), _signatures(b)
+    # Variables named on both sides must agree (`x = 5` != `y = 5`); one side naming none compares values
+    # alone (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`).
+    return named_a == named_b or not (names_a and names_b) and bare_a == bare_b
 
 
 def grade(response: str, gold: str, finished: bool = True) -> str:

@@ -73,7 +73,13 @@ EQUIVALENT = [
     ("1, 2", "2, 1"),  # a list of solutions is a multiset
     ("\\{1, 2\\}", "1,2"),
     ("\\left\\{ 2, 1 \\right\\}", "\\{1,2\\}"),
-    ("x = 1, x = 2", "1, 2"),  # a named solution per item
+    ("x = 1, x = 2", "1, 2"),  # a side that names no variable compares values
+    ("x = 1, x = 2", "x = 2, x = 1"),
+    ("x = (1, 2)", "(1, 2)"),
+    ("p(x) = x^2 + 1", "x^2+1"),
+    ("\\theta = 30^\\circ", "30"),
+    ("x^{2}+1", "x^2+1"),  # braces around a one-character exponent or index
+    ("\\log_{2} 3", "\\log_2 3"),
     ("\\left. 5 \\right.", "5"),  # \left. and \right. are invisible delimiters
     ("\\boxed{\\frac{1}{2}}", "0.5"),  # a gold answer stored still boxed
 ]
@@ -111,6 +117,15 @@ NOT_EQUIVALENT = [
     ("5", ""),
     ("\\left.5\\right.", "0.5"),  # not the decimal .5
     ("x = 1, x = 2", "1"),
+    ("x = 3", "y = 3"),  # named on both sides: the names must agree
+    ("x = 1, y = 2", "x = 2, y = 1"),
+    ("x = 2, b = 3", "a = 2, b = 3"),
+    ("(y = 1, x = 2)", "(x = 1, y = 2)"),
+    ("x = (1, 2)", "y = (1, 2)"),
+    ("2 1/2", "\\frac{21}{2}"),  # a space between digits is not nothing
+    ("1 \\, 5", "15"),
+    ("1 0", "10"),
+    ("f \\circ g", "fg"),  # \circ is a degree sign only after a number
     ("\\boxed{5}, 6", "5"),  # a box inside an answer is not unwrapped
 ]
 
@@ -127,7 +142,7 @@ def test_not_equivalent(pred, gold):
 
 
 @pytest.mark.parametrize("raw, normalised", [
-    ("x = \\left( \\dfrac12, 1{,}000 \\right).", "(\\frac{1}{2},1000)"),
+    ("x = \\left( \\dfrac12, 1{,}000 \\right).", "x=(\\frac{1}{2},1000)"),
     ("\\$1,\\!000", "1000"),
     ("\\text{(C)}", "C"),
     ("5 \\text{ cm}^2", "5"),
@@ -144,10 +159,15 @@ def test_normalize_answer(raw, normalised):
     ("$\\boxed 5$.", "5"),  # \boxed followed by a space and a token
     ("\\boxed {7}", "7"),
     ("\\boxed\n{7}", "7"),  # LaTeX reads one newline as a space
-    ("\\boxed7.", "7."),  # a digit ends the command name
+    ("\\boxed7.", "7"),  # a digit ends the command name
     ("so \\boxed 5, since", "5"),  # a comma, semicolon or colon after a one-token box is prose
     ("\\boxed 5;", "5"),
     ("\\boxed 1,2", "1,2"),
+    ("so (\\boxed 5).", "5"),  # and so does a parenthesis the box is inside
+    ("\\boxed (1,2)", "(1,2)"),
+    ("\\boxed\\;5", None),  # an empty box, then a space and 5
+    ("\\boxed{5} \\fboxsep", "5"),  # \fboxsep is not a box
+    ("\\boxed{5} and \\boxed.", None),  # the last box is empty
     ("\\fbox{3}", "3"),
     ("\\boxed{ 42 }", "42"),
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces are literal
@@ -326,6 +346,8 @@ ADVERSARIAL = {
     "hashes": "####" * 250_000,
     "dollars": "$" * 1_000_000,
     "text commands": "\\text{" * 160,
+    "commands that start like a box": "\\fboxsep" * 125_000,
+    "a box command glued to letters": "\\boxedx" * 140_000,
 }
 
 
