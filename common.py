@@ -131,7 +131,7 @@ non_negative_float = ranged(float, 0)
 fraction = ranged(float, 0, 1)  # [0, 1]
 probability = ranged(float, 0, 1, low_open=True)  # (0, 1]: top-p
 
-# Below this a temperature samples as greedy does, and far below it (about 1e-37) logits / temperature
+# Below this a temperature samples almost as greedy does, and far below it (about 1e-37) logits / temperature
 # overflow float32, which made NaN log-probs. 0 means greedy.
 MIN_TEMPERATURE = 1e-3
 sampling_temperature = ranged(float, MIN_TEMPERATURE)  # training and selection sample: above 0

@@ -43,8 +43,8 @@ def check_device(name):
     if where.type == "cpu" and dist.get_backend() == "nccl":
         raise InputError("--device cpu under torchrun on a GPU machine: the processes talk over NCCL, which moves GPU "
                          "tensors only; hide the GPUs (CUDA_VISIBLE_DEVICES= torchrun ...) to run on CPUs")
-    if where.type == "cuda" and where.index not in (None, torch.cuda.current_device()):
-        raise InputError(f"--device {name} under torchrun: each process takes its own GPU (process i on cuda:i); "
+    if where.type == "cuda" and where.index is not None:  # refused on every process alike, even where it is right
+        raise InputError(f"--device {name} under torchrun: each process takes its own GPU (cuda:LOCAL_RANK); "
                          "give --device cuda")
 
 

@@ -89,8 +89,8 @@ def draw(weights, u):
     about 1e-3 per token, but no class of words loses out. Measured by running this arithmetic for all 2^24
     values of u, on random logits of standard deviation 3: total variation 1.3e-3 (the same with a float64
     cumsum), no word off by more than 1.1e-7, and the words below 3e-8 drawn 4.97e-4 of the time together
-    against their 4.95e-4. PPO recomputes the log-probs of what was drawn, so this is all the rollouts can
-    be off-policy by.
+    against their 4.95e-4. That is draw's share of how far the rollouts are off-policy (the rest: the sampling
+    engine's log-probs against the training forward's, which PPO recomputes).
     """
     cdf = weights.cumsum(-1)
     target = u.to(cdf.dtype)[:, None] * cdf[:, -1:]

@@ -38,6 +38,7 @@ def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkey
     assert report["greedy_tokens_graph_equal_eager"] == report["greedy_tokens_compiled_equal_eager"] == "64/64"
     assert all(report[f"logprob_gap_{e}"]["max"] < 1e-5 for e in ("eager", "graph", "compiled"))  # fp32
     assert set(report["results"]) == {"batch 1", "batch 16", "batch 64"}
+    assert not (tmp_path / "gpu.json.partial").exists()  # kept only while the run is under way
     assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph", "compiled"))
     profile = (tmp_path / "gpu_profile.txt").read_text()  # --tiny samples 8 tokens; 64 on a GPU
     assert profile.startswith("compiled engine, batch 1: ") and "from runs of 8 and 16 new tokens" in profile

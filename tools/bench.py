@@ -463,6 +463,8 @@ def main(argv=None):
         print(env, flush=True)
         results, extra = run_decoding(args)
         write_json(dict(env=env, **extra, results=results), args.out)
+        if os.path.exists(args.out + ".partial"):  # the whole run is in args.out now
+            os.remove(args.out + ".partial")
         print(f"wrote {args.out}")
         return
     if args.threads is not None:

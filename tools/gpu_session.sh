@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU measurement the project still needs, in one command for a lent GPU (about 9 minutes at most:
-# each part runs under its own time limit, so a slow part cannot eat the others' time).
+# Every GPU measurement the project still needs, in one command for a lent GPU (under 9 minutes: each part
+# runs under its own time limit, so a slow part cannot eat the others' time). Exits 1 if any part failed.
 #
 #   bash tools/gpu_session.sh            # on the GPU machine, from the repository root
-#   bash tools/gpu_session.sh --smoke    # the same three parts on the CPU with tiny models (a minute)
+#   bash tools/gpu_session.sh --smoke    # the same three parts on the CPU with tiny models (a minute; the
+#                                        # graph sampler stands in for the compiled one, which compiles for minutes)
 #
 # Writes to $OUT (or ./gpu_session): gpu.txt (the card), and per part its output (NAME.txt) and numbers
 # (NAME.json; bench's profile in bench_profile.txt):
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu_session}
 mkdir -p "$out"
 if [ "${1:-}" = "--smoke" ]; then
-    bench=(--device cpu --gpu-path --tiny --engines graph --batches 1,4)
+    bench=(--device cpu --gpu-path --tiny --engines graph --batches 1,4 --profile graph)
     check=(--device cpu --tiny --lengths 16 --sampler graph)
     autotune=(--device cpu --gpu-path --tiny --engines graph --batches 1 --no-baseline)
 else
@@ -27,17 +28,22 @@ else
     autotune=(--device cuda --engines compiled --batches 1,64 --no-baseline)
 fi
 
+failed=0
 part() {  # part NAME SECONDS COMMAND...: run it under a time limit, its output to the screen and NAME.txt
     local name=$1 limit=$2
     shift 2
     echo "== $name (at most ${limit} s): $*"
-    timeout "$limit" "$@" > >(tee "$out/$name.txt") 2>&1
-    echo "== $name: exit $? after $SECONDS s in all"
+    # -k: train_rl (under gpu_check) answers SIGTERM by finishing its step; SIGKILL 10 s later ends it anyway
+    timeout -k 10 "$limit" "$@" 2>&1 | tee "$out/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    echo "== $name: exit $rc after $SECONDS s in all"
+    [ "$rc" -eq 0 ] || failed=1
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   python -c "import torch; print('torch', torch.__version__)"; } | tee "$out/gpu.txt"
-part bench 240 python tools/bench.py "${bench[@]}" --out "$out/bench.json"
-part ppo_step 180 python tools/gpu_check.py "${check[@]}" --out "$out/ppo_step.json"
-part bench_autotune 150 env TORCHINDUCTOR_MAX_AUTOTUNE=1 python tools/bench.py "${autotune[@]}" \
+part bench 220 python tools/bench.py "${bench[@]}" --out "$out/bench.json"
+part ppo_step 160 python tools/gpu_check.py "${check[@]}" --out "$out/ppo_step.json"
+part bench_autotune 140 env TORCHINDUCTOR_MAX_AUTOTUNE=1 python tools/bench.py "${autotune[@]}" \
     --out "$out/bench_autotune.json"
+exit "$failed"
