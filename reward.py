@@ -20,8 +20,9 @@ Extraction (`extract_answer`)
 Equivalence (`is_equiv`), after `normalize_answer` on both sides
   * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces (but not between
     two digits: `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period,
-    `\dfrac`/`\tfrac` (= `\frac`), `\frac12`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/`\mbox{}`/
-    `\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`.
+    `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/`\mbox{}`/
+    `\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`, `+\infty` = `∞` = `\infty`, `\varnothing` =
+    `\emptyset`, `bmatrix` = `pmatrix`.
   * Names: an answer, or each item of a list, may start with `x =`, `p(x) =` or `\theta =`. When
     one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`);
     when both do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`).
@@ -70,9 +71,12 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"(?<!\\)\\[!,;:> ]|\\(?:q?quad|displaystyle)(?![A-Za-z])|~", ""),  # spacing, not the \\ of a row
     (r"\\\$|\$", ""),  # math delimiters and dollar signs: \$18.90 -> 18.90
     (r"\\(?:left|right)(?:\.|(?![A-Za-z]))", ""),  # \left( 1, 2 \right) -> (1, 2); `\left.` shows nothing
-    (r"\\[dt]frac(?![A-Za-z])", r"\\frac"),
+    (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"),
     (r"−", "-"),
     (r"π", r"\\pi "),
+    (r"(?:(?:^|(?<=[,(\[]))\s*\+\s*)?(?:\\infty(?![A-Za-z])|∞)", r"\\infty "),  # [2, +\infty) -> [2, \infty)
+    (r"\\varnothing(?![A-Za-z])|∅", r"\\emptyset "),
+    (r"(?<=\\begin\{)bmatrix\}|(?<=\\end\{)bmatrix\}", "pmatrix}"),  # brackets or parentheses: one matrix
     (r"\^\s*\{?\s*\\circ\s*\}?|(?<=\d)\s*\\circ(?![A-Za-z])|°", ""),  # 30^\circ, 30^{\circ} -> 30; not f \circ g
     (r"\\?%", ""),  # 50\% -> 50
     (r"\\(?:text|mbox|mathrm)\s*\{\s*" + _UNIT + r"\s*\}(?:\s*\^\s*\{?[23]\}?)?", ""),  # 5\text{ cm}^2

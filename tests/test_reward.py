@@ -80,6 +80,11 @@ EQUIVALENT = [
     ("\\theta = 30^\\circ", "30"),
     ("x^{2}+1", "x^2+1"),  # braces around a one-character exponent or index
     ("\\log_{2} 3", "\\log_2 3"),
+    ("[2, +\\infty)", "[2,\\infty)"),  # notation
+    ("(-∞, 3]", "(-\\infty, 3]"),
+    ("\\varnothing", "\\emptyset"),
+    ("\\cfrac{1}{2}", "0.5"),
+    ("\\begin{bmatrix} 1 \\\\ -2 \\end{bmatrix}", "\\begin{pmatrix}1\\\\-2\\end{pmatrix}"),
     ("\\left. 5 \\right.", "5"),  # \left. and \right. are invisible delimiters
     ("\\boxed{\\frac{1}{2}}", "0.5"),  # a gold answer stored still boxed
 ]
@@ -126,6 +131,8 @@ NOT_EQUIVALENT = [
     ("1 \\, 5", "15"),
     ("1 0", "10"),
     ("f \\circ g", "fg"),  # \circ is a degree sign only after a number
+    ("1+\\infty", "1\\infty"),  # a plus sign goes only where an interval's end is
+    ("\\begin{vmatrix} 1 \\end{vmatrix}", "\\begin{pmatrix} 1 \\end{pmatrix}"),  # a determinant
     ("\\boxed{5}, 6", "5"),  # a box inside an answer is not unwrapped
 ]
 
