@@ -29,7 +29,7 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
   * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `°`),
     and a fixed list of unit words (`5 \text{ cm}^2` == `5`); other words are kept, so a hedge such
     as `2 \text{ or } 3` cannot pass for `2`.
-  * Thousands separators: `1{,}000` and `1,\!000` anywhere, and a plain comma when the whole answer
+  * Thousands separators: `1{,}000`, `1,\!000` and `1\,000` anywhere, and a plain comma when the whole answer
     is grouped by threes: `1,000` == `1000`, but `1, 234` is a list.
   * Exact values of the form c * sqrt(r) * pi^k, c rational, from integers, decimals, signs,
     `\frac{a}{b}`, `a/b`, `\sqrt{}`, `\pi`: 0.5 == 1/2 == \frac{1}{2}, -\frac{1}{2} == \frac{-1}{2},
@@ -67,8 +67,8 @@ _UNIT = (r"(?:(?:square|sq|cubic)\s+)?(?:units?|cm|mm|km|m|meters?|metres?|centi
          r"|minutes?|hours?|days?|weeks?|months?|years?|grams?|kg|pounds?|lbs?|ounces?|liters?"
          r"|gallons?|percent)(?:\s*\^\s*\{?[23]\}?)?")
 _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
-    (r"(?<=\d)(?:\{,\}|,\\!)(?=\d{3}(?!\d))", ""),  # thousands, spelt unambiguously: 1{,}000, 1,\!000
-    (r"(?<!\\)\\[!,;:> ]|\\(?:q?quad|displaystyle)(?![A-Za-z])|~", ""),  # spacing, not the \\ of a row
+    (r"(?<=\d)(?:\{,\}|,\\!|\\,)(?=\d{3}(?!\d))", ""),  # thousands, spelt unambiguously: 1{,}000, 1,\!000, 1\,000
+    (r"(?<!\\)\\[!,;:> ]|\\(?:q?quad|displaystyle)(?![A-Za-z])|~", " "),  # spacing, not the \\ of a row
     (r"\\\$|\$", ""),  # math delimiters and dollar signs: \$18.90 -> 18.90
     (r"\\(?:left|right)(?:\.|(?![A-Za-z]))", ""),  # \left( 1, 2 \right) -> (1, 2); `\left.` shows nothing
     (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"),

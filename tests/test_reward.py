@@ -130,6 +130,8 @@ NOT_EQUIVALENT = [
     ("2 1/2", "\\frac{21}{2}"),  # a space between digits is not nothing
     ("1 \\, 5", "15"),
     ("1 0", "10"),
+    ("3\\ 1/3", "\\frac{31}{3}"),
+    ("2~1/2", "10.5"),
     ("f \\circ g", "fg"),  # \circ is a degree sign only after a number
     ("1+\\infty", "1\\infty"),  # a plus sign goes only where an interval's end is
     ("\\begin{vmatrix} 1 \\end{vmatrix}", "\\begin{pmatrix} 1 \\end{pmatrix}"),  # a determinant
