@@ -299,15 +299,25 @@ def save_safetensors(tensors, path):
     os.replace(tmp, path)
 
 
+# What a checkpoint or run folder (one holding config.json or state.json) is made of: an --out never replaces these.
+CHECKPOINT_FILES = ("config.json", "state.json", "log.jsonl", "generation_config.json", "vocab.json", "merges.txt")
+CHECKPOINT_SUFFIXES = (".safetensors", ".safetensors.index.json", "tokenizer.json", "tokenizer_config.json")
+
+
 def check_writable(path, inputs=()):
     """Refuse, before any work, an output file path that cannot be written (a folder, a missing parent
-    that cannot be made, no permission) or that is one of the files it is made from, `inputs`: (flag, path)."""
+    that cannot be made, no permission), that is one of the files it is made from, `inputs`: (flag, path),
+    or that is a file of a checkpoint or run folder (eval.py --out ckpt/config.json would destroy it)."""
     if os.path.isdir(path):
         raise InputError(f"{path} is a folder; give a file path")
     for flag, given in inputs:
         if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
             raise InputError(f"--out {path} is the {flag} file: writing it would destroy the input; give another --out")
-    folder = os.path.dirname(os.path.abspath(path))
+    folder, name = os.path.split(os.path.abspath(path))
+    holds_a_model = any(os.path.isfile(os.path.join(folder, f)) for f in ("config.json", "state.json"))
+    if holds_a_model and (name in CHECKPOINT_FILES or name.endswith(CHECKPOINT_SUFFIXES)):
+        raise InputError(f"--out {path} is a file of the checkpoint or run in {folder}: writing it would destroy "
+                         "it; give another --out")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:

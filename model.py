@@ -70,6 +70,7 @@ class GPTConfig:
             "n_head": self.n_head > 0 and self.n_kv_head > 0 and self.n_head % self.n_kv_head == 0,
             **{name: getattr(self, name) > 0 for name in ("vocab_size", "n_embd", "max_seq_len")},
             **{name: getattr(self, name) >= 0 for name in ("n_layer", "n_inner")},
+            **{name: 0 < getattr(self, name) < math.inf for name in ("norm_eps", "rope_theta")},  # NaN fails too
         }
         for name, ok in checks.items():
             if not ok:
@@ -642,6 +643,8 @@ def config_from_qwen2(raw):
         raise CheckpointError(f"config.json: hidden_act {raw['hidden_act']!r} not supported (silu only)")
     rope = raw.get("rope_parameters") or {}  # transformers >= 5 nests rope settings here
     scaling = raw.get("rope_scaling") or rope
+    if not isinstance(rope, dict) or not isinstance(scaling, dict):
+        raise CheckpointError(f"config.json: rope_parameters / rope_scaling must be an object, got {scaling!r}")
     if scaling.get("rope_type", scaling.get("type", "default")) != "default":
         raise CheckpointError(f"config.json: rope scaling {scaling} not supported (plain RoPE only)")
     if model_type == "qwen2" and raw.get("use_sliding_window"):
@@ -720,12 +723,14 @@ def build_from_tensors(cls, config, tensors, dtype, device):
             continue  # a critic has no LM head; a tied head is the embedding
         if name not in expected:
             raise CheckpointError(f"unexpected tensor {name!r} in checkpoint (model config: {config})")
+        if not t.is_floating_point():
+            raise CheckpointError(f"tensor {name!r} is {t.dtype}, not floating point: not a model's weights")
         if tuple(t.shape) != tuple(expected[name].shape):
             raise CheckpointError(f"tensor {name!r} has shape {tuple(t.shape)}, model expects "
                                   f"{tuple(expected[name].shape)}")
         loaded[name] = t.to(device=device, dtype=dtype or t.dtype).contiguous()
         # NaN or inf weights could only emit garbage; min and max show them with no copy of the tensor
-        if t.is_floating_point() and t.numel() and not torch.isfinite(torch.stack(torch.aminmax(loaded[name]))).all():
+        if t.numel() and not torch.isfinite(torch.stack(torch.aminmax(loaded[name]))).all():
             raise CheckpointError(f"tensor {name!r} holds NaN or inf: the checkpoint is damaged; load an earlier one")
     fresh = {k for k in expected if k.startswith("value_head.")} - set(loaded)
     missing = sorted(set(expected) - set(loaded) - fresh)

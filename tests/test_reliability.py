@@ -135,6 +135,15 @@ def test_eval_refuses_an_unwritable_out_before_sampling(half_right, tmp_path, ca
     assert f"{tmp_path} is a folder; give a file path" in one_line_error(evaluation.main, argv, capsys)
 
 
+@pytest.mark.parametrize("main, name", [(evaluation.main, "config.json"), (select_problems.main, "model.safetensors")])
+def test_an_out_that_is_a_checkpoint_file_is_refused(half_right, capsys, main, name):
+    before = (half_right / name).read_bytes()
+    argv = ["--ckpt", str(half_right), "--data", str(half_right / "problems.jsonl"), "--out", str(half_right / name)]
+    err = one_line_error(main, argv, capsys)
+    assert f"is a file of the checkpoint or run in {half_right}: writing it would destroy it" in err
+    assert (half_right / name).read_bytes() == before  # eval.py wrote its results over config.json
+
+
 # ---------------------------------------------------------------------------------------------------
 # Data files
 
@@ -245,6 +254,30 @@ def test_a_damaged_weights_file_or_index_gets_one_line(half_right, tmp_path, cap
     folder = copy_of(half_right, tmp_path)
     (folder / name).write_bytes(content)
     assert message in sample_error(folder, capsys)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(norm_eps=float("nan")), "GPTConfig: unsupported norm_eps=nan"),  # sampled NUL bytes
+    (lambda c: c.update(rope_theta=0), "GPTConfig: unsupported rope_theta=0"),
+    (lambda c: c.update(model_type="qwen2", vocab_size=258, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=64, rope_scaling="linear"),
+     "config.json: rope_parameters / rope_scaling must be an object, got 'linear'"),  # was an AttributeError
+])
+def test_a_config_that_would_emit_garbage_or_crash_gets_one_line(half_right, tmp_path, capsys, change, message):
+    folder = copy_of(half_right, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    change(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert message in sample_error(folder, capsys)
+
+
+def test_integer_weights_are_refused(half_right, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    folder = copy_of(half_right, tmp_path)
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.to(torch.int32) for k, v in weights.items()}, str(folder / "model.safetensors"))
+    assert "is torch.int32, not floating point: not a model's weights" in sample_error(folder, capsys)
 
 
 def hf_tokenizer_folder(half_right, tmp_path, change):
