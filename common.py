@@ -26,6 +26,7 @@ import time
 from decimal import Decimal
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 
@@ -295,7 +296,12 @@ def save_safetensors(tensors, path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    save_file(tensors, tmp)
+    try:
+        save_file(tensors, tmp)
+    except SafetensorError as e:  # its I/O errors (a full disk) are not OSErrors; callers handle OSError
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(f"writing {path}: {e}") from None
     os.replace(tmp, path)
 
 

@@ -240,11 +240,16 @@ def main(argv=None):
                 print("  greedy accuracy by level: " + " ".join(f"L{lv} {100 * a:.0f}%" for lv, a in acc.items()),
                       flush=True)
                 log[-1]["probe"] = acc
-        model.save(tmp)
-        tok.save(tmp)
-        settings = {**vars(args), "level_weights": ",".join(f"{w:g}" for w in levels.values())}
-        write_json({"args": settings, "log": log, "seconds": time.perf_counter() - t0},
-                   os.path.join(tmp, "train_sft.json"))
+        try:
+            model.save(tmp)
+            tok.save(tmp)
+            settings = {**vars(args), "level_weights": ",".join(f"{w:g}" for w in levels.values())}
+            write_json({"args": settings, "log": log, "seconds": time.perf_counter() - t0},
+                       os.path.join(tmp, "train_sft.json"))
+        except OSError as e:  # a full disk, say: the half-written folder goes, --out stays as it was
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise InputError(f"could not save the trained model in {tmp} ({e.strerror or e}); --out {args.out} is "
+                             "unchanged; free some space and train again") from None
     except KeyboardInterrupt:  # Ctrl-C: no traceback, and no half-written folder left beside --out
         shutil.rmtree(tmp, ignore_errors=True)
         print(f"\nstopped by Ctrl-C at step {step} of {args.steps}: nothing was saved (the checkpoint is written "

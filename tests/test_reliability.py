@@ -3,7 +3,6 @@
 Each case names what a user typed or gave, and the words of the one-line error it must get (exit status 2,
 no traceback). The run-folder cases check that nothing finished is lost or overwritten."""
 
-import errno
 import json
 import os
 import random
@@ -16,7 +15,9 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 
+import common
 import demo
 import memory
 import eval as evaluation
@@ -736,20 +737,20 @@ def test_a_disk_without_room_for_two_checkpoints_is_refused_and_a_failed_save_ke
     assert not (tmp_path / "new").exists()
     train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite"))  # the old run's checkpoint goes at the first save
 
-    real_save, calls = runs.save_safetensors, []
+    real_save, calls = common.save_file, []
 
-    def disk_full_at_the_second_save(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(*args)
+    def disk_full_in_the_second_save(tensors, path):  # its second file, the critic's weights, after the actor's
+        calls.append(path)
+        if sum("critic" in p for p in calls) == 2:  # safetensors reports it as SafetensorError, not OSError
+            raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+        return real_save(tensors, path)
 
-    monkeypatch.setattr(runs, "save_safetensors", disk_full_at_the_second_save)
+    monkeypatch.setattr(common, "save_file", disk_full_in_the_second_save)
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 3, "--overwrite"), capsys)
-    assert "could not save the checkpoint of step 2" in err and "(No space left on device)" in err
+    assert "could not save the checkpoint of step 2" in err and "No space left on device" in err
     assert f"the checkpoint of step 1 is intact; once that is fixed, continue with --resume --out {out}" in err
     assert sorted(os.listdir(out)) == [".lock", "checkpoint", "config.json", "log.jsonl"]  # no half-written copy
-    monkeypatch.setattr(runs, "save_safetensors", real_save)
+    monkeypatch.setattr(common, "save_file", real_save)
     train_rl.main(["--resume", "--out", str(out)])
     assert log_steps(out) == [0, 1, 2]
 

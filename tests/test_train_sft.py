@@ -122,3 +122,21 @@ def test_ctrl_c_stops_with_one_line_and_leaves_out_as_it_was(tmp_path, monkeypat
     assert err == (f"stopped by Ctrl-C at step 3 of 4: nothing was saved (the checkpoint is written only at the end); "
                    f"--out {out} is unchanged")
     assert files_of(out) == before and os.listdir(tmp_path) == ["base"]  # no {out}.tmp{pid} left beside it
+
+
+def test_a_full_disk_at_the_save_ends_in_one_line_and_leaves_out_as_it_was(tmp_path, monkeypatch, capsys):
+    import common
+    from safetensors import SafetensorError
+
+    out = tmp_path / "base"
+    train_sft.main(["--out", str(out), *TINY, "--steps", "1"])
+    before = files_of(out)
+
+    def full_disk(tensors, path):  # safetensors reports a failed write as SafetensorError, not OSError
+        open(path, "wb").write(b"\0" * 10)
+        raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    monkeypatch.setattr(common, "save_file", full_disk)
+    err, _ = one_line_error(["--out", str(out), "--overwrite", *TINY], capsys)
+    assert err.startswith(f"error: could not save the trained model in {out}.tmp") and "No space left on device" in err
+    assert files_of(out) == before and os.listdir(tmp_path) == ["base"]  # nothing half-written left beside it
