@@ -247,15 +247,31 @@ def saved_state(out):
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise InputError(f"{path} was written by another version of train_rl.py; resume it with that "
                          "version, or start a new run")
+    fields = {"step": int, "finished": bool, "lengths": list, "record": dict, "config": dict}
+    wrong = [name for name, kind in fields.items() if not isinstance(state.get(name), kind)]
+    if wrong:
+        raise damaged(path, f"{', '.join(wrong)} missing or of the wrong type")
     return state
+
+
+def damaged(path, why):
+    """The error for a checkpoint or log file that a run wrote but that no longer reads as one."""
+    return InputError(f"{path}: {why}; the run folder is damaged: restore it from a copy, or start the run again "
+                      "with --overwrite")
 
 
 def resume(out, models, state, finish_record):
     """Load the optimisers' state of run folder `out`'s checkpoint and restore its log (restore_log)."""
-    optim = dict(read_safetensors(os.path.join(out, "checkpoint", "optim.safetensors")))
-    load_optimizer_state(models.actor_opt, optim, "actor")
-    if models.critic is not None:
-        load_optimizer_state(models.critic_opt, optim, "critic")
+    path = os.path.join(out, "checkpoint", "optim.safetensors")
+    if not os.path.isfile(path):
+        raise damaged(path, "missing")
+    try:
+        optim = dict(read_safetensors(path))
+        load_optimizer_state(models.actor_opt, optim, "actor")
+        if models.critic is not None:
+            load_optimizer_state(models.critic_opt, optim, "critic")
+    except (KeyError, IndexError, ValueError, RuntimeError) as e:  # names or shapes of another model's state
+        raise damaged(path, f"not this run's optimiser state ({type(e).__name__}: {e})") from None
     restore_log(os.path.join(out, "log.jsonl"), state, finish_record)
 
 
@@ -284,7 +300,11 @@ def restore_log(path, state, finish_record):
     between the save and the log write), completed by finish_record (its held-out evaluation, which every
     process takes part in)."""
     last = state["step"] - 1
-    log = [rec for _, rec in read_jsonl(path, "log", torn_tail_ok=True)] if os.path.isfile(path) else []
+    log = []
+    for where, rec in read_jsonl(path, "log", torn_tail_ok=True) if os.path.isfile(path) else []:
+        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+            raise damaged(where, "not a step's record")
+        log.append(rec)
     logged = [rec for rec in log if rec["step"] == last]
     logged = logged[-1:] or [finish_record(state["record"])]
     if is_main():

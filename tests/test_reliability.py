@@ -755,6 +755,24 @@ def test_a_disk_without_room_for_two_checkpoints_is_refused_and_a_failed_save_ke
     assert log_steps(out) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda ckpt: (ckpt / "optim.safetensors").unlink(), "optim.safetensors: missing"),  # FileNotFoundError
+    (lambda ckpt: shutil.copy(ckpt / "actor" / "model.safetensors", ckpt / "optim.safetensors"),
+     "optim.safetensors: not this run's optimiser state (ValueError"),
+    (lambda ckpt: (ckpt.parent / "log.jsonl").write_text('[1, 2]\n' + (ckpt.parent / "log.jsonl").read_text()),
+     "log.jsonl:1: not a step's record"),  # TypeError
+    (lambda ckpt: (ckpt / "state.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((ckpt / "state.json").read_text()).items() if k != "lengths"})),
+     "state.json: lengths missing or of the wrong type"),  # KeyError
+])
+def test_a_damaged_run_folder_gets_one_line_on_resume(half_right, tmp_path, capsys, damage, message):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out, 1))  # a finished run is read as fully as one cut short
+    damage(out / "checkpoint")
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert message in err and "the run folder is damaged: restore it from a copy, or start the run again" in err
+
+
 def test_a_refused_resume_changes_nothing_in_a_live_run(half_right, tmp_path, capsys):
     out = tmp_path / "run"
     train_rl.main(tiny_run_flags(half_right, out))
