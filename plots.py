@@ -13,7 +13,7 @@ import bisect
 import os
 import statistics
 
-from common import Parser, cli, read_json, read_jsonl
+from common import InputError, Parser, cannot_create, cli, read_json, read_jsonl
 
 
 def pyplot():
@@ -28,7 +28,14 @@ def pyplot():
 
 
 def read_log(path):
-    return [rec for _, rec in read_jsonl(path, "train_rl.py log")]
+    """The step records of a train_rl.py log.jsonl; one InputError for a file that holds none or something else."""
+    records = read_jsonl(path, "train_rl.py log")
+    if not records:
+        raise InputError(f"{path}: no step logged yet")
+    for where, rec in records:
+        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or not {"accuracy", "length_mean"} <= set(rec):
+            raise InputError(f"{where}: not a train_rl.py step record (step, accuracy, length_mean, ...)")
+    return [rec for _, rec in records]
 
 
 def mean_sd(xs):
@@ -120,6 +127,18 @@ def main(argv=None):
     p.add_argument("--results", default=None, help="a demo.py results.json, for the trade-off plot")
     p.add_argument("--out-dir", default=".", help="folder for training_curves.png and tradeoff.png")
     args = p.parse_args(argv)
+    if not args.logs and not args.results:
+        p.error("nothing to plot: give --logs, --results or both")
+    if args.names is not None and len(args.names) != len(args.logs):
+        p.error(f"--names gives {len(args.names)} names for {len(args.logs)} --logs; give one per log")
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out-dir {args.out_dir}: cannot create it ({cannot_create(args.out_dir, e)})") from None
+    if args.results:
+        import demo  # its reader refuses a file that is not a results.json in one line
+
+        demo.read_report(args.results)
     if args.logs:
         names = args.names or [os.path.basename(os.path.dirname(os.path.abspath(x))) for x in args.logs]
         plot_training({n: [read_log(x)] for n, x in zip(names, args.logs)},

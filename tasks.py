@@ -31,7 +31,8 @@ import os
 import random
 from decimal import Decimal
 
-from common import InputError, Parser, cli, decimal_text, non_negative_int, positive_int, read_jsonl, write_jsonl
+from common import (InputError, Parser, cannot_create, cli, decimal_text, non_negative_int, positive_int, read_jsonl,
+                    write_jsonl)
 from reward import extract_answer
 
 LEVELS = (1, 2, 3, 4, 5)
@@ -219,6 +220,13 @@ def normalize_record(rec, where):
         raise DataError(f"{where}: no 'problem' (or 'question') text")
     out = {"id": decimal_text(rec.get("id", rec.get("unique_id", where))), "problem": problem,
            "answer": gold_answer(rec, where), "level": problem_level(rec.get("level"), where)}
+    for key in ("id", "problem", "answer"):
+        if not out[key].isascii():
+            try:
+                out[key].encode("utf-8")
+            except UnicodeEncodeError:  # JSON's "\ud800" alone: no character, and no file can hold it
+                raise DataError(f"{where}: its {key} holds a lone surrogate escape (\\ud800-\\udfff), not text") \
+                    from None
     for key in ("subject", "type"):
         if key in rec:
             out["subject"] = rec[key]
@@ -284,6 +292,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out} is a file; give a folder for toy_train.jsonl and toy_test.jsonl")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {args.out}: cannot create it ({cannot_create(args.out, e)})") from None
     if args.show:
         rng = random.Random(args.seed)
         for i in range(args.show):

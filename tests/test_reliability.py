@@ -131,6 +131,24 @@ def test_other_clis_refuse_bad_values(capsys, main, argv, message):
     assert message in one_line_error(main, argv, capsys)
 
 
+def test_plots_refuses_what_it_cannot_plot_in_one_line(half_right, tmp_path, capsys):
+    import plots
+
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "other.jsonl").write_text('{"x": 1}\n')
+    (tmp_path / "a_file").write_text("x")
+    for argv, message in [
+        (["--logs", str(tmp_path / "empty.jsonl")], "empty.jsonl: no step logged yet"),  # IndexError
+        (["--logs", str(tmp_path / "other.jsonl")], "other.jsonl:1: not a train_rl.py step record"),  # KeyError
+        (["--results", str(half_right / "config.json")], "config.json: not a demo results file (no 'runs' field)"),
+        (["--logs", str(tmp_path / "other.jsonl"), "--out-dir", str(tmp_path / "a_file")],
+         f"--out-dir {tmp_path / 'a_file'}: cannot create it ({tmp_path / 'a_file'} is a file)"),  # FileExistsError
+        ([], "nothing to plot: give --logs, --results or both"),  # exit 0, nothing written
+        (["--logs", str(tmp_path / "other.jsonl"), "--names", "a", "b"], "--names gives 2 names for 1 --logs"),
+    ]:
+        assert message in one_line_error(plots.main, argv, capsys), argv
+
+
 def test_eval_refuses_an_unwritable_out_before_sampling(half_right, tmp_path, capsys):
     argv = ["--ckpt", str(half_right), "--data", str(half_right / "problems.jsonl"), "--out", str(tmp_path)]
     assert f"{tmp_path} is a folder; give a file path" in one_line_error(evaluation.main, argv, capsys)
@@ -980,7 +998,8 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(half_right, 
              (train_rl.main, tiny_run_flags(half_right, a_file / "sub", 1), f"cannot create the folder ({a_file} is a file)"),
              (bench.main, ["--quick", "--out", str(tmp_path)], "is a folder; give a file path"),
              (gpu_check.main, ["--tiny", "--device", "cpu", "--out", str(tmp_path)], "is a folder; give a file path"),
-             (tasks.main, ["--out", str(a_file)], "is a file; give a folder")]
+             (tasks.main, ["--out", str(a_file)], "is a file; give a folder"),
+             (tasks.main, ["--out", str(a_file / "sub")], f"cannot create it ({a_file} is a file)")]  # a traceback
     for main, argv, message in cases:
         assert message in one_line_error(main, argv, capsys), argv
     assert a_file.read_text() == "not a folder\n" and not os.path.exists(".tmp" + str(os.getpid()))
