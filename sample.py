@@ -194,6 +194,15 @@ def sampling_mode(model, device):
         model.train(was_training)
 
 
+def check_finite(logits):
+    """The prompts' logits, refused if any is NaN or inf: such a model would sample garbage (token 0 again and
+    again) and exit as if all were well. Checked once per chunk, after the prefill (one wait for the GPU)."""
+    if not torch.isfinite(logits).all():
+        raise InputError("the model's logits for the prompt are NaN or inf: its weights are damaged or too large "
+                         "for their dtype; load another checkpoint")
+    return logits
+
+
 def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos_id, noise, stream, engine):
     """The eager engine: prefill, then one model call per token on a cache that grows by a column a step;
     rows that stop are compacted out once a quarter of the live rows have. Returns (tokens, logprobs,
@@ -201,7 +210,7 @@ def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos_id, noise, s
     device, n = ids.device, ids.size(0)
     total = ids.size(1) + max_new_tokens
     cache = model.new_cache(n, total)
-    logits = model(ids, attention_mask=mask, cache=cache, last_only=True)[:, -1]
+    logits = check_finite(model(ids, attention_mask=mask, cache=cache, last_only=True)[:, -1])
     out_tokens = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)
     out_logp = torch.zeros((n, max_new_tokens), device=device)
     length = torch.full((n,), max_new_tokens, device=device)  # a row cut off keeps every token
@@ -283,7 +292,8 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
     B, max_len = batch_bucket(n), static_width(P + T)
     reach = max_len - ALIGN
     cache = model.new_cache(B, max_len, zeros=True)  # zeros: unwritten columns are masked, but 0 * NaN = NaN
-    logits = model(ids, attention_mask=mask, cache=KVCache(cache.k[:, :n], cache.v[:, :n]), last_only=True)[:, -1]
+    logits = check_finite(model(ids, attention_mask=mask, cache=KVCache(cache.k[:, :n], cache.v[:, :n]),
+                                last_only=True)[:, -1])
 
     def padded(x, fill, dtype=None):  # a (B, ...) buffer whose first n rows hold x
         buf = torch.full((B, *x.shape[1:]), fill, dtype=dtype or x.dtype, device=device)

@@ -299,6 +299,21 @@ def test_integer_weights_are_refused(half_right, tmp_path, capsys):
     assert "is torch.int32, not floating point: not a model's weights" in sample_error(folder, capsys)
 
 
+def test_weights_that_overflow_to_nan_logits_are_refused_by_the_sampler(half_right, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    folder = copy_of(half_right, tmp_path)
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["tok_emb.weight"] *= 1e30  # finite, so loading accepts it; the first layer norm's variance overflows
+    save_file(weights, str(folder / "model.safetensors"))
+    message = "the model's logits for the prompt are NaN or inf: its weights are damaged or too large"
+    assert message in sample_error(folder, capsys, "--max-new-tokens", "8")  # printed NUL bytes, exit 0
+    assert message in sample_error(folder, capsys, "--max-new-tokens", "8", "--sampler", "graph")
+    data = str(half_right / "problems.jsonl")
+    argv = ["--ckpt", str(folder), "--data", data, "--max-new-tokens", "8"]
+    assert message in one_line_error(evaluation.main, argv, capsys)  # it reported 0.0 % and exit 0
+
+
 def hf_tokenizer_folder(half_right, tmp_path, change):
     """A copy of the tiny model with a byte-level Hugging Face tokenizer (ids as the toy's) that `change` damages."""
     from tokenizer import byte_to_unicode
