@@ -314,6 +314,8 @@ def check_writable(path, inputs=()):
     """Refuse, before any work, an output file path that cannot be written (a folder, a missing parent
     that cannot be made, no permission), that is one of the files it is made from, `inputs`: (flag, path),
     or that is a file of a checkpoint or run folder (eval.py --out ckpt/config.json would destroy it)."""
+    if not path:
+        raise InputError("--out is empty; give a file path")
     if os.path.isdir(path):
         raise InputError(f"{path} is a folder; give a file path")
     for flag, given in inputs:

@@ -207,7 +207,7 @@ def main(argv=None):
         p.error(f"{'--names' if args.names else '--ckpt'} {twice} is given twice: each column needs its own name")
     distributed.setup()  # under torchrun, each process samples its share of the responses
     distributed.check_device(args.device)
-    if args.out:
+    if args.out is not None:
         on_main(lambda: check_writable(args.out, [("--data", args.data)]))  # before the sampling, not after it
     problems = held_out(args.data, args.limit, args.seed) if args.limit else read_problems(args.data)
     if args.limit and len(problems) < args.limit and is_main():

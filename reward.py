@@ -373,6 +373,8 @@ def _score_jsonl(args: argparse.Namespace) -> None:
         if args.verbose:
             print(f"{where}\t{outcome}\t{extract_answer(response)!r}\t{gold!r}")
     n = sum(counts.values())
+    if n == 0:
+        raise InputError(f"{args.jsonl}: no records to score")
     rewards = {"correct": 1.0, "wrong": -0.5, "no_answer": -1.0}  # the paper's values
     mean = sum(rewards[k] * counts[k] for k in rewards) / max(n, 1)
     print(f"{n} responses: correct {counts['correct']}, wrong {counts['wrong']}, no answer {counts['no_answer']}; "

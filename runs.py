@@ -158,10 +158,14 @@ def check_disk(out, models):
     there = folder_bytes(newest_dir(os.path.join(out, "checkpoint")))  # the checkpoint already in the folder
     need, free = max(size, 2 * size - there), memory.free_bytes(out)
     if free < need:
-        gib = lambda b: f"{b / memory.GIB:.2f} GiB"
-        raise InputError(f"--out {out}: {gib(free)} free, but the run needs {gib(need)} for its checkpoints (each "
-                         f"{gib(size)}, and a save writes the new one before deleting the last); free some space or "
-                         "pick another --out")
+        raise InputError(f"--out {out}: {size_text(free)} free, but the run needs {size_text(need)} for its checkpoints "
+                         f"(each {size_text(size)}, and a save writes the new one before deleting the last); free some "
+                         "space or pick another --out")
+
+
+def size_text(n):
+    """Bytes in words: GiB from 1 GiB up (a paper-scale checkpoint: 37.1 GiB), else MiB (a toy one: 9.2 MiB)."""
+    return f"{n / memory.GIB:.2f} GiB" if n >= memory.GIB else f"{n / 2**20:.2f} MiB"
 
 
 def folder_bytes(path):
@@ -210,8 +214,7 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
         publish_dir(tmp, final)
         settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
         written = folder_bytes(final)  # at paper scale tens of GiB: the save is worth timing
-        size = f"{written / memory.GIB:.1f} GiB" if written >= memory.GIB else f"{written / 2**20:.1f} MiB"
-        print(f"saved {final} at step {step} ({size}, {time.perf_counter() - t0:.2f} s)", flush=True)
+        print(f"saved {final} at step {step} ({size_text(written)}, {time.perf_counter() - t0:.2f} s)", flush=True)
 
     on_main(write)  # a failure stops every process
     barrier()

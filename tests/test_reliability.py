@@ -442,6 +442,9 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
     (gpu_check.main, ["--device", "cpu", "--lengths", "abc"], "argument --lengths: expected comma-separated integers"),
     (gpu_check.main, ["--device", "cpu", "--lengths", "0"], "argument --lengths: expected comma-separated integers >="),
     (gpu_check.main, ["--device", "cpu"], "the 1.5B-shaped step needs a GPU; on a CPU add --tiny"),
+    (bench.main, ["--tiny", "--no-baseline"], "--tiny, --no-baseline only go with the GPU measurement: add --device "
+     "cuda, or --gpu-path"),  # ignored: --tiny ran the full CPU benchmark
+    (evaluation.main, ["--ckpt", "x", "--data", "y", "--out", ""], "--out is empty; give a file path"),  # wrote nothing
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--save-responses"], "--save-responses writes the responses into "
      "--out"),
     (sample.main, ["--ckpt", "x", "--prompt", "1+1", "--key", "problem"], "--key picks the field of --prompts records"),
@@ -766,7 +769,7 @@ def test_a_disk_without_room_for_two_checkpoints_is_refused_and_a_failed_save_ke
     assert f"checkpoint on disk: {size / 2**30:.2f} GiB" in capsys.readouterr().out
     monkeypatch.setattr(memory, "free_bytes", lambda path: int(1.5 * size))
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "new"), capsys)
-    assert f"the run needs {2 * size / 2**30:.2f} GiB for its checkpoints" in err and "pick another --out" in err
+    assert f"the run needs {2 * size / 2**20:.2f} MiB for its checkpoints" in err and "pick another --out" in err
     assert not (tmp_path / "new").exists()
     train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite"))  # the old run's checkpoint goes at the first save
 

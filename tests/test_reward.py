@@ -403,6 +403,7 @@ def test_cli_jsonl(tmp_path):
     ('{"response": "\\\\boxed{5}", "answer": "5"}\n{not json\n', "rollouts.jsonl:2: not valid JSON"),
     (b'{"response": "\\\\boxed{5}", "answer": "\xff"}\n', "rollouts.jsonl:1: not UTF-8"),
     ('{"response": "\\\\boxed{5}"}\n', "rollouts.jsonl:1: record lacks key"),
+    ("\n", "rollouts.jsonl: no records to score"),  # printed "0 responses", exit 0
 ])
 def test_cli_jsonl_errors(tmp_path, content, message):
     path = tmp_path / "rollouts.jsonl"

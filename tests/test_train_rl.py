@@ -233,7 +233,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
     # Each save says where, at which step, how big (the files written) and how long it took.
     ckpt = tmp_path / "full" / "checkpoint"
     saves = re.findall(r"^saved (.+) at step (\d+) \((.+) MiB, [\d.]+ s\)$", capsys.readouterr().out, re.M)
-    assert saves == [(str(ckpt), "2", saves[0][2]), (str(ckpt), "4", f"{runs.folder_bytes(ckpt) / 2**20:.1f}")]
+    assert saves == [(str(ckpt), "2", saves[0][2]), (str(ckpt), "4", f"{runs.folder_bytes(ckpt) / 2**20:.2f}")]
 
     crashed = tiny_config(half_right, tmp_path / "crash", steps=4, save_every=2)
     real_collect = train_rl.collect

@@ -454,6 +454,12 @@ def main(argv=None):
     p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false", help="skip comparing each engine's "
                    "greedy tokens with the eager engine's (for the compiled engine, that check is a compilation)")
     args = p.parse_args(argv)
+    gpu_flags = {"tiny": "--tiny", "engines": "--engines", "batches": "--batches", "profile": "--profile",
+                 "baseline": "--no-baseline", "greedy_check": "--no-greedy-check"}
+    gpu_only = [flag for dest, flag in gpu_flags.items() if dest in p.given(argv)]
+    if gpu_only and not (args.device == "cuda" or args.gpu_path):
+        p.error(f"{', '.join(gpu_only)} only {'goes' if len(gpu_only) == 1 else 'go'} with the GPU measurement: add "
+                "--device cuda, or --gpu-path to run its code path on the CPU")
     check_writable(args.out)  # before minutes of measuring, not after
     if args.device == "cuda" or args.gpu_path:
         if args.device == "cuda" and not torch.cuda.is_available():
