@@ -240,6 +240,9 @@ NO_CHECKPOINT_YET = "was stopped before its first checkpoint, so there is nothin
 def saved_state(out):
     """checkpoint/state.json of run folder `out`, read only (state_path)."""
     path = state_path(out)
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(out, "model.safetensors")):
+        raise InputError(f"{out} is a model (train_sft.py's, or a Hugging Face folder), not a train_rl.py run folder: "
+                         f"nothing to resume; to train from it, give --init {out} and a new --out")
     if not os.path.isfile(path) and os.path.isfile(os.path.join(out, "config.json")):
         holder = lock_holder(out)
         kept = f" (the run it was to replace is kept in {out}/{REPLACED}: train_rl.py without --resume puts it " \

@@ -647,6 +647,9 @@ def test_state_json_from_another_version_is_refused(half_right, tmp_path, capsys
     (out / "checkpoint" / "state.json").write_text(json.dumps({**state, "version": 1}))
     assert "another version of train_rl.py" in one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
     assert "nothing to resume" in one_line_error(train_rl.main, ["--resume", "--out", str(tmp_path / "none")], capsys)
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(half_right)], capsys)  # a model, not a run
+    assert f"{half_right} is a model (train_sft.py's, or a Hugging Face folder), not a train_rl.py run folder" in err
+    assert f"give --init {half_right} and a new --out" in err  # it said: stopped before its first checkpoint
 
 
 def test_train_sft_and_demo_never_delete_what_they_did_not_write(tmp_path, capsys):
