@@ -32,9 +32,11 @@ def read_log(path):
     records = read_jsonl(path, "train_rl.py log")
     if not records:
         raise InputError(f"{path}: no step logged yet")
-    for where, rec in records:
-        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or not {"accuracy", "length_mean"} <= set(rec):
-            raise InputError(f"{where}: not a train_rl.py step record (step, accuracy, length_mean, ...)")
+    for where, rec in records:  # a step's record, or the held-out evaluation before step 0 (step -1)
+        figures = isinstance(rec, dict) and ({"accuracy", "length_mean"} <= set(rec) or {"eval_accuracy", "eval_length"}
+                                             <= set(rec))
+        if not figures or not isinstance(rec.get("step"), int):
+            raise InputError(f"{where}: not a train_rl.py log record (step, accuracy, length_mean, ...)")
     return [rec for _, rec in records]
 
 

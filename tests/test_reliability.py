@@ -139,7 +139,7 @@ def test_plots_refuses_what_it_cannot_plot_in_one_line(half_right, tmp_path, cap
     (tmp_path / "a_file").write_text("x")
     for argv, message in [
         (["--logs", str(tmp_path / "empty.jsonl")], "empty.jsonl: no step logged yet"),  # IndexError
-        (["--logs", str(tmp_path / "other.jsonl")], "other.jsonl:1: not a train_rl.py step record"),  # KeyError
+        (["--logs", str(tmp_path / "other.jsonl")], "other.jsonl:1: not a train_rl.py log record"),  # KeyError
         (["--results", str(half_right / "config.json")], "config.json: not a demo results file (no 'runs' field)"),
         (["--logs", str(tmp_path / "other.jsonl"), "--out-dir", str(tmp_path / "a_file")],
          f"--out-dir {tmp_path / 'a_file'}: cannot create it ({tmp_path / 'a_file'} is a file)"),  # FileExistsError
