@@ -138,10 +138,15 @@ MIN_TEMPERATURE = 1e-3
 sampling_temperature = ranged(float, MIN_TEMPERATURE)  # training and selection sample: above 0
 
 
+def temperature_ok(x):
+    """Whether sampling can use temperature x: 0 (greedy), or a finite number of at least MIN_TEMPERATURE."""
+    return x == 0 or MIN_TEMPERATURE <= x < math.inf
+
+
 def temperature(text):
-    """A `type=` for --temperature where 0 (greedy) is allowed: 0, or at least MIN_TEMPERATURE."""
+    """A `type=` for --temperature where 0 (greedy) is allowed (temperature_ok)."""
     x = _number(float, text)
-    if x != 0 and not x >= MIN_TEMPERATURE:
+    if not temperature_ok(x):
         raise argparse.ArgumentTypeError(f"must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {text}")
     return x
 

@@ -174,13 +174,14 @@ def report(results):
     return results_table(results) + "\n\n" + change_lines(results)
 
 
-def read_report(path):
-    """--report: the report of a results.json, or one InputError if the file has another shape."""
+def read_results(path):
+    """(results, its report) of a results.json (what --report prints), or one InputError if the file has
+    another shape."""
     results = read_json(path, "results file")
     try:
         if not results["runs"]:
             raise ValueError("'runs' is empty")
-        return report(results) if "base" in results["runs"][0]["rows"] else quick_report(results)
+        return results, report(results) if "base" in results["runs"][0]["rows"] else quick_report(results)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
         what = f"no {e} field" if isinstance(e, KeyError) else e
         raise InputError(f"{path}: not a demo results file ({what}); expected the results.json demo.py writes") from None
@@ -202,7 +203,7 @@ def main(argv=None):
     if args.report:
         if set(p.given(argv)) != {"report"}:
             p.error("--report only prints the tables of a results.json: it takes no other flag")
-        print(read_report(args.report))
+        print(read_results(args.report)[1])
         return
     if args.quick and (args.seeds > 1 or args.ablations or args.base != BASE):
         p.error("--quick runs one seed without ablations, from the shipped phase-1 model (no --base)")

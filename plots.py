@@ -13,7 +13,7 @@ import bisect
 import os
 import statistics
 
-from common import InputError, Parser, cannot_create, cli, read_json, read_jsonl
+from common import InputError, Parser, cannot_create, cli, read_jsonl
 
 
 def pyplot():
@@ -33,8 +33,8 @@ def read_log(path):
     if not records:
         raise InputError(f"{path}: no step logged yet")
     for where, rec in records:  # a step's record, or the held-out evaluation before step 0 (step -1)
-        figures = isinstance(rec, dict) and ({"accuracy", "length_mean"} <= set(rec) or {"eval_accuracy", "eval_length"}
-                                             <= set(rec))
+        keys = set(rec) if isinstance(rec, dict) else set()
+        figures = {"accuracy", "length_mean"} <= keys or {"eval_accuracy", "eval_length"} <= keys
         if not figures or not isinstance(rec.get("step"), int):
             raise InputError(f"{where}: not a train_rl.py log record (step, accuracy, length_mean, ...)")
     return [rec for _, rec in records]
@@ -137,16 +137,17 @@ def main(argv=None):
         os.makedirs(args.out_dir, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out-dir {args.out_dir}: cannot create it ({cannot_create(args.out_dir, e)})") from None
-    if args.results:
+    results = None
+    if args.results:  # read before any plotting, so that a wrong file is refused first
         import demo  # its reader refuses a file that is not a results.json in one line
 
-        demo.read_report(args.results)
+        results, _ = demo.read_results(args.results)
     if args.logs:
         names = args.names or [os.path.basename(os.path.dirname(os.path.abspath(x))) for x in args.logs]
         plot_training({n: [read_log(x)] for n, x in zip(names, args.logs)},
                       os.path.join(args.out_dir, "training_curves.png"))
-    if args.results:
-        plot_tradeoff(read_json(args.results), os.path.join(args.out_dir, "tradeoff.png"))
+    if results is not None:
+        plot_tradeoff(results, os.path.join(args.out_dir, "tradeoff.png"))
 
 
 if __name__ == "__main__":

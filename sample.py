@@ -23,7 +23,6 @@ CLI (project checkpoints and local Hugging Face folders alike):
 
 import contextlib
 import hashlib
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common import MIN_TEMPERATURE, InputError, Parser, cli, device, positive_int, probability, read_jsonl, temperature
+from common import (MIN_TEMPERATURE, InputError, Parser, cli, device, positive_int, probability, read_jsonl,
+                    temperature, temperature_ok)
 from model import GPT, KVCache, StaticCache
 from tokenizer import Tokenizer
 
@@ -153,8 +153,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     for bad, message in [
         (any(len(p) == 0 for p in prompts), "every prompt needs at least one token"),
         (max_new_tokens < 1, f"max_new_tokens must be at least 1, got {max_new_tokens}"),
-        (temperature != 0 and not MIN_TEMPERATURE <= temperature < math.inf, f"temperature must be 0 (greedy) or "
-         f"in [{MIN_TEMPERATURE}, inf), got {temperature}"),
+        (not temperature_ok(temperature), f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, inf), got "
+         f"{temperature}"),
         (longest + max_new_tokens > model.config.max_seq_len, f"prompt ({longest}) + max_new_tokens ({max_new_tokens}) "
          f"exceeds the model's context of {model.config.max_seq_len} tokens; lower --max-new-tokens"),
         ((top_k is not None and top_k < 1) or not 0 < top_p <= 1, f"top_k ({top_k}) must be at least 1 and top_p "

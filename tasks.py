@@ -221,12 +221,10 @@ def normalize_record(rec, where):
     out = {"id": decimal_text(rec.get("id", rec.get("unique_id", where))), "problem": problem,
            "answer": gold_answer(rec, where), "level": problem_level(rec.get("level"), where)}
     for key in ("id", "problem", "answer"):
-        if not out[key].isascii():
-            try:
-                out[key].encode("utf-8")
-            except UnicodeEncodeError:  # JSON's "\ud800" alone: no character, and no file can hold it
-                raise DataError(f"{where}: its {key} holds a lone surrogate escape (\\ud800-\\udfff), not text") \
-                    from None
+        try:
+            out[key].encode("utf-8")
+        except UnicodeEncodeError:  # JSON's "\ud800" alone: no character, and no file can hold it
+            raise DataError(f"{where}: its {key} holds a lone surrogate escape (\\ud800-\\udfff), not text") from None
     for key in ("subject", "type"):
         if key in rec:
             out["subject"] = rec[key]
