@@ -84,9 +84,13 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d):
         """A config from a project checkpoint's config.json (__post_init__ checks each field's type)."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        names = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(d) - names), sorted(names - set(d))
         if unknown:
             raise CheckpointError(f"config.json: unknown GPTConfig fields {unknown}")
+        if missing:  # a default would build another model silently (a missing "norm": layernorm for rmsnorm)
+            raise CheckpointError(f"config.json: GPTConfig fields {missing} are missing; a checkpoint saved by this "
+                                  "project has them all (a Hugging Face config.json names its model_type)")
         return cls(**d)
 
 

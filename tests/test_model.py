@@ -262,6 +262,18 @@ def test_unknown_field_in_own_config(tmp_path):
         GPT.from_pretrained(str(tmp_path))
 
 
+def test_missing_field_in_own_config(tmp_path):
+    # An rmsnorm model without biases has the same tensors under either norm: a missing "norm" would load as
+    # layernorm, the default, and give other logits without a word.
+    GPT(GPTConfig(vocab_size=8, n_layer=1, n_head=1, n_embd=8, n_inner=8, max_seq_len=8, norm="rmsnorm",
+                  bias=False)).save(str(tmp_path))
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    del cfg["norm"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"fields \['norm'\] are missing"):
+        GPT.from_pretrained(str(tmp_path))
+
+
 PEAK_RSS_SCRIPT = r"""
 import sys, torch
 sys.path.insert(0, sys.argv[2])
