@@ -34,7 +34,7 @@ from common import (FolderLock, InputError, check_out_folder, device, lock_holde
                     read_jsonl, recover_dir, remove_names, save_safetensors, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
-from model import GPT, read_safetensors
+from model import GPT, read_checkpoint, read_safetensors
 from tokenizer import BYTES_FILE, HF_FILES, Tokenizer
 
 @dataclass
@@ -50,12 +50,25 @@ class Models:
     critic_opt: torch.optim.Optimizer | None
 
 
+def check_models(cfg, actor_path, critic_path):
+    """Refuse a reference or critic that cannot read the actor's tokens (a model of another family): all three
+    models run on the actor's token ids. Reads config.json files only."""
+    vocab = read_checkpoint(actor_path)[0].vocab_size
+    others = [("--ref", cfg.ref or cfg.init, False)] + [("--critic-init", critic_path, True)] * (cfg.algo == "ppo")
+    for flag, path, critic in others:
+        theirs = read_checkpoint(path, critic=critic)[0].vocab_size
+        if theirs != vocab:
+            raise InputError(f"{flag} {path} has a vocabulary of {theirs} tokens, the actor {actor_path} one of "
+                             f"{vocab}: the models must share the actor's tokenizer; give a {flag} of its family")
+
+
 def load_models(cfg, actor_path, critic_path):
-    """(Models, tokenizer). Every trained or reference model keeps fp32 weights, so the frozen reference runs
+    """(Models, tokenizer), after check_models. Every trained or reference model keeps fp32 weights, so the frozen reference runs
     through exactly the actor's numerics (bf16 autocast included) and the KL at step 0 is exactly 0.
     Sampling runs on a copy of the actor when it cannot run on the actor itself: in bf16 runs a bf16 copy
     (with fused projections, for fast decoding), and with several processes a whole-weight copy (the actor
     is sharded)."""
+    check_models(cfg, actor_path, critic_path)
     tok = Tokenizer.load(actor_path)
     load = lambda path, **kw: GPT.from_pretrained(path, dtype=torch.float32, device=cfg.device, **kw)
     actor = load(actor_path)

@@ -760,7 +760,10 @@ def main(argv=None):
     distributed.check_device(cfg.device)
     if not flags["dry_run"]:
         train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])  # prints the config once inputs are read
-    elif is_main():
+    elif is_main():  # the inputs a run reads first, checked as the run checks them
+        runs.check_models(cfg, cfg.init, cfg.critic_init or cfg.init)
+        if cfg.eval_every:
+            held_out(cfg.eval_data, cfg.eval_problems, cfg.seed)
         print(json.dumps(vars(cfg), indent=1))
         print(memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world()))
     distributed.leave()

@@ -489,6 +489,22 @@ def log_steps(out):
     return [json.loads(line)["step"] for line in open(out / "log.jsonl")]
 
 
+def test_a_reference_or_critic_of_another_vocabulary_is_refused_before_loading(half_right, tmp_path, capsys):
+    # Such a --ref crashed at its first forward (IndexError in the embedding), after sampling; --dry-run passed it.
+    other = tmp_path / "other"
+    GPT(GPTConfig(vocab_size=100, n_layer=1, n_head=2, n_embd=16, n_inner=32, max_seq_len=64)).save(str(other))
+    for flag, extra in [("--ref", []), ("--critic-init", []), ("--ref", ["--dry-run"])]:
+        err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "run", 2, flag, str(other), *extra),
+                             capsys)
+        assert f"{flag} {other} has a vocabulary of 100 tokens, the actor {half_right} one of 258" in err
+        assert not (tmp_path / "run").exists()
+    train_rl.main(tiny_run_flags(half_right, tmp_path / "run", 1, "--algo", "grpo", "--kl-estimator", "k3",
+                                 "--critic-init", str(other)))  # GRPO has no critic: its --critic-init is unused
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "dry", 2, "--dry-run", "--eval-every", "1",
+                                                       "--eval-data", str(tmp_path / "gone.jsonl")), capsys)
+    assert "gone.jsonl: no such problems file" in err
+
+
 def test_a_new_run_refuses_a_folder_with_a_run_or_other_files(half_right, tmp_path, capsys):
     out = tmp_path / "run"
     train_rl.main(tiny_run_flags(half_right, out))
