@@ -255,16 +255,19 @@ def read_problems(path, levels=None):
 
 def pick_problems(problems, n, seed, step):
     """Problems for this step: consecutive slices of a seeded shuffle, reshuffled every epoch. A function
-    of (seed, step) alone, so a resumed run picks what the uninterrupted one would have. When n does not
-    divide the number of problems, a step that straddles two epochs can pick a problem twice."""
-    orders = {}
-    picked = []
-    for j in range(step * n, (step + 1) * n):
-        epoch, i = divmod(j, len(problems))
-        if epoch not in orders:
-            orders[epoch] = list(range(len(problems)))
-            random.Random(f"{seed}-{epoch}").shuffle(orders[epoch])
-        picked.append(problems[orders[epoch][i]])
+    of (seed, step) alone, so a resumed run picks what the uninterrupted one would have. A step that straddles
+    two epochs takes no problem twice (for n up to the number of problems): the problems it takes at the end
+    of one epoch go to the end of the next epoch's order."""
+    size, first, end = len(problems), step * n, (step + 1) * n  # this step's picks: first ... end - 1
+    picked, order = [], []
+    for epoch in range((end - 1) // size + 1):
+        start = epoch * size
+        # What the step that straddles into this epoch (it began at pick start // n * n) took of the last one
+        taken = set(order[max(0, start // n * n - (start - size)) :])
+        order = list(range(size))
+        random.Random(f"{seed}-{epoch}").shuffle(order)
+        order = [i for i in order if i not in taken] + [i for i in order if i in taken]
+        picked += [problems[order[j - start]] for j in range(max(first, start), min(end, start + size))]
     return picked
 
 

@@ -6,8 +6,8 @@ import pytest
 from common import InputError
 from eval import pass_rates
 from select_problems import choose
-from tasks import (LEVELS, DataError, make_problem, make_split, make_trace, parse_problem, prompt_text,
-                   read_problems, split_of)
+from tasks import (LEVELS, DataError, make_problem, make_split, make_trace, parse_problem, pick_problems,
+                   prompt_text, read_problems, split_of)
 from tokenizer import Tokenizer
 
 
@@ -102,3 +102,15 @@ def test_selection_keeps_sometimes_solved_lowest_first():
     assert rates == {"0": 1.0, "1": 0.0, "2": 0.25, "3": 0.5, "4": 1.0, "5": 0.0}
     assert [p["id"] for p in choose(problems, rates, 2, 0.0, 1.0, seed=0)] == ["2", "3"]
     assert [p["id"] for p in choose(problems, rates, 5, 0.3, 1.0, seed=0)] == ["3"]
+
+
+@pytest.mark.parametrize("size, n", [(8, 8), (6, 4), (7, 3), (5, 5), (10, 1)])
+def test_steps_walk_through_epochs_without_repeating_a_problem(size, n):
+    problems = [f"p{i}" for i in range(size)]
+    steps = [pick_problems(problems, n, seed=3, step=s) for s in range(4 * size)]
+    assert all(len(set(picks)) == n for picks in steps)  # 6 problems at 4 a step: 4 steps in 24 repeated one
+    flat = [p for picks in steps for p in picks]
+    for e in range(len(flat) // size):  # every epoch is each problem once
+        assert sorted(flat[e * size : (e + 1) * size]) == sorted(problems)
+    assert steps[5] == pick_problems(problems, n, seed=3, step=5)  # a function of (seed, step): resume picks the same
+    assert steps[: size // n] != [pick_problems(problems, n, 4, s) for s in range(size // n)]  # another seed, another order
