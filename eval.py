@@ -24,7 +24,7 @@ from distributed import gather, is_main, my_share, on_main, world
 from reward import grade
 from model import read_checkpoint
 from sample import DTYPES, ENGINES, SAMPLER_HELP, generate, load_for_inference
-from tasks import encode_prompts, read_problems
+from tasks import PAPER_NEW_TOKENS, encode_prompts, new_tokens_that_fit, read_problems
 from tokenizer import Tokenizer
 
 
@@ -185,13 +185,14 @@ def main(argv=None):
     p.add_argument("--samples", type=positive_int, metavar="N", default=4, help="samples per problem (K)")
     p.add_argument("--temperature", type=temperature, default=0.6, help="sampling temperature; 0 is greedy")
     p.add_argument("--top-p", type=probability, default=0.95, help="nucleus sampling mass, in (0, 1]")
-    p.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=512, help="cut-off (a cut response is wrong)")
+    p.add_argument("--max-new-tokens", type=positive_int, metavar="N", help="cut-off, a cut response is wrong (default: "
+                   f"the paper's {PAPER_NEW_TOKENS}, or what the models' context leaves after the longest prompt)")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="sampling seed (the same for every checkpoint)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
     p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
-    p.add_argument("--out", default=None, help="write the figures (and per-response records) to this JSON file")
+    p.add_argument("--out", default=None, help="write the figures to this JSON file")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
     args = p.parse_args(argv)
     if args.save_responses and not args.out:
@@ -213,9 +214,11 @@ def main(argv=None):
     if args.limit and len(problems) < args.limit and is_main():
         print(f"note: --limit {args.limit}, but {args.data} holds {len(problems)} problems: evaluating them all",
               file=sys.stderr)
-    for path in args.ckpt[1:]:  # the later folders' config, weight files and tokenizer, before the first evaluation
-        read_checkpoint(path)
-        Tokenizer.load(path)
+    folders = [(read_checkpoint(path)[0], Tokenizer.load(path)) for path in args.ckpt]  # all checked, before any work
+    if args.max_new_tokens is None:  # one cut-off for every model, so that their columns compare
+        args.max_new_tokens = min(new_tokens_that_fit(problems, tok, config.max_seq_len) for config, tok in folders)
+        if is_main():
+            print(f"--max-new-tokens {args.max_new_tokens}", file=sys.stderr)
     results, responses = {}, {}
     for name, path in zip(names, args.ckpt):
         model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))

@@ -20,7 +20,7 @@ import distributed
 from distributed import is_main, on_main
 from eval import pass_rates, progress_done, progress_printer, rollout
 from sample import DTYPES, ENGINES, SAMPLER_HELP, load_for_inference
-from tasks import DataError, read_problems
+from tasks import PAPER_NEW_TOKENS, DataError, new_tokens_that_fit, read_problems
 
 
 def choose(problems, rates, n, min_rate, max_rate, seed):
@@ -48,7 +48,8 @@ def main(argv=None):
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
     p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     p.add_argument("--temperature", type=sampling_temperature, default=0.6, help="sampling temperature (as in training)")
-    p.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=320, help="cut-off (a cut response is wrong)")
+    p.add_argument("--max-new-tokens", type=positive_int, metavar="N", help="cut-off, a cut response is wrong (default: "
+                   f"the paper's {PAPER_NEW_TOKENS}, or what the model's context leaves after the longest prompt)")
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="seed for the candidate subset and sampling")
     p.add_argument("--out", required=True, help="JSONL file for the selected problems")
@@ -65,6 +66,10 @@ def main(argv=None):
         print(f"note: --candidates {args.candidates}, but {args.data} holds {len(candidates)} problems"
               f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}: trying them all")
     model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
+    if args.max_new_tokens is None:
+        args.max_new_tokens = new_tokens_that_fit(candidates, tok, model.config.max_seq_len)
+        if is_main():
+            print(f"--max-new-tokens {args.max_new_tokens}")
 
     t0 = time.perf_counter()
     records = rollout(model, tok, candidates, args.samples, args.temperature, 1.0, args.max_new_tokens, args.seed,

@@ -39,6 +39,7 @@ LEVELS = (1, 2, 3, 4, 5)
 MAX_VALUE = 99
 SLIP_RATE = 0.08  # share of steps written wrong in the traces
 TEST_SHARE = 5  # one expression in 5 belongs to the test split
+PAPER_NEW_TOKENS = 8192  # the paper's response cut-off
 INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."  # the paper's
 
 
@@ -269,6 +270,13 @@ def pick_problems(problems, n, seed, step):
         order = [i for i in order if i not in taken] + [i for i in order if i in taken]
         picked += [problems[order[j - start]] for j in range(max(first, start), min(end, start + size))]
     return picked
+
+
+def new_tokens_that_fit(problems, tok, context):
+    """The --max-new-tokens of eval.py and select_problems.py when none is given: the paper's 8,192, or what the
+    model's context leaves after the longest prompt where that is less (about 480 on the toy)."""
+    longest = max(len(tok.encode(prompt_text(p["problem"], tok))) for p in problems)
+    return max(1, min(PAPER_NEW_TOKENS, context - longest))  # 1: encode_prompts says the prompt is too long
 
 
 def encode_prompts(problems, tok, max_new_tokens, context):

@@ -8,7 +8,8 @@ import eval as evaluation
 from eval import evaluate, markdown_table, summarize
 from reward import extract_answer, grade, is_equiv
 from sample import generate, load_for_inference
-from tasks import prompt_text
+from tasks import new_tokens_that_fit, prompt_text
+from tokenizer import Tokenizer
 
 
 def write_problems(path, records):
@@ -91,6 +92,17 @@ def test_cli_writes_json_and_table(half_right, tmp_path, capsys):
     assert got["results"]["a"] == got["results"]["b"]  # same weights, same seed: same figures
     assert got["settings"]["samples"] == 2
     assert "| all |" in capsys.readouterr().out
+
+
+def test_the_default_cut_off_is_what_the_context_leaves_at_most_the_papers(half_right, tmp_path, capsys):
+    # The tiny policy's context is 64 tokens and the longest prompt here, "Q: 12\nA: ", 9: 55 new tokens are left.
+    # The default was a fixed 512, which the toy's context of 512 refused.
+    data = write_problems(tmp_path / "p.jsonl", [*PROBLEMS, {"id": "d", "problem": "12", "answer": "1", "level": 1}])
+    evaluation.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "1", "--out", str(tmp_path / "r.json")])
+    assert "--max-new-tokens 55" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["max_new_tokens"] == 55
+    assert new_tokens_that_fit(PROBLEMS, Tokenizer.byte_level(), 100_000) == 8192  # a long context: the paper's
+    assert new_tokens_that_fit(PROBLEMS, Tokenizer.byte_level(), 8) == 1  # none left: encode_prompts says so
 
 
 def test_limit_draws_from_every_level_not_the_first_lines(half_right, tmp_path, capsys):

@@ -1170,9 +1170,11 @@ def test_select_problems_lists_problems_without_levels(half_right, tmp_path, cap
     data = tmp_path / "gsm8k.jsonl"  # GSM8K-style records: no level
     data.write_text("".join(json.dumps({"question": "1", "answer": f"so #### {a}"}) + "\n" for a in "12"))
     select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--n", "2",
-                          "--max-new-tokens", "12", "--out", str(tmp_path / "set.jsonl")])
-    listed = [line for line in capsys.readouterr().out.splitlines() if " pass " in line]
+                          "--out", str(tmp_path / "set.jsonl")])
+    printed = capsys.readouterr().out
+    listed = [line for line in printed.splitlines() if " pass " in line]
     assert len(listed) == 2 and not any("level" in line for line in listed), listed
+    assert "--max-new-tokens 56" in printed  # the default: the context of 64 less the prompt "Q: 1\nA: "
 
 
 def test_demo_base_that_is_a_run_folder_names_its_model(half_right, tmp_path, capsys):
