@@ -2,10 +2,11 @@
 What every script shares: safe file reading and writing, run folders that never lose work, checked flag
 values, the device, and the learning-rate schedule.
 
-Files. Everything is written atomically (a temp file in the same folder, then a rename), so a crash never
-leaves half a file. A folder of files (a checkpoint) is written beside its final place and swapped in
-whole by `publish_dir`; a swap cut short by a crash is finished by `recover_dir`. A failed read names the
-file, and the line for JSONL.
+Files. Every file is written atomically (a temp file in the same folder, then a rename), so a crash never
+leaves half a file; the one exception is a run's log, which grows a line per step (`append_jsonl`) and whose
+reader accepts a torn last line (`read_jsonl(torn_tail_ok=True)`). A folder of files (a checkpoint) is
+written beside its final place and swapped in whole by `publish_dir`; a swap cut short by a crash is
+finished by `recover_dir`. A failed read names the file, and the line for JSONL.
 
 Errors a user can fix (a missing file, a malformed record, a flag out of range) raise `InputError`. Every
 CLI's main() is wrapped in `@cli`, which turns them into one line, "error: ...", and exit status 2.

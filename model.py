@@ -1,7 +1,8 @@
 """
 One decoder-only transformer for both worlds this project lives in:
 
-- the CPU toy: a tiny GPT trained from scratch here (byte vocabulary, learned positions, LayerNorm, GELU);
+- the CPU toy: a tiny Qwen2-style GPT trained from scratch here on byte tokens (train_sft.py; its --arch gpt2
+  builds the GPT-2 style instead: learned positions, LayerNorm, GELU);
 - the paper's models: Qwen2-family checkpoints such as DeepSeek-R1-Distill-Qwen-1.5B (RoPE, RMSNorm,
   SwiGLU, grouped-query attention, q/k/v bias), plus GPT-2 and bias-free Llama, from a local
   Hugging Face folder. Nothing is ever downloaded.

@@ -63,8 +63,9 @@ def check_models(cfg, actor_path, critic_path):
 
 
 def load_models(cfg, actor_path, critic_path):
-    """(Models, tokenizer), after check_models. Every trained or reference model keeps fp32 weights, so the frozen reference runs
-    through exactly the actor's numerics (bf16 autocast included) and the KL at step 0 is exactly 0.
+    """(Models, tokenizer), after check_models. Every trained or reference model keeps fp32 weights, so the
+    frozen reference runs through exactly the actor's numerics (bf16 autocast included) and the KL at step 0
+    is exactly 0.
     Sampling runs on a copy of the actor when it cannot run on the actor itself: in bf16 runs a bf16 copy
     (with fused projections, for fast decoding), and with several processes a whole-weight copy (the actor
     is sharded)."""
@@ -177,7 +178,7 @@ def check_disk(out, models):
 
 
 def size_text(n):
-    """Bytes in words: GiB from 1 GiB up (a paper-scale checkpoint: 37.1 GiB), else MiB (a toy one: 9.2 MiB)."""
+    """Bytes in words: GiB from 1 GiB up (a paper-scale checkpoint: 37.1 GiB), else MiB (a toy one: 18.07 MiB)."""
     return f"{n / memory.GIB:.2f} GiB" if n >= memory.GIB else f"{n / 2**20:.2f} MiB"
 
 

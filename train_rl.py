@@ -573,7 +573,7 @@ SCALE_PRESETS = {
         critic_lr=2e-4,  # likewise for its fresh value head
         critic_warmup_steps=5,  # the fresh value head first learns the scale of the returns
         minibatches=2,  # two optimiser steps per batch: more progress per sampled batch
-        max_new_tokens=320,  # the longest toy traces are about 200 tokens
+        max_new_tokens=320,  # no toy trace is longer than about 280 tokens (see train_sft.longest_example)
         eval_every=20,  # held-out curves for the plots
     ),
     "paper": dict(  # 1B+ models on one GPU

@@ -6,7 +6,7 @@ the hard ones, and its responses vary a lot in length. Problems come fresh from 
 step (the test split is never seen) and each gets a freshly drawn trace, so there is no fixed dataset to
 overfit. The loss covers the response tokens and the EOS, not the prompt.
 
-    python train_sft.py --out checkpoints/toy-base   # the shipped base (seed 0): 8 minutes on 2 CPU cores
+    python train_sft.py --out runs/base   # the shipped checkpoints/toy-base again (seed 0): 8 minutes on 2 CPU cores
 """
 
 import argparse

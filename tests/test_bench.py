@@ -31,17 +31,18 @@ def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkey
     pytest.importorskip("transformers")
     out = tmp_path / "gpu.json"
     monkeypatch.setattr(sys, "argv", ["bench.py", "--gpu-path", "--tiny", "--engines", "eager,graph,compiled",
-                                      "--profile", "compiled", "--out", str(out)])
+                                      "--profile", "compiled", "--new-tokens", "6", "--repeats", "2", "--out", str(out)])
     bench.main()
     report = json.loads(out.read_text())
+    assert (report["new_tokens"], report["repeats"]) == (6, 2)  # the GPU path ignored both flags
     assert report["max_abs_logit_diff_vs_transformers"] < 1e-4 and report["max_abs_logit_diff_fused_copy"] < 1e-4
     assert report["greedy_tokens_graph_equal_eager"] == report["greedy_tokens_compiled_equal_eager"] == "64/64"
     assert all(report[f"logprob_gap_{e}"]["max"] < 1e-5 for e in ("eager", "graph", "compiled"))  # fp32
     assert set(report["results"]) == {"batch 1", "batch 16", "batch 64"}
     assert not (tmp_path / "gpu.json.partial").exists()  # kept only while the run is under way
     assert all(row[k] > 0 for row in report["results"].values() for k in ("transformers", "eager", "graph", "compiled"))
-    profile = (tmp_path / "gpu_profile.txt").read_text()  # --tiny samples 8 tokens; 64 on a GPU
-    assert profile.startswith("compiled engine, batch 1: ") and "from runs of 8 and 16 new tokens" in profile
+    profile = (tmp_path / "gpu_profile.txt").read_text()  # runs of the --new-tokens, at most 64
+    assert profile.startswith("compiled engine, batch 1: ") and "from runs of 6 and 12 new tokens" in profile
     assert "Self CPU time total" in profile
 
 

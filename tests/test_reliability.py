@@ -446,6 +446,8 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
     (gpu_check.main, ["--device", "cpu"], "the 1.5B-shaped step needs a GPU; on a CPU add --tiny"),
     (bench.main, ["--tiny", "--no-baseline"], "--tiny, --no-baseline only go with the GPU measurement: add --device "
      "cuda, or --gpu-path"),  # ignored: --tiny ran the full CPU benchmark
+    (bench.main, ["--gpu-path", "--tiny", "--quick", "--threads", "1"], "--quick, --threads only go with the CPU "
+     "benchmark"),  # ignored by the GPU measurement
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--out", ""], "--out is empty; give a file path"),  # wrote nothing
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--save-responses"], "--save-responses writes the responses into "
      "--out"),

@@ -28,8 +28,9 @@ folder with `GPT.from_pretrained`; the largest logit difference is reported as a
 
 - model: prefill tokens/s (one forward pass) and single-token decode tokens/s with 512 cached tokens.
 - sample: full sampling (temperature 1, no filtering, no EOS so every row makes exactly the asked number
-  of tokens) at several batch sizes; tokens/s = batch * new tokens / seconds. Plus ours alone on the toy
-  model (`GPTConfig()` defaults), the size that phase-1 PPO actually samples on the CPU.
+  of tokens) at several batch sizes; tokens/s = batch * new tokens / seconds. Plus ours alone on a toy-sized
+  model: `GPTConfig()` defaults, GPT-2 style with 0.89M parameters, next to the 0.79M Qwen2-style toy that
+  phase-1 PPO samples on the CPU (kept, so that its figures compare with earlier ones).
 """
 
 import sys
@@ -252,16 +253,16 @@ def sync():
         torch.cuda.synchronize()
 
 
-def timed(fn):
-    """(seconds of a first run of fn(), seconds of a second run): the first run of a shape pays for warm-up,
-    CUDA graph capture and compilation, so the second is the one to compare."""
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    t1 = time.perf_counter()
-    fn()
-    sync()
-    return t1 - t0, time.perf_counter() - t1
+def timed(fn, repeats=1):
+    """(seconds of a first run of fn(), median seconds of `repeats` runs after it): the first run of a shape
+    pays for warm-up, CUDA graph capture and compilation, so the later ones are those to compare."""
+    seconds = []
+    for _ in range(1 + repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        seconds.append(time.perf_counter() - t0)
+    return seconds[0], statistics.median(seconds[1:])
 
 
 @torch.no_grad()
@@ -375,7 +376,8 @@ def run_decoding(args):
     print(f"{ours.num_params() / 1e9:.2f}B parameters, {weight_bytes / 1e9:.2f} GB of weights read per decode step, "
           f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; max |logit diff| vs transformers "
           f"{extra['max_abs_logit_diff_vs_transformers']:.2e}, fused copy vs ours {extra['max_abs_logit_diff_fused_copy']:.2e}")
-    new, plen = (8, 4) if args.tiny else (256, 16)
+    new, plen, repeats = args.new_tokens or (8 if args.tiny else 256), 4 if args.tiny else 16, args.repeats or 1
+    extra.update(new_tokens=new, prompt_len=plen, repeats=repeats)
     prompts = torch.randint(0, cfg.vocab_size, (64, plen), generator=torch.Generator().manual_seed(2)).tolist()
     engines, checked = args.engines, 8 if args.tiny else 64  # the checks: 8 rows of `checked` tokens
     model_for = lambda engine: ours if engine == "eager" else fast  # the eager engine runs the unfused model
@@ -397,12 +399,12 @@ def run_decoding(args):
         run_theirs = lambda: theirs.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
                                              top_k=0, top_p=1.0, max_new_tokens=new, min_new_tokens=new,
                                              pad_token_id=0, eos_token_id=None)
-        row = {"transformers": batch * new / timed(run_theirs)[1] if args.baseline else None}
+        row = {"transformers": batch * new / timed(run_theirs, repeats)[1] if args.baseline else None}
         limit = batch * bandwidth / weight_bytes
         for engine in engines:
             try:
                 first, secs = timed(lambda: generate(model_for(engine), prompts[:batch], new, temperature=1.0,
-                                                     eos_id=None, batch_size=batch, engine=engine))
+                                                     eos_id=None, batch_size=batch, engine=engine), repeats)
             except Exception as e:  # report it and go on: the other engines' figures are still worth having
                 row[engine], row[f"{engine}_error"] = None, f"{type(e).__name__}: {str(e)[:1000]}"
                 print(f"batch {batch}, {engine}: failed: {row[f'{engine}_error']}", flush=True)
@@ -434,9 +436,9 @@ def main(argv=None):
     p.add_argument("--out", default="runs/bench.json", help="JSON file for the results, written atomically (default: runs/bench.json)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's own)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement (median reported; "
-                   "default 3, or 1 with --quick)")
+                   "default 3, or 1 with --quick or the GPU measurement, which runs each shape once more first)")
     p.add_argument("--new-tokens", type=positive_int, default=None,
-                   help="tokens sampled per row (default 256, 8 with --quick)")
+                   help="tokens sampled per row (default 256, 8 with --quick or --tiny)")
     p.add_argument("--quick", action="store_true", help="tiny model and sizes: a smoke test that takes seconds")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the GPU decoding measurement")
     p.add_argument("--tiny", action="store_true", help="with the GPU measurement: a tiny model (its code path on a CPU)")
@@ -460,6 +462,10 @@ def main(argv=None):
     if gpu_only and not (args.device == "cuda" or args.gpu_path):
         p.error(f"{', '.join(gpu_only)} only {'goes' if len(gpu_only) == 1 else 'go'} with the GPU measurement: add "
                 "--device cuda, or --gpu-path to run its code path on the CPU")
+    cpu_only = [f"--{dest}" for dest in ("what", "quick", "threads") if dest in p.given(argv)]
+    if cpu_only and (args.device == "cuda" or args.gpu_path):
+        p.error(f"{', '.join(cpu_only)} only {'goes' if len(cpu_only) == 1 else 'go'} with the CPU benchmark: the GPU "
+                "measurement times sampling at --batches (--tiny for a tiny model)")
     check_writable(args.out)  # before minutes of measuring, not after
     if args.device == "cuda" or args.gpu_path:
         if args.device == "cuda" and not torch.cuda.is_available():

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU measurement the project still needs, in one command for a lent GPU (under 9 minutes: each part
-# runs under its own time limit, so a slow part cannot eat the others' time). Exits 1 if any part failed.
+# Every GPU measurement the project still needs, in one command for a lent GPU (550 s at the most: each part
+# runs under its own time limit, 520 s in all, plus 10 s each to stop, so a slow part cannot eat the others'
+# time). Exits 1 if any part failed.
 #
 #   bash tools/gpu_session.sh            # on the GPU machine, from the repository root
 #   bash tools/gpu_session.sh --smoke    # the same three parts on the CPU with tiny models (a minute; the
