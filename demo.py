@@ -44,6 +44,7 @@ SHIPPED = os.path.join(HERE, "assets", "results.json")
 QUICK_SCHEDULE = ["--min-lr-ratio", "0.1", "--stop-length-ratio", "0"]
 ABLATIONS = {"lambda1": ["--gae-lambda", "1.0"], "grpo": ["--algo", "grpo"]}
 ROWS = ["base", "phase1", "phase2", *ABLATIONS]  # the rows of results.json, in table order
+NEW_TOKENS = str(train_rl.SCALE_PRESETS["toy"]["max_new_tokens"])  # the cut-off of training, selection and tests
 
 # What differs between the full demo and --quick; everything else is the train_rl.py presets. The full demo's
 # phase2_steps is a cap: phase 2 stops once its set's responses are 55% of their starting length (its preset).
@@ -87,7 +88,7 @@ def evaluate(models, test, settings, out):
     if todo:
         tmp = out + ".tmp.json"
         run("eval.py", evaluation, ["--ckpt", *todo.values(), "--names", *todo, "--data", test,
-                                    "--samples", str(settings["test_samples"]), "--max-new-tokens", "320", "--out", tmp])
+                                    "--samples", str(settings["test_samples"]), "--max-new-tokens", NEW_TOKENS, "--out", tmp])
         done.update(read_json(tmp)["results"])
         write_json({"results": done}, out)
         os.remove(tmp)
@@ -111,7 +112,7 @@ def seed_stages(seed, out, base, data, settings, ablations):
         # on one seed in three, whose returns stayed near zero and which shortened by 11% (RESULTS.md).
         run("select_problems.py", select_problems, ["--ckpt", phase1, "--data", train, "--levels", "4,5",
                                                     "--min-pass-rate", str(settings["min_pass_rate"]),
-                                                    "--max-pass-rate", "0.7",
+                                                    "--max-pass-rate", "0.7", "--max-new-tokens", NEW_TOKENS,
                                                     "--n", str(settings["set_size"]), "--candidates",
                                                     str(settings["candidates"]), "--seed", str(seed), "--out", chosen])
     banner(f"seed {seed}: phase 2: PPO on that small set to shorten responses")
