@@ -218,7 +218,8 @@ def main(argv=None):
     if args.max_new_tokens is None:  # one cut-off for every model, so that their columns compare
         args.max_new_tokens = min(new_tokens_that_fit(problems, tok, config.max_seq_len) for config, tok in folders)
         if is_main():
-            print(f"--max-new-tokens {args.max_new_tokens}", file=sys.stderr)
+            print(f"--max-new-tokens {args.max_new_tokens} (the default: {PAPER_NEW_TOKENS}, or what the context leaves "
+                  "after the longest prompt)", file=sys.stderr)
     results, responses = {}, {}
     for name, path in zip(names, args.ckpt):
         model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))

@@ -69,7 +69,8 @@ def main(argv=None):
     if args.max_new_tokens is None:
         args.max_new_tokens = new_tokens_that_fit(candidates, tok, model.config.max_seq_len)
         if is_main():
-            print(f"--max-new-tokens {args.max_new_tokens}")
+            print(f"--max-new-tokens {args.max_new_tokens} (the default: {PAPER_NEW_TOKENS}, or what the context leaves "
+                  "after the longest prompt)")
 
     t0 = time.perf_counter()
     records = rollout(model, tok, candidates, args.samples, args.temperature, 1.0, args.max_new_tokens, args.seed,

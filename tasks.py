@@ -275,8 +275,12 @@ def pick_problems(problems, n, seed, step):
 def new_tokens_that_fit(problems, tok, context):
     """The --max-new-tokens of eval.py and select_problems.py when none is given: the paper's 8,192, or what the
     model's context leaves after the longest prompt where that is less (about 480 on the toy)."""
-    longest = max(len(tok.encode(prompt_text(p["problem"], tok))) for p in problems)
-    return max(1, min(PAPER_NEW_TOKENS, context - longest))  # 1: encode_prompts says the prompt is too long
+    lengths = {p["id"]: len(tok.encode(prompt_text(p["problem"], tok))) for p in problems}
+    longest = max(lengths, key=lengths.get)
+    if lengths[longest] >= context:
+        raise DataError(f"problem {longest!r}: its prompt of {lengths[longest]} tokens leaves no room for a response "
+                        f"in the model's context of {context}; shorten the problem or leave it out")
+    return min(PAPER_NEW_TOKENS, context - lengths[longest])
 
 
 def encode_prompts(problems, tok, max_new_tokens, context):

@@ -8,7 +8,7 @@ import eval as evaluation
 from eval import evaluate, markdown_table, summarize
 from reward import extract_answer, grade, is_equiv
 from sample import generate, load_for_inference
-from tasks import new_tokens_that_fit, prompt_text
+from tasks import DataError, new_tokens_that_fit, prompt_text
 from tokenizer import Tokenizer
 
 
@@ -102,7 +102,10 @@ def test_the_default_cut_off_is_what_the_context_leaves_at_most_the_papers(half_
     assert "--max-new-tokens 55" in capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["max_new_tokens"] == 55
     assert new_tokens_that_fit(PROBLEMS, Tokenizer.byte_level(), 100_000) == 8192  # a long context: the paper's
-    assert new_tokens_that_fit(PROBLEMS, Tokenizer.byte_level(), 8) == 1  # none left: encode_prompts says so
+    assert new_tokens_that_fit(PROBLEMS, Tokenizer.byte_level(), 9) == 1
+    with pytest.raises(DataError, match="problem 'a': its prompt of 8 tokens leaves no room for a response in the "
+                                        "model's context of 8"):
+        new_tokens_that_fit(PROBLEMS, Tokenizer.byte_level(), 8)
 
 
 def test_limit_draws_from_every_level_not_the_first_lines(half_right, tmp_path, capsys):
