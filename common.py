@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from decimal import Decimal
 
@@ -336,8 +337,11 @@ def check_writable(path, inputs=()):
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise InputError(f"{path}: cannot create its folder ({cannot_create(folder, e)})") from None
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{path}: folder {folder} is not writable")
+    try:  # what writing it will do: a temp file in its folder (os.access passes /proc and other folders, as root)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise InputError(f"{path}: cannot write a file in {folder} ({e.strerror})") from None
 
 
 # ----------------------------------------------------------------------------------------------------

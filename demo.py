@@ -30,8 +30,8 @@ import runs
 import select_problems
 import tasks
 import train_rl
-from common import (InputError, Parser, check_out_folder, cli, positive_int, read_json, remove_names, write_json,
-                    write_text)
+from common import (InputError, Parser, check_out_folder, check_writable, cli, positive_int, read_json, remove_names,
+                    write_json, write_text)
 from model import read_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -216,7 +216,9 @@ def main(argv=None):
     if not os.path.exists(start_model):
         raise InputError(f"no model at {start_model}; train one with: python train_sft.py --out {start_model}")
     read_checkpoint(start_model)  # a folder of the wrong kind (a train_rl.py run, say) is named as such
-    remove_names(out, check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run"))
+    earlier = check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run")
+    check_writable(os.path.join(out, "demo.json"))  # a folder it can write in (made here), before anything goes
+    remove_names(out, earlier)
     claim_out_dir(out, run_stamp(start_model, settings))
     t0 = time.perf_counter()
 

@@ -149,9 +149,16 @@ def test_plots_refuses_what_it_cannot_plot_in_one_line(half_right, tmp_path, cap
         assert message in one_line_error(plots.main, argv, capsys), argv
 
 
-def test_eval_refuses_an_unwritable_out_before_sampling(half_right, tmp_path, capsys):
+def test_an_unwritable_out_is_refused_before_any_work(half_right, tmp_path, capsys):
     argv = ["--ckpt", str(half_right), "--data", str(half_right / "problems.jsonl"), "--out", str(tmp_path)]
     assert f"{tmp_path} is a folder; give a file path" in one_line_error(evaluation.main, argv, capsys)
+    # /proc passes os.access(W_OK) for root, yet holds no new file: the write failed only after the sampling
+    err = one_line_error(evaluation.main, [*argv[:-1], "/proc/results.json"], capsys)
+    assert "/proc/results.json: cannot write a file in /proc" in err
+    common.check_writable(str(tmp_path / "new" / "results.json"))
+    assert os.listdir(tmp_path / "new") == []  # the write probe leaves nothing behind
+    err = one_line_error(demo.main, ["--quick", "--out", "/proc/demo"], capsys)  # was a FileNotFoundError traceback
+    assert "/proc/demo/demo.json: cannot create its folder" in err
 
 
 @pytest.mark.parametrize("main, name", [(evaluation.main, "config.json"), (select_problems.main, "model.safetensors")])
