@@ -265,8 +265,11 @@ def compiled_decode_step(model):
         compiled = torch.compile(model.decode_step, dynamic=True)
         model.__dict__["_compiled_decode"] = (id(model), compiled)
 
+    # A private torch setting: where a torch release drops it, the step still runs, compiled more often.
+    settings = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shape") else {}
+
     def decode(*args):
-        with fx_config.patch(use_duck_shape=False):
+        with fx_config.patch(**settings):
             return compiled(*args)
 
     return decode
