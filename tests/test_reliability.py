@@ -625,19 +625,19 @@ def test_an_interrupted_checkpoint_swap_is_finished_on_resume(tmp_path):
 
 
 def test_resume_rebuilds_the_log_from_the_checkpoint(half_right, tmp_path):
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    train_rl.main(tiny_run_flags(half_right, full, 3))
+    cut = tmp_path / "cut"
     train_rl.main(tiny_run_flags(half_right, cut, 3))
-    # As if killed after step 2's checkpoint but before its log line, with a torn line from a later write.
+    # As if killed after the checkpoint of step index 1 (2 steps done) while writing its log line: torn. (Only
+    # state.json says so; the weights are step 3's, so the redone step is not compared with a full run's.)
     lines = (cut / "log.jsonl").read_text().splitlines()
-    (cut / "log.jsonl").write_text("\n".join(lines[:2]) + '\n{"step": 2, "rew')
     state = json.loads((cut / "checkpoint" / "state.json").read_text())
-    state.update(step=2, finished=False, lengths=state["lengths"][:2])  # the checkpoint of step index 1 (2 done)
-    state["record"] = json.loads(lines[1])
+    state.update(step=2, finished=False, lengths=state["lengths"][:2], record=json.loads(lines[1]))
     (cut / "checkpoint" / "state.json").write_text(json.dumps(state))
     (cut / "log.jsonl").write_text(lines[0] + "\n" + '{"step": 1, "torn')
     train_rl.main(["--resume", "--out", str(cut)])
     assert log_steps(cut) == [0, 1, 2]  # step 1's line rebuilt from state.json, step 2 redone
+    rebuilt = [json.loads(line) for line in open(cut / "log.jsonl")]
+    assert rebuilt[:2] == [json.loads(line) for line in lines[:2]]  # the whole record, not just its step
 
 
 def test_stop_length_ratio_compares_the_first_and_last_ten_steps():

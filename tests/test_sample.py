@@ -59,13 +59,14 @@ def test_same_seed_same_samples_other_seed_differs():
 
 def test_each_row_stops_at_its_own_eos():
     model = tiny_model()
-    completions = generate(model, PROMPTS * 8, 40, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=0)
+    completions = generate(model, PROMPTS * 8, 10, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=0)
+    assert sum(c.finish_reason == "eos" for c in completions) == 27  # and 13 rows cut off: both kinds are checked
     for c in completions:
         assert EOS not in c.tokens[:-1]  # nothing after the first EOS belongs to the response
         if c.finish_reason == "eos":
             assert c.tokens[-1] == EOS
         else:
-            assert len(c) == 40
+            assert len(c) == 10
         assert len(c.logprobs) == len(c)
 
 
@@ -99,6 +100,10 @@ def test_filter_logits_hand_computed():
     # Mass ranked above each token: 0, .5, .8, .95 -> with top_p = .8 the third token is dropped.
     assert kept(filter_logits(logits, top_p=0.8)) == [True, True, False, False]
     assert kept(filter_logits(logits, top_p=0.81)) == [True, True, True, False]
+    # The boundary itself, where float32 holds it exactly (.8 above is .80000007): a mass above of exactly
+    # top_p drops the token.
+    halves = torch.tensor([[0.5, 0.25, 0.125, 0.125]]).log()  # mass above: 0, .5, .75, .875, all exact
+    assert kept(filter_logits(halves, top_p=0.75)) == [True, True, False, False]
     assert kept(filter_logits(logits, top_k=2)) == [True, True, False, False]
     shuffled = logits[:, [2, 0, 3, 1]]  # order must not matter
     assert kept(filter_logits(shuffled, top_p=0.8)) == [False, True, False, True]

@@ -108,10 +108,12 @@ def test_group_advantages():
 
 
 def test_explained_variance():
-    returns = torch.tensor([[1.0, 2.0, 3.0]])
-    mask = torch.ones(1, 3)
+    returns = torch.tensor([[1.0, 2.0, 3.0, 100.0]])  # the last position is padding: it must not count
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
     assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
-    assert explained_variance(torch.full((1, 3), 2.0), returns, mask) == pytest.approx(0.0)
+    assert explained_variance(torch.tensor([[2.0, 2.0, 2.0, -50.0]]), returns, mask) == pytest.approx(0.0)
+    # R - V = [0, 0, 1]: Var = 2/9 against Var(R) = 2/3, so 1 - 1/3
+    assert explained_variance(torch.tensor([[1.0, 2.0, 2.0, 7.0]]), returns, mask) == pytest.approx(2 / 3)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,8 +205,16 @@ def tiny_config(ckpt, out, **kw):
     return train_rl.config(**base)
 
 
-def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path):
-    cfg = tiny_config(half_right, tmp_path)
+def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path, monkeypatch):
+    cfg = tiny_config(half_right, tmp_path, temperature=0.6)  # not 1: a side that ignored it would go unseen
+    real_generate, sampled = train_rl.generate, []
+
+    def generate_and_keep(*args, **kwargs):
+        out = real_generate(*args, **kwargs)
+        sampled.extend(out)
+        return out
+
+    monkeypatch.setattr(train_rl, "generate", generate_and_keep)
     models, tok = runs.load_models(cfg, cfg.init, cfg.init)
     problems = read_problems(cfg.data)
     prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
@@ -213,8 +223,11 @@ def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path):
     stats = train_rl.update(cfg, models, batch, 0, train_actor=True)
     assert stats["skipped_updates"] == 0
     assert stats["ratio_dev_first"] < 1e-5
-    # The sampler's log-probs and the recomputed ones agree too (same temperature on both sides).
-    assert batch.logp.shape == batch.mask.shape
+    # The sampler's log-probs (at the run's temperature) are those the full forward recomputes
+    assert len(sampled) == batch.mask.size(0) == 16
+    for row, c in enumerate(sampled):
+        assert batch.mask[row].sum() == len(c)
+        assert torch.allclose(batch.logp[row, : len(c)], torch.tensor(c.logprobs), atol=1e-5), row
 
 
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
@@ -233,7 +246,8 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
     # Each save says where, at which step, how big (the files written) and how long it took.
     ckpt = tmp_path / "full" / "checkpoint"
     saves = re.findall(r"^saved (.+) at step (\d+) \((.+) MiB, [\d.]+ s\)$", capsys.readouterr().out, re.M)
-    assert saves == [(str(ckpt), "2", saves[0][2]), (str(ckpt), "4", f"{runs.folder_bytes(ckpt) / 2**20:.2f}")]
+    size = f"{runs.folder_bytes(ckpt) / 2**20:.2f}"  # both checkpoints: the same tensors, a state.json as long
+    assert saves == [(str(ckpt), "2", size), (str(ckpt), "4", size)]
 
     crashed = tiny_config(half_right, tmp_path / "crash", steps=4, save_every=2)
     real_collect = train_rl.collect
