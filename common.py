@@ -93,6 +93,28 @@ class Parser(argparse.ArgumentParser):
         namespace = self.parse_args(argv, argparse.Namespace(**{a.dest: unset for a in self._actions}))
         return {name: value for name, value in vars(namespace).items() if value is not unset}
 
+    def refusal(self, values):
+        """Why one of `values` ({dest: value}: a config saved as JSON, maybe edited by hand) is not a value its flag
+        could have given, or None. Each is parsed again from its text and must come back the same: "300" for
+        --steps does not (the run would fail at its first step), nor does -1 for --actor-lr."""
+        for action in self._actions:
+            value, flag = values.get(action.dest), (action.option_strings or [action.dest])[0]
+            if value is None or (action.type is None and action.choices is None):
+                continue
+            if isinstance(action.nargs, int) and not (isinstance(value, list) and len(value) == action.nargs):
+                return f"{flag} {value!r}: expected a list of {action.nargs} values"
+            for item in value if isinstance(action.nargs, int) else [value]:
+                text = ",".join(map(str, item)) if isinstance(item, list) else str(item)  # lists: "4,5" (--levels)
+                try:
+                    parsed = action.type(text) if action.type else text
+                except (argparse.ArgumentTypeError, ValueError) as e:
+                    return f"{flag} {value!r}: {e}"
+                if parsed != item:
+                    return f"{flag} {value!r}: {flag} {text} gives {parsed!r}"
+                if action.choices is not None and item not in action.choices:
+                    return f"{flag} {value!r}: expected one of {', '.join(map(str, action.choices))}"
+        return None
+
 
 # ----------------------------------------------------------------------------------------------------
 # Flag values: argparse `type=` functions; each names the allowed range when it refuses a value.

@@ -331,10 +331,11 @@ def restore_log(path, state, finish_record):
         write_jsonl([rec for rec in log if rec["step"] < last] + logged, path)
 
 
-def resumed_config(out, given, fields):
+def resumed_config(out, given, fields, refusal):
     """The config saved in run folder `out`, for --resume. Only --ref, --data, --eval-data and --device may be
     given again (`given`: the flags set), so that a moved or copied run folder resumes in place, reading files
-    that may have moved too; `fields`: the names a config of this code version has."""
+    that may have moved too; `fields`: the names a config of this code version has; refusal(config): why a
+    saved value is not one its flag gives (common.Parser.refusal)."""
     movable = {"out", "ref", "data", "eval_data", "device"}
     fixed = ", ".join("--" + k.replace("_", "-") for k in sorted(set(given) - movable))
     if out is None:
@@ -357,4 +358,7 @@ def resumed_config(out, given, fields):
         device(cfg["device"])
     except argparse.ArgumentTypeError as e:
         raise InputError(f"the run's device {e}; give another --device with --resume") from None
+    wrong = refusal(cfg)
+    if wrong:  # edited by hand, say to train longer: "steps": "300" would fail only at the first step
+        raise InputError(f"{out}/checkpoint/state.json: the run's config has {wrong}; write a value the flag takes")
     return cfg

@@ -724,7 +724,7 @@ def resolve_config(argv):
         raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.resume:
         given = {k: v for k, v in given.items() if k not in CLI_ONLY}
-        return config(**runs.resumed_config(args.out, given, set(vars(config())))), cli_flags
+        return config(**runs.resumed_config(args.out, given, set(vars(config())), parser.refusal)), cli_flags
     for name in ("init", "data", "out"):
         if name not in given:
             raise InputError(f"--{name} is required (or --resume --out RUN to continue a run)")

@@ -640,6 +640,23 @@ def test_resume_rebuilds_the_log_from_the_checkpoint(half_right, tmp_path):
     assert rebuilt[:2] == [json.loads(line) for line in lines[:2]]  # the whole record, not just its step
 
 
+def test_resume_refuses_a_hand_edited_config_value_its_flag_would_not_give(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out, 2))
+    path = out / "checkpoint" / "state.json"
+    state = json.loads(path.read_text())
+    for edit, message in [({"steps": "300"}, "--steps '300': --steps 300 gives 300"),  # a TypeError at step 2
+                          ({"actor_lr": -1}, "--actor-lr -1: must be > 0, got -1"),
+                          ({"adam_betas": [0.9]}, "--adam-betas [0.9]: expected a list of 2 values"),
+                          ({"sampler": "fast"}, "--sampler 'fast': expected one of auto, eager, graph, compiled")]:
+        path.write_text(json.dumps({**state, "config": {**state["config"], **edit}}))
+        err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+        assert f"{path}: the run's config has {message}; write a value the flag takes" in err, err
+    path.write_text(json.dumps({**state, "finished": False, "config": {**state["config"], "steps": 3}}))
+    train_rl.main(["--resume", "--out", str(out)])  # an edit the flag accepts: three steps instead of two
+    assert log_steps(out) == [0, 1, 2]
+
+
 def test_stop_length_ratio_compares_the_first_and_last_ten_steps():
     assert train_rl.shortened([100.0] * 10 + [60.0] * 10, 0.6)
     assert not train_rl.shortened([100.0] * 10 + [60.0] * 9, 0.6)  # 19 steps: too few to compare two windows
