@@ -657,6 +657,19 @@ def test_resume_refuses_a_hand_edited_config_value_its_flag_would_not_give(half_
     assert log_steps(out) == [0, 1, 2]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a saved cuda device must be one this machine lacks")
+def test_a_run_saved_on_a_gpu_resumes_on_the_cpu_with_device_given_again(half_right, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out, 2))
+    path = out / "checkpoint" / "state.json"
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps({**state, "finished": False, "config": {**state["config"], "device": "cuda", "steps": 3}}))
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert "the run's device cuda: no CUDA GPU is visible to torch here" in err and "give another --device" in err
+    train_rl.main(["--resume", "--out", str(out), "--device", "cpu"])  # the saved config's check sees the new one
+    assert log_steps(out) == [0, 1, 2]
+
+
 def test_stop_length_ratio_compares_the_first_and_last_ten_steps():
     assert train_rl.shortened([100.0] * 10 + [60.0] * 10, 0.6)
     assert not train_rl.shortened([100.0] * 10 + [60.0] * 9, 0.6)  # 19 steps: too few to compare two windows
