@@ -9,7 +9,6 @@ import bench
 
 @pytest.mark.slow  # importing transformers alone takes several seconds on a small CPU
 def test_quick_bench_writes_positive_numbers(tmp_path, monkeypatch):
-    pytest.importorskip("transformers")
     out = tmp_path / "sub" / "bench.json"  # the folder does not exist yet: bench.py creates it
     monkeypatch.setattr(sys, "argv", ["bench.py", "--quick", "--out", str(out)])
     bench.main()
@@ -28,7 +27,6 @@ def test_quick_bench_writes_positive_numbers(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_gpu_measurement_runs_its_code_path_on_a_tiny_model(tmp_path, monkeypatch):
-    pytest.importorskip("transformers")
     out = tmp_path / "gpu.json"
     monkeypatch.setattr(sys, "argv", ["bench.py", "--gpu-path", "--tiny", "--engines", "eager,graph,compiled",
                                       "--profile", "compiled", "--new-tokens", "6", "--repeats", "2", "--out", str(out)])

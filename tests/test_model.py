@@ -5,10 +5,9 @@ import sys
 
 import pytest
 import torch
+import transformers  # the parity oracle, a dev requirement: these tests run, never skip
 
 from model import GPT, CheckpointError, GPTConfig
-
-transformers = pytest.importorskip("transformers")
 
 
 def hf_gpt2(path, **kw):
