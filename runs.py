@@ -54,7 +54,9 @@ def check_models(cfg, actor_path, critic_path):
     """Refuse a reference or critic that cannot read the actor's tokens (a model of another family): all three
     models run on the actor's token ids. Reads config.json files only."""
     vocab = read_checkpoint(actor_path)[0].vocab_size
-    others = [("--ref", cfg.ref or cfg.init, False)] + [("--critic-init", critic_path, True)] * (cfg.algo == "ppo")
+    others = [("--ref", cfg.ref or cfg.init, False)]  # (flag, folder, whether a value-head checkpoint may be given)
+    if cfg.algo == "ppo":
+        others.append(("--critic-init", critic_path, True))
     for flag, path, critic in others:
         theirs = read_checkpoint(path, critic=critic)[0].vocab_size
         if theirs != vocab:

@@ -458,11 +458,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     gpu_flags = {"tiny": "--tiny", "engines": "--engines", "batches": "--batches", "profile": "--profile",
                  "baseline": "--no-baseline", "greedy_check": "--no-greedy-check"}
-    gpu_only = [flag for dest, flag in gpu_flags.items() if dest in p.given(argv)]
+    given = p.given(argv)
+    gpu_only = [flag for dest, flag in gpu_flags.items() if dest in given]
     if gpu_only and not (args.device == "cuda" or args.gpu_path):
         p.error(f"{', '.join(gpu_only)} only {'goes' if len(gpu_only) == 1 else 'go'} with the GPU measurement: add "
                 "--device cuda, or --gpu-path to run its code path on the CPU")
-    cpu_only = [f"--{dest}" for dest in ("what", "quick", "threads") if dest in p.given(argv)]
+    cpu_only = [f"--{dest}" for dest in ("what", "quick", "threads") if dest in given]
     if cpu_only and (args.device == "cuda" or args.gpu_path):
         p.error(f"{', '.join(cpu_only)} only {'goes' if len(cpu_only) == 1 else 'go'} with the CPU benchmark: the GPU "
                 "measurement times sampling at --batches (--tiny for a tiny model)")
