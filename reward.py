@@ -20,27 +20,40 @@ Extraction (`extract_answer`)
 Equivalence (`is_equiv`), after `normalize_answer` on both sides
   * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces (but not between
     two digits: `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period,
-    `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/`\mbox{}`/
-    `\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`, `+\infty` = `∞` = `\infty`, `\varnothing` =
-    `\emptyset`, `bmatrix` = `pmatrix`.
-  * Names: an answer, or each item of a list, may start with `x =`, `p(x) =` or `\theta =`. When
-    one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`);
+    `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\frac 1 2`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/
+    `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`, `+\infty` = `∞` = `\infty`, `\varnothing`
+    = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2 \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all
+    real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `[3, \infty)`, `2 \le x < 3` = `[2, 3)`.
+  * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
+  * Names: an answer, or each item of a list, may start with `x =`, `x \in`, `p(x) =` or `\theta =`.
+    When one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`);
     when both do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`).
-  * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `°`),
-    and a fixed list of unit words (`5 \text{ cm}^2` == `5`); other words are kept, so a hedge such
-    as `2 \text{ or } 3` cannot pass for `2`.
+  * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `°`), a unit
+    word after a number (`5 \text{ cm}^2` == `5`), and any other one last word after it
+    (`6 \text{ ways}` == `6`) unless it hedges (`5 \text{ more}`, `5 \text{ or more}` stay).
+  * Lists: `a, b`, `a \text{ or } b`, `a \text{ and } b`, a set `\{a, b\}`, and `a \pm b` (= `a+b, a-b`)
+    compare as multisets, so a hedge `2 \text{ or } 3` is not `2`. Tuples and intervals `(a, b)`,
+    `[a, b)` and matrices compare element-wise; brackets and shapes must match.
   * Thousands separators: `1{,}000`, `1,\!000` and `1\,000` anywhere, and a plain comma when the whole answer
     is grouped by threes: `1,000` == `1000`, but `1, 234` is a list.
-  * Exact values of the form c * sqrt(r) * pi^k, c rational, from integers, decimals, signs,
-    `\frac{a}{b}`, `a/b`, `\sqrt{}`, `\pi`: 0.5 == 1/2 == \frac{1}{2}, -\frac{1}{2} == \frac{-1}{2},
-    \sqrt{8} == 2\sqrt{2}, \frac{\pi}{2} == \pi/2; but 1/3 != 0.333 (fractions.Fraction, no floats).
-  * Tuples and intervals `(a, b)`, `[a, b)` compare element-wise and the brackets must match;
-    a bare list `a, b` or a set `\{a, b\}` compares as a multiset, so "1, 2" != "1".
+  * Exact values (fractions.Fraction, no floats: 1/3 != 0.333): sums of terms c * sqrt(r) * monomial, c
+    rational, from integers, decimals, `0.1\overline{6}`, `\frac{a}{b}`, `a/b`, `\sqrt{}`, `\pi`,
+    single-letter variables, brackets, `\cdot`/`\times` and integer powers:
+    0.5 == 1/2 == (1/2), \sqrt{8} == 2\sqrt{2}, \frac{\pi}{2} == \pi/2, 1+\sqrt{3} == \sqrt{3}+1,
+    \frac{x}{2} == \frac{1}{2}x, 3\times 10^5 == 300000.
+    What is left to compute is not an answer: a policy could box the problem's own `17 \cdot 23` or
+    `2^{10}`. So a sum with like terms (`90-45`, `\frac12+\frac13`), a product of two rational factors
+    (`2 \cdot 3`; a power of ten may join one), a power of anything but a variable, \pi or 10
+    (`2^{10}`, `\sqrt{3}^2`), and a bracketed sum times anything (`2(x+1)` != `2x+2`) have no value.
+    Fractions and radicals are still simplified (`\frac{6}{8}` == `\frac34`, `\sqrt{2}\sqrt{3}` == `\sqrt{6}`),
+    so a quotient such as `12/4` does count as 3.
   * A gold answer stored still boxed (`\boxed{5}`) is unwrapped.
   * Anything else compares as normalised text (case-sensitive).
-Not recognised (a right answer in these forms scores as wrong): algebra (`x+1` vs `1+x`, sums of radicals),
-scientific notation, mixed numbers (`2\frac{1}{2}` is ambiguous with a product: text only), `\pm`,
-numbers longer than MAX_DIGITS digits (text only), answers longer than MAX_ANSWER_CHARS (raw text).
+Not recognised (a right answer in these forms scores as wrong): the arithmetic above, expanded against
+factored forms (`(x+1)^2` vs `x^2+2x+1`), letters side by side (`xy` is a word, not a product), functions
+(`\sin x` vs `\sin(x)`), `e` notation (`1e3`), cube and higher roots, degrees against radians, mixed
+numbers (`2\frac{1}{2}` is ambiguous with a product: text only), numbers longer than MAX_DIGITS digits
+(text only), answers longer than MAX_ANSWER_CHARS (raw text).
 An empty answer never matches. No function raises on `str` input, and the work is bounded: every
 scan is linear, and answers past MAX_ANSWER_CHARS skip normalisation (1 MB of text: a few ms).
 """
@@ -56,46 +69,66 @@ from common import InputError, Parser, cli, read_jsonl
 MAX_ANSWER_CHARS = 1_000  # real final answers (matrices included) are a few hundred at most; bounds the work
 MAX_DIGITS = 300  # longer digit strings compare as text (int() of huge strings is slow or raises)
 MAX_RADICAND = 10_000  # keeps the square-factor search of sqrt(r) tiny
-MAX_DEPTH = 8  # nesting of \frac / \sqrt that _value follows before giving up
+MAX_DEPTH = 8  # nesting of \frac / \sqrt / brackets that _value follows before giving up
+MAX_POWER = 100  # largest exponent (of a number or a variable) that _value works out
+POWER_BITS = 4_000  # and the largest numerator or denominator a power may reach, in bits
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # The box commands spelt backwards, for a search of the reversed text whose first match is the last box; each
 # starts with its literal (a fast scan) and then checks that no letter follows the command (not \fboxsep).
 _BOXES_REVERSED = [re.compile(re.escape(c[::-1]) + f"(?<![A-Za-z]{re.escape(c[::-1])})") for c in _BOX_COMMANDS]
-_UNIT = (r"(?:(?:square|sq|cubic)\s+)?(?:units?|cm|mm|km|m|meters?|metres?|centimeters?|kilometers?"
+_UNIT = (r"(?:(?:square|sq\.?|cubic)\s*)?(?:units?|cm|mm|km|m|meters?|metres?|centimeters?|kilometers?"
          r"|inch(?:es)?|in|feet|foot|ft|yards?|miles?|mph|degrees?|radians?|dollars?|cents?|seconds?"
          r"|minutes?|hours?|days?|weeks?|months?|years?|grams?|kg|pounds?|lbs?|ounces?|liters?"
          r"|gallons?|percent)(?:\s*\^\s*\{?[23]\}?)?")
+_AFTER_NUMBER = r"(?:(?<=[\d}])|(?<=\\pi))"  # where a unit may follow: 5, \frac{1}{2}, 2\pi
+_HEDGE = r"(?:or|and|to|not|no|more|less|than|at|about|approximately|roughly|nearly|over|under|each|per|only|if)\b"
 _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"(?<=\d)(?:\{,\}|,\\!|\\,)(?=\d{3}(?!\d))", ""),  # thousands, spelt unambiguously: 1{,}000, 1,\!000, 1\,000
     (r"(?<!\\)\\[!,;:> ]|\\(?:q?quad|displaystyle)(?![A-Za-z])|~", " "),  # spacing, not the \\ of a row
     (r"\\\$|\$", ""),  # math delimiters and dollar signs: \$18.90 -> 18.90
     (r"\\(?:left|right)(?:\.|(?![A-Za-z]))", ""),  # \left( 1, 2 \right) -> (1, 2); `\left.` shows nothing
+    (r"\\langle(?![A-Za-z])", "("),  # a vector <1, 2> is the tuple (1, 2)
+    (r"\\rangle(?![A-Za-z])", ")"),
+    (r"\\(?:leq?|leqslant)(?![A-Za-z])|≤", "<="),
+    (r"\\(?:geq?|geqslant)(?![A-Za-z])|≥", ">="),
     (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"),
     (r"−", "-"),
     (r"π", r"\\pi "),
+    (r"\\mathbb\s*(?:\{\s*R\s*\}|R(?![A-Za-z]))|\\text\s*\{\s*all\s+real\s+numbers\s*\}", r"(-\\infty,\\infty)"),
     (r"(?:(?:^|(?<=[,(\[]))\s*\+\s*)?(?:\\infty(?![A-Za-z])|∞)", r"\\infty "),  # [2, +\infty) -> [2, \infty)
-    (r"\\varnothing(?![A-Za-z])|∅", r"\\emptyset "),
+    (r"\\varnothing(?![A-Za-z])|∅|\\\{\s*\\\}", r"\\emptyset "),  # and the set \{\} with nothing in it
     (r"(?<=\\begin\{)bmatrix\}|(?<=\\end\{)bmatrix\}", "pmatrix}"),  # brackets or parentheses: one matrix
     (r"\^\s*\{?\s*\\circ\s*\}?|(?<=\d)\s*\\circ(?![A-Za-z])|°", ""),  # 30^\circ, 30^{\circ} -> 30; not f \circ g
     (r"\\?%", ""),  # 50\% -> 50
-    (r"\\(?:text|mbox|mathrm)\s*\{\s*" + _UNIT + r"\s*\}(?:\s*\^\s*\{?[23]\}?)?", ""),  # 5\text{ cm}^2
+    (r"\s*\\(?:text|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}\s*", ","),  # 2 \text{ or } 3: the list 2, 3 (which is not 2)
+    (_AFTER_NUMBER + r"\s*\\(?:text|mbox|mathrm)\s*\{\s*" + _UNIT + r"\s*\}(?:\s*\^\s*\{?[23]\}?)?", ""),  # 5\text{ cm}^2
+    (_AFTER_NUMBER + r"\s*\\(?:text|mbox|mathrm)\s*\{\s*(?!" + _HEDGE + r")[A-Za-z]+\s*\}(?=\s*\.?\s*$)",
+     ""),  # a last word after a number: 6 \text{ ways} -> 6, but not 5 \text{ more} or 3 \text{ is true}
     (r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1"),  # \text{(C)} -> (C)
     (r"(?<=[\d}])\s+" + _UNIT + r"\s*$", ""),  # bare trailing unit: 5 cm -> 5
 ]]
-_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*=\s*")  # x =, p(x) =, \theta =
+# x =, p(x) =, \theta =, x \in
+_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?![A-Za-z]))\s*")
 # Spaces go, except between two digits, which stay apart: `2 1/2` is not 21/2 (but `\log_2 3` is `\log_23`).
 _SPACES = re.compile(r"(?<=\d)(?<![_^]\d)(\s+)(?=\d)|\s+")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\sqrt(\w)", r"\\sqrt{\1}"),  # \sqrt2 -> \sqrt{2}
     (r"([_^])\{(\w)\}", r"\1\2"),  # x^{2} -> x^2, \log_{2} -> \log_2
-    (r"\\frac(\d)(\d)", r"\\frac{\1}{\2}"),  # \frac12 -> \frac{1}{2}
+    (r"\\frac(\d) ?(\d)", r"\\frac{\1}{\2}"),  # \frac12, \frac 1 2 -> \frac{1}{2}
     (r"\\frac(\d)(?=\{)", r"\\frac{\1}"),  # \frac1{2}
     (r"(\\frac\{[^{}]*\})(\d)", r"\1{\2}"),  # \frac{1}2
     (r"^\(([A-E])\)$", r"\1"),  # multiple choice: (C) -> C
 ]]
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d+)\}")  # 0.1\overline{6} = 1/6
+_POWER = re.compile(r"\^(?:(\d)|\{([-+]?\d{1,3})\})")  # an integer exponent: 2^3, 2^{10}, 2^{-1}
+_TIMES = re.compile(r"\\(?:cdot|times)(?!s)")
+_PLUS_MINUS = re.compile(r"\\pm(?![A-Za-z])")
+_MATRIX = re.compile(r"\\begin\{([pv]matrix)\}(.*)\\end\{\1\}")
+_INEQUALITY = re.compile(r"([A-Za-z])(<=|>=|<|>)(.+)")  # x>=3 -> [3,\infty)
+_BETWEEN = re.compile(r"(.+?)(<=|<)([A-Za-z])(<=|<)(.+)")  # 2<=x<3 -> [2,3)
 _BOX_SPACE = re.compile(r"[ \t]*")
 _BOX_BRACE = re.compile(r"\s*\{")  # LaTeX reads a newline before the argument as a space
 _BOX_TOKEN = re.compile(r"(?:\w|[-+.(\[]|\\[A-Za-z])[^\s$]*")  # not `\boxed\;5`: an empty box, then 5
@@ -103,7 +136,12 @@ _ANSWER_PHRASES = ("answer is", "Answer is", "ANSWER IS")  # rfind, not lower():
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")  # a period that ends a sentence, not the one in 3.5
 
 # An exact value c * sqrt(r) * pi^k as (c, r, k), with r square-free so that equal values are equal tuples.
-Value = tuple[Fraction, int, int]
+# An exact value is a sum of terms c * sqrt(r) * monomial: c rational, r square-free, the monomial a sorted tuple
+# of (symbol, power) pairs (\pi is a symbol, and so is a single-letter variable). A Value holds the sum's terms
+# as sorted ((r, monomial), c) pairs with like terms merged, so that equal values are equal tuples; () is zero.
+Term = tuple[Fraction, int, tuple]
+Value = tuple
+_ONE: Term = (Fraction(1), 1, ())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,30 +239,14 @@ def normalize_answer(s: str) -> str:
     s = _SPACES.sub(lambda space: " " if space.group(1) else "", head + s)
     for pattern, replacement in _SHORTHANDS:
         s = pattern.sub(replacement, s)
+    if between := _BETWEEN.fullmatch(s):  # 2<=x<3 -> [2,3)
+        low, low_op, _, high_op, high = between.groups()
+        s = f"{'[' if low_op == '<=' else '('}{low},{high}{']' if high_op == '<=' else ')'}"
+    elif inequality := _INEQUALITY.fullmatch(s):  # x>=3 -> [3,\infty), x<2 -> (-\infty,2)
+        _, op, bound = inequality.groups()
+        s = f"[{bound},\\infty)" if op == ">=" else f"({bound},\\infty)" if op == ">" else \
+            f"(-\\infty,{bound}]" if op == "<=" else f"(-\\infty,{bound})"
     return s
-
-
-def _canonical(c: Fraction, r: int, k: int) -> Value | None:
-    """(c, r, k) with the square factors of r moved into c, so sqrt(8) and 2 sqrt(2) agree."""
-    if c == 0 or r == 0:
-        return Fraction(0), 1, 0
-    if r > MAX_RADICAND:
-        return None
-    for f in range(math.isqrt(r), 1, -1):
-        if r % (f * f) == 0:
-            return c * f, r // (f * f), k
-    return c, r, k
-
-
-def _multiply(a: Value | None, b: Value | None) -> Value | None:
-    return None if a is None or b is None else _canonical(a[0] * b[0], a[1] * b[1], a[2] + b[2])
-
-
-def _divide(a: Value | None, b: Value | None) -> Value | None:
-    """a / b, rationalising the denominator: 1 / sqrt(r) = sqrt(r) / r."""
-    if a is None or b is None or b[0] == 0:
-        return None
-    return _canonical(a[0] / (b[0] * b[1]), a[1] * b[1], a[2] - b[2])
 
 
 def _split_top(s: str, sep: str) -> list[str] | None:
@@ -243,41 +265,191 @@ def _split_top(s: str, sep: str) -> list[str] | None:
     return parts + [s[start:]] if depth == 0 else None
 
 
-def _value(s: str, depth: int = 0) -> Value | None:
-    r"""Exact value of a normalised product like `-2\sqrt{3}\pi`, `\frac{a}{b}` or `a/b`; else None."""
-    if depth > MAX_DEPTH or not s:
+def _term(c: Fraction, r: int = 1, monomial: tuple = ()) -> Term | None:
+    """The term c * sqrt(r) * monomial with the square factors of r moved into c (sqrt(8) = 2 sqrt(2)), so
+    that equal terms are equal tuples; None if r is past MAX_RADICAND."""
+    if c == 0 or r == 0:
+        return Fraction(0), 1, ()
+    if r > MAX_RADICAND:
         return None
-    sign = -1 if s[0] == "-" else 1
-    s = s[1:] if s[0] in "+-" else s
-    if not s:
+    for f in range(math.isqrt(r), 1, -1):
+        if r % (f * f) == 0:
+            return c * f, r // (f * f), monomial
+    return c, r, monomial
+
+
+def _monomial(a: tuple, b: tuple, sign: int = 1) -> tuple | None:
+    """The monomial a * b (sign 1) or a / b (sign -1), as sorted (symbol, power) pairs; None past MAX_POWER."""
+    powers = Counter(dict(a))
+    for symbol, power in b:
+        powers[symbol] += sign * power
+    if any(abs(power) > MAX_POWER for power in powers.values()):
         return None
-    halves = _split_top(s, "/")
-    if halves is not None and len(halves) == 2:
-        ratio = _divide(_value(halves[0], depth + 1), _value(halves[1], depth + 1))
-        return _multiply((Fraction(sign), 1, 0), ratio)
-    value: Value | None = (Fraction(sign), 1, 0)
-    i = 0
-    if number := _NUMBER.match(s):
-        if len(number.group()) > MAX_DIGITS or s.startswith("\\frac", number.end()):
-            return None  # huge, or a mixed number such as 2\frac{1}{2}
-        value, i = (Fraction(sign) * Fraction(number.group()), 1, 0), number.end()
-    while i < len(s) and value is not None:
-        if s.startswith("\\pi", i) and not s[i + 3:i + 4].isalpha():
-            value, i = _multiply(value, (Fraction(1), 1, 1)), i + 3
-        elif s.startswith("\\sqrt{", i) and (end := _closing_brace(s, i + 5)) >= 0:
-            radicand = _value(s[i + 6:end], depth + 1)
-            if radicand is None or radicand[1:] != (1, 0) or radicand[0] < 0:
-                return None
-            root = _canonical(Fraction(1, radicand[0].denominator),
-                              radicand[0].numerator * radicand[0].denominator, 0)
-            value, i = _multiply(value, root), end + 1
-        elif s.startswith("\\frac{", i) and (mid := _closing_brace(s, i + 5)) >= 0 \
-                and s.startswith("{", mid + 1) and (end := _closing_brace(s, mid + 1)) >= 0:
-            ratio = _divide(_value(s[i + 6:mid], depth + 1), _value(s[mid + 2:end], depth + 1))
-            value, i = _multiply(value, ratio), end + 1
-        else:
+    return tuple(sorted((symbol, power) for symbol, power in powers.items() if power))
+
+
+def _times(a: Term | None, b: Term | None) -> Term | None:
+    if a is None or b is None or (monomial := _monomial(a[2], b[2])) is None:
+        return None
+    return _term(a[0] * b[0], a[1] * b[1], monomial)
+
+
+def _over(a: Term | None, b: Term | None) -> Term | None:
+    """a / b, rationalising the denominator: 1 / sqrt(r) = sqrt(r) / r."""
+    if a is None or b is None or b[0] == 0 or (monomial := _monomial(a[2], b[2], -1)) is None:
+        return None
+    return _term(a[0] / (b[0] * b[1]), a[1] * b[1], monomial)
+
+
+def _power(a: Term | None, n: int) -> Term | None:
+    """a ** n for an integer n, while the numbers stay below POWER_BITS bits."""
+    if a is None or abs(n) > MAX_POWER or max(a[0].numerator.bit_length(), a[0].denominator.bit_length()) * abs(n) > POWER_BITS:
+        return None
+    c, r, monomial = a
+    m = abs(n)
+    power = _term(c ** m * r ** (m // 2), r if m % 2 else 1, tuple((symbol, p * m) for symbol, p in monomial))
+    return power if n >= 0 else _over(_ONE, power)
+
+
+def _sum(terms: list[Term | None]) -> Value | None:
+    """The sum of the terms, like terms merged (1 + sqrt(3) + 1 = 2 + sqrt(3)); None if a term is None."""
+    total: dict = {}
+    for term in terms:
+        if term is None:
             return None
-    return value
+        c, r, monomial = term
+        total[r, monomial] = total.get((r, monomial), 0) + c
+    return tuple(sorted((key, c) for key, c in total.items() if c))
+
+
+def _single(value: Value | None) -> Term | None:
+    """The one term of a value (0 for the empty sum); None for a sum of several terms."""
+    if value is None or len(value) > 1:
+        return None
+    return next(((c, r, monomial) for (r, monomial), c in value), (Fraction(0), 1, ()))
+
+
+def _split_terms(s: str) -> list[tuple[int, str]] | None:
+    """s cut at its top-level + and - signs into (sign, term) pairs; None if a term is empty or the brackets
+    do not nest. A sign right after ^ or _ is an exponent's or an index's, not a cut."""
+    sign, start = (-1 if s[:1] == "-" else 1), int(s[:1] in "+-")
+    parts, depth = [], 0
+    for i in range(start, len(s)):
+        c = s[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c in "+-" and depth == 0 and s[i - 1] not in "^_":
+            parts.append((sign, s[start:i]))
+            sign, start = (-1 if c == "-" else 1), i + 1
+    parts.append((sign, s[start:]))
+    return None if depth or not all(term for _, term in parts) else parts
+
+
+def _group_end(s: str, i: int) -> int:
+    """Index of the `)` that closes the `(` at s[i], counting all three kinds of bracket; -1 if none does."""
+    depth = 0
+    for j in range(i, len(s)):
+        depth += (s[j] in "([{") - (s[j] in ")]}")
+        if depth == 0:
+            return j if s[j] == ")" else -1
+    return -1
+
+
+def _value(s: str, depth: int = 0) -> Value | None:
+    r"""Exact value of a normalised sum of products, like `1-\frac{\sqrt{3}}{2}x` or `3\cdot10^5`; else None."""
+    if depth > MAX_DEPTH or not s or (terms := _split_terms(s)) is None:
+        return None
+    out: list[Term | None] = []
+    for sign, text in terms:
+        halves = _split_top(text, "/")
+        if halves is None or len(halves) > 2:
+            return None
+        value = _product(halves[0], depth)
+        if len(halves) == 2:  # a/b: a may be a sum, b must be one term
+            denominator = _single(_product(halves[1], depth))
+            value = None if value is None else _sum([_over(t, denominator) for t in _terms(value)])
+        if value is None:
+            return None
+        out += [_times((Fraction(sign), 1, ()), t) for t in _terms(value)]
+    if len({term[1:] for term in out if term is not None}) < len(out):
+        return None  # like terms, as in 90-45 or 1+\sqrt{2}+\sqrt{2}: arithmetic left undone, not an answer
+    return _sum(out)
+
+
+def _terms(value: Value) -> list[Term]:
+    return [(c, r, monomial) for (r, monomial), c in value]
+
+
+def _product(s: str, depth: int) -> Value | None:
+    r"""Exact value of factors written side by side or joined by `\cdot` / `\times`, each with an optional
+    integer power.
+
+    What is left to compute is not an answer, so that a policy cannot pass by copying the problem's
+    `17\cdot 23` or `2^{10}`: a product holds at most one rational factor (and a power of ten: `3\times 10^5`),
+    only variables, \pi and 10 take powers, and a sum in brackets may stand alone but is not multiplied out
+    (`2(x+1)` is not `2x+2`)."""
+    factors, rationals, i = [], 0, 0
+    while i < len(s):
+        if factors and (times := _TIMES.match(s, i)):
+            i = times.end()
+        factor, i = _factor(s, i, depth)
+        term = _single(factor)
+        if term is not None and (power := _POWER.match(s, i)):
+            ten = term == (Fraction(10), 1, ())
+            variable = term[:2] == (1, 1) and len(term[2]) == 1 and term[2][0][1] == 1  # x or \pi
+            factor = _sum([_power(term, int(power.group(1) or power.group(2)))]) if ten or variable else None
+            term, i = None if ten else term, power.end()  # a power of ten is not the product's rational factor
+        if factor is None:
+            return None
+        rationals += term is not None and term[1:] == (1, ())
+        factors.append(factor)
+    if len(factors) == 1:
+        return factors[0]
+    if rationals > 1:
+        return None
+    product: Term | None = _ONE
+    for factor in factors:
+        product = _times(product, _single(factor))
+    return None if product is None else _sum([product])
+
+
+def _factor(s: str, i: int, depth: int) -> tuple[Value | None, int]:
+    r"""The factor that starts at s[i] and the index after it: a number (`0.\overline{3}` too), `\pi`, a
+    single-letter variable, `\sqrt{..}`, `\frac{..}{..}`, or a bracketed `(..)` / `{..}`; (None, i) if none."""
+    if i >= len(s):
+        return None, i
+    if repeating := _REPEATING.match(s, i):
+        whole, fixed, cycle = repeating.groups()
+        if len(repeating.group()) > MAX_DIGITS:
+            return None, i
+        tail = Fraction(int(fixed + cycle) - int(fixed or "0"), 10 ** len(fixed) * (10 ** len(cycle) - 1))
+        return _sum([(int(whole or "0") + tail, 1, ())]), repeating.end()
+    if number := _NUMBER.match(s, i):
+        if len(number.group()) > MAX_DIGITS or s.startswith("\\frac", number.end()):
+            return None, i  # huge, or a mixed number such as 2\frac{1}{2}
+        return _sum([_term(Fraction(number.group()))]), number.end()
+    if s.startswith("\\pi", i):
+        return _sum([(Fraction(1), 1, (("\\pi", 1),))]), i + 3
+    if s[i].isascii() and s[i].isalpha() and not s[i + 1:i + 2].isalpha() and s[i + 1:i + 2] != "(":
+        return _sum([(Fraction(1), 1, ((s[i], 1),))]), i + 1  # x; not xy (a word?) nor f(x) (a function?)
+    if s.startswith("\\sqrt{", i) and (end := _closing_brace(s, i + 5)) >= 0:
+        radicand = _single(_value(s[i + 6:end], depth + 1))
+        if radicand is None or radicand[1:] != (1, ()) or radicand[0] < 0:
+            return None, i
+        root = _term(Fraction(1, radicand[0].denominator), radicand[0].numerator * radicand[0].denominator)
+        return _sum([root]), end + 1
+    if s.startswith("\\frac{", i) and (mid := _closing_brace(s, i + 5)) >= 0 \
+            and s.startswith("{", mid + 1) and (end := _closing_brace(s, mid + 1)) >= 0:
+        numerator, denominator = _value(s[i + 6:mid], depth + 1), _single(_value(s[mid + 2:end], depth + 1))
+        return (None if numerator is None else _sum([_over(t, denominator) for t in _terms(numerator)])), end + 1
+    end = _group_end(s, i) if s[i] == "(" else _closing_brace(s, i) if s[i] == "{" else -1
+    if end > i:
+        return _value(s[i + 1:end], depth + 1), end + 1
+    return None, i
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,24 +460,51 @@ def _signatures(s: str) -> tuple[tuple, tuple, bool]:
     """Hashable summaries of a normalised answer: (with the variables its items name, without them,
     whether it names any); see is_equiv.
 
-    Tuples and intervals keep order and their brackets; bare lists and sets are multisets. Each
-    element is its exact value when it has one, else its text.
+    Tuples, intervals and matrices keep order and their brackets; bare lists and sets are multisets, and so
+    is `a \\pm b` (the list a+b, a-b). Each element compares as _key says.
     """
     head = _NAME.match(s)  # the name of a whole tuple or set: `x = (1, 2)`
     rest, whole = (s[head.end():], head.group(1)) if head else (s, "")
     brackets, items, lead = "", [s], ""
-    if len(rest) >= 2 and rest[0] in "([" and rest[-1] in ")]" and len(parts := _split_top(rest[1:-1], ",") or []) >= 2:
-        brackets, items, lead = rest[0] + rest[-1], parts, whole
+    if tuple_ := _tuple(rest):
+        (brackets, items), lead = tuple_, whole
     elif rest.startswith("\\{") and rest.endswith("\\}") and len(rest) >= 4 and (parts := _split_top(rest[2:-2], ",")):
         items, lead = parts, whole
+    elif (matrix := _MATRIX.fullmatch(rest)) and (cells := _cells(matrix.group(2))):
+        brackets, items, lead = f"{matrix.group(1)} {len(cells)}x{len(cells[0])}", [c for row in cells for c in row], whole
     elif len(parts := _split_top(s, ",") or []) >= 2:  # a list: each item may name its own variable
         items = parts
+    elif len(_PLUS_MINUS.findall(s)) == 1:  # 1 \pm \sqrt{2}: the two answers 1+\sqrt{2}, 1-\sqrt{2}
+        items = [_PLUS_MINUS.sub(sign, s) for sign in "+-"]
     named = [_NAME.match(item) for item in items]
     names = [name.group(1) if name else "" for name in named]
     items = [item[name.end():] if name else item for item, name in zip(items, named)]  # x=1 -> 1
-    keys = [_value(item) or item for item in items]
+    keys = [_key(item) for item in items]
     summary = lambda keys: (brackets, tuple(keys)) if brackets else ("", frozenset(Counter(keys).items()))
     return (lead, summary(zip(names, keys))), summary(keys), bool(lead) or any(names)
+
+
+def _tuple(s: str) -> tuple[str, list[str]] | None:
+    """(brackets, elements) of a tuple or an interval: `(a, b)`, `[a, b)`; None for anything else."""
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and len(parts := _split_top(s[1:-1], ",") or []) >= 2:
+        return s[0] + s[-1], parts
+    return None
+
+
+def _cells(body: str) -> list[list[str]] | None:
+    """The rows of a matrix's body `a&b\\\\c&d`, as lists of cells; None if the rows differ in length."""
+    rows = [row.split("&") for row in body.removesuffix("\\\\").split("\\\\")]
+    return rows if len({len(row) for row in rows}) == 1 else None
+
+
+def _key(item: str):
+    """How one element compares: by its exact value; else, for a tuple such as one point of a list of points,
+    by its brackets and its elements' values; else by its text."""
+    if (value := _value(item)) is not None:
+        return value
+    if tuple_ := _tuple(item):
+        return tuple_[0], tuple(value if (value := _value(x)) is not None else x for x in tuple_[1])
+    return item
 
 
 def _math_verify_equiv(pred: str, gold: str) -> bool:
@@ -333,6 +532,8 @@ def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
         return False
     if a == b:
         return True
+    if a.isalpha() and b.isalpha() and len(a) > 1:  # words: \text{Odd} is odd; but the variable a is not A
+        return a.casefold() == b.casefold()
     (named_a, bare_a, names_a), (named_b, bare_b, names_b) = _signatures(a), _signatures(b)
     # Variables named on both sides must agree (`x = 5` != `y = 5`); one side naming none compares values
     # alone (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`).

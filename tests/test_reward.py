@@ -87,6 +87,47 @@ EQUIVALENT = [
     ("\\begin{bmatrix} 1 \\\\ -2 \\end{bmatrix}", "\\begin{pmatrix}1\\\\-2\\end{pmatrix}"),
     ("\\left. 5 \\right.", "5"),  # \left. and \right. are invisible delimiters
     ("\\boxed{\\frac{1}{2}}", "0.5"),  # a gold answer stored still boxed
+    ("\\sqrt{3}+1", "1+\\sqrt{3}"),  # sums in any order
+    ("\\dfrac{\\sqrt{5}-1}{2}", "\\frac{-1+\\sqrt{5}}{2}"),
+    ("\\frac{1}{2}+\\frac{\\sqrt{3}}{2}", "\\frac{1+\\sqrt3}{2}"),
+    ("1+x^2", "x^2+1"),  # single-letter variables
+    ("\\frac{1}{2}x", "\\frac{x}{2}"),
+    ("x^2y", "y \\cdot x^2"),
+    ("2\\cdot\\sqrt{3}", "2\\sqrt{3}"),  # \cdot and \times
+    ("2 \\times \\sqrt{3}", "\\sqrt{3}\\cdot 2"),
+    ("3 \\times 10^5", "300{,}000"),  # scientific notation
+    ("1.5\\cdot 10^{-3}", "0.0015"),
+    ("\\pi^{-1}", "\\frac{1}{\\pi}"),
+    ("(1/2)", "\\frac{1}{2}"),  # brackets around a value
+    ("-(1/2)", "-0.5"),
+    ("{5}", "5"),
+    ("1/(2\\pi)", "\\frac{1}{2\\pi}"),
+    ("0.\\overline{3}", "\\frac13"),  # repeating decimals
+    ("0.1\\overline{6}", "\\frac{1}{6}"),
+    ("\\frac 1 2", "\\frac12"),
+    ("\\text{Odd}", "\\text{odd}"),  # words ignore case
+    ("\\text{No solution}", "no solution"),
+    ("3 \\text{ hrs}", "3"),  # one last word after a number
+    ("6 \\text{ ways}.", "6"),
+    ("15 \\text{ sq. units}", "15"),
+    ("2\\pi \\text{ cm}", "2\\pi"),
+    ("45^{\\circ}\\text{C}", "45"),
+    ("x = -2 \\text{ or } x = 3", "-2, 3"),  # `or` and `and` between answers make a list
+    ("2 \\text{ and } 3", "3, 2"),
+    ("1 \\pm \\sqrt{2}", "1-\\sqrt{2}, 1+\\sqrt{2}"),  # \pm is the list of both
+    ("\\pm 2", "2, -2"),
+    ("x \\in [1,5)", "[1,5)"),  # inequalities and \in are intervals
+    ("x \\ge 3", "[3,\\infty)"),
+    ("x > 5", "(5, \\infty)"),
+    ("x \\leq 2", "(-\\infty, 2]"),
+    ("2 \\le x < 3", "[2,3)"),
+    ("\\mathbb{R}", "(-\\infty,\\infty)"),
+    ("\\text{all real numbers}", "(-\\infty, \\infty)"),
+    ("\\{\\}", "\\emptyset"),
+    ("\\langle 1, 2 \\rangle", "(1,2)"),  # a vector
+    ("(0.5, 1), (3, 4)", "(3,4),(\\frac12,1)"),  # a list of points
+    ("\\begin{pmatrix} 1/2 \\\\ -2 \\end{pmatrix}", "\\begin{pmatrix}\\frac{1}{2}\\\\-2\\end{pmatrix}"),  # matrices by entry
+    ("\\begin{pmatrix} 0.5 & 1 \\\\ 2 & 3 \\end{pmatrix}", "\\begin{bmatrix}\\frac12&1\\\\2&3\\end{bmatrix}"),
 ]
 
 NOT_EQUIVALENT = [
@@ -136,6 +177,30 @@ NOT_EQUIVALENT = [
     ("1+\\infty", "1\\infty"),  # a plus sign goes only where an interval's end is
     ("\\begin{vmatrix} 1 \\end{vmatrix}", "\\begin{pmatrix} 1 \\end{pmatrix}"),  # a determinant
     ("\\boxed{5}, 6", "5"),  # a box inside an answer is not unwrapped
+    ("90-45", "45"),  # arithmetic left undone: a policy could copy the problem's own expression
+    ("2+3", "5"),
+    ("\\frac{1}{2}+\\frac{1}{3}", "\\frac{5}{6}"),
+    ("\\sqrt{2}+\\sqrt{2}", "2\\sqrt{2}"),
+    ("17 \\cdot 23", "391"),
+    ("2(3)", "6"),
+    ("2^{10}", "1024"),
+    ("\\sqrt{3}^2", "3"),
+    ("(2x)^2", "4x^2"),
+    ("2(x+1)", "2x+2"),  # factored and expanded forms differ
+    ("(x+1)^2", "x^2+2x+1"),
+    ("1-\\sqrt{3}", "1+\\sqrt{3}"),
+    ("\\sqrt{3}-1", "1-\\sqrt{3}"),
+    ("xy", "yx"),  # letters side by side are a word, not a product
+    ("f(x)", "xf"),
+    ("a", "A"),  # a single letter keeps its case
+    ("5 \\text{ more}", "5"),  # hedges and sentences after a number stay
+    ("5 \\text{ or more}", "5"),
+    ("3 \\text{ is impossible}", "3"),
+    ("\\pm 2", "2"),
+    ("x > 5", "[5,\\infty)"),
+    ("0.\\overline{3}", "0.3"),
+    ("\\begin{pmatrix} 1 & 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),  # shape counts
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
 ]
 
 
@@ -155,6 +220,8 @@ def test_not_equivalent(pred, gold):
     ("\\$1,\\!000", "1000"),
     ("\\text{(C)}", "C"),
     ("5 \\text{ cm}^2", "5"),
+    ("2 \\le x < 3", "[2,3)"),
+    ("x = 2 \\text{ or } x = 3", "x=2,x=3"),
 ])
 def test_normalize_answer(raw, normalised):
     assert normalize_answer(raw) == normalised
@@ -235,6 +302,8 @@ def test_compute_reward_custom_values():
     ("\\boxed{4, 5}", "5", -0.5),  # hedged candidates
     ("\\boxed{4 \\text{ or } 5}", "5", -0.5),
     ("\\boxed{15}", "5", -0.5),  # the gold as a substring
+    ("Compute $17 \\cdot 23$. ... \\boxed{17 \\cdot 23}", "391", -0.5),  # the problem's expression, not worked out
+    ("What is $2^{10}$? ... \\boxed{2^{10}}", "1024", -0.5),
     ("\\boxed{5} ... wait, \\boxed{5", "5", -1.0),  # truncated last box, earlier draft ignored
     ("\\boxed{\\boxed{5}}", "5", 1.0),
 ])
@@ -265,7 +334,9 @@ def test_math_verify_backend():  # math-verify is a dev requirement: this runs, 
 LATEX_PIECES = ["\\boxed{", "\\boxed ", "\\fbox{", "{", "}", "\\", "\\{", "\\}", "$", "\\frac", "\\dfrac",
                 "\\sqrt", "\\pi", "\\left(", "\\right)", "\\text{", " cm", "^\\circ", "\\%", "\\!", "{,}",
                 "1", "0", "9", "-", "+", ".", ",", "/", "(", ")", "[", "]", "x", "=", " ", "\n", "####",
-                "the answer is ", "é", "\x00"]
+                "the answer is ", "é", "\x00", "\\cdot", "\\times", "^", "^{", "\\pm", "\\overline{", "\\langle",
+                "\\le ", "<", ">", "&", "\\\\", "\\begin{pmatrix}", "\\end{pmatrix}", "\\text{ or }", " ways", "y",
+                "\\mathbb{R}"]
 latex_soup = st.lists(st.sampled_from(LATEX_PIECES), max_size=80).map("".join)
 any_text = st.one_of(st.text(max_size=200), latex_soup)
 
