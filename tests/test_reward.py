@@ -215,6 +215,17 @@ def test_not_equivalent(pred, gold):
     assert not is_equiv(pred, gold)
 
 
+def test_labelled_answer_pairs():
+    """450 answer pairs labelled by hand (answer_pairs.jsonl, written to probe the grader). It agrees with
+    every label except the pairs marked "miss", each with its reason: 10 that it calls equal against the
+    label (documented choices, such as dropping unit words) and 42 that it calls unequal."""
+    records = [json.loads(line) for line in (Path(__file__).parent / "answer_pairs.jsonl").read_text().splitlines()]
+    wrong = [(r["pred"], r["gold"]) for r in records if is_equiv(r["pred"], r["gold"]) != r["equal"]]
+    assert wrong == [(r["pred"], r["gold"]) for r in records if "miss" in r]
+    misses = [r for r in records if "miss" in r]
+    assert (len(records), sum(not r["equal"] for r in misses), sum(r["equal"] for r in misses)) == (450, 10, 42)
+
+
 @pytest.mark.parametrize("raw, normalised", [
     ("x = \\left( \\dfrac12, 1{,}000 \\right).", "x=(\\frac{1}{2},1000)"),
     ("\\$1,\\!000", "1000"),
