@@ -23,33 +23,39 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
     `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\frac 1 2`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/
     `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`, `+\infty` = `∞` = `\infty`, `\varnothing`
     = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2 \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all
-    real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `[3, \infty)`, `2 \le x < 3` = `[2, 3)`.
+    real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`.
   * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
-  * Names: an answer, or each item of a list, may start with `x =`, `x \in`, `p(x) =` or `\theta =`.
+  * Names: an answer, or each item of a list, may start with `x =`, `p(x) =`, `\theta =` or (before a set)
+    `x \in`.
     When one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`);
     when both do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`).
   * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `°`), a unit
-    word after a number (`5 \text{ cm}^2` == `5`), and any other one last word after it
-    (`6 \text{ ways}` == `6`) unless it hedges (`5 \text{ more}`, `5 \text{ or more}` stay).
+    word after a number (`5 \text{ cm}^2` == `5`, `45^\circ\text{C}` == `45`), and one last plural word after
+    it, a count of things (`6 \text{ ways}` == `6`), unless it names a fraction or a power of ten or is not
+    a count (`5 \text{ halves}`, `5 \text{ thousands}`, `5 \text{ more}` stay).
   * Lists: `a, b`, `a \text{ or } b`, `a \text{ and } b`, a set `\{a, b\}`, and `a \pm b` (= `a+b, a-b`)
     compare as multisets, so a hedge `2 \text{ or } 3` is not `2`. Tuples and intervals `(a, b)`,
     `[a, b)` and matrices compare element-wise; brackets and shapes must match.
   * Thousands separators: `1{,}000`, `1,\!000` and `1\,000` anywhere, and a plain comma when the whole answer
     is grouped by threes: `1,000` == `1000`, but `1, 234` is a list.
   * Exact values (fractions.Fraction, no floats: 1/3 != 0.333): sums of terms c * sqrt(r) * monomial, c
-    rational, from integers, decimals, `0.1\overline{6}`, `\frac{a}{b}`, `a/b`, `\sqrt{}`, `\pi`,
-    single-letter variables, brackets, `\cdot`/`\times` and integer powers:
-    0.5 == 1/2 == (1/2), \sqrt{8} == 2\sqrt{2}, \frac{\pi}{2} == \pi/2, 1+\sqrt{3} == \sqrt{3}+1,
-    \frac{x}{2} == \frac{1}{2}x, 3\times 10^5 == 300000.
-    What is left to compute is not an answer: a policy could box the problem's own `17 \cdot 23` or
-    `2^{10}`. So a sum with like terms (`90-45`, `\frac12+\frac13`), a product of two rational factors
-    (`2 \cdot 3`; a power of ten may join one), a power of anything but a variable, \pi or 10
-    (`2^{10}`, `\sqrt{3}^2`), and a bracketed sum times anything (`2(x+1)` != `2x+2`) have no value.
-    Fractions and radicals are still simplified (`\frac{6}{8}` == `\frac34`, `\sqrt{2}\sqrt{3}` == `\sqrt{6}`),
-    so a quotient such as `12/4` does count as 3.
+    rational, from integers, decimals, `\frac{a}{b}`, `a/b`, `\sqrt{}`, `\pi`, single-letter variables,
+    brackets, `\cdot`/`\times` and integer powers: 0.5 == 1/2 == (1/2), \sqrt{8} == 2\sqrt{2},
+    \frac{\pi}{2} == \pi/2, 1+\sqrt{3} == \sqrt{3}+1, \frac{x}{2} == \frac{1}{2}x, 3\times 10^5 == 300000.
+    What is left to compute is not an answer: a policy could box the problem's own `17 \cdot 23`, `2^{10}`
+    or `0.\overline{36}`. So these have no value, and compare as text:
+      - a sum with like terms (`90-45`, `\frac12+\frac13`);
+      - a product with two coefficients, two radicals or two powers of ten (`2 \cdot 3`, `17(23\pi)`,
+        `\sqrt{8}\sqrt{50}`), or a variable in two factors (`x^2 \cdot x^3`);
+      - a power of anything but a variable, \pi or 10 (`2^{10}`, `\sqrt{3}^2`), or a bare `x^10`;
+      - a fraction that cancels a variable (`\frac{15x^3}{5x}`), or a sum over anything but an integer that
+        leaves it in lowest terms (`\frac{1+\sqrt5}{2}` has a value, `\frac{4x+6}{2}` has none);
+      - a bracketed sum times anything (`2(x+1)` != `2x+2`); repeating decimals.
+    A number over a number is still reduced (`\frac{6}{8}` == `\frac34`), so `12/4` does count as 3.
   * A gold answer stored still boxed (`\boxed{5}`) is unwrapped.
   * Anything else compares as normalised text (case-sensitive).
-Not recognised (a right answer in these forms scores as wrong): the arithmetic above, expanded against
+Not recognised (a right answer in these forms scores as wrong): the arithmetic above (`\sqrt{2}\sqrt{3}` is
+not `\sqrt{6}`), repeating decimals, expanded against
 factored forms (`(x+1)^2` vs `x^2+2x+1`), letters side by side (`xy` is a word, not a product), functions
 (`\sin x` vs `\sin(x)`), `e` notation (`1e3`), cube and higher roots, degrees against radians, mixed
 numbers (`2\frac{1}{2}` is ambiguous with a product: text only), numbers longer than MAX_DIGITS digits
@@ -82,7 +88,10 @@ _UNIT = (r"(?:(?:square|sq\.?|cubic)\s*)?(?:units?|cm|mm|km|m|meters?|metres?|ce
          r"|minutes?|hours?|days?|weeks?|months?|years?|grams?|kg|pounds?|lbs?|ounces?|liters?"
          r"|gallons?|percent)(?:\s*\^\s*\{?[23]\}?)?")
 _AFTER_NUMBER = r"(?:(?<=[\d}])|(?<=\\pi))"  # where a unit may follow: 5, \frac{1}{2}, 2\pi
-_HEDGE = r"(?:or|and|to|not|no|more|less|than|at|about|approximately|roughly|nearly|over|under|each|per|only|if)\b"
+# Plural words after a number that are not a count of things: names of fractions and powers of ten, hedges, verbs.
+_NOT_A_COUNT = (r"(?:halves|thirds|quarters|fourths|fifths|sixths|sevenths|eighths|ninths|tenths|hundredths|thousandths"
+                r"|tens|hundreds|thousands|millions|billions|trillions|dozens|times|less|unless|plus|minus|was|has|does"
+                r"|yes|is)\s*\}")
 _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"(?<=\d)(?:\{,\}|,\\!|\\,)(?=\d{3}(?!\d))", ""),  # thousands, spelt unambiguously: 1{,}000, 1,\!000, 1\,000
     (r"(?<!\\)\\[!,;:> ]|\\(?:q?quad|displaystyle)(?![A-Za-z])|~", " "),  # spacing, not the \\ of a row
@@ -99,17 +108,18 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"(?:(?:^|(?<=[,(\[]))\s*\+\s*)?(?:\\infty(?![A-Za-z])|∞)", r"\\infty "),  # [2, +\infty) -> [2, \infty)
     (r"\\varnothing(?![A-Za-z])|∅|\\\{\s*\\\}", r"\\emptyset "),  # and the set \{\} with nothing in it
     (r"(?<=\\begin\{)bmatrix\}|(?<=\\end\{)bmatrix\}", "pmatrix}"),  # brackets or parentheses: one matrix
-    (r"\^\s*\{?\s*\\circ\s*\}?|(?<=\d)\s*\\circ(?![A-Za-z])|°", ""),  # 30^\circ, 30^{\circ} -> 30; not f \circ g
+    (r"(?:\^\s*\{?\s*\\circ\s*\}?|(?<=\d)\s*\\circ(?![A-Za-z])|°)(?:\s*\\text\s*\{\s*[CF]\s*\})?",
+     ""),  # 30^\circ, 30^{\circ}, 30^\circ\text{C} -> 30; not f \circ g
     (r"\\?%", ""),  # 50\% -> 50
-    (r"\s*\\(?:text|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}\s*", ","),  # 2 \text{ or } 3: the list 2, 3 (which is not 2)
+    (r"\\(?:text|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}\s*", ","),  # 2 \text{ or } 3: the list 2, 3 (which is not 2)
     (_AFTER_NUMBER + r"\s*\\(?:text|mbox|mathrm)\s*\{\s*" + _UNIT + r"\s*\}(?:\s*\^\s*\{?[23]\}?)?", ""),  # 5\text{ cm}^2
-    (_AFTER_NUMBER + r"\s*\\(?:text|mbox|mathrm)\s*\{\s*(?!" + _HEDGE + r")[A-Za-z]+\s*\}(?=\s*\.?\s*$)",
-     ""),  # a last word after a number: 6 \text{ ways} -> 6, but not 5 \text{ more} or 3 \text{ is true}
+    (_AFTER_NUMBER + r"\s*\\(?:text|mbox|mathrm)\s*\{\s*(?!" + _NOT_A_COUNT + r")[a-z]{2,}s\s*\}(?=\s*(?:\.\s*)?$)",
+     ""),  # a last plural word after a number, a count: 6 \text{ ways} -> 6; not 5 \text{ thousands}, 5 \text{ more}
     (r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1"),  # \text{(C)} -> (C)
     (r"(?<=[\d}])\s+" + _UNIT + r"\s*$", ""),  # bare trailing unit: 5 cm -> 5
 ]]
 # x =, p(x) =, \theta =, x \in
-_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?![A-Za-z]))\s*")
+_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")
 # Spaces go, except between two digits, which stay apart: `2 1/2` is not 21/2 (but `\log_2 3` is `\log_23`).
 _SPACES = re.compile(r"(?<=\d)(?<![_^]\d)(\s+)(?=\d)|\s+")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -122,13 +132,12 @@ _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"^\(([A-E])\)$", r"\1"),  # multiple choice: (C) -> C
 ]]
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
-_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d+)\}")  # 0.1\overline{6} = 1/6
-_POWER = re.compile(r"\^(?:(\d)|\{([-+]?\d{1,3})\})")  # an integer exponent: 2^3, 2^{10}, 2^{-1}
+_POWER = re.compile(r"\^(?:(\d)(?!\d)|\{([-+]?\d{1,3})\})")  # an integer exponent: x^3, x^{10}, x^{-1}; not x^10
 _TIMES = re.compile(r"\\(?:cdot|times)(?!s)")
 _PLUS_MINUS = re.compile(r"\\pm(?![A-Za-z])")
 _MATRIX = re.compile(r"\\begin\{([pv]matrix)\}(.*)\\end\{\1\}")
-_INEQUALITY = re.compile(r"([A-Za-z])(<=|>=|<|>)(.+)")  # x>=3 -> [3,\infty)
-_BETWEEN = re.compile(r"(.+?)(<=|<)([A-Za-z])(<=|<)(.+)")  # 2<=x<3 -> [2,3)
+_INEQUALITY = re.compile(r"([A-Za-z])(<=|>=|<|>)(.+)")  # x>=3 -> x=[3,\infty)
+_BETWEEN = re.compile(r"(.+?)(<=|<)([A-Za-z])(<=|<)(.+)")  # 2<=x<3 -> x=[2,3)
 _BOX_SPACE = re.compile(r"[ \t]*")
 _BOX_BRACE = re.compile(r"\s*\{")  # LaTeX reads a newline before the argument as a space
 _BOX_TOKEN = re.compile(r"(?:\w|[-+.(\[]|\\[A-Za-z])[^\s$]*")  # not `\boxed\;5`: an empty box, then 5
@@ -239,13 +248,13 @@ def normalize_answer(s: str) -> str:
     s = _SPACES.sub(lambda space: " " if space.group(1) else "", head + s)
     for pattern, replacement in _SHORTHANDS:
         s = pattern.sub(replacement, s)
-    if between := _BETWEEN.fullmatch(s):  # 2<=x<3 -> [2,3)
-        low, low_op, _, high_op, high = between.groups()
-        s = f"{'[' if low_op == '<=' else '('}{low},{high}{']' if high_op == '<=' else ')'}"
-    elif inequality := _INEQUALITY.fullmatch(s):  # x>=3 -> [3,\infty), x<2 -> (-\infty,2)
-        _, op, bound = inequality.groups()
-        s = f"[{bound},\\infty)" if op == ">=" else f"({bound},\\infty)" if op == ">" else \
-            f"(-\\infty,{bound}]" if op == "<=" else f"(-\\infty,{bound})"
+    if between := _BETWEEN.fullmatch(s):  # 2<=x<3 -> x=[2,3)
+        low, low_op, name, high_op, high = between.groups()
+        s = f"{name}={'[' if low_op == '<=' else '('}{low},{high}{']' if high_op == '<=' else ')'}"
+    elif inequality := _INEQUALITY.fullmatch(s):  # x>=3 -> x=[3,\infty), x<2 -> x=(-\infty,2)
+        name, op, bound = inequality.groups()
+        s = name + "=" + (f"[{bound},\\infty)" if op == ">=" else f"({bound},\\infty)" if op == ">" else
+                          f"(-\\infty,{bound}]" if op == "<=" else f"(-\\infty,{bound})")
     return s
 
 
@@ -369,9 +378,8 @@ def _value(s: str, depth: int = 0) -> Value | None:
         if halves is None or len(halves) > 2:
             return None
         value = _product(halves[0], depth)
-        if len(halves) == 2:  # a/b: a may be a sum, b must be one term
-            denominator = _single(_product(halves[1], depth))
-            value = None if value is None else _sum([_over(t, denominator) for t in _terms(value)])
+        if len(halves) == 2:  # a/b
+            value = _quotient(value, _product(halves[1], depth))
         if value is None:
             return None
         out += [_times((Fraction(sign), 1, ()), t) for t in _terms(value)]
@@ -386,48 +394,66 @@ def _terms(value: Value) -> list[Term]:
 
 def _product(s: str, depth: int) -> Value | None:
     r"""Exact value of factors written side by side or joined by `\cdot` / `\times`, each with an optional
-    integer power.
-
-    What is left to compute is not an answer, so that a policy cannot pass by copying the problem's
-    `17\cdot 23` or `2^{10}`: a product holds at most one rational factor (and a power of ten: `3\times 10^5`),
-    only variables, \pi and 10 take powers, and a sum in brackets may stand alone but is not multiplied out
-    (`2(x+1)` is not `2x+2`)."""
-    factors, rationals, i = [], 0, 0
+    integer power, if the product is written out (see _written_out); a sum in brackets may stand alone but is
+    not multiplied out: `2(x+1)` is not `2x+2`."""
+    factors, i = [], 0  # (value, whether it is a power of ten)
     while i < len(s):
         if factors and (times := _TIMES.match(s, i)):
             i = times.end()
         factor, i = _factor(s, i, depth)
-        term = _single(factor)
-        if term is not None and (power := _POWER.match(s, i)):
+        ten = False
+        if (term := _single(factor)) is not None and (power := _POWER.match(s, i)):
             ten = term == (Fraction(10), 1, ())
             variable = term[:2] == (1, 1) and len(term[2]) == 1 and term[2][0][1] == 1  # x or \pi
             factor = _sum([_power(term, int(power.group(1) or power.group(2)))]) if ten or variable else None
-            term, i = None if ten else term, power.end()  # a power of ten is not the product's rational factor
+            i = power.end()
         if factor is None:
             return None
-        rationals += term is not None and term[1:] == (1, ())
-        factors.append(factor)
-    if len(factors) == 1:
-        return factors[0]
-    if rationals > 1:
+        factors.append((factor, ten))
+    if len(factors) <= 1:
+        return factors[0][0] if factors else None
+    terms = [_single(factor) for factor, _ in factors]
+    if None in terms or not _written_out(terms, [ten for _, ten in factors]):
         return None
     product: Term | None = _ONE
-    for factor in factors:
-        product = _times(product, _single(factor))
+    for term in terms:
+        product = _times(product, term)
     return None if product is None else _sum([product])
 
 
+def _written_out(terms: list[Term], tens: list[bool]) -> bool:
+    r"""Whether a product is an answer rather than a computation a policy could copy from the problem: at most
+    one factor with a coefficient (`2\sqrt{3}`, not `(2\sqrt{3})(3\sqrt{3})` or `17 \cdot 23`), one radical (not
+    `\sqrt{8}\sqrt{50}`), one power of ten (`3 \times 10^5`, which has no coefficient of its own), and no variable
+    in two factors (not `x^2 \cdot x^3`)."""
+    coefficients = sum(abs(term[0]) != 1 for term, ten in zip(terms, tens) if not ten)
+    symbols = [symbol for term in terms for symbol, _ in term[2]]
+    return coefficients <= 1 and sum(term[1] != 1 for term in terms) <= 1 and sum(tens) <= 1 \
+        and len(symbols) == len(set(symbols))
+
+
+def _quotient(numerator: Value | None, denominator: Value | None) -> Value | None:
+    r"""numerator / denominator, where that is a written-out fraction: the denominator is one term that shares
+    no variable with the numerator (not `\frac{15x^3}{5x}`), and a sum goes only over an integer that leaves
+    it in lowest terms (`\frac{1+\sqrt{5}}{2}`, not `\frac{4x+6}{2}`). A number over a number is reduced:
+    `\frac{6}{8}` is 3/4."""
+    d = _single(denominator)
+    if numerator is None or d is None:
+        return None
+    terms = _terms(numerator)
+    if {symbol for symbol, _ in d[2]} & {symbol for term in terms for symbol, _ in term[2]}:
+        return None
+    if len(terms) > 1 and not (d[1:] == (1, ()) and d[0].denominator == 1 and all(t[0].denominator == 1 for t in terms)
+                               and math.gcd(d[0].numerator, *(t[0].numerator for t in terms)) == 1):
+        return None
+    return _sum([_over(term, d) for term in terms])
+
+
 def _factor(s: str, i: int, depth: int) -> tuple[Value | None, int]:
-    r"""The factor that starts at s[i] and the index after it: a number (`0.\overline{3}` too), `\pi`, a
+    r"""The factor that starts at s[i] and the index after it: a number, `\pi`, a
     single-letter variable, `\sqrt{..}`, `\frac{..}{..}`, or a bracketed `(..)` / `{..}`; (None, i) if none."""
     if i >= len(s):
         return None, i
-    if repeating := _REPEATING.match(s, i):
-        whole, fixed, cycle = repeating.groups()
-        if len(repeating.group()) > MAX_DIGITS:
-            return None, i
-        tail = Fraction(int(fixed + cycle) - int(fixed or "0"), 10 ** len(fixed) * (10 ** len(cycle) - 1))
-        return _sum([(int(whole or "0") + tail, 1, ())]), repeating.end()
     if number := _NUMBER.match(s, i):
         if len(number.group()) > MAX_DIGITS or s.startswith("\\frac", number.end()):
             return None, i  # huge, or a mixed number such as 2\frac{1}{2}
@@ -444,8 +470,7 @@ def _factor(s: str, i: int, depth: int) -> tuple[Value | None, int]:
         return _sum([root]), end + 1
     if s.startswith("\\frac{", i) and (mid := _closing_brace(s, i + 5)) >= 0 \
             and s.startswith("{", mid + 1) and (end := _closing_brace(s, mid + 1)) >= 0:
-        numerator, denominator = _value(s[i + 6:mid], depth + 1), _single(_value(s[mid + 2:end], depth + 1))
-        return (None if numerator is None else _sum([_over(t, denominator) for t in _terms(numerator)])), end + 1
+        return _quotient(_value(s[i + 6:mid], depth + 1), _value(s[mid + 2:end], depth + 1)), end + 1
     end = _group_end(s, i) if s[i] == "(" else _closing_brace(s, i) if s[i] == "{" else -1
     if end > i:
         return _value(s[i + 1:end], depth + 1), end + 1
@@ -532,7 +557,7 @@ def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
         return False
     if a == b:
         return True
-    if a.isalpha() and b.isalpha() and len(a) > 1:  # words: \text{Odd} is odd; but the variable a is not A
+    if a.isalpha() and b.isalpha() and len(a) > 1 and len(b) > 1:  # words: \text{Odd} is odd; but the variable a is not A
         return a.casefold() == b.casefold()
     (named_a, bare_a, names_a), (named_b, bare_b, names_b) = _signatures(a), _signatures(b)
     # Variables named on both sides must agree (`x = 5` != `y = 5`); one side naming none compares values
