@@ -258,9 +258,9 @@ def normalize_answer(s: str) -> str:
     return s
 
 
-def _split_top(s: str, sep: str) -> list[str] | None:
-    """Split s at `sep` outside brackets and braces; None if the brackets do not nest."""
-    parts, depth, start = [], 0, 0
+def _cuts(s: str, seps: str) -> list[int] | None:
+    """The indices of the characters of `seps` outside brackets and braces; None if the brackets do not nest."""
+    cuts, depth = [], 0
     for i, c in enumerate(s):
         if c in "([{":
             depth += 1
@@ -268,10 +268,17 @@ def _split_top(s: str, sep: str) -> list[str] | None:
             depth -= 1
             if depth < 0:
                 return None
-        elif c == sep and depth == 0:
-            parts.append(s[start:i])
-            start = i + 1
-    return parts + [s[start:]] if depth == 0 else None
+        elif depth == 0 and c in seps:
+            cuts.append(i)
+    return cuts if depth == 0 else None
+
+
+def _split_top(s: str, sep: str) -> list[str] | None:
+    """Split s at `sep` outside brackets and braces; None if the brackets do not nest."""
+    if (cuts := _cuts(s, sep)) is None:
+        return None
+    ends = [-1] + cuts + [len(s)]
+    return [s[a + 1:b] for a, b in zip(ends, ends[1:])]
 
 
 def _term(c: Fraction, r: int = 1, monomial: tuple = ()) -> Term | None:
@@ -341,21 +348,13 @@ def _single(value: Value | None) -> Term | None:
 def _split_terms(s: str) -> list[tuple[int, str]] | None:
     """s cut at its top-level + and - signs into (sign, term) pairs; None if a term is empty or the brackets
     do not nest. A sign right after ^ or _ is an exponent's or an index's, not a cut."""
-    sign, start = (-1 if s[:1] == "-" else 1), int(s[:1] in "+-")
-    parts, depth = [], 0
-    for i in range(start, len(s)):
-        c = s[i]
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c in "+-" and depth == 0 and s[i - 1] not in "^_":
-            parts.append((sign, s[start:i]))
-            sign, start = (-1 if c == "-" else 1), i + 1
-    parts.append((sign, s[start:]))
-    return None if depth or not all(term for _, term in parts) else parts
+    signed = int(s[:1] in "+-")  # a leading sign is the first term's, not a cut
+    if (cuts := _cuts(s, "+-")) is None:
+        return None
+    cuts = [i for i in cuts if i >= signed and s[i - 1] not in "^_"]
+    ends = [signed - 1] + cuts + [len(s)]  # each term starts after its sign, s[a] (none before the first: a = -1)
+    parts = [(-1 if s[a:a + 1] == "-" else 1, s[a + 1:b]) for a, b in zip(ends, ends[1:])]
+    return parts if all(term for _, term in parts) else None
 
 
 def _group_end(s: str, i: int) -> int:
@@ -522,13 +521,13 @@ def _cells(body: str) -> list[list[str]] | None:
     return rows if len({len(row) for row in rows}) == 1 else None
 
 
-def _key(item: str):
-    """How one element compares: by its exact value; else, for a tuple such as one point of a list of points,
-    by its brackets and its elements' values; else by its text."""
+def _key(item: str, inner: bool = False):
+    """How one element compares: by its exact value; else, for a tuple such as one point of a list of points
+    (but not a tuple inside that), by its brackets and its elements' keys; else by its text."""
     if (value := _value(item)) is not None:
         return value
-    if tuple_ := _tuple(item):
-        return tuple_[0], tuple(value if (value := _value(x)) is not None else x for x in tuple_[1])
+    if not inner and (tuple_ := _tuple(item)):
+        return tuple_[0], tuple(_key(x, inner=True) for x in tuple_[1])
     return item
 
 
