@@ -21,21 +21,25 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
   * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces (but not between
     two digits: `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period,
     `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\frac 1 2`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/
-    `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C`, `+\infty` = `∞` = `\infty`, `\varnothing`
+    `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C` = `(C)\ 12` (a choice with its value, but
+    not `(A)(C)`), `+\infty` = `∞` = `\infty`, `\varnothing`
     = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2 \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all
     real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`.
   * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
   * Names: an answer, or each item of a list, may start with `x =`, `p(x) =`, `\theta =` or (before a set)
     `x \in`.
     When one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`);
-    when both do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`).
+    when both do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`). A tuple
+    may be named by a tuple (`(x, y) = (1, 2)`), and values named by single letters in alphabetical order
+    are a point too: `x = 1, y = 2` == `(1, 2)` (but `y = 2, x = 1` is only the list).
   * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `°`), a unit
     word after a number (`5 \text{ cm}^2` == `5`, `45^\circ\text{C}` == `45`), and one last plural word after
     it, a count of things (`6 \text{ ways}` == `6`), unless it names a fraction or a power of ten or is not
     a count (`5 \text{ halves}`, `5 \text{ thousands}`, `5 \text{ more}` stay).
   * Lists: `a, b`, `a \text{ or } b`, `a \text{ and } b`, a set `\{a, b\}`, and `a \pm b` (= `a+b, a-b`)
     compare as multisets, so a hedge `2 \text{ or } 3` is not `2`. Tuples and intervals `(a, b)`,
-    `[a, b)` and matrices compare element-wise; brackets and shapes must match.
+    `[a, b)` and matrices compare element-wise; brackets and shapes must match. A union of intervals
+    `(a, b) \cup (c, d)` compares as a multiset of intervals.
   * Thousands separators: `1{,}000`, `1,\!000` and `1\,000` anywhere, and a plain comma when the whole answer
     is grouped by threes: `1,000` == `1000`, but `1, 234` is a list.
   * Exact values (fractions.Fraction, no floats: 1/3 != 0.333): sums of terms c * sqrt(r) * monomial, c
@@ -120,6 +124,8 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
 ]]
 # x =, p(x) =, \theta =, x \in
 _NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")
+_NAMES = re.compile(r"(\([A-Za-z](?:,[A-Za-z])+\))=")  # (x,y)= in a normalised answer
+_NAMED = re.compile(r"([A-Za-z])=(.+)")  # x=1, one item of a normalised list
 # Spaces go, except between two digits, which stay apart: `2 1/2` is not 21/2 (but `\log_2 3` is `\log_23`).
 _SPACES = re.compile(r"(?<=\d)(?<![_^]\d)(\s+)(?=\d)|\s+")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -128,8 +134,8 @@ _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"([_^])\{(\w)\}", r"\1\2"),  # x^{2} -> x^2, \log_{2} -> \log_2
     (r"\\frac(\d) ?(\d)", r"\\frac{\1}{\2}"),  # \frac12, \frac 1 2 -> \frac{1}{2}
     (r"\\frac(\d)(?=\{)", r"\\frac{\1}"),  # \frac1{2}
-    (r"(\\frac\{[^{}]*\})(\d)", r"\1{\2}"),  # \frac{1}2
-    (r"^\(([A-E])\)$", r"\1"),  # multiple choice: (C) -> C
+    (r"(\\frac\{(?:[^{}]|\{[^{}]*\})*\})(\d)", r"\1{\2}"),  # \frac{1}2, \frac{\sqrt{3}}2
+    (r"^\(([A-E])\)(?![,=])(?!.*\([A-E]\)).*", r"\1"),  # multiple choice: (C) -> C, and (C) 12 (its value); not (A)(B)
 ]]
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _POWER = re.compile(r"\^(?:(\d)(?!\d)|\{([-+]?\d{1,3})\})")  # an integer exponent: x^3, x^{10}, x^{-1}; not x^10
@@ -485,15 +491,17 @@ def _signatures(s: str) -> tuple[tuple, tuple, bool]:
     whether it names any); see is_equiv.
 
     Tuples, intervals and matrices keep order and their brackets; bare lists and sets are multisets, and so
-    is `a \\pm b` (the list a+b, a-b). Each element compares as _key says.
+    are `a \\pm b` (the list a+b, a-b) and a union of intervals. Each element compares as _key says.
     """
-    head = _NAME.match(s)  # the name of a whole tuple or set: `x = (1, 2)`
+    head = _NAME.match(s) or _NAMES.match(s)  # the name of a whole tuple or set: `x = (1, 2)`, `(x, y) = (1, 2)`
     rest, whole = (s[head.end():], head.group(1)) if head else (s, "")
     brackets, items, lead = "", [s], ""
     if tuple_ := _tuple(rest):
         (brackets, items), lead = tuple_, whole
     elif rest.startswith("\\{") and rest.endswith("\\}") and len(rest) >= 4 and (parts := _split_top(rest[2:-2], ",")):
         items, lead = parts, whole
+    elif len(parts := rest.split("\\cup")) >= 2 and all(_tuple(part) for part in parts):  # a union of intervals
+        brackets, items, lead = "\\cup", parts, whole
     elif (matrix := _MATRIX.fullmatch(rest)) and (cells := _cells(matrix.group(2))):
         brackets, items, lead = f"{matrix.group(1)} {len(cells)}x{len(cells[0])}", [c for row in cells for c in row], whole
     elif len(parts := _split_top(s, ",") or []) >= 2:  # a list: each item may name its own variable
@@ -504,7 +512,8 @@ def _signatures(s: str) -> tuple[tuple, tuple, bool]:
     names = [name.group(1) if name else "" for name in named]
     items = [item[name.end():] if name else item for item, name in zip(items, named)]  # x=1 -> 1
     keys = [_key(item) for item in items]
-    summary = lambda keys: (brackets, tuple(keys)) if brackets else ("", frozenset(Counter(keys).items()))
+    ordered = brackets and brackets != "\\cup"
+    summary = lambda keys: (brackets, tuple(keys) if ordered else frozenset(Counter(keys).items()))
     return (lead, summary(zip(names, keys))), summary(keys), bool(lead) or any(names)
 
 
@@ -541,6 +550,27 @@ def _math_verify_equiv(pred: str, gold: str) -> bool:
     return bool(verify(parse(f"${gold}$"), parse(f"${pred}$")))
 
 
+def _as_point(s: str) -> str | None:
+    """A list of values named by single letters in alphabetical order, also read as a point: `x=1,y=2` ->
+    `(x,y)=(1,2)`, which equals `(1,2)`. Another order (`y=2,x=1`) stays a list only. None if s is not one."""
+    named = [_NAMED.fullmatch(item) for item in _split_top(s, ",") or []]
+    if len(named) < 2 or not all(named) or any(m.group(1) >= n.group(1) for m, n in zip(named, named[1:])):
+        return None
+    return f"({','.join(m.group(1) for m in named)})=({','.join(m.group(2) for m in named)})"
+
+
+def _same(a: str, b: str) -> bool:
+    """is_equiv on two normalised answers."""
+    if a == b:
+        return True
+    if a.isalpha() and b.isalpha() and len(a) > 1 and len(b) > 1:  # words: \text{Odd} is odd; but the variable a is not A
+        return a.casefold() == b.casefold()
+    (named_a, bare_a, names_a), (named_b, bare_b, names_b) = _signatures(a), _signatures(b)
+    # Variables named on both sides must agree (`x = 5` != `y = 5`); one side naming none compares values
+    # alone (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`).
+    return named_a == named_b or not (names_a and names_b) and bare_a == bare_b
+
+
 def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
     """Whether a predicted answer equals the gold answer (see the module docstring for the rules)."""
     if backend not in ("default", "math_verify"):
@@ -554,14 +584,10 @@ def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
     a, b = normalize_answer(pred), normalize_answer(gold)
     if not (a and b):
         return False
-    if a == b:
+    if _same(a, b):
         return True
-    if a.isalpha() and b.isalpha() and len(a) > 1 and len(b) > 1:  # words: \text{Odd} is odd; but the variable a is not A
-        return a.casefold() == b.casefold()
-    (named_a, bare_a, names_a), (named_b, bare_b, names_b) = _signatures(a), _signatures(b)
-    # Variables named on both sides must agree (`x = 5` != `y = 5`); one side naming none compares values
-    # alone (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`).
-    return named_a == named_b or not (names_a and names_b) and bare_a == bare_b
+    point_a, point_b = _as_point(a), _as_point(b)
+    return bool(point_a or point_b) and _same(point_a or a, point_b or b)
 
 
 def grade(response: str, gold: str, finished: bool = True) -> str:
