@@ -49,7 +49,9 @@ def check_device(name):
 
 
 def rank():
-    return dist.get_rank() if dist.is_initialized() else 0
+    """This process's rank: the group's, or torchrun's RANK once leave() has left the group (process 1 must
+    not go on to write what process 0 writes)."""
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
 
 
 def world():

@@ -49,6 +49,15 @@ def optimizer_step_where_one_process_saw_a_nan(argv):
     distributed.leave()
 
 
+def main_after_leave(argv):
+    """Writes {"main": is_main()} to argv[0]/<rank>.json after leaving the group, as eval.py's main() asks
+    before it writes its figures."""
+    distributed.setup()
+    distributed.leave()
+    with open(os.path.join(argv[0], f"{distributed.rank()}.json"), "w") as f:
+        json.dump({"main": distributed.is_main()}, f)
+
+
 def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
     """One process of a torchrun-like group (what torchrun's environment variables say)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -67,7 +76,7 @@ def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
 
         train_rl.collect = collect
     mains = {"train_rl": train_rl.main, "eval": evaluation.main, "select": select_problems.main,
-             "nan_step": optimizer_step_where_one_process_saw_a_nan}
+             "nan_step": optimizer_step_where_one_process_saw_a_nan, "after_leave": main_after_leave}
     mains[main](argv)
 
 
@@ -132,6 +141,13 @@ def test_two_processes_sample_and_train_what_one_does(half_right, tmp_path, monk
 def test_a_non_finite_loss_on_one_process_skips_the_step_on_every_process(tmp_path):
     spawn("nan_step", [str(tmp_path)])  # if process 0 stepped alone, the shards would drift apart
     assert [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)] == [{"applied": False}] * 2
+
+
+@pytest.mark.slow
+def test_only_process_0_is_main_after_the_group_is_left(tmp_path):
+    spawn("after_leave", [str(tmp_path)])  # before the fix, both were rank 0 then: both wrote eval.py's --out
+    assert {f.name: json.loads(f.read_text()) for f in tmp_path.iterdir()} == {"0.json": {"main": True},
+                                                                                 "1.json": {"main": False}}
 
 
 @pytest.mark.parametrize("backend, name, message", [
