@@ -3,8 +3,9 @@ What every script shares: safe file reading and writing, run folders that never 
 values, the device, and the learning-rate schedule.
 
 Files. Every file is written atomically (a temp file in the same folder, then a rename), so a crash never
-leaves half a file; the one exception is a run's log, which grows a line per step (`append_jsonl`) and whose
-reader accepts a torn last line (`read_jsonl(torn_tail_ok=True)`). A folder of files (a checkpoint) is
+leaves half a file; the exceptions are a run's log, which grows a line per step (`append_jsonl`), and eval.py's
+progress file, which grows a chunk of responses at a time; their readers accept a torn last line
+(`read_jsonl(torn_tail_ok=True)`). A folder of files (a checkpoint) is
 written beside its final place and swapped in whole by `publish_dir`; a swap cut short by a crash is
 finished by `recover_dir`. A failed read names the file, and the line for JSONL.
 
@@ -314,9 +315,10 @@ def write_jsonl(records, path):
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def append_jsonl(path, record):
+def append_jsonl(path, *records):
+    """Add records to a JSONL file, one line each, on disk when this returns."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write("".join(json.dumps(r) + "\n" for r in records))
         f.flush()
         os.fsync(f.fileno())
 

@@ -87,8 +87,9 @@ def evaluate(models, test, settings, out):
     todo = {name: path for name, path in models.items() if name not in done}
     if todo:
         tmp = out + ".tmp.json"
-        run("eval.py", evaluation, ["--ckpt", *todo.values(), "--names", *todo, "--data", test,
-                                    "--samples", str(settings["test_samples"]), "--max-new-tokens", NEW_TOKENS, "--out", tmp])
+        resume = ["--resume"] if os.path.exists(tmp + ".partial.jsonl") else []  # an evaluation cut short
+        run("eval.py", evaluation, ["--ckpt", *todo.values(), "--names", *todo, "--data", test, "--samples",
+                                    str(settings["test_samples"]), "--max-new-tokens", NEW_TOKENS, "--out", tmp, *resume])
         done.update(read_json(tmp)["results"])
         write_json({"results": done}, out)
         os.remove(tmp)

@@ -10,17 +10,23 @@ Prints a markdown table with the checkpoints side by side and writes the same fi
 
 The standard error treats problems as the unit: the K samples of one problem are not independent, so it
 is std(per-problem accuracy) / sqrt(#problems). Cut-off responses count as wrong (no final answer).
+
+With --out, each chunk of responses is kept in OUT.partial.jsonl as soon as it is sampled; a run that
+stopped continues with the same flags plus --resume, and ends with the same figures as one that did not
+stop (response i draws from the random stream (seed, i), whichever run samples it).
 """
 
 import math
+import os
 import random
 import statistics
 import sys
 import time
 
-from common import Parser, check_writable, cli, device, positive_int, probability, temperature, write_json
+from common import (InputError, Parser, append_jsonl, check_writable, cli, device, positive_int, probability, read_jsonl,
+                    temperature, write_json, write_jsonl)
 import distributed
-from distributed import gather, is_main, my_share, on_main, world
+from distributed import gather, is_main, my_share, on_main
 from reward import grade
 from model import read_checkpoint
 from sample import DTYPES, ENGINES, SAMPLER_HELP, generate, load_for_inference
@@ -29,28 +35,36 @@ from tokenizer import Tokenizer
 
 
 def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size=64,
-            progress=None, engine="auto"):
+            progress=None, engine="auto", done=None, save=None):
     """Sample `samples` responses per problem; one record per response with its text, length and score.
     Under torchrun each process samples every N-th response and all of them get every record; response i
-    draws from the random stream (seed, i), so the records do not depend on N."""
+    draws from the random stream (seed, i), so the records do not depend on N.
+
+    done: {response index: record} of an interrupted call with the same arguments, kept as they are (they
+    are what this call would sample). save: called on process 0 with each chunk's new records as soon as
+    they are sampled, {index: record}: what a later call can pass as `done`."""
     encoded = encode_prompts(problems, tok, max_new_tokens, model.config.max_seq_len)
     prompts = [ids for ids in encoded for _ in range(samples)]
-    mine = [i for i in my_share(range(len(prompts))) if i is not None]
-    records = {}
-    for start in range(0, len(mine), batch_size * 4):  # chunks, so long runs can report progress
-        rows = mine[start : start + batch_size * 4]
+    records = dict(done or {})
+    mine = my_share(i for i in range(len(prompts)) if i not in records)  # as many chunks on every process
+    for start in range(0, len(mine), batch_size * 4):  # chunks, so long runs can report progress and save
+        rows = [i for i in mine[start : start + batch_size * 4] if i is not None]
         completions = generate(model, [prompts[i] for i in rows], max_new_tokens, temperature, top_p=top_p,
                                eos_id=tok.eos_id, pad_id=tok.pad_id, seed=seed, row_ids=rows, batch_size=batch_size,
-                               engine=engine)
+                               engine=engine) if rows else []
+        new = {}
         for i, c in zip(rows, completions):
             problem = problems[i // samples]
             text = tok.decode(c.tokens, skip_special=True)
-            records[i] = {"problem_id": problem["id"], "level": problem.get("level"), "text": text,
-                          "length": len(c), "finish_reason": c.finish_reason,
-                          "correct": grade(text, problem["answer"], c.finish_reason == "eos") == "correct"}
+            new[i] = {"problem_id": problem["id"], "level": problem.get("level"), "text": text,
+                      "length": len(c), "finish_reason": c.finish_reason,
+                      "correct": grade(text, problem["answer"], c.finish_reason == "eos") == "correct"}
+        new = gather(new)  # every process's share of the chunk
+        records.update(new)
+        if save and is_main():
+            save(new)
         if progress and is_main():
-            progress(min(len(records) * world(), len(prompts)), len(prompts))
-    records = gather(records)
+            progress(len(records), len(prompts))
     return [records[i] for i in range(len(prompts))]
 
 
@@ -120,10 +134,11 @@ def summarize_by_level(records):
 
 
 def evaluate(model, tok, problems, samples=4, temperature=0.6, top_p=0.95, max_new_tokens=512, seed=0,
-             batch_size=64, progress=None, engine="auto"):
-    """Summary (overall and per level) of `model` on `problems`; also returns the response records."""
+             batch_size=64, progress=None, engine="auto", done=None, save=None):
+    """Summary (overall and per level) of `model` on `problems`; also returns the response records.
+    done, save: see rollout."""
     records = rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size,
-                      progress, engine)
+                      progress, engine, done, save)
     return summarize_by_level(records), records
 
 
@@ -142,6 +157,70 @@ def eval_record(model, tok, problems, samples, temperature, max_new_tokens, seed
     for lv, s in summary["levels"].items():
         rec[f"eval_accuracy_L{lv}"], rec[f"eval_length_L{lv}"] = s["accuracy"], s["length_mean"]
     return rec
+
+
+# ----------------------------------------------------------------------------------------------------
+# Resuming: eval.py --out F keeps every response's record in F.partial.jsonl as it goes (a line of settings,
+# then per checkpoint a line naming its files and a line per response), and deletes it once F is written.
+
+
+def fingerprint(path):
+    """[[file, bytes, modified ns]] of a checkpoint folder's config and weights: what says it has not changed."""
+    files = sorted(f for f in os.listdir(path) if f == "config.json" or f.endswith(".safetensors"))
+    return [[f, (st := os.stat(os.path.join(path, f))).st_size, st.st_mtime_ns] for f in files]
+
+
+def read_progress(path, settings, sources):
+    """{checkpoint name: {response index: record}} of an unfinished evaluation's progress file, which is then
+    rewritten without a last line that a crash cut off. Refused if it was made with other settings, or from
+    a checkpoint whose files have changed since. sources: {name: [folder, fingerprint]}."""
+    lines = [rec for _, rec in read_jsonl(path, "progress file", torn_tail_ok=True)]
+    start_over = "or delete it to start over"
+    earlier = lines[0].get("settings") if lines and isinstance(lines[0], dict) else None
+    if not isinstance(earlier, dict):
+        raise InputError(f"{path}: not an eval.py progress file (its first line holds no settings); {start_over}")
+    if changed := [k for k in settings if earlier.get(k) != settings[k]]:
+        then_now = ", ".join(f"{k} {earlier.get(k)!r} then, {settings[k]!r} now" for k in changed)
+        raise InputError(f"{path} was written with other settings ({then_now}); give the same flags as then, {start_over}")
+    done = {}
+    try:
+        for rec in lines[1:]:
+            name = rec["checkpoint"]
+            if "index" in rec:
+                done[name][rec["index"]] = rec["record"]
+            elif name in sources and rec["source"] != sources[name]:
+                raise InputError(f"{path}: checkpoint {name!r} is not what it was then (another folder, or its files "
+                                 f"changed); {start_over}")
+            else:
+                done[name] = {}
+    except (KeyError, TypeError):
+        raise InputError(f"{path}: not an eval.py progress file (a line without its fields); {start_over}") from None
+    write_jsonl(lines, path)  # appends must start on a line of their own
+    return done
+
+
+def open_progress(path, resume, settings, sources):
+    """The records already sampled ({} for a new evaluation, whose progress file this starts)."""
+    if resume:
+        if not os.path.exists(path):
+            raise InputError(f"--resume: there is no unfinished evaluation to continue ({path} does not exist); "
+                             "run without --resume")
+        return read_progress(path, settings, sources)
+    if os.path.exists(path):
+        raise InputError(f"{path} holds the responses of an unfinished evaluation into the same --out: add --resume "
+                         "to continue it, or delete it to start over")
+    write_jsonl([{"settings": settings}], path)
+    return {}
+
+
+def saver(path, name, with_text):
+    """rollout's `save` for checkpoint `name`: each chunk's records appended to the progress file at `path`
+    (their texts only `with_text`); None without a progress file."""
+    def save(new):
+        keep = lambda r: r if with_text else {k: v for k, v in r.items() if k != "text"}
+        append_jsonl(path, *({"checkpoint": name, "index": i, "record": keep(r)} for i, r in new.items()))
+
+    return save if path else None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -194,9 +273,13 @@ def main(argv=None):
     p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     p.add_argument("--out", default=None, help="write the figures to this JSON file")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
+    p.add_argument("--resume", action="store_true", help="continue an evaluation into --out that stopped before its "
+                   "end, from the responses it kept in --out's .partial.jsonl (give the same flags as then)")
     args = p.parse_args(argv)
-    if args.save_responses and not args.out:
-        p.error("--save-responses writes the responses into --out: give --out FILE.json")
+    for flag, given in (("--save-responses writes the responses into", args.save_responses),
+                        ("--resume continues the evaluation into", args.resume)):
+        if given and not args.out:
+            p.error(f"{flag} --out: give --out FILE.json")
     if args.temperature == 0 and args.samples > 1:
         p.error(f"--temperature 0 is greedy: its {args.samples} samples of a problem would be one answer repeated; "
                 "give --samples 1, or a temperature above 0")
@@ -220,26 +303,46 @@ def main(argv=None):
         if is_main():
             print(f"--max-new-tokens {args.max_new_tokens} (the default: {PAPER_NEW_TOKENS}, or what the context leaves "
                   "after the longest prompt)", file=sys.stderr)
+    settings = {k: getattr(args, k) for k in ("data", "limit", "samples", "temperature", "top_p", "max_new_tokens",
+                                              "seed", "dtype")}
+    progress = f"{args.out}.partial.jsonl" if args.out else None
+    sources = {name: [os.path.abspath(path), fingerprint(path)] for name, path in zip(names, args.ckpt)}
+    done = {}
+    if progress:  # read on process 0 only, before anyone appends; every process gets it
+        done = gather(on_main(lambda: open_progress(progress, args.resume, {**settings, "save_responses":
+                                                                            args.save_responses}, sources)) or {})
     results, responses = {}, {}
-    for name, path in zip(names, args.ckpt):
-        model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))
-        t0 = time.perf_counter()
-        summary, records = evaluate(model, tok, problems, args.samples, args.temperature, args.top_p,
-                                    args.max_new_tokens, args.seed, args.batch_size, progress_printer(name), args.sampler)
-        if is_main():
-            progress_done(name, len(records), t0)
-        results[name], responses[name] = summary, records
+    try:
+        for name, path in zip(names, args.ckpt):
+            model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))
+            kept = done.get(name, {})
+            if progress and is_main():
+                if name not in done:
+                    append_jsonl(progress, {"checkpoint": name, "source": sources[name]})
+                elif kept:
+                    print(f"  {name}: {len(kept)} responses kept from {progress}", file=sys.stderr)
+            t0 = time.perf_counter()
+            summary, records = evaluate(model, tok, problems, args.samples, args.temperature, args.top_p,
+                                        args.max_new_tokens, args.seed, args.batch_size, progress_printer(name),
+                                        args.sampler, kept, saver(progress, name, args.save_responses))
+            if is_main():
+                progress_done(name, len(records), t0)
+            results[name], responses[name] = summary, records
+    except (KeyboardInterrupt, Exception) as e:
+        if progress and is_main() and not isinstance(e, InputError):
+            print(f"\nthe responses sampled so far are kept in {progress}: the same command with --resume continues",
+                  file=sys.stderr)
+        raise
     distributed.leave()  # the sampling was the last collective work
     if not is_main():
         return
     print(markdown_table(results))
     if args.out:
-        settings = {k: getattr(args, k) for k in ("data", "limit", "samples", "temperature", "top_p", "max_new_tokens",
-                                                  "seed")}
         out = {"settings": settings, "results": results}
         if args.save_responses:
             out["responses"] = responses
         write_json(out, args.out)
+        os.remove(progress)  # the figures are safe in --out
         print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -142,3 +142,72 @@ def test_progress_in_a_log_file_is_a_line_per_quarter_without_carriage_returns(c
     err = capsys.readouterr().err
     assert "\r" not in err
     assert err.splitlines() == [f"  base: {n}/256 responses" for n in (64, 128, 192, 256)]
+
+
+def test_an_interrupted_evaluation_resumes_where_it_stopped_and_ends_as_one_that_ran_through(half_right, tmp_path,
+                                                                                                  monkeypatch, capsys):
+    """--batch-size 1 samples in chunks of 4 responses; the run is cut in its second chunk, its progress file
+    gets a torn last line as a crash mid-write would leave, and --resume samples only what is missing."""
+    data = write_problems(tmp_path / "p.jsonl", PROBLEMS)
+    flags = lambda out: ["--ckpt", str(half_right), str(half_right), "--names", "a", "b", "--data", str(data),
+                         "--samples", "4", "--max-new-tokens", "12", "--batch-size", "1", "--save-responses",
+                         "--out", str(out)]
+    evaluation.main(flags(tmp_path / "straight.json"))
+    assert not (tmp_path / "straight.json.partial.jsonl").exists()  # deleted once the figures are written
+
+    calls, real_generate = [], evaluation.generate
+    def generate(model, prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        if len(calls) == 5:  # a's three chunks, then b's second
+            raise KeyboardInterrupt
+        return real_generate(model, prompts, *args, **kwargs)
+    monkeypatch.setattr(evaluation, "generate", generate)
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as e:
+        evaluation.main(flags(out))
+    assert e.value.code == 130 and "the same command with --resume continues" in capsys.readouterr().err
+    partial = tmp_path / "r.json.partial.jsonl"
+    lines = [json.loads(line) for line in partial.read_text().splitlines()]
+    assert [("index" in r, r.get("checkpoint")) for r in lines[1:]] == [(False, "a")] + [(True, "a")] * 12 + [
+        (False, "b")] + [(True, "b")] * 4
+    with open(partial, "a") as f:
+        f.write('{"checkpoint": "b", "ind')
+
+    with pytest.raises(SystemExit):  # without --resume it refuses to start over on top of it
+        evaluation.main(flags(out))
+    assert "add --resume to continue it, or delete it to start over" in capsys.readouterr().err
+    calls.clear()
+    evaluation.main(flags(out) + ["--resume"])
+    assert calls == [4, 4]  # b's last two chunks, nothing else
+    assert "b: 4 responses kept from" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == json.loads((tmp_path / "straight.json").read_text())
+    assert not partial.exists()
+
+
+def test_resume_refuses_other_settings_a_changed_checkpoint_and_nothing_to_resume(half_right, tmp_path, capsys):
+    import shutil
+    data = write_problems(tmp_path / "p.jsonl", PROBLEMS)
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(half_right, ckpt)
+    out = tmp_path / "r.json"
+    flags = ["--ckpt", str(ckpt), "--data", str(data), "--max-new-tokens", "12", "--out", str(out)]
+    evaluation.main(flags)
+    capsys.readouterr()
+    first_line = '{"settings": ' + json.dumps({**json.loads(out.read_text())["settings"], "save_responses": False})
+    for partial, extra, message in [
+        (None, ["--resume"], "--resume: there is no unfinished evaluation to continue"),
+        (first_line + "}\n", ["--resume", "--samples", "2"], "other settings (samples 4 then, 2 now)"),
+        (first_line + '}\n{"checkpoint": "' + str(ckpt) + '", "source": ["elsewhere", []]}\n', ["--resume"],
+         f"checkpoint {str(ckpt)!r} is not what it was then"),
+        ("[1]\n", ["--resume"], "not an eval.py progress file (its first line holds no settings)"),
+        (first_line + '}\n{"index": 0}\n', ["--resume"], "not an eval.py progress file (a line without its fields)"),
+    ]:
+        if partial is not None:
+            (tmp_path / "r.json.partial.jsonl").write_text(partial)
+        with pytest.raises(SystemExit) as e:
+            evaluation.main(flags + extra)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit):
+        evaluation.main(["--ckpt", str(ckpt), "--data", str(data), "--resume"])
+    assert "--resume continues the evaluation into --out: give --out FILE.json" in capsys.readouterr().err
