@@ -30,6 +30,7 @@ import shutil
 
 import torch
 
+from eval import held_out
 from model import GPT, GPTConfig, read_checkpoint
 from sample import batch_bucket, static_width
 from tasks import encode_prompts, read_problems
@@ -115,18 +116,23 @@ def report(estimates: dict, gpu_mem_gib: float | None) -> str:
 
 def run_report(cfg, gpu_mem_gib=None, gpus=1):
     """train_rl.py --dry-run: the estimate per GPU for a run's config on `gpus` GPUs, from its --init's
-    config.json and longest prompt."""
+    config.json and longest prompt. The held-out evaluation (if any) samples with the same sample batch, so
+    its prompts and its rows count too."""
     model_cfg, _ = read_checkpoint(cfg.init)
-    prompts = encode_prompts(read_problems(cfg.data, cfg.levels), Tokenizer.load(cfg.init), cfg.max_new_tokens,
-                             model_cfg.max_seq_len)
+    tok = Tokenizer.load(cfg.init)
+    encode = lambda problems: encode_prompts(problems, tok, cfg.max_new_tokens, model_cfg.max_seq_len)
+    prompts, rows = encode(read_problems(cfg.data, cfg.levels)), cfg.prompts_per_step * cfg.samples_per_prompt
+    if cfg.eval_every and cfg.eval_data:
+        held = encode(held_out(cfg.eval_data, cfg.eval_problems, cfg.seed))
+        prompts, rows = prompts + held, max(rows, len(held) * cfg.eval_samples)
     prompt_len = max(len(ids) for ids in prompts)
-    rows_per_gpu = -(-cfg.prompts_per_step * cfg.samples_per_prompt // gpus)
+    sample_batch = min(cfg.sample_batch, -(-rows // gpus))  # the rows one GPU samples at once
     est = estimate(model_cfg, prompt_len=prompt_len, max_new_tokens=cfg.max_new_tokens,
-                   sample_batch=min(cfg.sample_batch, rows_per_gpu), micro_batch=cfg.micro_batch,
+                   sample_batch=sample_batch, micro_batch=cfg.micro_batch,
                    bf16=cfg.dtype == "bf16", grad_checkpointing=cfg.grad_checkpointing, critic=cfg.algo == "ppo",
                    micro_batch_tokens=cfg.micro_batch_tokens, gpus=gpus)
     head = (f"estimated memory per GPU: {param_count(model_cfg) / 1e9:.3f}B-parameter model on {gpus} GPU(s), "
-            f"longest prompt {prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {cfg.sample_batch}, "
+            f"longest prompt {prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {sample_batch}, "
             f"micro-batch {cfg.micro_batch} rows / {cfg.micro_batch_tokens or 'any'} tokens, {cfg.dtype}, "
             f"gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
     ckpt = checkpoint_bytes(model_cfg, critic=cfg.algo == "ppo")

@@ -762,7 +762,7 @@ def main(argv=None):
         train(cfg, resume=flags["resume"], overwrite=flags["overwrite"])  # prints the config once inputs are read
     elif is_main():  # the inputs a run reads first, checked as the run checks them
         runs.check_models(cfg, cfg.init, cfg.critic_init or cfg.init)
-        if cfg.eval_every:
+        if cfg.eval_every and cfg.eval_data:  # as run() reads them (the paper preset evaluates every 25 steps)
             held_out(cfg.eval_data, cfg.eval_problems, cfg.seed)
         print(json.dumps(vars(cfg), indent=1))
         print(memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world()))

@@ -81,3 +81,21 @@ def test_estimate_by_hand_for_a_known_config():
     assert sharded["sampling: kv cache + logits"] == est["sampling: kv cache + logits"]  # 3 rows: a bucket of 4
     # 10 + 22 = 32 tokens: the static cache has 32 + 16 columns (a multiple of 16, and 16 more)
     assert est["sampling: kv cache + logits"] == 2 * 2 * 4 * 1 * 8 * 48 * 2 + 4 * 4 * 100 * 4
+
+
+def test_dry_run_of_the_paper_preset_counts_the_held_out_prompts_and_rows(tmp_path, capsys):
+    """The README's dry-run: the paper preset evaluates every 25 steps, with or without --eval-data (it
+    crashed without). The held-out evaluation samples with the same sample batch: its longer prompt and its
+    rows (16 problems x 4 samples, against the step's 2 x 2) widen the KV cache."""
+    import train_rl
+    make_model(tmp_path)
+    flags = ["--phase", "2", "--scale", "paper", "--init", str(tmp_path), "--data", str(tmp_path / "p.jsonl"),
+             "--prompts-per-step", "2", "--samples-per-prompt", "2", "--max-new-tokens", "32", "--device", "cpu",
+             "--out", str(tmp_path / "run"), "--dry-run"]
+    train_rl.main(flags)
+    alone = capsys.readouterr().out
+    assert "longest prompt 10 + 32 new tokens, sample batch 4," in alone  # "Q: 1+1\nA: ", 2 x 2 rows
+    with open(tmp_path / "held.jsonl", "w") as f:
+        f.writelines(json.dumps({"problem": "9" * 30, "answer": "9", "level": 1}) + "\n" for _ in range(16))
+    train_rl.main(flags + ["--eval-data", str(tmp_path / "held.jsonl"), "--eval-problems", "16", "--eval-samples", "4"])
+    assert "longest prompt 37 + 32 new tokens, sample batch 32," in capsys.readouterr().out  # 64 rows, 32 at once
