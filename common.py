@@ -2,12 +2,13 @@
 What every script shares: safe file reading and writing, run folders that never lose work, checked flag
 values, the device, and the learning-rate schedule.
 
-Files. Every file is written atomically (a temp file in the same folder, then a rename), so a crash never
-leaves half a file; the exceptions are a run's log, which grows a line per step (`append_jsonl`), and eval.py's
-progress file, which grows a chunk of responses at a time; their readers accept a torn last line
-(`read_jsonl(torn_tail_ok=True)`). A folder of files (a checkpoint) is
-written beside its final place and swapped in whole by `publish_dir`; a swap cut short by a crash is
-finished by `recover_dir`. A failed read names the file, and the line for JSONL.
+Files. Every file is written atomically (a temp file in the same folder, fsynced, then a rename, fsynced
+in its folder), so a crash, even a power cut, never leaves half a file. The exceptions are a run's log,
+which grows a line per step (`append_jsonl`), and eval.py's progress file, which grows a chunk of responses
+at a time; their readers accept a torn last line (`read_jsonl(torn_tail_ok=True)`). A folder of files (a
+checkpoint) is written beside its final place and swapped in whole by `publish_dir`, which deletes the
+last one only once the new one is on disk; a swap cut short by a crash is finished by `recover_dir`. A
+failed read names the file, and the line for JSONL.
 
 Errors a user can fix (a missing file, a malformed record, a flag out of range) raise `InputError`. Every
 CLI's main() is wrapped in `@cli`, which turns them into one line, "error: ...", and exit status 2.
@@ -287,6 +288,16 @@ def decimal_text(x):
 # Writing: a temp file beside the target, then one rename.
 
 
+def fsync_path(path):
+    """Wait until a file's data, or a folder's list of names, is on disk (not only in the page cache: a
+    power cut or a stopped VM loses what is not)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic(path, write, mode="w"):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -301,6 +312,7 @@ def _atomic(path, write, mode="w"):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    fsync_path(folder)  # the rename
 
 
 def write_text(path, text):
@@ -329,11 +341,13 @@ def save_safetensors(tensors, path):
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         save_file(tensors, tmp)
+        fsync_path(tmp)
     except SafetensorError as e:  # its I/O errors (a full disk) are not OSErrors; callers handle OSError
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise OSError(f"writing {path}: {e}") from None
     os.replace(tmp, path)
+    fsync_path(folder)  # the rename
 
 
 # What a checkpoint or run folder (one holding config.json or state.json) is made of: an --out never replaces these.
@@ -376,7 +390,10 @@ COMPLETE = ".complete"
 
 
 def publish_dir(tmp_dir, final_dir):
-    """Replace folder `final_dir` by the fully written `tmp_dir`; the old one survives until then."""
+    """Replace folder `final_dir` by the fully written `tmp_dir`; the old one survives until the new one is
+    on disk (its files were, as written; its folders' lists of names and the swap itself are made so here)."""
+    for folder, _, _ in os.walk(tmp_dir):
+        fsync_path(folder)
     write_text(os.path.join(tmp_dir, COMPLETE), "")
     old = f"{final_dir}.old"
     if os.path.exists(old):
@@ -384,6 +401,7 @@ def publish_dir(tmp_dir, final_dir):
     if os.path.exists(final_dir):
         os.replace(final_dir, old)
     os.replace(tmp_dir, final_dir)
+    fsync_path(os.path.dirname(os.path.abspath(final_dir)))
     if os.path.exists(old):
         shutil.rmtree(old)
 

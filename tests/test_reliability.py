@@ -6,6 +6,7 @@ no traceback). The run-folder cases check that nothing finished is lost or overw
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -622,6 +623,25 @@ def test_an_interrupted_checkpoint_swap_is_finished_on_resume(tmp_path):
     os.makedirs(tmp_path / "next")
     publish_dir(str(tmp_path / "next"), final)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint"] and os.listdir(final) == [".complete"]
+
+
+def test_a_checkpoint_is_on_disk_before_the_last_one_is_deleted(tmp_path, monkeypatch):
+    """A killed process loses nothing the page cache holds; a power cut or a stopped VM does. So every file
+    of the new checkpoint, every folder's list of names and the swap are fsynced before the old one goes
+    (runs.save_checkpoint writes through these three functions)."""
+    final, tmp = tmp_path / "checkpoint", tmp_path / "checkpoint.tmp"
+    os.makedirs(final)
+    events, real_fsync, real_rmtree = [], os.fsync, shutil.rmtree
+    name = lambda fd: re.sub(r"\.tmp\d+$", "", os.readlink(f"/proc/self/fd/{fd}"))  # a file before its rename
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(name(fd)) or real_fsync(fd))
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: events.append(f"rmtree {path}") or real_rmtree(path, *a, **k))
+    common.save_safetensors({"w": torch.ones(2)}, str(tmp / "actor" / "model.safetensors"))
+    common.write_json({"step": 1}, str(tmp / "state.json"))
+    publish_dir(str(tmp), str(final))
+    deleted = events.index(f"rmtree {final}.old")
+    synced = {path.replace(str(tmp), str(final)) for path in events[:deleted]}
+    assert {str(p) for p in [final, *final.rglob("*")]} - synced == set()
+    assert str(tmp_path) in events[events.index(f"{tmp}/.complete") : deleted]  # the swap itself
 
 
 def test_resume_rebuilds_the_log_from_the_checkpoint(half_right, tmp_path):
