@@ -167,12 +167,13 @@ def make_trace(rng, problem, verbosity=None, slip_rate=SLIP_RATE):
 
 
 def prompt_text(problem, tokenizer):
-    """The text a model is prompted with: the model's chat template with the paper's instruction when
-    the tokenizer has one (real models), else the toy's "Q: ...\\nA: " format."""
-    if tokenizer.chat_template is None:
-        return f"Q: {problem}\nA: "
-    return tokenizer.apply_chat_template([{"role": "user", "content": f"{problem}\n{INSTRUCTION}"}],
-                                         add_generation_prompt=True)
+    """The text a model is prompted with: the problem and the paper's instruction in the model's chat
+    template; a Hugging Face tokenizer with no template (a base model) gets them in the plain format
+    "Q: ...\\n<instruction>\\nA: ", and the byte-level toy, which boxes its answers unasked, "Q: ...\\nA: "."""
+    if tokenizer.chat_template is not None:
+        return tokenizer.apply_chat_template([{"role": "user", "content": f"{problem}\n{INSTRUCTION}"}],
+                                             add_generation_prompt=True)
+    return f"Q: {problem}\nA: " if tokenizer.byte_level_toy else f"Q: {problem}\n{INSTRUCTION}\nA: "
 
 
 class DataError(InputError):

@@ -190,8 +190,12 @@ def chat_template_of(config: dict, folder: Path) -> str | None:
         template = source.read_text(encoding="utf-8")
     else:
         source, template = folder / "tokenizer_config.json", config.get("chat_template")
-        if isinstance(template, list):
-            template = {t["name"]: t["template"] for t in template}.get("default")
+        if isinstance(template, list):  # named templates: "default" is the chat one, as transformers takes it
+            named = {t["name"]: t["template"] for t in template}
+            if "default" not in named:
+                raise InputError(f"{source}: chat_template holds the templates {sorted(named)} and none named "
+                                 "'default'; name the chat one 'default'")
+            template = named["default"]
         if not isinstance(template, (str, type(None))):
             raise TypeError(f"chat_template must be a string or a list of {{name, template}}, got {template!r:.60}")
     try:
@@ -235,6 +239,7 @@ class Tokenizer:
         self._nfc = nfc
         self._template_tokens = template_tokens or {}
         self._files = files  # HF source files, written back verbatim by save()
+        self.byte_level_toy = files is None  # tasks.prompt_text gives the toy its own prompt format
         # Longest first, so the regex alternation is leftmost-longest like HF's added-token matcher.
         self._added = {s: enc.encode_single_token(s) for s in enc.special_tokens_set}
         added = sorted(self._added, key=len, reverse=True)
@@ -279,9 +284,13 @@ class Tokenizer:
         if self.chat_template is None:
             raise InputError("this tokenizer has no chat template "
                              "(the byte-level toy has none: format prompts directly)")
-        return compile_template(self.chat_template).render(
-            messages=messages, tools=None, documents=None, add_generation_prompt=add_generation_prompt,
-            **self._template_tokens)
+        try:
+            return compile_template(self.chat_template).render(
+                messages=messages, tools=None, documents=None, add_generation_prompt=add_generation_prompt,
+                **self._template_tokens)
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError) as e:
+            raise InputError(f"the model's chat template (chat_template.jinja or tokenizer_config.json) fails on a "
+                             f"user message: {type(e).__name__}: {e}; fix the template") from None
 
     @classmethod
     def byte_level(cls) -> "Tokenizer":

@@ -3,6 +3,8 @@ small byte-level BPE tokenizers here, in GPT-2 and Qwen2 flavours, and require i
 
 import json
 import random
+import re
+import shutil
 
 import pytest
 from hypothesis import given, settings
@@ -297,3 +299,34 @@ def test_chat_template_jinja_file(folders, tmp_path):
 def test_decode_of_ids_outside_the_vocabulary_is_a_replacement_char():
     tok = Tokenizer.byte_level()
     assert tok.decode([65, 475, 66]) == "A\ufffdB"  # a model with a padded embedding table can sample 475
+
+
+def test_a_base_model_without_chat_template_still_gets_the_instruction(folders):
+    """Without it a real model is never told to box its answer: nearly every reward is -1, and the phase-2
+    selection finds nothing solved sometimes. Only the byte-level toy keeps the bare format."""
+    from tasks import INSTRUCTION, prompt_text
+    assert prompt_text("1+2", Tokenizer.from_hf(folders["gpt2"])) == f"Q: 1+2\n{INSTRUCTION}\nA: "
+    assert prompt_text("1+2", Tokenizer.byte_level()) == "Q: 1+2\nA: "
+    r1 = prompt_text("1+2", Tokenizer.from_hf(folders["qwen2"]))
+    assert f"1+2\n{INSTRUCTION}" in r1 and r1.endswith("<｜Assistant｜><think>\n")
+
+
+def test_chat_templates_refused_in_one_line(folders, tmp_path):
+    shutil.copytree(folders["qwen2"], tmp_path, dirs_exist_ok=True)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    for template, message in [
+        ([{"name": "tool_use", "template": "{{ messages }}"}], "templates ['tool_use'] and none named 'default'"),
+    ]:
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+        with pytest.raises(InputError, match=re.escape(message)):
+            Tokenizer.from_hf(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": [
+        {"name": "default", "template": R1_TEMPLATE}, {"name": "rag", "template": "x"}]}))
+    assert Tokenizer.from_hf(tmp_path).chat_template == R1_TEMPLATE
+    for template, message in [  # errors at render time, not syntax errors (those are refused at load)
+        ("{{ raise_exception('System role not supported') }}", "TemplateError: System role not supported"),
+        ("{{ messages[0]['content'] + 1 }}", "TypeError: can only concatenate str"),
+    ]:
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+        with pytest.raises(InputError, match="the model's chat template .* fails on a user message: " + re.escape(message)):
+            Tokenizer.from_hf(tmp_path).apply_chat_template([{"role": "user", "content": "hi"}])
