@@ -29,7 +29,7 @@ import distributed
 from distributed import gather, is_main, my_share, on_main
 from reward import grade
 from model import read_checkpoint
-from sample import DTYPES, ENGINES, SAMPLER_HELP, generate, load_for_inference
+from sample import DTYPE_HELP, DTYPES, ENGINES, SAMPLER_HELP, dtype_name, generate, load_for_inference
 from tasks import PAPER_NEW_TOKENS, encode_prompts, new_tokens_that_fit, read_problems
 from tokenizer import Tokenizer
 
@@ -269,7 +269,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, metavar="N", default=0, help="sampling seed (the same for every checkpoint)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help=DTYPE_HELP)
     p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     p.add_argument("--out", default=None, help="write the figures to this JSON file")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
@@ -303,6 +303,7 @@ def main(argv=None):
         if is_main():
             print(f"--max-new-tokens {args.max_new_tokens} (the default: {PAPER_NEW_TOKENS}, or what the context leaves "
                   "after the longest prompt)", file=sys.stderr)
+    args.dtype = dtype_name(args.dtype, args.device)  # one for every column, so that they compare
     settings = {k: getattr(args, k) for k in ("data", "limit", "samples", "temperature", "top_p", "max_new_tokens",
                                               "seed", "dtype")}
     progress = f"{args.out}.partial.jsonl" if args.out else None
@@ -314,7 +315,7 @@ def main(argv=None):
     results, responses = {}, {}
     try:
         for name, path in zip(names, args.ckpt):
-            model, tok = load_for_inference(path, args.device, DTYPES.get(args.dtype))
+            model, tok = load_for_inference(path, args.device, DTYPES[args.dtype])
             kept = done.get(name, {})
             if progress and is_main():
                 if name not in done:

@@ -737,6 +737,9 @@ def build_from_tensors(cls, config, tensors, dtype, device):
         # NaN or inf weights could only emit garbage; min and max show them with no copy of the tensor
         if t.numel() and not torch.isfinite(torch.stack(torch.aminmax(loaded[name]))).all():
             raise CheckpointError(f"tensor {name!r} holds NaN or inf: the checkpoint is damaged; load an earlier one")
+    if dtype is None and len({t.dtype for t in loaded.values()}) > 1:  # fp32 norms beside bf16 matrices: one dtype,
+        dtype = max(loaded.values(), key=torch.Tensor.numel).dtype     # the largest tensor's, or a matmul fails
+        loaded = {name: t.to(dtype) for name, t in loaded.items()}
     fresh = {k for k in expected if k.startswith("value_head.")} - set(loaded)
     missing = sorted(set(expected) - set(loaded) - fresh)
     if missing:

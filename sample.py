@@ -389,6 +389,13 @@ def load_for_inference(path, device="cpu", dtype=None):
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_HELP = "weights dtype (default: bf16 on a GPU, as train_rl.py samples there, fp32 on a CPU; whatever is stored)"
+
+
+def dtype_name(name, device):
+    """A --dtype flag's value, by default bf16 on a GPU and fp32 on a CPU: one dtype for every checkpoint,
+    whatever each stores (R1-Distill is stored in bf16, a trained actor in fp32)."""
+    return name or ("bf16" if torch.device(device).type == "cuda" else "fp32")
 
 
 def read_prompts(path, key):
@@ -423,7 +430,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="sampling seed")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help=DTYPE_HELP)
     p.add_argument("--sampler", choices=ENGINES, default="auto", help="decoding engine: auto is graph on a GPU (eager "
                    "when streaming one sample), eager on a CPU; compiled first compiles its step (a minute or more)")
     args = p.parse_args(argv)
@@ -434,7 +441,7 @@ def main(argv=None):
     if args.temperature == 0 and args.num_samples > 1:
         p.error(f"--temperature 0 is greedy: its {args.num_samples} samples of a prompt would be one answer repeated; "
                 "give --num-samples 1, or a temperature above 0")
-    model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
+    model, tok = load_for_inference(args.ckpt, args.device, DTYPES[dtype_name(args.dtype, args.device)])
     problems = [args.prompt] if args.prompt is not None else read_prompts(args.prompts, args.key)
     texts = problems if args.raw else [prompt_text(q, tok) for q in problems]
     prompts = [tok.encode(t) for t in texts for _ in range(args.num_samples)]

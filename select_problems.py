@@ -19,7 +19,7 @@ from common import (Parser, check_writable, cli, device, positive_int, ranged, i
 import distributed
 from distributed import is_main, on_main
 from eval import pass_rates, progress_done, progress_printer, rollout
-from sample import DTYPES, ENGINES, SAMPLER_HELP, load_for_inference
+from sample import DTYPE_HELP, DTYPES, ENGINES, SAMPLER_HELP, dtype_name, load_for_inference
 from tasks import PAPER_NEW_TOKENS, DataError, new_tokens_that_fit, read_problems
 
 
@@ -45,7 +45,7 @@ def main(argv=None):
     p.add_argument("--max-pass-rate", type=ranged(float), default=1.0, help="keep pass rates strictly below this "
                    "(above 1: always-solved problems too)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights dtype (default: as stored)")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help=DTYPE_HELP)
     p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     p.add_argument("--temperature", type=sampling_temperature, default=0.6, help="sampling temperature (as in training)")
     p.add_argument("--max-new-tokens", type=positive_int, metavar="N", help="cut-off, a cut response is wrong (default: "
@@ -65,7 +65,7 @@ def main(argv=None):
     if len(candidates) < args.candidates and is_main():
         print(f"note: --candidates {args.candidates}, but {args.data} holds {len(candidates)} problems"
               f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}: trying them all")
-    model, tok = load_for_inference(args.ckpt, args.device, DTYPES.get(args.dtype))
+    model, tok = load_for_inference(args.ckpt, args.device, DTYPES[dtype_name(args.dtype, args.device)])
     if args.max_new_tokens is None:
         args.max_new_tokens = new_tokens_that_fit(candidates, tok, model.config.max_seq_len)
         if is_main():

@@ -91,6 +91,8 @@ def test_cli_writes_json_and_table(half_right, tmp_path, capsys):
     assert set(got["results"]) == {"a", "b"}
     assert got["results"]["a"] == got["results"]["b"]  # same weights, same seed: same figures
     assert got["settings"]["samples"] == 2
+    assert got["settings"]["dtype"] == "fp32"  # one for every column: bf16 on a GPU, fp32 here, whatever is stored
+    assert evaluation.dtype_name(None, "cuda:1") == "bf16" and evaluation.dtype_name("fp16", "cpu") == "fp16"
     assert "| all |" in capsys.readouterr().out
 
 

@@ -199,6 +199,22 @@ def test_load_in_bf16_casts_every_tensor(tmp_path):
     assert model(torch.tensor([[1, 2, 3]])).dtype == torch.bfloat16
 
 
+def test_a_checkpoint_in_mixed_dtypes_loads_in_its_matrices_dtype(tmp_path):
+    """fp32 norms beside bf16 matrices (as some checkpoints store them) loaded "as stored" crashed at the
+    first matmul (mat1 and mat2 must have the same dtype)."""
+    import safetensors.torch
+    hf = hf_qwen2(tmp_path)
+    tensors = safetensors.torch.load_file(str(tmp_path / "model.safetensors"))
+    mixed = {k: v if "norm" in k else v.to(torch.bfloat16) for k, v in tensors.items()}
+    assert {v.dtype for v in mixed.values()} == {torch.float32, torch.bfloat16}
+    safetensors.torch.save_file(mixed, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    model = GPT.from_pretrained(str(tmp_path))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    ids = torch.tensor([[1, 2, 3]])
+    expected = GPT.from_pretrained(str(tmp_path), dtype=torch.bfloat16)(ids)
+    assert torch.equal(model(ids), expected) and torch.isfinite(expected).all()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Bad inputs: one clear error naming the problem
 
