@@ -101,6 +101,8 @@ class Parser(argparse.ArgumentParser):
         --steps does not (the run would fail at its first step), nor does -1 for --actor-lr."""
         for action in self._actions:
             value, flag = values.get(action.dest), (action.option_strings or [action.dest])[0]
+            if value is None and action.dest in values and action.default is not None:
+                return f"{flag} null: expected a value (its default is {action.default!r})"
             if value is None or (action.type is None and action.choices is None):
                 continue
             if isinstance(action.nargs, int) and not (isinstance(value, list) and len(value) == action.nargs):

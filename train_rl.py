@@ -152,11 +152,14 @@ def value_loss(values, old_values, returns, clip_eps):
 
 
 def explained_variance(values, returns, mask):
-    """1 - Var(R - V) / Var(R) over valid tokens: 1 is a perfect critic, 0 no better than a constant."""
+    """1 - Var(R - V) / Var(R) over valid tokens: 1 is a perfect critic, 0 no better than a constant. NaN when
+    the returns do not vary (every response scored the same, lambda = 1): their variance is then rounding
+    noise, and the ratio would be any huge number."""
     var_r = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
     diff = returns - values
     var_d = masked_mean((diff - masked_mean(diff, mask)) ** 2, mask)
-    return (1 - var_d / var_r).item() if var_r > 0 else float("nan")
+    noise = (1e-5 * (returns * mask).abs().max()) ** 2  # a spread below 1e-5 of the returns' size
+    return (1 - var_d / var_r).item() if var_r > noise else float("nan")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -390,7 +393,8 @@ def set_learning_rates(cfg, models, step, actor_start):
     actor_steps = cfg.steps - actor_start
     lrs = {"actor_lr": lr_at(step - actor_start, actor_steps, cfg.actor_lr, warmup(actor_steps), cfg.min_lr_ratio)
            if step >= actor_start else 0.0,
-           "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio)}
+           "critic_lr": lr_at(step, cfg.steps, cfg.critic_lr, warmup(cfg.steps), cfg.min_lr_ratio) if models.critic_opt
+           else None}
     for opt, lr in ((models.actor_opt, lrs["actor_lr"]), (models.critic_opt, lrs["critic_lr"])):
         for group in opt.param_groups if opt else []:
             group["lr"] = lr
@@ -441,6 +445,7 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     lengths = batch.lengths.float()
     groups = batch.correct.view(-1, cfg.samples_per_prompt).float().mean(1)
     kl_tok = (batch.logp - batch.logp_ref) * batch.mask
+    critic = cfg.algo == "ppo"  # GRPO has none: its figures are None
     return {
         "step": step, "phase": cfg.phase, "algo": cfg.algo, "loss_agg": cfg.loss_agg,
         "reward_mean": batch.scores.float().mean().item(), "accuracy": batch.correct.float().mean().item(),
@@ -448,9 +453,9 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
         "truncated_share": batch.truncated.float().mean().item(),
         "groups_all_correct": int((groups == 1).sum()), "groups_all_wrong": int((groups == 0).sum()),
         "kl": (kl_tok.sum() / batch.mask.sum()).item(), "kl_per_response": kl_tok.sum(1).mean().item(),
-        "value_mean": masked_mean(batch.values, batch.mask).item(),
-        "return_mean": masked_mean(batch.returns, batch.mask).item(),
-        "explained_variance": explained_variance(batch.values, batch.returns, batch.mask) if cfg.algo == "ppo" else None,
+        "value_mean": masked_mean(batch.values, batch.mask).item() if critic else None,
+        "return_mean": masked_mean(batch.returns, batch.mask).item() if critic else None,
+        "explained_variance": explained_variance(batch.values, batch.returns, batch.mask) if critic else None,
         **stats, **lrs,
         "tokens_per_s": tokens / sum(times.values()),
         **{f"time_{k}": v for k, v in times.items()}, "time_total": sum(times.values()),
@@ -550,7 +555,7 @@ def run(cfg, resume, earlier=None):
                 rec = evaluate_now(rec)
             log(rec)
             say(runs.progress_line(rec), flush=True)
-            if stopping:
+            if stopping and not finished:  # a stop in the last step has nothing left to resume: the run is done
                 say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
                 sys.exit(130)
             if short:
@@ -674,7 +679,8 @@ def build_parser():
     g.add_argument("--steps", type=positive_int, metavar="N", default=150, help="PPO steps (each: sample, score, update)")
     g.add_argument("--stop-length-ratio", type=fraction, default=0.0, help="end before --steps once the last "
                    f"{STOP_WINDOW} steps' responses average this share of the first {STOP_WINDOW}'s length (0: never)")
-    g.add_argument("--seed", type=int, metavar="N", default=0, help="data order, samples, critic head")
+    g.add_argument("--seed", type=ranged(int, 0, 2**31 - 1), metavar="N", default=0,
+                   help="data order, samples, critic head")
     g.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     g.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")
     g.add_argument("--grad-checkpointing", type=bool_flag, default=False, help="recompute activations in backward")

@@ -548,6 +548,23 @@ def stopped_by_ctrl_c(monkeypatch, step, argv):
     monkeypatch.setattr(train_rl, "collect", real_collect)
 
 
+def test_a_stop_in_the_last_step_ends_the_run_as_done(half_right, tmp_path, monkeypatch, capsys):
+    """Nothing is left to resume, so it exits as a finished run (0), not as a stopped one (130), which a
+    scheduler would treat as a failure."""
+    real_collect = train_rl.collect
+    monkeypatch.setattr(train_rl, "collect", lambda *args: os.kill(os.getpid(), signal.SIGTERM) or real_collect(*args)
+                        if args[-1] == 1 else real_collect(*args))
+    train_rl.main(tiny_run_flags(half_right, tmp_path / "run", 2))  # returns: no SystemExit
+    out = capsys.readouterr().out
+    assert "done: the trained model is" in out and "--resume" not in out
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["finished"]
+
+
+def test_a_seed_too_large_for_the_step_seeds_is_refused_before_any_work(half_right, tmp_path, capsys):
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "run", 2, "--seed", str(2**33)), capsys)
+    assert "--seed: must be in [0, 2147483647], got 8589934592" in err and not (tmp_path / "run").exists()
+
+
 def test_a_copied_or_moved_run_resumes_in_place(half_right, tmp_path, monkeypatch):
     full = tmp_path / "full"
     train_rl.main(tiny_run_flags(half_right, full, 3))
@@ -668,7 +685,8 @@ def test_resume_refuses_a_hand_edited_config_value_its_flag_would_not_give(half_
     for edit, message in [({"steps": "300"}, "--steps '300': --steps 300 gives 300"),  # a TypeError at step 2
                           ({"actor_lr": -1}, "--actor-lr -1: must be > 0, got -1"),
                           ({"adam_betas": [0.9]}, "--adam-betas [0.9]: expected a list of 2 values"),
-                          ({"sampler": "fast"}, "--sampler 'fast': expected one of auto, eager, graph, compiled")]:
+                          ({"sampler": "fast"}, "--sampler 'fast': expected one of auto, eager, graph, compiled"),
+                          ({"steps": None}, "--steps null: expected a value (its default is 150)")]:
         path.write_text(json.dumps({**state, "config": {**state["config"], **edit}}))
         err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
         assert f"{path}: the run's config has {message}; write a value the flag takes" in err, err

@@ -114,6 +114,11 @@ def test_explained_variance():
     assert explained_variance(torch.tensor([[2.0, 2.0, 2.0, -50.0]]), returns, mask) == pytest.approx(0.0)
     # R - V = [0, 0, 1]: Var = 2/9 against Var(R) = 2/3, so 1 - 1/3
     assert explained_variance(torch.tensor([[1.0, 2.0, 2.0, 7.0]]), returns, mask) == pytest.approx(2 / 3)
+    # Returns that do not vary (every response scored the same): NaN, not 1 - x / (rounding noise), which
+    # logged -9.4e13 in a run. The variance of three float32 0.45s comes out as 8.9e-16, not 0.
+    constant = torch.tensor([[0.45, 0.45, 0.45, 0.0]])
+    assert math.isnan(explained_variance(torch.tensor([[0.5, 0.0, 0.2, 0.0]]), constant, mask))
+    assert explained_variance(returns * 1e-3, returns * 1e-3, mask) == pytest.approx(1.0)  # small, but a real spread
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,6 +243,11 @@ def test_twenty_steps_raise_the_mean_reward(half_right, tmp_path, algo):
     final = sum(r["reward_mean"] for r in log[-3:]) / 3
     assert first < 0.5 and final > first + 0.5, (first, final)
     assert last["step"] == 19 and os.path.isdir(tmp_path / "checkpoint" / "actor")
+    critic = ("critic_lr", "value_mean", "return_mean", "explained_variance", "value_loss")
+    if algo == "grpo":  # no critic: its figures are None, not a learning rate or zeros
+        assert all(r[k] is None for r in log for k in critic)
+    else:
+        assert all(isinstance(r[k], float) for r in log[5:] for k in critic)
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monkeypatch, capsys):
