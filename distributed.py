@@ -170,8 +170,13 @@ def full(tensor):
 
 
 def full_state(model):
-    """{name: whole tensor on the CPU} of a (possibly sharded) model, on process 0 (None elsewhere)."""
-    state = {name: full(t).detach().cpu() for name, t in model.state_dict().items()}
+    """{name: whole tensor on the CPU} of a (possibly sharded) model, on process 0 (None elsewhere): every
+    process takes part in each tensor's gather, and process 0 alone keeps a copy in host memory."""
+    state = {}
+    for name, t in model.state_dict().items():
+        whole = full(t)
+        if is_main():
+            state[name] = whole.detach().cpu()
     return state if is_main() else None
 
 
@@ -187,16 +192,21 @@ def like(param, value):
 def optimizer_state(opt, prefix):
     """AdamW state as flat {prefix.i.key: whole tensor} for safetensors (no pickles anywhere), i the
     parameter's index; gathered from every process, so the file is the same whatever N wrote it."""
-    state = {f"{prefix}.{i}.{k}": full(v).detach().cpu().reshape(-1) if v.dim() == 0 else full(v).detach().cpu()
-             for i, s in opt.state_dict()["state"].items() for k, v in s.items()}
+    state = {}
+    for i, s in opt.state_dict()["state"].items():
+        for k, v in s.items():
+            whole = full(v)  # every process gathers; process 0 alone keeps a copy, as in full_state
+            if is_main():
+                state[f"{prefix}.{i}.{k}"] = whole.detach().cpu().reshape(-1) if v.dim() == 0 else whole.detach().cpu()
     return state if is_main() else None
 
 
 def load_optimizer_state(opt, tensors, prefix):
-    """Restore optimizer_state's AdamW state, sharded as this process's parameters are (any N)."""
+    """Restore optimizer_state's AdamW state, sharded as this process's parameters are (any N). tensors:
+    (name, whole tensor) pairs, taken one at a time (a file read as it goes holds one in host memory)."""
     params = [p for group in opt.param_groups for p in group["params"]]
     sd = opt.state_dict()
-    for name, value in tensors.items():
+    for name, value in tensors:
         head, i, key = name.split(".")
         if head == prefix:
             value = value.reshape(()) if key == "step" else like(params[int(i)], value)

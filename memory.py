@@ -8,6 +8,8 @@ without torchrun):
   reference (frozen):       4N / G: fp32 like the actor, so that it runs through exactly the actor's numerics
   rollout copy:             2N in bf16 runs (the sampling copy), 4N in fp32 runs on several GPUs, on every GPU
   critic N:                 the actor's N without the LM head (untied) plus a scalar head
+Loading, on several GPUs: each model is sharded as soon as it is loaded, so a GPU holds one whole fp32
+model (4N) beside the shards of those loaded before it; the total is the larger of this and the run.
 Transient, the larger of the two phases of a step:
   sampling:   KV cache 2 (k, v) x layers x rows x kv_heads x head_dim x columns x bytes, rows = the sample
               batch (a power of two: the graph sampler's bucket) of this GPU's share of the step's responses,
@@ -102,7 +104,10 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
     head = min(2**24, tokens * model_cfg.vocab_size) * 4 * 3  # logits, log-softmax, its gradient
     out["training: activations (one micro-batch)"] = acts + head + tokens * d * 4 * 2  # + embeddings, final norm
     transient = max(out["sampling: kv cache + logits"], out["training: activations (one micro-batch)"])
-    out["total"] = sum(v for k, v in out.items() if ":" not in k) + transient
+    steady = sum(v for k, v in out.items() if ":" not in k) + transient
+    if gpus > 1:  # at load: the last whole fp32 model beside the shards of those before it (runs.load_models)
+        out["loading: one whole model beside shards"] = 4 * max(n_actor, n_critic) + 8 * n_actor // gpus
+    out["total"] = max(steady, out.get("loading: one whole model beside shards", 0))
     return out
 
 

@@ -565,8 +565,9 @@ _SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.
                        "U8": torch.uint8, "BOOL": torch.bool}
 
 
-def read_safetensors(path):
-    """Yield (name, tensor) from a .safetensors file, each read straight into freshly allocated memory.
+def read_safetensors(path, keep=None):
+    """Yield (name, tensor) from a .safetensors file, each read straight into freshly allocated memory; with
+    `keep`, only the tensors whose name it accepts (the others are not read).
 
     Not the library's mmap views: those sit at arbitrary alignment (CPU kernels then take other paths, so
     a resumed run drifts from an uninterrupted one in the last bits), and their touched file pages stay
@@ -581,6 +582,8 @@ def read_safetensors(path):
             raise CheckpointError(f"{path}: not a safetensors file ({e})") from None
         base = f.tell()
         for name, info in entries:
+            if keep is not None and not keep(name):
+                continue
             dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
             if dtype is None:
                 raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")

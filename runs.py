@@ -73,18 +73,18 @@ def load_models(cfg, actor_path, critic_path):
     is sharded)."""
     check_models(cfg, actor_path, critic_path)
     tok = Tokenizer.load(actor_path)
-    load = lambda path, **kw: GPT.from_pretrained(path, dtype=torch.float32, device=cfg.device, **kw)
-    actor = load(actor_path)
-    ref = load(cfg.ref or cfg.init).eval().requires_grad_(False)
-    critic = load(critic_path, value_head=True) if cfg.algo == "ppo" else None
     bf16 = cfg.dtype == "bf16"
-    rollout = actor.inference_copy(torch.bfloat16 if bf16 else torch.float32, fused=bf16) \
-        if bf16 or world() > 1 else actor
-    for m in (actor, critic):
-        if m is not None:
-            m.grad_checkpointing = cfg.grad_checkpointing
-            m.train()
-    actor, critic, ref = (shard(m, bf16) if m is not None else None for m in (actor, critic, ref))
+
+    def load(path, trained=True, **kw):  # sharded as soon as it is loaded: a GPU holds one whole model at a time
+        model = GPT.from_pretrained(path, dtype=torch.float32, device=cfg.device, **kw)
+        model.grad_checkpointing = cfg.grad_checkpointing
+        return shard(model.train() if trained else model.eval().requires_grad_(False), bf16)
+
+    actor = load(actor_path)
+    ref = load(cfg.ref or cfg.init, trained=False)
+    critic = load(critic_path, value_head=True) if cfg.algo == "ppo" else None
+    rollout = actor.model.inference_copy(torch.bfloat16 if bf16 else torch.float32, fused=bf16) \
+        if bf16 or world() > 1 else actor.model  # made from the shards, gathered one tensor at a time
     optimizer = lambda m, lr: torch.optim.AdamW(m.parameters(), lr=lr, betas=cfg.adam_betas,
                                                 weight_decay=cfg.weight_decay)
     return Models(actor, critic, ref, rollout, optimizer(actor, cfg.actor_lr),
@@ -288,10 +288,13 @@ def resume(out, models, state, finish_record):
     if not os.path.isfile(path):
         raise damaged(path, "missing")
     try:
-        optim = dict(read_safetensors(path))
-        load_optimizer_state(models.actor_opt, optim, "actor")
-        if models.critic is not None:
-            load_optimizer_state(models.critic_opt, optim, "critic")
+        for prefix, opt in (("actor", models.actor_opt), ("critic", models.critic_opt)):
+            def mine(name, prefix=prefix):  # names are model.parameter.key; another kind of file raises ValueError
+                model, _, _ = name.split(".")
+                return model == prefix
+
+            if opt is not None:  # read as it goes: each process holds one whole tensor at a time, not the file
+                load_optimizer_state(opt, read_safetensors(path, keep=mine), prefix)
     except (KeyError, IndexError, ValueError, RuntimeError) as e:  # names or shapes of another model's state
         raise damaged(path, f"not this run's optimiser state ({type(e).__name__}: {e})") from None
     restore_log(os.path.join(out, "log.jsonl"), state, finish_record)

@@ -58,6 +58,24 @@ def main_after_leave(argv):
         json.dump({"main": distributed.is_main()}, f)
 
 
+def host_copies_in_a_save(argv):
+    """Shards a tiny model and its AdamW state, then counts the bytes each process copies to the CPU for a
+    checkpoint (full_state, optimizer_state): writes {"bytes": n} to argv[0]/<rank>.json."""
+    distributed.setup()
+    torch.manual_seed(0)
+    runner = distributed.shard(model.GPT(model.GPTConfig(vocab_size=16, n_layer=2, n_head=2, n_embd=8, n_inner=16)), False)
+    opt = torch.optim.AdamW(runner.parameters())
+    runner(lambda m, x: m(x).sum(), torch.ones(1, 3, dtype=torch.long)).backward()
+    opt.step()
+    copied, real_cpu = [], torch.Tensor.cpu
+    torch.Tensor.cpu = lambda t, *a, **k: copied.append(t.numel() * t.element_size()) or real_cpu(t, *a, **k)
+    distributed.full_state(runner.model), distributed.optimizer_state(opt, "actor")
+    torch.Tensor.cpu = real_cpu
+    with open(os.path.join(argv[0], f"{distributed.rank()}.json"), "w") as f:
+        json.dump({"bytes": sum(copied)}, f)
+    distributed.leave()
+
+
 def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
     """One process of a torchrun-like group (what torchrun's environment variables say)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -76,7 +94,8 @@ def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
 
         train_rl.collect = collect
     mains = {"train_rl": train_rl.main, "eval": evaluation.main, "select": select_problems.main,
-             "nan_step": optimizer_step_where_one_process_saw_a_nan, "after_leave": main_after_leave}
+             "nan_step": optimizer_step_where_one_process_saw_a_nan, "after_leave": main_after_leave,
+             "host_copies": host_copies_in_a_save}
     mains[main](argv)
 
 
@@ -141,6 +160,16 @@ def test_two_processes_sample_and_train_what_one_does(half_right, tmp_path, monk
 def test_a_non_finite_loss_on_one_process_skips_the_step_on_every_process(tmp_path):
     spawn("nan_step", [str(tmp_path)])  # if process 0 stepped alone, the shards would drift apart
     assert [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)] == [{"applied": False}] * 2
+
+
+@pytest.mark.slow
+def test_only_process_0_copies_a_checkpoint_to_host_memory(tmp_path):
+    """Every process gathers each whole tensor, but only process 0 writes: the others kept a whole copy of
+    the weights and optimizer state in host memory for nothing (for 7B on 8 GPUs, 8 x 16 bytes a parameter)."""
+    spawn("host_copies", [str(tmp_path)])
+    copied = {f.name: json.loads(f.read_text())["bytes"] for f in tmp_path.iterdir()}
+    n = model.GPT(model.GPTConfig(vocab_size=16, n_layer=2, n_head=2, n_embd=8, n_inner=16)).num_params()
+    assert copied["1.json"] == 0 and copied["0.json"] >= 3 * 4 * n  # weights and two AdamW moments, fp32
 
 
 @pytest.mark.slow

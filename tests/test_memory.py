@@ -99,3 +99,27 @@ def test_dry_run_of_the_paper_preset_counts_the_held_out_prompts_and_rows(tmp_pa
         f.writelines(json.dumps({"problem": "9" * 30, "answer": "9", "level": 1}) + "\n" for _ in range(16))
     train_rl.main(flags + ["--eval-data", str(tmp_path / "held.jsonl"), "--eval-problems", "16", "--eval-samples", "4"])
     assert "longest prompt 37 + 32 new tokens, sample batch 32," in capsys.readouterr().out  # 64 rows, 32 at once
+
+
+def test_each_model_is_sharded_as_soon_as_it_is_loaded(half_right, tmp_path, monkeypatch):
+    """Under torchrun, loading all three fp32 models before sharding any held 12N bytes per GPU (93 GiB for a
+    7B model, against a 53 GiB estimate on 8 GPUs). Now one whole model at a time, and the rollout copy is
+    made from the shards; the estimate counts that peak."""
+    import runs
+    import train_rl
+    from model import GPT
+
+    events, real_load, real_shard, real_copy = [], GPT.from_pretrained, runs.shard, GPT.inference_copy
+    monkeypatch.setattr(GPT, "from_pretrained", lambda path, **kw: events.append("load") or real_load(path, **kw))
+    monkeypatch.setattr(runs, "shard", lambda model, bf16: events.append("shard") or real_shard(model, bf16))
+    monkeypatch.setattr(GPT, "inference_copy", lambda self, *a, **k: events.append("copy") or real_copy(self, *a, **k))
+    cfg = train_rl.config(init=str(half_right), data=str(half_right / "problems.jsonl"), out=str(tmp_path), dtype="bf16")
+    runs.load_models(cfg, cfg.init, cfg.init)
+    assert events == ["load", "shard"] * 3 + ["copy"]
+    cfg = GPTConfig(vocab_size=100, n_layer=2, n_head=2, n_embd=16, n_inner=32)
+    n, n_critic = memory.param_count(cfg), memory.critic_param_count(cfg)  # tied head: the critic adds a scalar head
+    kw = dict(prompt_len=4, max_new_tokens=4, sample_batch=1, micro_batch=1, bf16=True, grad_checkpointing=True)
+    assert memory.estimate(cfg, gpus=4, **kw)["loading: one whole model beside shards"] == 4 * n_critic + 8 * n // 4
+    assert "loading: one whole model beside shards" not in memory.estimate(cfg, gpus=1, **kw)
+    huge_gpus = memory.estimate(cfg, gpus=1000, **kw)
+    assert huge_gpus["total"] == huge_gpus["loading: one whole model beside shards"]  # the peak, once shards are tiny

@@ -125,6 +125,15 @@ def test_kv_cache_without_mask_matches_full_forward():
     assert (torch.cat(parts, 1) - full).abs().max().item() < 1e-5
 
 
+def test_read_safetensors_keeps_only_the_names_asked_for(tmp_path):
+    import safetensors.torch
+    from model import read_safetensors
+    tensors = {"actor.0.exp_avg": torch.arange(3.0), "critic.0.exp_avg": torch.ones(2), "actor.0.step": torch.zeros(1)}
+    safetensors.torch.save_file(tensors, str(tmp_path / "o.safetensors"))
+    kept = dict(read_safetensors(str(tmp_path / "o.safetensors"), keep=lambda name: name.startswith("actor.")))
+    assert kept.keys() == {"actor.0.exp_avg", "actor.0.step"} and torch.equal(kept["actor.0.exp_avg"], torch.arange(3.0))
+
+
 def test_save_load_round_trip_is_exact_and_atomic(tmp_path):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=40, n_layer=2, n_head=2, n_embd=16, n_inner=32, max_seq_len=32))
