@@ -21,8 +21,8 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
   * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces (but not between
     two digits: `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period,
     `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\frac 1 2`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/
-    `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C` = `(C)\ 12` (a choice with its value, but
-    not `(A)(C)`), `+\infty` = `∞` = `\infty`, `\varnothing`
+    `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C` = `(C)\ 12` (the choice alone against the
+    choice with its value, a number: not `(C) or D`, `(C) 12, D`; and `(C)\ 12` != `(C)\ 15`), `+\infty` = `∞` = `\infty`, `\varnothing`
     = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2 \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all
     real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`.
   * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
@@ -126,6 +126,7 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
 _NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")
 _NAMES = re.compile(r"(\([A-Za-z](?:,[A-Za-z])+\))=")  # (x,y)= in a normalised answer
 _NAMED = re.compile(r"([A-Za-z])=(.+)")  # x=1, one item of a normalised list
+_CHOICE = re.compile(r"\(([A-E])\)(.+)")  # (C)12: a normalised choice with its value
 # Spaces go, except between two digits, which stay apart: `2 1/2` is not 21/2 (but `\log_2 3` is `\log_23`).
 _SPACES = re.compile(r"(?<=\d)(?<![_^]\d)(\s+)(?=\d)|\s+")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -135,7 +136,7 @@ _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\frac(\d) ?(\d)", r"\\frac{\1}{\2}"),  # \frac12, \frac 1 2 -> \frac{1}{2}
     (r"\\frac(\d)(?=\{)", r"\\frac{\1}"),  # \frac1{2}
     (r"(\\frac\{(?:[^{}]|\{[^{}]*\})*\})(\d)", r"\1{\2}"),  # \frac{1}2, \frac{\sqrt{3}}2
-    (r"^\(([A-E])\)(?![,=])(?!.*\([A-E]\)).*", r"\1"),  # multiple choice: (C) -> C, and (C) 12 (its value); not (A)(B)
+    (r"^\(([A-E])\)$", r"\1"),  # multiple choice: (C) -> C
 ]]
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _POWER = re.compile(r"\^(?:(\d)(?!\d)|\{([-+]?\d{1,3})\})")  # an integer exponent: x^3, x^{10}, x^{-1}; not x^10
@@ -559,6 +560,15 @@ def _as_point(s: str) -> str | None:
     return f"({','.join(m.group(1) for m in named)})=({','.join(m.group(2) for m in named)})"
 
 
+def _choice(s: str) -> str | None:
+    """The letter of a choice given with its value, `(C)12` -> `C`: a value that is a number (no letter but in
+    a command such as \\frac, \\sqrt, \\pi), so that `(C) or D`, `(C)/D` and `(C)\\text{is wrong}` are not C."""
+    m = _CHOICE.fullmatch(s)
+    if m and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group(2))) and _value(m.group(2)) is not None:
+        return m.group(1)
+    return None
+
+
 def _same(a: str, b: str) -> bool:
     """is_equiv on two normalised answers."""
     if a == b:
@@ -584,7 +594,7 @@ def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
     a, b = normalize_answer(pred), normalize_answer(gold)
     if not (a and b):
         return False
-    if _same(a, b):
+    if _same(a, b) or a == _choice(b) or b == _choice(a):  # the choice alone against the choice with its value
         return True
     point_a, point_b = _as_point(a), _as_point(b)
     return bool(point_a or point_b) and _same(point_a or a, point_b or b)

@@ -233,6 +233,12 @@ NOT_EQUIVALENT = [
     ("(C)(A)", "(C)"),  # two choices are not one
     ("(C) \\text{ or } (A)", "(C)"),
     ("(C), 5", "(C)"),
+    ("(C) or D", "\\text{(C)}"),  # a choice's value is a number, not a hedge
+    ("(C)/D", "(C)"),
+    ("(C)D", "(C)"),
+    ("(C) 12 \\text{ or } D", "(C)"),
+    ("(C) \\text{ is wrong}", "(C)"),
+    ("(C)\\ 15", "(C)\\ 12"),  # both with values: the values compare too
     ("y = 1, x = 2", "(1, 2)"),  # a point only in alphabetical order
     ("(a, b) = (1, 2)", "(x, y) = (1, 2)"),  # names agree when both sides give them
     ("x = 1, y = 2", "(1, 2, 3)"),
