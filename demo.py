@@ -71,8 +71,8 @@ def run(name, module, argv):
 
 def rl_phase(run_dir, flags, steps):
     """Run (or reuse, or resume) one train_rl.py run in run_dir; returns its trained actor's folder."""
-    state = os.path.join(run_dir, "checkpoint", "state.json")
-    if os.path.isfile(state) and read_json(state)["finished"]:
+    state = runs.state_path(run_dir)  # also a checkpoint whose swap a crash cut short: --resume finishes that swap
+    if state == os.path.join(run_dir, "checkpoint", "state.json") and os.path.isfile(state) and read_json(state)["finished"]:
         print(f"reusing {run_dir} (finished)")
     elif os.path.isfile(state):
         run("train_rl.py", train_rl, ["--resume", "--out", run_dir])
@@ -86,8 +86,8 @@ def evaluate(models, test, settings, out):
     done = read_json(out)["results"] if os.path.isfile(out) else {}
     todo = {name: path for name, path in models.items() if name not in done}
     if todo:
-        tmp = out + ".tmp.json"
-        resume = ["--resume"] if os.path.exists(tmp + ".partial.jsonl") else []  # an evaluation cut short
+        tmp = out + TMP
+        resume = ["--resume"] if os.path.exists(evaluation.progress_path(tmp)) else []  # an evaluation cut short
         run("eval.py", evaluation, ["--ckpt", *todo.values(), "--names", *todo, "--data", test, "--samples",
                                     str(settings["test_samples"]), "--max-new-tokens", NEW_TOKENS, "--out", tmp, *resume])
         done.update(read_json(tmp)["results"])
@@ -310,9 +310,12 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-SEED_FILES = {**dict.fromkeys(["phase2_set.jsonl", "eval.json", "eval.json.tmp.json"]),  # what a seed writes
+TMP = ".tmp.json"  # eval.py writes OUT.tmp.json, and keeps its responses beside it until it is done
+written_by_eval = lambda out: [out, out + TMP, evaluation.progress_path(out + TMP)]
+SEED_FILES = {**dict.fromkeys(["phase2_set.jsonl", select_problems.candidates_path("phase2_set.jsonl"),
+                               *written_by_eval("eval.json")]),  # what a seed writes
               **dict.fromkeys(["phase1", "phase2", *ABLATIONS], runs.RUN_FILES)}
-DEMO_FILES = {**dict.fromkeys(["demo.json", "base_eval.json", "base_eval.json.tmp.json", "results.json", "results.md",
+DEMO_FILES = {**dict.fromkeys(["demo.json", *written_by_eval("base_eval.json"), "results.json", "results.md",
                                "training_curves.png", "tradeoff.png"]),  # what the demo writes into --out
               "data": dict.fromkeys(["toy_train.jsonl", "toy_test.jsonl"]),
               **dict.fromkeys([f"seed{s}" for s in range(100)], SEED_FILES),
@@ -322,7 +325,8 @@ DEMO_FILES = {**dict.fromkeys(["demo.json", "base_eval.json", "base_eval.json.tm
 
 def run_stamp(start_model, settings):
     """What the demo's results depend on besides the code: the starting model's bytes, the settings, the presets."""
-    return {"base_sha256": file_sha256(os.path.join(start_model, "model.safetensors")), **settings,
+    files = sorted(f for f in os.listdir(start_model) if f == "config.json" or ".safetensors" in f)  # shards too
+    return {"base_sha256": {f: file_sha256(os.path.join(start_model, f)) for f in files}, **settings,
             "presets": {f"phase{p}": train_rl.preset(p, "toy") for p in (1, 2)}}
 
 

@@ -164,6 +164,10 @@ def eval_record(model, tok, problems, samples, temperature, max_new_tokens, seed
 # then per checkpoint a line naming its files and a line per response), and deletes it once F is written.
 
 
+def progress_path(out):
+    return f"{out}.partial.jsonl"
+
+
 def fingerprint(path):
     """[[file, bytes, modified ns]] of a checkpoint folder's config and weights: what says it has not changed."""
     files = sorted(f for f in os.listdir(path) if f == "config.json" or f.endswith(".safetensors"))
@@ -306,7 +310,7 @@ def main(argv=None):
     args.dtype = dtype_name(args.dtype, args.device)  # one for every column, so that they compare
     settings = {k: getattr(args, k) for k in ("data", "limit", "samples", "temperature", "top_p", "max_new_tokens",
                                               "seed", "dtype")}
-    progress = f"{args.out}.partial.jsonl" if args.out else None
+    progress = progress_path(args.out) if args.out else None
     sources = {name: [os.path.abspath(path), fingerprint(path)] for name, path in zip(names, args.ckpt)}
     done = {}
     if progress:  # read on process 0 only, before anyone appends; every process gets it

@@ -121,11 +121,23 @@ def save(fig, out):
     pyplot().close(fig)
 
 
+def log_names(paths):
+    """Each log's name in the legend: its run folder's name, with as many folders above it as it takes to tell
+    the logs apart (seed0/phase2 and seed1/phase2)."""
+    folders = [os.path.dirname(os.path.abspath(x)).split(os.sep) for x in paths]
+    for k in range(1, max(map(len, folders), default=0) + 1):
+        names = ["/".join(f[-k:]) for f in folders]
+        if len(set(names)) == len(names):
+            return names
+    return [os.path.abspath(x) for x in paths]  # the same log twice: refused by the caller
+
+
 @cli
 def main(argv=None):
     p = Parser(description="Plot training curves and the accuracy/length trade-off.")
     p.add_argument("--logs", nargs="*", default=[], help="train_rl.py log.jsonl files, in order (phase 1, 2)")
-    p.add_argument("--names", nargs="*", default=None, help="a name per log (default: the run folder names)")
+    p.add_argument("--names", nargs="*", default=None, help="a name per log (default: the run folder names, with "
+                   "the folders above them where two are alike: seed0/phase2, seed1/phase2)")
     p.add_argument("--results", default=None, help="a demo.py results.json, for the trade-off plot")
     p.add_argument("--out-dir", default=".", help="folder for training_curves.png and tradeoff.png")
     args = p.parse_args(argv)
@@ -133,6 +145,10 @@ def main(argv=None):
         p.error("nothing to plot: give --logs, --results or both")
     if args.names is not None and len(args.names) != len(args.logs):
         p.error(f"--names gives {len(args.names)} names for {len(args.logs)} --logs; give one per log")
+    names = args.names or log_names(args.logs)
+    if len(set(names)) < len(names):  # a legend's runs are keyed by name: one would hide another
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        p.error(f"{'--names' if args.names else '--logs'} {twice} is given twice: each log needs its own name")
     try:
         os.makedirs(args.out_dir, exist_ok=True)
     except OSError as e:
@@ -143,7 +159,6 @@ def main(argv=None):
 
         results, _ = demo.read_results(args.results)
     if args.logs:
-        names = args.names or [os.path.basename(os.path.dirname(os.path.abspath(x))) for x in args.logs]
         plot_training({n: [read_log(x)] for n, x in zip(names, args.logs)},
                       os.path.join(args.out_dir, "training_curves.png"))
     if results is not None:

@@ -31,6 +31,11 @@ def choose(problems, rates, n, min_rate, max_rate, seed):
     return eligible[:n]
 
 
+def candidates_path(out):
+    """Where a selection that found too few problems keeps every candidate's pass rate."""
+    return f"{out}.candidates.jsonl"
+
+
 @cli
 def main(argv=None):
     p = Parser(description="Select the phase-2 problems (solved only sometimes).")
@@ -56,12 +61,21 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.min_pass_rate >= args.max_pass_rate:
         p.error(f"--min-pass-rate ({args.min_pass_rate}) must be below --max-pass-rate ({args.max_pass_rate})")
+    rates = [k / args.samples for k in range(args.samples + 1)]
+    if not any(args.min_pass_rate < r < args.max_pass_rate for r in rates):
+        p.error(f"no pass rate of {args.samples} samples (0/{args.samples}, 1/{args.samples}, ...) is strictly between "
+                f"--min-pass-rate {args.min_pass_rate} and --max-pass-rate {args.max_pass_rate}; widen the range or "
+                "raise --samples")
     distributed.setup()  # under torchrun, each process samples its share of the responses
     distributed.check_device(args.device)
     on_main(lambda: check_writable(args.out, [("--data", args.data)]))
     problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)
     candidates = problems[: args.candidates]
+    if len(candidates) < args.n:  # refused before hours of sampling, not after
+        raise DataError(f"--n {args.n}, but there are only {len(candidates)} candidates ({args.data}"
+                        f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}, --candidates "
+                        f"{args.candidates}); lower --n or give more problems")
     if len(candidates) < args.candidates and is_main():
         print(f"note: --candidates {args.candidates}, but {args.data} holds {len(candidates)} problems"
               f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}: trying them all")
@@ -87,7 +101,7 @@ def main(argv=None):
     chosen = choose(candidates, rates, args.n, args.min_pass_rate, args.max_pass_rate, args.seed)
     with_rates = lambda problems: [{**q, "pass_rate": rates[q["id"]]} for q in problems]  # the records written
     if len(chosen) < args.n:  # the sampling is kept: it may have taken hours
-        measured = f"{args.out}.candidates.jsonl"
+        measured = candidates_path(args.out)
         write_jsonl(with_rates(candidates), measured)
         raise DataError(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
                         f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range (every "

@@ -239,6 +239,8 @@ def main(argv=None):
                 acc = probe(model, tok)
                 print("  greedy accuracy by level: " + " ".join(f"L{lv} {100 * a:.0f}%" for lv, a in acc.items()),
                       flush=True)
+                if log[-1]["step"] != step:  # filed under the step it measured, not the last one logged
+                    log.append({"step": step, "loss": loss.item(), "lr": lr, "elapsed_s": time.perf_counter() - t0})
                 log[-1]["probe"] = acc
         try:
             model.save(tmp)

@@ -80,3 +80,15 @@ def test_help_states_defaults_of_flags_that_take_a_value_only(capsys):
     text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
     assert "with the GPU measurement: the batch sizes (default: 1,16,64)" in text
     assert "do not time transformers --no-greedy-check" in text  # a switch: no "(default: True)" after it
+
+
+def test_a_batch_above_64_samples_as_many_rows_as_its_tokens_per_second_count(tmp_path, monkeypatch):
+    """Only 64 prompts were drawn: --batches 128 sampled 64 rows and reported twice their tokens/s."""
+    rows, real = [], bench.generate
+    monkeypatch.setattr(bench, "generate", lambda model, prompts, *a, **k: rows.append(len(prompts)) or
+                        real(model, prompts, *a, **k))
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--gpu-path", "--tiny", "--engines", "graph", "--batches", "96",
+                                      "--no-baseline", "--no-greedy-check", "--new-tokens", "2", "--out",
+                                      str(tmp_path / "b.json")])
+    bench.main()
+    assert set(rows[-2:]) == {96}  # the timed runs (a first one, then the repeat)

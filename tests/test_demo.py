@@ -149,3 +149,49 @@ def test_the_readme_and_results_md_show_the_shipped_results_file():
     doc = lambda name: (Path(demo.HERE) / name).read_text()
     assert demo.results_table(shipped) in doc("README.md")
     assert demo.report(shipped) in doc("RESULTS.md")
+
+
+def test_a_config_change_or_sharded_weights_change_the_stamp(tmp_path):
+    """The stamp hashed model.safetensors alone: a changed config.json (rope_theta, say) reused the old stages,
+    and a base with sharded weights crashed with a traceback."""
+    base = tmp_path / "base"
+    shutil.copytree(demo.BASE, base)
+    stamp = lambda: demo.run_stamp(str(base), demo.SETTINGS["full"])
+    first = stamp()
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "rope_theta": 2 * config.get("rope_theta", 10000.0)}))
+    second = stamp()
+    assert second != first
+    os.rename(base / "model.safetensors", base / "model-00001-of-00001.safetensors")
+    (base / "model.safetensors.index.json").write_text("{}")
+    assert set(stamp()["base_sha256"]) == {"config.json", "model-00001-of-00001.safetensors",
+                                           "model.safetensors.index.json"}
+
+
+def test_a_stage_cut_short_resumes_where_the_demo_reruns(tmp_path, monkeypatch):
+    """An evaluation or a phase-2 selection cut short leaves files the demo owns (it refused its own folder,
+    --fresh included, as holding foreign files), an evaluation resumes, and an RL run whose last checkpoint
+    swap a crash cut short resumes (it was started over with --overwrite, which deleted the finished run)."""
+    from common import foreign_files, write_json
+    for name in ["base_eval.json.tmp.json.partial.jsonl", "seed0/eval.json.tmp.json.partial.jsonl",
+                 "seed0/phase2_set.jsonl.candidates.jsonl", "eval.json.tmp.json.partial.jsonl"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    assert foreign_files(str(tmp_path), demo.DEMO_FILES) == []
+    calls = []
+
+    def run(name, module, argv):  # eval.py or train_rl.py, as far as the demo sees them
+        calls.append(argv)
+        if "--ckpt" in argv:
+            write_json({"results": {"a": {"accuracy": 0.5}}}, argv[argv.index("--out") + 1])
+
+    monkeypatch.setattr(demo, "run", run)
+    assert demo.evaluate({"a": "ckpt"}, "test.jsonl", {"test_samples": 2}, str(tmp_path / "base_eval.json")) == {
+        "a": {"accuracy": 0.5}}
+    assert calls[-1][-1] == "--resume"
+    swapped = tmp_path / "phase1" / "checkpoint.tmp"  # the new checkpoint complete, not yet renamed
+    swapped.mkdir(parents=True)
+    (swapped / "state.json").write_text(json.dumps({"finished": True}))
+    (swapped / ".complete").write_text("")
+    demo.rl_phase(str(tmp_path / "phase1"), ["--phase", "1"], 2)
+    assert calls[-1] == ["--resume", "--out", str(tmp_path / "phase1")]

@@ -114,3 +114,29 @@ def test_steps_walk_through_epochs_without_repeating_a_problem(size, n):
         assert sorted(flat[e * size : (e + 1) * size]) == sorted(problems)
     assert steps[5] == pick_problems(problems, n, seed=3, step=5)  # a function of (seed, step): resume picks the same
     assert steps[: size // n] != [pick_problems(problems, n, 4, s) for s in range(size // n)]  # another seed, another order
+
+
+def test_selection_refuses_settings_it_cannot_meet_before_it_samples(half_right, tmp_path, capsys, monkeypatch):
+    """Both were refused only after every candidate was sampled (hours at the paper's scale)."""
+    import select_problems
+    monkeypatch.setattr(select_problems, "load_for_inference", lambda *a, **k: pytest.fail("the model was loaded"))
+    flags = ["--ckpt", str(half_right), "--data", str(half_right / "problems.jsonl"), "--out", str(tmp_path / "s.jsonl")]
+    for extra, message in [
+        (["--samples", "8", "--min-pass-rate", "0.4", "--max-pass-rate", "0.5"],
+         "no pass rate of 8 samples (0/8, 1/8, ...) is strictly between --min-pass-rate 0.4 and --max-pass-rate 0.5"),
+        (["--n", "999"], "--n 999, but there are only"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            select_problems.main(flags + extra)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_plot_legends_tell_runs_of_the_same_folder_name_apart(tmp_path, capsys):
+    import plots
+    assert plots.log_names(["runs/seed0/phase2/log.jsonl", "runs/seed1/phase2/log.jsonl"]) == ["seed0/phase2",
+                                                                                             "seed1/phase2"]
+    assert plots.log_names(["a/phase1/log.jsonl", "a/phase2/log.jsonl"]) == ["phase1", "phase2"]
+    with pytest.raises(SystemExit) as e:  # one run hid the other in the legend
+        plots.main(["--logs", "x/log.jsonl", "y/log.jsonl", "--names", "run", "run", "--out-dir", str(tmp_path)])
+    assert e.value.code == 2 and "--names run is given twice: each log needs its own name" in capsys.readouterr().err

@@ -140,3 +140,11 @@ def test_a_full_disk_at_the_save_ends_in_one_line_and_leaves_out_as_it_was(tmp_p
     err, _ = one_line_error(["--out", str(out), "--overwrite", *TINY], capsys)
     assert err.startswith(f"error: could not save the trained model in {out}.tmp") and "No space left on device" in err
     assert files_of(out) == before and os.listdir(tmp_path) == ["base"]  # nothing half-written left beside it
+
+
+def test_each_probe_is_filed_under_the_step_it_measured(tmp_path):
+    """It went to the last logged step: the shipped base's probes after 500, 1000, ... steps sit under 450, 950."""
+    train_sft.main(["--out", str(tmp_path / "base"), *TINY, "--log-every", "3", "--probe-every", "2"])
+    log = json.loads((tmp_path / "base" / "train_sft.json").read_text())["log"]
+    assert [r["step"] for r in log if "probe" in r] == [1, 3]  # after 2 and 4 steps
+    assert [r["step"] for r in log] == [0, 1, 3]  # steps 0 and 3 logged every 3; step 1 for its probe

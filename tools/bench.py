@@ -378,7 +378,8 @@ def run_decoding(args):
           f"{extra['max_abs_logit_diff_vs_transformers']:.2e}, fused copy vs ours {extra['max_abs_logit_diff_fused_copy']:.2e}")
     new, plen, repeats = args.new_tokens or (8 if args.tiny else 256), 4 if args.tiny else 16, args.repeats or 1
     extra.update(new_tokens=new, prompt_len=plen, repeats=repeats)
-    prompts = torch.randint(0, cfg.vocab_size, (64, plen), generator=torch.Generator().manual_seed(2)).tolist()
+    rows = max(64, *args.batches)  # every batch gets as many prompts as it counts in its tokens/s
+    prompts = torch.randint(0, cfg.vocab_size, (rows, plen), generator=torch.Generator().manual_seed(2)).tolist()
     engines, checked = args.engines, 8 if args.tiny else 64  # the checks: 8 rows of `checked` tokens
     model_for = lambda engine: ours if engine == "eager" else fast  # the eager engine runs the unfused model
     greedy = lambda engine: [c.tokens for c in generate(fast, prompts[:8], checked, temperature=0, engine=engine)]
