@@ -16,6 +16,8 @@ stopped continues with the same flags plus --resume, and ends with the same figu
 stop (response i draws from the random stream (seed, i), whichever run samples it).
 """
 
+import hashlib
+import json
 import math
 import os
 import random
@@ -314,8 +316,9 @@ def main(argv=None):
     sources = {name: [os.path.abspath(path), fingerprint(path)] for name, path in zip(names, args.ckpt)}
     done = {}
     if progress:  # read on process 0 only, before anyone appends; every process gets it
-        done = gather(on_main(lambda: open_progress(progress, args.resume, {**settings, "save_responses":
-                                                                            args.save_responses}, sources)) or {})
+        kept_with = {**settings, "save_responses": args.save_responses,  # and the problems themselves, not their file's
+                     "problems_sha256": hashlib.sha256(json.dumps(problems, sort_keys=True).encode()).hexdigest()}
+        done = gather(on_main(lambda: open_progress(progress, args.resume, kept_with, sources)) or {})
     results, responses = {}, {}
     try:
         for name, path in zip(names, args.ckpt):

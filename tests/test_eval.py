@@ -1,3 +1,4 @@
+import hashlib
 import json
 import math
 import statistics
@@ -195,10 +196,13 @@ def test_resume_refuses_other_settings_a_changed_checkpoint_and_nothing_to_resum
     flags = ["--ckpt", str(ckpt), "--data", str(data), "--max-new-tokens", "12", "--out", str(out)]
     evaluation.main(flags)
     capsys.readouterr()
-    first_line = '{"settings": ' + json.dumps({**json.loads(out.read_text())["settings"], "save_responses": False})
+    problems_sha256 = hashlib.sha256(json.dumps(evaluation.read_problems(str(data)), sort_keys=True).encode()).hexdigest()
+    first_line = '{"settings": ' + json.dumps({**json.loads(out.read_text())["settings"], "save_responses": False,
+                                               "problems_sha256": problems_sha256})
     for partial, extra, message in [
         (None, ["--resume"], "--resume: there is no unfinished evaluation to continue"),
         (first_line + "}\n", ["--resume", "--samples", "2"], "other settings (samples 4 then, 2 now)"),
+        (first_line.replace(problems_sha256, "0" * 64) + "}\n", ["--resume"], "other settings (problems_sha256 "),
         (first_line + '}\n{"checkpoint": "' + str(ckpt) + '", "source": ["elsewhere", []]}\n', ["--resume"],
          f"checkpoint {str(ckpt)!r} is not what it was then"),
         ("[1]\n", ["--resume"], "not an eval.py progress file (its first line holds no settings)"),
