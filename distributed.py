@@ -49,9 +49,11 @@ def check_device(name):
 
 
 def rank():
-    """This process's rank: the group's, or torchrun's RANK once leave() has left the group (process 1 must
-    not go on to write what process 0 writes)."""
-    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
+    """This process's rank: the group's, or under torchrun (which sets RANK and WORLD_SIZE) its RANK once
+    leave() has left the group: process 1 must not go on to write what process 0 writes."""
+    if dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", 0)) if "WORLD_SIZE" in os.environ else 0
 
 
 def world():

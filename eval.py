@@ -277,7 +277,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=positive_int, metavar="N", default=64, help="rows per sampling chunk")
     p.add_argument("--dtype", choices=DTYPES, default=None, help=DTYPE_HELP)
     p.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
-    p.add_argument("--out", default=None, help="write the figures to this JSON file")
+    p.add_argument("--out", default=None, help="write the figures to this JSON file (the responses wait in "
+                   "OUT.partial.jsonl until then, for --resume)")
     p.add_argument("--save-responses", action="store_true", help="include every response text in --out")
     p.add_argument("--resume", action="store_true", help="continue an evaluation into --out that stopped before its "
                    "end, from the responses it kept in --out's .partial.jsonl (give the same flags as then)")
