@@ -19,7 +19,8 @@ Transient, the larger of the two phases of a step:
               micro_batch_tokens of them. Without
               gradient checkpointing every layer keeps its inputs to each matmul and nonlinearity, about
               (8 d + 2 kv_dim + 5 d_mlp) values per token per layer (plus RMSNorm's fp32 copies); with it,
-              only each layer's input (d per token) is kept and one layer is live at a time. The LM head's
+              only each layer's input (d per token, fp32: the residual stream stays fp32 under bf16
+              autocast) is kept and one layer is live at a time. The LM head's
               log-probs run in chunks of at most 2^24 logits (model.head_logprobs).
 On disk, a checkpoint holds 12N per trained model (fp32 weights and AdamW moments), and a save writes the
 new one beside the last before deleting it: a run needs room for two.
@@ -97,8 +98,8 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
     tokens = min(micro_batch * seq, micro_batch_tokens or micro_batch * seq)
     norm_fp32 = 2 * d * 4 if model_cfg.norm == "rmsnorm" and bf16 else 0  # RMSNorm upcasts in bf16 runs
     per_layer = tokens * (layer_activation_values(model_cfg) * act_bytes + norm_fp32)
-    if grad_checkpointing:
-        acts = L * tokens * d * act_bytes + per_layer
+    if grad_checkpointing:  # the layer inputs kept are the residual stream: fp32, autocast or not (fp32 weights)
+        acts = L * tokens * d * 4 + per_layer
     else:
         acts = L * per_layer
     head = min(2**24, tokens * model_cfg.vocab_size) * 4 * 3  # logits, log-softmax, its gradient

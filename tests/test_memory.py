@@ -123,3 +123,20 @@ def test_each_model_is_sharded_as_soon_as_it_is_loaded(half_right, tmp_path, mon
     assert "loading: one whole model beside shards" not in memory.estimate(cfg, gpus=1, **kw)
     huge_gpus = memory.estimate(cfg, gpus=1000, **kw)
     assert huge_gpus["total"] == huge_gpus["loading: one whole model beside shards"]  # the peak, once shards are tiny
+
+
+def test_checkpointed_layer_inputs_are_counted_in_fp32_under_bf16_autocast():
+    """They were counted at 2 bytes a value in bf16 runs, but the residual stream stays fp32 under autocast
+    over fp32 weights: 1.3 GiB uncounted for R1-Distill-Qwen-1.5B at 512 and 2048 new tokens."""
+    cfg = GPTConfig(vocab_size=100, n_layer=2, n_head=2, n_kv_head=1, n_embd=16, n_inner=32, max_seq_len=64,
+                    norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False)
+    model, dtypes = GPT(cfg), []
+    model.blocks[1].register_forward_pre_hook(lambda module, args: dtypes.append(args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.zeros(1, 4, dtype=torch.long))
+    assert dtypes == [torch.float32]
+    est = memory.estimate(cfg, prompt_len=10, max_new_tokens=22, sample_batch=4, micro_batch=2, bf16=True,
+                          grad_checkpointing=True)["training: activations (one micro-batch)"]
+    tokens, d = 2 * 32, 16
+    one_layer = tokens * (memory.layer_activation_values(cfg) * 2 + 2 * d * 4)  # bf16 values, fp32 norm copies
+    assert est == 2 * tokens * d * 4 + one_layer + tokens * 100 * 4 * 3 + tokens * d * 4 * 2
