@@ -30,8 +30,8 @@ import runs
 import select_problems
 import tasks
 import train_rl
-from common import (InputError, Parser, check_out_folder, check_writable, cli, positive_int, read_json, remove_names,
-                    write_json, write_text)
+from common import (InputError, Parser, check_out_folder, check_writable, cli, positive_int, ranged, read_json,
+                    remove_names, write_json, write_text)
 from model import read_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -193,8 +193,8 @@ def read_results(path):
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="about 3 minutes: phase 2 alone, from the shipped phase-1 model")
-    p.add_argument("--seeds", type=positive_int, metavar="N", default=1, help="run the RL stages for seeds 0 .. N-1 (N > 1: "
-                   "ablations included, as in assets/results.json)")
+    p.add_argument("--seeds", type=ranged(int, 1, MAX_SEEDS), metavar="N", default=1, help="run the RL stages for seeds "
+                   f"0 .. N-1, N at most {MAX_SEEDS} (N > 1: ablations included, as in assets/results.json)")
     p.add_argument("--ablations", action="store_true", help="also phase 2 with --gae-lambda 1.0 and with --algo grpo")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo, or runs/demo-quick)")
     p.add_argument("--base", default=BASE, help="base model checkpoint (default: the shipped toy base)")
@@ -310,6 +310,7 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+MAX_SEEDS = 100  # seed0 .. seed99: the folders a demo run owns
 TMP = ".tmp.json"  # eval.py writes OUT.tmp.json, and keeps its responses beside it until it is done
 written_by_eval = lambda out: [out, out + TMP, evaluation.progress_path(out + TMP)]
 SEED_FILES = {**dict.fromkeys(["phase2_set.jsonl", select_problems.candidates_path("phase2_set.jsonl"),
@@ -318,7 +319,7 @@ SEED_FILES = {**dict.fromkeys(["phase2_set.jsonl", select_problems.candidates_pa
 DEMO_FILES = {**dict.fromkeys(["demo.json", *written_by_eval("base_eval.json"), "results.json", "results.md",
                                "training_curves.png", "tradeoff.png"]),  # what the demo writes into --out
               "data": dict.fromkeys(["toy_train.jsonl", "toy_test.jsonl"]),
-              **dict.fromkeys([f"seed{s}" for s in range(100)], SEED_FILES),
+              **dict.fromkeys([f"seed{s}" for s in range(MAX_SEEDS)], SEED_FILES),
               **SEED_FILES,  # --quick's phase 2 and eval.json; and, before --seeds, one seed's files
               **dict.fromkeys([f"phase2_{name}" for name in ABLATIONS], runs.RUN_FILES)}  # (the ablations' old names)
 

@@ -21,6 +21,8 @@ With several processes (torchrun), every process gathers its shards and process 
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -199,7 +201,7 @@ def check_inputs_outside(cfg):
                              "deletes; copy it out of the run folder first, or pick another --out")
 
 
-def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
+def save_checkpoint(cfg, step, record, models, tok, finished, lengths, inputs=None):
     """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap. state.json
     holds the step's log record, so the log can always be made to agree with the checkpoint, whether the run
     has finished, and each step's mean response length (what --stop-length-ratio reads). Every process
@@ -220,7 +222,7 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths):
             tok.save(os.path.join(tmp, "actor"))
             save_safetensors(optim, os.path.join(tmp, "optim.safetensors"))
             write_json({"version": STATE_VERSION, "step": step, "finished": finished, "lengths": lengths,
-                        "record": record, "config": vars(cfg)}, os.path.join(tmp, "state.json"))
+                        "record": record, "config": vars(cfg), "inputs": inputs}, os.path.join(tmp, "state.json"))
         except OSError as e:  # a full disk, say: the half-written copy goes, the last checkpoint is untouched
             shutil.rmtree(tmp, ignore_errors=True)
             last = f"the checkpoint of step {saved_state(cfg.out)['step']} is intact; once that is fixed, continue " \
@@ -336,6 +338,40 @@ def restore_log(path, state, finish_record):
         write_jsonl([rec for rec in log if rec["step"] < last] + logged, path)
 
 
+def sha256_of(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def model_fingerprint(folder):
+    """A model folder's content, cheaply: its config, each weights file's size and its first and last MiB (a
+    moved or copied folder keeps it; another model of the same shape does not)."""
+    parts = [read_json(os.path.join(folder, "config.json"), "config.json")]
+    for name in sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")):
+        with open(os.path.join(folder, name), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(2**20)
+            f.seek(max(0, size - 2**20))
+            parts.append([name, size, hashlib.sha256(head + f.read()).hexdigest()])
+    return sha256_of(parts)
+
+
+def inputs_of(cfg, problems, eval_problems):
+    """What a run's results depend on besides its config and checkpoint: the problems it trains and evaluates
+    on and the reference policy, by content, not by path (state.json keeps it; check_inputs compares)."""
+    return {"problems": sha256_of(problems), "eval_problems": sha256_of(eval_problems),
+            "reference": model_fingerprint(cfg.ref or cfg.init)}
+
+
+def check_inputs(out, state, inputs):
+    """Refuse to resume on other problems or another reference than the run started with (a phase-2 set
+    selected again into the same file, say): the run would go on quietly training something else."""
+    what = {"problems": "--data problems", "eval_problems": "--eval-data problems", "reference": "reference policy"}
+    changed = [what[k] for k, v in (state.get("inputs") or {}).items() if k in inputs and inputs[k] != v]
+    if changed:
+        raise InputError(f"the run's {' and '.join(changed)} are not those it started with (the files changed since); "
+                         f"give the same ones with --resume, or start a new run from {out}/checkpoint/actor")
+
+
 def resumed_config(out, given, fields, refusal):
     """The config saved in run folder `out`, for --resume. Only --ref, --data, --eval-data and --device may be
     given again (`given`: the flags set), so that a moved or copied run folder resumes in place, reading files
@@ -353,6 +389,9 @@ def resumed_config(out, given, fields, refusal):
         raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     if set(saved) != fields:
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py")
+    if "eval_data" in given and not (saved["eval_every"] and saved["eval_data"]):
+        raise InputError("--resume --eval-data gives a moved held-out file's new place, but this run evaluates nothing "
+                         "(--eval-every 0 or no --eval-data); drop it")
     cfg = {**saved, **{k: os.path.abspath(v) if k in INPUTS and v else v for k, v in given.items() if k in movable}}
     inputs = {"ref": cfg["ref"] or cfg["init"], "data": cfg["data"], "eval-data": cfg["eval_every"] and cfg["eval_data"]}
     for flag, path in inputs.items():

@@ -495,10 +495,15 @@ def run(cfg, resume, earlier=None):
     state = runs.read_state(cfg.out) if resume else None
     problems = read_problems(cfg.data, cfg.levels)
     eval_problems = held_out(cfg.eval_data, cfg.eval_problems, cfg.seed) if cfg.eval_every and cfg.eval_data else None
+    inputs = runs.inputs_of(cfg, problems, eval_problems)
+    if resume:
+        runs.check_inputs(cfg.out, state, inputs)
     models, tok = runs.load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
                                    os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
     context = min(m.model.config.max_seq_len for m in (models.actor, models.critic, models.ref) if m is not None)
     prompts = dict(zip([p["id"] for p in problems], encode_prompts(problems, tok, cfg.max_new_tokens, context)))
+    if eval_problems:  # a held-out prompt too long for the context is refused now, not at the first evaluation
+        encode_prompts(eval_problems, tok, cfg.max_new_tokens, context)
     evaluate_now = lambda rec: {**rec, **eval_record(models.rollout, tok, eval_problems, cfg.eval_samples,
                                                      cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.sample_batch,
                                                      cfg.sampler)}
@@ -550,7 +555,7 @@ def run(cfg, resume, earlier=None):
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
             finished = done == cfg.steps or short
             if done % cfg.save_every == 0 or finished or stopping:  # a skipped update left the weights finite
-                runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths)
+                runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths, inputs)
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
             log(rec)
@@ -609,6 +614,10 @@ PAPER_SCALE_PARAMS = 50_000_000  # --scale auto: models at least this big get th
 CLI_ONLY = {"help", "resume", "overwrite", "dry_run", "gpu_mem", "gpus"}  # flags that are not part of a run's config
 
 
+GRPO_UNUSED = ("critic_init", "critic_lr", "critic_warmup_steps", "value_clip_eps", "gamma", "gae_lambda",
+               "whiten_advantages")  # what --algo grpo has no use for
+
+
 def preset(phase, scale, algo="ppo"):
     """What --phase, --scale and --algo change from the paper's recipe."""
     grpo = {"kl_estimator": "k3"} if algo == "grpo" else {}  # GRPO has no per-token reward to put KL in
@@ -617,8 +626,8 @@ def preset(phase, scale, algo="ppo"):
 
 def build_parser():
     p = Parser(description="PPO for concise reasoning: --phase 1 raises accuracy, --phase 2 shortens responses.",
-               epilog="A flag left out takes its preset's value for the --phase and the model's --scale, else the "
-                      "paper's (the default shown).")
+               epilog="A flag left out takes its preset's value for the --phase, the model's --scale and the --algo, "
+                      "else the paper's (the default shown).")
     g = p.add_argument_group("phase and models")
     g.add_argument("--phase", type=int, choices=(1, 2), default=2, help="1: many hard problems, to raise accuracy "
                    "(pick them with --levels); 2: the small set, to shorten responses")
@@ -644,9 +653,10 @@ def build_parser():
     g.add_argument("--sample-batch", type=positive_int, metavar="N", default=64, help="rows sampled at once (KV cache)")
     g.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     g = p.add_argument_group("reward (the paper's: correctness only)")
-    g.add_argument("--reward-correct", type=ranged(float), default=1.0, help="reward of a correct answer")
-    g.add_argument("--reward-wrong", type=ranged(float), default=-0.5, help="reward of a boxed but wrong answer")
-    g.add_argument("--reward-no-answer", type=ranged(float), default=-1.0, help="reward of no boxed answer, or cut off")
+    reward = ranged(float, -1e6, 1e6)  # far beyond any sensible reward, far within float32
+    g.add_argument("--reward-correct", type=reward, default=1.0, help="reward of a correct answer")
+    g.add_argument("--reward-wrong", type=reward, default=-0.5, help="reward of a boxed but wrong answer")
+    g.add_argument("--reward-no-answer", type=reward, default=-1.0, help="reward of no boxed answer, or cut off")
     g.add_argument("--score-truncated", type=bool_flag, default=False, help="score cut-off responses by their text")
     g = p.add_argument_group("optimisation")
     g.add_argument("--actor-lr", type=positive_float, default=5e-7, help="actor peak learning rate")
@@ -672,7 +682,7 @@ def build_parser():
                    default="token-mean", help="how token losses are averaged")
     g.add_argument("--critic-warmup-steps", type=non_negative_int, metavar="N", default=0, help="N critic-only steps")
     g = p.add_argument_group("KL to the reference")
-    g.add_argument("--kl-coef", type=non_negative_float, default=0.01, help="KL-to-reference coefficient")
+    g.add_argument("--kl-coef", type=ranged(float, 0, 1e6), default=0.01, help="KL-to-reference coefficient")
     g.add_argument("--kl-estimator", choices=("k1", "k2", "k3"), default="k1", help="k1: in the reward; k2/k3: loss")
     g = p.add_argument_group("run")
     g.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint/ (required)")
@@ -699,6 +709,8 @@ def build_parser():
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
         values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
+        values += [f"grpo: {v}" for k, v in preset(2, "toy", "grpo").items() if k == action.dest and k not in
+                   SCALE_PRESETS["toy"] and k not in PHASE_PRESETS.get((2, "toy"), {})]
         if values:
             action.help += f" (default: {action.default}; " + "; ".join(values) + ")"
     return p
@@ -744,6 +756,9 @@ def resolve_config(argv):
             setattr(cfg, name, os.path.abspath(getattr(cfg, name)))
     if is_main():
         print(f"presets: phase {cfg.phase}, {scale} scale" + (", grpo" if cfg.algo == "grpo" else ""))
+    unused = [f"--{k.replace('_', '-')}" for k in GRPO_UNUSED if k in given]
+    if cfg.algo == "grpo" and unused and is_main():  # accepted (a shared command line), but said
+        print(f"note: --algo grpo has no critic and no GAE: {', '.join(unused)} go unused (config.json keeps them)")
     checks = [
         (cfg.algo == "grpo" and cfg.kl_estimator == "k1", "--algo grpo has no per-token reward; use --kl-estimator k3"),
         (cfg.algo == "grpo" and cfg.samples_per_prompt < 2, "--algo grpo needs --samples-per-prompt of 2 or more"),
@@ -752,6 +767,9 @@ def resolve_config(argv):
         (cfg.algo == "ppo" and cfg.critic_warmup_steps >= cfg.steps,
          f"--critic-warmup-steps ({cfg.critic_warmup_steps}) leaves no step for the actor in --steps {cfg.steps}"),
         ("eval_every" in given and cfg.eval_every > 0 and cfg.eval_data is None, "--eval-every needs --eval-data"),
+        ("stop_length_ratio" in given and 0 < cfg.stop_length_ratio and cfg.steps < 2 * STOP_WINDOW,
+         f"--stop-length-ratio compares the first and last "
+         f"{STOP_WINDOW} steps' lengths, so it needs --steps {2 * STOP_WINDOW} or more (--stop-length-ratio 0: off)"),
     ]
     for failed, message in checks:
         if failed:

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 import gpu_check
 import memory
 import runs
@@ -17,3 +19,10 @@ def test_tiny_run_on_cpu_fills_every_number(tmp_path, monkeypatch):
     assert 15 < r["response_length_mean"] <= 16
     assert r["memory_estimate_gib"] > 0 and r["memory_estimate_items_gib"]["rollout copy"] > 0
     assert runs.check_disk.__name__ == "check_disk"  # put back
+
+
+def test_a_repeated_length_is_refused_before_any_measurement(capsys):
+    """Both runs of one length share a folder: the second failed after the first had spent its GPU minutes."""
+    with pytest.raises(SystemExit) as e:
+        gpu_check.main(["--device", "cpu", "--tiny", "--lengths", "8,8"])
+    assert e.value.code == 2 and "--lengths 8,8 repeats a length; give each once" in capsys.readouterr().err

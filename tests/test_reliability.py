@@ -1277,3 +1277,58 @@ def test_ctrl_c_outside_a_run_ends_in_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         main()
     assert e.value.code == 130 and capsys.readouterr().err == "stopped (Ctrl-C)\n"
+
+
+def test_resume_refuses_other_problems_or_another_reference_than_the_run_started_with(half_right, tmp_path, capsys):
+    """A phase-2 set selected again into the same file while the run was stopped: the resumed run trained on
+    the new set without a word (--data and --ref may be given again, for a moved folder, and were not checked)."""
+    data = tmp_path / "problems.jsonl"
+    shutil.copy(half_right / "problems.jsonl", data)
+    out = tmp_path / "run"
+    train_rl.main([*tiny_run_flags(half_right, out, 2)[:2], "--data", str(data), *tiny_run_flags(half_right, out, 2)[4:]])
+    state = out / "checkpoint" / "state.json"
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "finished": False, "config": {**saved["config"], "steps": 3}}))
+    moved = tmp_path / "moved.jsonl"
+    shutil.copy(data, moved)
+    data.write_text(data.read_text().replace('"answer": "1"', '"answer": "2"'))
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert "the run's --data problems are not those it started with" in err
+    other = tmp_path / "other-ref"
+    shutil.copytree(half_right, other)
+    safetensors.torch.save_file({k: v + 1 for k, v in safetensors.torch.load_file(str(other / "model.safetensors")).items()},
+                                str(other / "model.safetensors"))
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out), "--data", str(moved), "--ref", str(other)], capsys)
+    assert "the run's reference policy are not those it started with" in err
+    train_rl.main(["--resume", "--out", str(out), "--data", str(moved)])  # the same problems, moved: resumes
+    assert log_steps(out) == [0, 1, 2]
+
+
+def test_flags_that_would_do_nothing_or_fail_later_are_refused_at_start(half_right, tmp_path, capsys):
+    long = tmp_path / "long.jsonl"
+    long.write_text(json.dumps({"problem": "9" * 50, "answer": "9"}) + "\n")
+    for extra, message in [
+        (["--eval-data", str(long), "--eval-every", "2"], "its prompt of 57 tokens plus 12 new tokens exceeds"),
+        (["--stop-length-ratio", "0.9"], "--stop-length-ratio compares the first and last 10 steps' lengths, so it "
+                                         "needs --steps 20 or more"),
+        (["--reward-correct", "1e300"], "--reward-correct: must be in [-1000000.0, 1000000.0]"),
+    ]:
+        out = tmp_path / "run"
+        err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 2, *extra), capsys)
+        assert message in err, err
+        assert not out.exists()  # refused before anything was written
+    train_rl.main(tiny_run_flags(half_right, out, 1, "--algo", "grpo", "--kl-estimator", "k3", "--gae-lambda", "0.5"))
+    assert "note: --algo grpo has no critic and no GAE: --critic-warmup-steps, --gae-lambda go unused" in \
+        capsys.readouterr().out  # said, not refused: one command line may serve both algorithms
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out), "--eval-data", str(long)], capsys)
+    assert "--resume --eval-data gives a moved held-out file's new place, but this run evaluates nothing" in err
+
+
+def test_seed_counts_the_scripts_cannot_use_are_refused(capsys):
+    """train_sft.py --seed beyond 64 bits ended in a traceback; demo.py --seeds 101 left a seed100 folder that the
+    demo does not own, so no rerun (--fresh included) could use its --out again."""
+    for main, argv, message in [(train_sft.main, ["--seed", str(2**70)], "--seed: must be in [0, 2147483647]"),
+                                (demo.main, ["--seeds", "101"], "--seeds: must be in [1, 100], got 101")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err

@@ -95,6 +95,8 @@ def main(argv=None):
                    help="train_rl.py's --sampler (auto: the graph engine on a GPU); with compiled, the first of "
                    "the two steps pays the compilation and the second, the one reported, does not")
     args = p.parse_args(argv)
+    if len(set(args.lengths)) < len(args.lengths):  # each length's run has its own folder, run<N>
+        p.error(f"--lengths {','.join(map(str, args.lengths))} repeats a length; give each once")
     cuda = args.device.startswith("cuda")  # --device has checked that a GPU is there
     if not cuda and not args.tiny:  # 1.8B parameters with AdamW: more memory than a CPU machine has, for hours
         p.error("the 1.5B-shaped step needs a GPU; on a CPU add --tiny (the same code path on a tiny model)")
