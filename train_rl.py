@@ -495,11 +495,11 @@ def run(cfg, resume, earlier=None):
     state = runs.read_state(cfg.out) if resume else None
     problems = read_problems(cfg.data, cfg.levels)
     eval_problems = held_out(cfg.eval_data, cfg.eval_problems, cfg.seed) if cfg.eval_every and cfg.eval_data else None
-    inputs = runs.inputs_of(cfg, problems, eval_problems)
-    if resume:
-        runs.check_inputs(cfg.out, state, inputs)
     models, tok = runs.load_models(cfg, os.path.join(ckpt, "actor") if resume else cfg.init,
                                    os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
+    inputs = runs.inputs_of(cfg, problems, eval_problems)  # (the reference's folder checked by its loading)
+    if resume:
+        runs.check_inputs(cfg.out, state, inputs)
     context = min(m.model.config.max_seq_len for m in (models.actor, models.critic, models.ref) if m is not None)
     prompts = dict(zip([p["id"] for p in problems], encode_prompts(problems, tok, cfg.max_new_tokens, context)))
     if eval_problems:  # a held-out prompt too long for the context is refused now, not at the first evaluation

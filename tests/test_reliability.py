@@ -73,7 +73,7 @@ def rl_flags(half_right, tmp_path):
     (["--gamma", "2"], "argument --gamma: must be in [0, 1]"),
     (["--gae-lambda", "-0.5"], "argument --gae-lambda: must be in [0, 1]"),
     (["--clip-eps", "-0.2"], "argument --clip-eps: must be > 0"),
-    (["--kl-coef", "-1"], "argument --kl-coef: must be >= 0"),
+    (["--kl-coef", "-1"], "argument --kl-coef: must be in [0, 1000000.0], got -1"),
     (["--temperature", "-1"], "argument --temperature: must be >= 0.001"),
     (["--temperature", "0"], "argument --temperature: must be >= 0.001"),
     (["--temperature", "1e-40"], "argument --temperature: must be >= 0.001"),  # logits / 1e-40 overflow: NaN
