@@ -72,7 +72,8 @@ def run(name, module, argv):
 def rl_phase(run_dir, flags, steps):
     """Run (or reuse, or resume) one train_rl.py run in run_dir; returns its trained actor's folder."""
     state = runs.state_path(run_dir)  # also a checkpoint whose swap a crash cut short: --resume finishes that swap
-    if state == os.path.join(run_dir, "checkpoint", "state.json") and os.path.isfile(state) and read_json(state)["finished"]:
+    in_place = state == os.path.join(run_dir, "checkpoint", "state.json")
+    if in_place and os.path.isfile(state) and read_json(state)["finished"]:
         print(f"reusing {run_dir} (finished)")
     elif os.path.isfile(state):
         run("train_rl.py", train_rl, ["--resume", "--out", run_dir])

@@ -22,9 +22,10 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
     two digits: `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period,
     `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\frac 1 2`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/
     `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C` = `(C)\ 12` (the choice alone against the
-    choice with its value, a number: not `(C) or D`, `(C) 12, D`; and `(C)\ 12` != `(C)\ 15`), `+\infty` = `∞` = `\infty`, `\varnothing`
-    = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2 \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all
-    real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`.
+    choice with its value, a number: not `(C) or D`, `(C) 12, D`; and `(C)\ 12` != `(C)\ 15`), `+\infty` = `∞` =
+    `\infty`, `\varnothing` = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2 \rangle` = `(1, 2)`,
+    `\mathbb{R}` = `\text{all real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x \in [3, \infty)`,
+    `2 \le x < 3` = `x \in [2, 3)`.
   * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
   * Names: an answer, or each item of a list, may start with `x =`, `p(x) =`, `\theta =` or (before a set)
     `x \in`.

@@ -1285,7 +1285,9 @@ def test_resume_refuses_other_problems_or_another_reference_than_the_run_started
     data = tmp_path / "problems.jsonl"
     shutil.copy(half_right / "problems.jsonl", data)
     out = tmp_path / "run"
-    train_rl.main([*tiny_run_flags(half_right, out, 2)[:2], "--data", str(data), *tiny_run_flags(half_right, out, 2)[4:]])
+    flags = tiny_run_flags(half_right, out, 2)
+    flags[flags.index("--data") + 1] = str(data)
+    train_rl.main(flags)
     state = out / "checkpoint" / "state.json"
     saved = json.loads(state.read_text())
     state.write_text(json.dumps({**saved, "finished": False, "config": {**saved["config"], "steps": 3}}))
