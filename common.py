@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import fcntl
 import functools
+import hashlib
 import json
 import math
 import os
@@ -159,6 +160,12 @@ positive_float = ranged(float, 0, low_open=True)
 non_negative_float = ranged(float, 0)
 fraction = ranged(float, 0, 1)  # [0, 1]
 probability = ranged(float, 0, 1, low_open=True)  # (0, 1]: top-p
+seed_int = ranged(int, 0, 2**31 - 1)  # a --seed that the scripts' generators take, combined with step numbers
+
+
+def repeated(items):
+    """The first item that stands twice in `items`, or None: names that key a table or a legend must not."""
+    return next((x for i, x in enumerate(items) if x in items[:i]), None)
 
 # Below this a temperature samples almost as greedy does, and far below it (about 1e-37) logits / temperature
 # overflow float32, which made NaN log-probs. 0 means greedy.
@@ -284,6 +291,11 @@ def decimal_text(x):
     if isinstance(x, Decimal) and x.is_finite() and abs(x.as_tuple().exponent) <= 1000:
         return format(x, "f")
     return str(x)
+
+
+def sha256_of(obj):
+    """A SHA-256 of a JSON-able object's content (dict keys in any order): what says two are the same."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------

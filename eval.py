@@ -16,8 +16,6 @@ stopped continues with the same flags plus --resume, and ends with the same figu
 stop (response i draws from the random stream (seed, i), whichever run samples it).
 """
 
-import hashlib
-import json
 import math
 import os
 import random
@@ -26,7 +24,7 @@ import sys
 import time
 
 from common import (InputError, Parser, append_jsonl, check_writable, cli, device, positive_int, probability, read_jsonl,
-                    temperature, write_json, write_jsonl)
+                    repeated, sha256_of, temperature, write_json, write_jsonl)
 import distributed
 from distributed import gather, is_main, my_share, on_main
 from reward import grade
@@ -293,8 +291,7 @@ def main(argv=None):
     names = args.names or args.ckpt
     if len(names) != len(args.ckpt):
         p.error("--names needs one name per --ckpt")
-    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
-    if twice is not None:
+    if (twice := repeated(names)) is not None:
         p.error(f"{'--names' if args.names else '--ckpt'} {twice} is given twice: each column needs its own name")
     distributed.setup()  # under torchrun, each process samples its share of the responses
     distributed.check_device(args.device)
@@ -314,11 +311,11 @@ def main(argv=None):
     settings = {k: getattr(args, k) for k in ("data", "limit", "samples", "temperature", "top_p", "max_new_tokens",
                                               "seed", "dtype")}
     progress = progress_path(args.out) if args.out else None
-    sources = {name: [os.path.abspath(path), fingerprint(path)] for name, path in zip(names, args.ckpt)}
     done = {}
     if progress:  # read on process 0 only, before anyone appends; every process gets it
+        sources = {name: [os.path.abspath(path), fingerprint(path)] for name, path in zip(names, args.ckpt)}
         kept_with = {**settings, "save_responses": args.save_responses,  # and the problems themselves, not their file's
-                     "problems_sha256": hashlib.sha256(json.dumps(problems, sort_keys=True).encode()).hexdigest()}
+                     "problems_sha256": sha256_of(problems)}
         done = gather(on_main(lambda: open_progress(progress, args.resume, kept_with, sources)) or {})
     results, responses = {}, {}
     try:

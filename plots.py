@@ -13,7 +13,7 @@ import bisect
 import os
 import statistics
 
-from common import InputError, Parser, cannot_create, cli, read_jsonl
+from common import InputError, Parser, cannot_create, cli, read_jsonl, repeated
 
 
 def pyplot():
@@ -146,8 +146,7 @@ def main(argv=None):
     if args.names is not None and len(args.names) != len(args.logs):
         p.error(f"--names gives {len(args.names)} names for {len(args.logs)} --logs; give one per log")
     names = args.names or log_names(args.logs)
-    if len(set(names)) < len(names):  # a legend's runs are keyed by name: one would hide another
-        twice = next(n for i, n in enumerate(names) if n in names[:i])
+    if (twice := repeated(names)) is not None:  # a legend's runs are keyed by name: one would hide another
         p.error(f"{'--names' if args.names else '--logs'} {twice} is given twice: each log needs its own name")
     try:
         os.makedirs(args.out_dir, exist_ok=True)

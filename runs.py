@@ -22,7 +22,6 @@ With several processes (torchrun), every process gathers its shards and process 
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -33,7 +32,7 @@ import torch
 
 import memory
 from common import (FolderLock, InputError, check_out_folder, device, lock_holder, newest_dir, publish_dir, read_json,
-                    read_jsonl, recover_dir, remove_names, save_safetensors, write_json, write_jsonl)
+                    read_jsonl, recover_dir, remove_names, save_safetensors, sha256_of, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_checkpoint, read_safetensors
@@ -336,10 +335,6 @@ def restore_log(path, state, finish_record):
     logged = logged[-1:] or [finish_record(state["record"])]
     if is_main():
         write_jsonl([rec for rec in log if rec["step"] < last] + logged, path)
-
-
-def sha256_of(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def model_fingerprint(folder):

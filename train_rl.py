@@ -47,7 +47,8 @@ import distributed
 import memory
 import runs
 from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
-                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, sampling_temperature, timed)
+                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, sampling_temperature,
+                    seed_int, timed)
 from distributed import all_max, all_sum, gather, is_main, my_share, on_main, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
@@ -612,16 +613,14 @@ PHASE_PRESETS = {
 }
 PAPER_SCALE_PARAMS = 50_000_000  # --scale auto: models at least this big get the "paper" presets
 CLI_ONLY = {"help", "resume", "overwrite", "dry_run", "gpu_mem", "gpus"}  # flags that are not part of a run's config
-
-
+GRPO_PRESET = {"kl_estimator": "k3"}  # GRPO has no per-token reward to put KL in
 GRPO_UNUSED = ("critic_init", "critic_lr", "critic_warmup_steps", "value_clip_eps", "gamma", "gae_lambda",
                "whiten_advantages")  # what --algo grpo has no use for
 
 
 def preset(phase, scale, algo="ppo"):
     """What --phase, --scale and --algo change from the paper's recipe."""
-    grpo = {"kl_estimator": "k3"} if algo == "grpo" else {}  # GRPO has no per-token reward to put KL in
-    return {**SCALE_PRESETS[scale], **PHASE_PRESETS.get((phase, scale), {}), **grpo}
+    return {**SCALE_PRESETS[scale], **PHASE_PRESETS.get((phase, scale), {}), **(GRPO_PRESET if algo == "grpo" else {})}
 
 
 def build_parser():
@@ -689,8 +688,7 @@ def build_parser():
     g.add_argument("--steps", type=positive_int, metavar="N", default=150, help="PPO steps (each: sample, score, update)")
     g.add_argument("--stop-length-ratio", type=fraction, default=0.0, help="end before --steps once the last "
                    f"{STOP_WINDOW} steps' responses average this share of the first {STOP_WINDOW}'s length (0: never)")
-    g.add_argument("--seed", type=ranged(int, 0, 2**31 - 1), metavar="N", default=0,
-                   help="data order, samples, critic head")
+    g.add_argument("--seed", type=seed_int, metavar="N", default=0, help="data order, samples, critic head")
     g.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N, or auto (cuda if there is one)")
     g.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")
     g.add_argument("--grad-checkpointing", type=bool_flag, default=False, help="recompute activations in backward")
@@ -709,8 +707,7 @@ def build_parser():
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
         values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
-        values += [f"grpo: {v}" for k, v in preset(2, "toy", "grpo").items() if k == action.dest and k not in
-                   SCALE_PRESETS["toy"] and k not in PHASE_PRESETS.get((2, "toy"), {})]
+        values += [f"grpo: {GRPO_PRESET[action.dest]}"] if action.dest in GRPO_PRESET else []
         if values:
             action.help += f" (default: {action.default}; " + "; ".join(values) + ")"
     return p

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from common import (COMPLETE, InputError, Parser, check_out_folder, check_writable, cli, foreign_files, lr_at,
-                    non_negative_float, non_negative_int, positive_float, positive_int, publish_dir, ranged, write_json)
+                    non_negative_float, non_negative_int, positive_float, positive_int, publish_dir, seed_int, write_json)
 from model import GPT, GPTConfig
 from tasks import LEVELS, make_problem, make_split, make_trace, prompt_text, split_of
 from tokenizer import Tokenizer
@@ -167,7 +167,7 @@ def main(argv=None):
     # phase 1 (with 2,2,2,1,1 the same schedule reached 58% at level 5).
     p.add_argument("--level-weights", type=level_weights, default="2,2,2,1,0.4",
                    help="relative frequency of levels 1..5 in the training traces (0 leaves a level out)")
-    p.add_argument("--seed", type=ranged(int, 0, 2**31 - 1), metavar="N", default=0, help="seed for weights and data")
+    p.add_argument("--seed", type=seed_int, metavar="N", default=0, help="seed for weights and data")
     p.add_argument("--log-every", type=positive_int, metavar="N", default=50, help="print a progress line every N steps")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import memory  # noqa: E402
 import runs  # noqa: E402
 import train_rl  # noqa: E402
-from common import Parser, check_writable, cli, device, positive_int_list, write_json, write_jsonl  # noqa: E402
+from common import Parser, check_writable, cli, device, positive_int_list, repeated, write_json, write_jsonl  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from sample import ENGINES  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
@@ -95,7 +95,7 @@ def main(argv=None):
                    help="train_rl.py's --sampler (auto: the graph engine on a GPU); with compiled, the first of "
                    "the two steps pays the compilation and the second, the one reported, does not")
     args = p.parse_args(argv)
-    if len(set(args.lengths)) < len(args.lengths):  # each length's run has its own folder, run<N>
+    if repeated(args.lengths) is not None:  # each length's run has its own folder, run<N>
         p.error(f"--lengths {','.join(map(str, args.lengths))} repeats a length; give each once")
     cuda = args.device.startswith("cuda")  # --device has checked that a GPU is there
     if not cuda and not args.tiny:  # 1.8B parameters with AdamW: more memory than a CPU machine has, for hours
