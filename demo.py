@@ -112,11 +112,17 @@ def seed_stages(seed, out, base, data, settings, ablations):
         # The problems solved 4 times in 8 first, then 5; not the lowest pass rates the paper took from MATH
         # level 5. Phase 2 shortens as its returns turn positive; sets solved 3 times in 8 were mostly level 5
         # on one seed in three, whose returns stayed near zero and which shortened by 11% (RESULTS.md).
-        run("select_problems.py", select_problems, ["--ckpt", phase1, "--data", train, "--levels", "4,5",
-                                                    "--min-pass-rate", str(settings["min_pass_rate"]),
-                                                    "--max-pass-rate", "0.7", "--max-new-tokens", NEW_TOKENS,
-                                                    "--n", str(settings["set_size"]), "--candidates",
-                                                    str(settings["candidates"]), "--seed", str(seed), "--out", chosen])
+        try:
+            run("select_problems.py", select_problems, ["--ckpt", phase1, "--data", train, "--levels", "4,5",
+                                                        "--min-pass-rate", str(settings["min_pass_rate"]),
+                                                        "--max-pass-rate", "0.7", "--max-new-tokens", NEW_TOKENS,
+                                                        "--n", str(settings["set_size"]), "--candidates",
+                                                        str(settings["candidates"]), "--seed", str(seed), "--out",
+                                                        chosen])
+        except select_problems.TooFewProblems as e:  # its advice names flags the demo sets itself
+            raise InputError(f"seed {seed}: the phase-2 set: {str(e).split(';')[0]}; the demo sets these numbers in "
+                             "SETTINGS at the top of demo.py (candidates, set_size, min_pass_rate): raise candidates "
+                             "or lower set_size there, or try another seed") from None
     banner(f"seed {seed}: phase 2: PPO on that small set to shorten responses")
     phase2 = lambda name, extra, steps: rl_phase(os.path.join(folder, name), ["--phase", "2", "--init", phase1,
                                                                            "--data", chosen, *held_out, *extra], steps)

@@ -31,6 +31,10 @@ def choose(problems, rates, n, min_rate, max_rate, seed):
     return eligible[:n]
 
 
+class TooFewProblems(DataError):
+    """Fewer candidates than --n have a pass rate inside the range; the message's advice names this script's flags."""
+
+
 def candidates_path(out):
     """Where a selection that found too few problems keeps every candidate's pass rate."""
     return f"{out}.candidates.jsonl"
@@ -103,7 +107,7 @@ def main(argv=None):
     if len(chosen) < args.n:  # the sampling is kept: it may have taken hours
         measured = candidates_path(args.out)
         write_jsonl(with_rates(candidates), measured)
-        raise DataError(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
+        raise TooFewProblems(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
                         f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range (every "
                         f"candidate's pass rate is in {measured})")
     write_jsonl(with_rates(chosen), args.out)

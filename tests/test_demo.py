@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import demo
+import select_problems
 import train_rl
 from common import InputError, read_json
 
@@ -195,3 +196,22 @@ def test_a_stage_cut_short_resumes_where_the_demo_reruns(tmp_path, monkeypatch):
     (swapped / ".complete").write_text("")
     demo.rl_phase(str(tmp_path / "phase1"), ["--phase", "1"], 2)
     assert calls[-1] == ["--resume", "--out", str(tmp_path / "phase1")]
+
+
+def test_a_selection_with_too_few_problems_gives_the_demos_own_advice(tmp_path, monkeypatch):
+    """select_problems.py's advice (--candidates, a wider range) names flags the demo does not take: the demo
+    names its SETTINGS instead, and keeps the candidates' pass rates it wrote."""
+    calls = []
+    monkeypatch.setattr(demo, "rl_phase", lambda folder, flags, steps: calls.append(folder) or "phase1-actor")
+
+    def select(argv):
+        raise select_problems.TooFewProblems("only 3 of 512 candidates have a pass rate in (0.4, 0.7); raise "
+                                             "--candidates or widen the range")
+
+    monkeypatch.setattr(select_problems, "main", select)
+    with pytest.raises(InputError) as e:
+        demo.seed_stages(0, str(tmp_path), "base", ("train.jsonl", "test.jsonl"), demo.SETTINGS["full"], False)
+    message = str(e.value)
+    assert message.startswith("seed 0: the phase-2 set: only 3 of 512 candidates have a pass rate in (0.4, 0.7);")
+    assert "SETTINGS at the top of demo.py" in message and "--candidates" not in message
+    assert len(calls) == 1  # phase 1 ran; phase 2 did not start
