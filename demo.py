@@ -116,7 +116,7 @@ def seed_stages(seed, out, base, data, settings, ablations):
             run("select_problems.py", select_problems, ["--ckpt", phase1, "--data", train, "--levels", "4,5",
                                                         "--min-pass-rate", str(settings["min_pass_rate"]),
                                                         "--max-pass-rate", "0.7", "--max-new-tokens", NEW_TOKENS,
-                                                        "--n", str(settings["set_size"]), "--candidates",
+                                                        "--num-problems", str(settings["set_size"]), "--candidates",
                                                         str(settings["candidates"]), "--seed", str(seed), "--out",
                                                         chosen])
         except select_problems.TooFewProblems as e:  # its advice names flags the demo sets itself

@@ -2,7 +2,7 @@
 Pick the phase-2 training set: problems the model solves only occasionally.
 
     python select_problems.py --ckpt runs/phase1/checkpoint/actor --data data/toy_train.jsonl --levels 4,5 \\
-        --candidates 256 --samples 8 --n 8 --out runs/phase2_set.jsonl
+        --candidates 256 --samples 8 --num-problems 8 --out runs/phase2_set.jsonl
 
 Samples k responses for each candidate problem, estimates its pass rate, keeps the problems whose pass rate
 is strictly between 0 and 1 (or inside --min-pass-rate/--max-pass-rate), and writes the N with the lowest
@@ -32,7 +32,8 @@ def choose(problems, rates, n, min_rate, max_rate, seed):
 
 
 class TooFewProblems(DataError):
-    """Fewer candidates than --n have a pass rate inside the range; the message's advice names this script's flags."""
+    """Fewer candidates than --num-problems have a pass rate inside the range (the advice names this script's
+    flags)."""
 
 
 def candidates_path(out):
@@ -48,7 +49,7 @@ def main(argv=None):
     p.add_argument("--levels", type=int_list, default=None, help="levels to draw from, e.g. 4,5 (default: all)")
     p.add_argument("--candidates", type=positive_int, metavar="N", default=256, help="problems to try (a seeded subset)")
     p.add_argument("--samples", type=positive_int, metavar="N", default=8, help="responses per candidate (k)")
-    p.add_argument("--n", type=positive_int, metavar="N", default=8, help="problems to select (paper: 8)")
+    p.add_argument("--num-problems", type=positive_int, metavar="N", default=8, help="problems to select (paper: 8)")
     p.add_argument("--min-pass-rate", type=ranged(float), default=0.0, help="keep pass rates strictly above this "
                    "(below 0: never-solved problems too)")
     p.add_argument("--max-pass-rate", type=ranged(float), default=1.0, help="keep pass rates strictly below this "
@@ -76,10 +77,11 @@ def main(argv=None):
     problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)
     candidates = problems[: args.candidates]
-    if len(candidates) < args.n:  # refused before hours of sampling, not after
-        raise DataError(f"--n {args.n}, but there are only {len(candidates)} candidates ({args.data}"
+    if len(candidates) < args.num_problems:  # refused before hours of sampling, not after
+        raise DataError(f"--num-problems {args.num_problems}, but there are only {len(candidates)} candidates "
+                        f"({args.data}"
                         f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}, --candidates "
-                        f"{args.candidates}); lower --n or give more problems")
+                        f"{args.candidates}); lower --num-problems or give more problems")
     if len(candidates) < args.candidates and is_main():
         print(f"note: --candidates {args.candidates}, but {args.data} holds {len(candidates)} problems"
               f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}: trying them all")
@@ -102,9 +104,9 @@ def main(argv=None):
     for r in rates.values():
         histogram[round(r * args.samples)] = histogram.get(round(r * args.samples), 0) + 1
     print("pass-rate histogram (correct out of %d: problems): %s" % (args.samples, dict(sorted(histogram.items()))))
-    chosen = choose(candidates, rates, args.n, args.min_pass_rate, args.max_pass_rate, args.seed)
+    chosen = choose(candidates, rates, args.num_problems, args.min_pass_rate, args.max_pass_rate, args.seed)
     with_rates = lambda problems: [{**q, "pass_rate": rates[q["id"]]} for q in problems]  # the records written
-    if len(chosen) < args.n:  # the sampling is kept: it may have taken hours
+    if len(chosen) < args.num_problems:  # the sampling is kept: it may have taken hours
         measured = candidates_path(args.out)
         write_jsonl(with_rates(candidates), measured)
         raise TooFewProblems(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "

@@ -222,8 +222,33 @@ def test_eval_and_selection_split_their_sampling_and_agree_with_one_process(half
     spawn("eval", flags(tmp_path / "two.json"))
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert one["results"] == two["results"]
-    pick = lambda out: ["--ckpt", str(half_right), "--data", str(data), "--candidates", "6", "--n", "2",
+    pick = lambda out: ["--ckpt", str(half_right), "--data", str(data), "--candidates", "6", "--num-problems", "2",
                         "--max-new-tokens", "12", "--device", "cpu", "--out", str(out)]
     select_problems.main(pick(tmp_path / "one.jsonl"))
     spawn("select", pick(tmp_path / "two.jsonl"))
     assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text()
+
+
+@pytest.mark.parametrize("main", [train_rl.main, evaluation.main, select_problems.main])
+def test_torchruns_own_parser_passes_every_flag_to_the_script(main, monkeypatch):
+    """torchrun reads the whole command line for its own options, abbreviations included, before the script
+    sees it: a script flag that is the start of one of torchrun's (select_problems.py's old --n: --nnodes,
+    --nproc-per-node, ...) stops torchrun itself with "ambiguous option"; the tests' workers start with
+    mp.spawn, which never meets that parser."""
+    import argparse
+    from torch.distributed.run import get_args_parser
+
+    flags = []
+
+    def record(parser, argv=None, namespace=None):
+        flags.extend(s for action in parser._actions for s in action.option_strings if s.startswith("--"))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", record)
+    with pytest.raises(SystemExit):
+        main([])
+    monkeypatch.undo()
+    assert len(flags) > 10
+    for flag in flags:
+        parsed = get_args_parser().parse_args(["--nproc_per_node", "2", "script.py", flag, "1"])
+        assert parsed.training_script_args == [flag, "1"], flag

@@ -43,7 +43,7 @@ def test_phase2_commands_end_to_end(r1_folder, tmp_path, monkeypatch):
     chosen = tmp_path / "set.jsonl"
     # A random model never answers, so no pass rate is strictly inside (0, 1): allow 0 to get a set.
     select_problems.main(["--ckpt", str(r1_folder), "--data", math, "--levels", "4,5", "--candidates", "3",
-                          "--samples", "2", "--n", "2", "--min-pass-rate", "-1", "--max-new-tokens", "8",
+                          "--samples", "2", "--num-problems", "2", "--min-pass-rate", "-1", "--max-new-tokens", "8",
                           "--out", str(chosen)])
     picked = [json.loads(line) for line in open(chosen)]
     assert len(picked) == 2 and all(r["level"] in (4, 5) and r["pass_rate"] == 0.0 for r in picked)

@@ -1232,7 +1232,7 @@ def test_select_problems_keeps_its_pass_rates_when_too_few_qualify(half_right, t
     data.write_text("".join(json.dumps({"id": a, "problem": "1", "answer": a, "level": 1}) + "\n" for a in "123"))
     out = tmp_path / "set.jsonl"
     with pytest.raises(SystemExit) as e:
-        select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--n", "3",
+        select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--num-problems", "3",
                               "--max-new-tokens", "12", "--out", str(out)])
     printed, err = capsys.readouterr()
     err = err.strip().splitlines()[-1]  # after the sampling's progress lines
@@ -1246,7 +1246,7 @@ def test_select_problems_keeps_its_pass_rates_when_too_few_qualify(half_right, t
 def test_select_problems_lists_problems_without_levels(half_right, tmp_path, capsys):
     data = tmp_path / "gsm8k.jsonl"  # GSM8K-style records: no level
     data.write_text("".join(json.dumps({"question": "1", "answer": f"so #### {a}"}) + "\n" for a in "12"))
-    select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--n", "2",
+    select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--num-problems", "2",
                           "--out", str(tmp_path / "set.jsonl")])
     printed = capsys.readouterr().out
     listed = [line for line in printed.splitlines() if " pass " in line]

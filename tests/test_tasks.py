@@ -124,7 +124,7 @@ def test_selection_refuses_settings_it_cannot_meet_before_it_samples(half_right,
     for extra, message in [
         (["--samples", "8", "--min-pass-rate", "0.4", "--max-pass-rate", "0.5"],
          "no pass rate of 8 samples (0/8, 1/8, ...) is strictly between --min-pass-rate 0.4 and --max-pass-rate 0.5"),
-        (["--n", "999"], "--n 999, but there are only"),
+        (["--num-problems", "999"], "--num-problems 999, but there are only"),
     ]:
         with pytest.raises(SystemExit) as e:
             select_problems.main(flags + extra)
