@@ -8,8 +8,8 @@ How train_rl.py splits a step, so that the result does not depend on N:
 - the rollout (tokens, scores) is gathered on every process, so advantages, whitening and the logged
   figures are computed over the whole batch everywhere, exactly as in one process;
 - forward and backward passes: each process takes every N-th micro-batch; actor, critic and reference are
-  sharded with FSDP2 (`fully_shard` per block), which gathers a block's weights for its forward and
-  reduce-scatters its gradients. FSDP averages gradients over processes and our losses are already sums
+  sharded with FSDP2 (`fully_shard` per block), which gathers a block's weights for its forward (in fp32;
+  bf16 runs cast them under autocast, as one process does) and reduce-scatters its gradients. FSDP averages gradients over processes and our losses are already sums
   over the global batch, so each process scales its loss by N;
 - checkpoints: gathered into full tensors and written once, by process 0, in the one-process format, so
   eval.py, sample.py and --resume read them with any N.
@@ -151,19 +151,20 @@ class Runner(torch.nn.Module):
         return fn(self.model, *args)
 
 
-def shard(model, bf16):
+def shard(model):
     """A Runner of the model, sharded over all processes with FSDP2 (each block one unit, the rest at the
-    Runner); bf16: fp32 master shards with bf16 compute. In one process, the Runner alone."""
+    Runner); in one process, the Runner alone. The weights are gathered in fp32, as stored: bf16 runs cast
+    them under autocast exactly as one process does (an FSDP bf16 policy would also make the embeddings and
+    the residual stream bf16, a different model from one process's: 0.16 nats apart on a log-prob of the
+    toy), at twice the bytes gathered."""
     runner = Runner(model)
     if world() == 1:
         return runner
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import fully_shard
 
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32,
-                                  cast_forward_inputs=False)  # a Rollout's advantages stay fp32
     for block in model.blocks:
-        fully_shard(block, mp_policy=policy)
-    return fully_shard(runner, mp_policy=policy)
+        fully_shard(block)
+    return fully_shard(runner)
 
 
 def full(tensor):

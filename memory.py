@@ -8,6 +8,9 @@ without torchrun):
   reference (frozen):       4N / G: fp32 like the actor, so that it runs through exactly the actor's numerics
   rollout copy:             2N in bf16 runs (the sampling copy), 4N in fp32 runs on several GPUs, on every GPU
   critic N:                 the actor's N without the LM head (untied) plus a scalar head
+Gathered, on several GPUs: FSDP gathers whole fp32 weights for a pass (the embeddings, LM head and final
+norm for all of it, the blocks two at a time) and holds as many whole gradients before reduce-scattering
+them: 8 (N_outside_blocks + 2 N_block), counted with the training phase.
 Loading, on several GPUs: each model is sharded as soon as it is loaded, so a GPU holds one whole fp32
 model (4N) beside the shards of those loaded before it; the total is the larger of this and the run.
 Transient, the larger of the two phases of a step:
@@ -45,6 +48,12 @@ GIB = 2**30
 def param_count(cfg: GPTConfig) -> int:
     with torch.device("meta"):
         return GPT(cfg).num_params()
+
+
+def block_param_count(cfg: GPTConfig) -> int:
+    """Parameters of one transformer block."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in GPT(GPTConfig(**{**cfg.__dict__, "n_layer": 1})).blocks[0].parameters())
 
 
 def critic_param_count(cfg: GPTConfig) -> int:
@@ -104,7 +113,10 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
         acts = L * per_layer
     head = min(2**24, tokens * model_cfg.vocab_size) * 4 * 3  # logits, log-softmax, its gradient
     out["training: activations (one micro-batch)"] = acts + head + tokens * d * 4 * 2  # + embeddings, final norm
-    transient = max(out["sampling: kv cache + logits"], out["training: activations (one micro-batch)"])
+    if gpus > 1:  # the whole fp32 weights FSDP gathers for a pass, and their gradients before reduce-scatter
+        block = block_param_count(model_cfg)
+        out["training: gathered weights + grads (FSDP)"] = 8 * (n_actor - L * block + 2 * block)
+    transient = max(out["sampling: kv cache + logits"], sum(v for k, v in out.items() if k.startswith("training:")))
     steady = sum(v for k, v in out.items() if ":" not in k) + transient
     if gpus > 1:  # at load: the last whole fp32 model beside the shards of those before it (runs.load_models)
         out["loading: one whole model beside shards"] = 4 * max(n_actor, n_critic) + 8 * n_actor // gpus

@@ -79,7 +79,7 @@ def load_models(cfg, actor_path, critic_path):
     def load(path, trained=True, **kw):  # sharded as soon as it is loaded: a GPU holds one whole model at a time
         model = GPT.from_pretrained(path, dtype=torch.float32, device=cfg.device, **kw)
         model.grad_checkpointing = trained and cfg.grad_checkpointing
-        return shard(model.train() if trained else model.eval().requires_grad_(False), bf16)
+        return shard(model.train() if trained else model.eval().requires_grad_(False))
 
     actor = load(actor_path)
     ref = load(cfg.ref or cfg.init, trained=False)

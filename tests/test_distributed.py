@@ -135,8 +135,10 @@ def log_without_times(folder):
                                               ([], 600),  # log-probs a position or two at a time, checkpointed
                                               (["--micro-batch-tokens", "40", "--algo", "grpo"], model.HEAD_CHUNK_ELEMENTS),
                                               # one micro-batch per minibatch: process 1 runs only dummy ones
-                                              (["--micro-batch", "16", "--minibatches", "5"], model.HEAD_CHUNK_ELEMENTS)],
-                         ids=["ppo", "ppo-chunked-head", "grpo-packed", "ppo-one-micro-batch"])
+                                              (["--micro-batch", "16", "--minibatches", "5"], model.HEAD_CHUNK_ELEMENTS),
+                                              # bf16 autocast over the gathered fp32 weights, as in one process
+                                              (["--dtype", "bf16"], model.HEAD_CHUNK_ELEMENTS)],
+                         ids=["ppo", "ppo-chunked-head", "grpo-packed", "ppo-one-micro-batch", "ppo-bf16"])
 def test_two_processes_sample_and_train_what_one_does(half_right, tmp_path, monkeypatch, extra, head_chunk):
     torch.set_num_threads(1)
     one, two = tmp_path / "one", tmp_path / "two"

@@ -79,6 +79,9 @@ def test_estimate_by_hand_for_a_known_config():
     assert sharded["actor weights+grads+adam"] == 16 * n // 4 and sharded["reference weights"] == 4 * n // 4
     assert sharded["rollout copy"] == 2 * n  # whole on every GPU
     assert sharded["sampling: kv cache + logits"] == est["sampling: kv cache + logits"]  # 3 rows: a bucket of 4
+    # fp32 weights gathered, and whole gradients: embeddings, head and final norm, and two blocks
+    assert sharded["training: gathered weights + grads (FSDP)"] == 8 * (1600 + 16 + 1600 + 2 * per_layer)
+    assert "training: gathered weights + grads (FSDP)" not in est
     # 10 + 22 = 32 tokens: the static cache has 32 + 16 columns (a multiple of 16, and 16 more)
     assert est["sampling: kv cache + logits"] == 2 * 2 * 4 * 1 * 8 * 48 * 2 + 4 * 4 * 100 * 4
 
@@ -111,7 +114,7 @@ def test_each_model_is_sharded_as_soon_as_it_is_loaded(half_right, tmp_path, mon
 
     events, real_load, real_shard, real_copy = [], GPT.from_pretrained, runs.shard, GPT.inference_copy
     monkeypatch.setattr(GPT, "from_pretrained", lambda path, **kw: events.append("load") or real_load(path, **kw))
-    monkeypatch.setattr(runs, "shard", lambda model, bf16: events.append("shard") or real_shard(model, bf16))
+    monkeypatch.setattr(runs, "shard", lambda model: events.append("shard") or real_shard(model))
     monkeypatch.setattr(GPT, "inference_copy", lambda self, *a, **k: events.append("copy") or real_copy(self, *a, **k))
     cfg = train_rl.config(init=str(half_right), data=str(half_right / "problems.jsonl"), out=str(tmp_path), dtype="bf16")
     runs.load_models(cfg, cfg.init, cfg.init)
@@ -121,7 +124,8 @@ def test_each_model_is_sharded_as_soon_as_it_is_loaded(half_right, tmp_path, mon
     kw = dict(prompt_len=4, max_new_tokens=4, sample_batch=1, micro_batch=1, bf16=True, grad_checkpointing=True)
     assert memory.estimate(cfg, gpus=4, **kw)["loading: one whole model beside shards"] == 4 * n_critic + 8 * n // 4
     assert "loading: one whole model beside shards" not in memory.estimate(cfg, gpus=1, **kw)
-    huge_gpus = memory.estimate(cfg, gpus=1000, **kw)
+    deep = GPTConfig(vocab_size=100, n_layer=40, n_head=2, n_embd=16, n_inner=32)  # FSDP gathers 2 blocks of 40
+    huge_gpus = memory.estimate(deep, gpus=1000, **kw)
     assert huge_gpus["total"] == huge_gpus["loading: one whole model beside shards"]  # the peak, once shards are tiny
 
 
