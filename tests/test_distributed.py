@@ -63,7 +63,7 @@ def host_copies_in_a_save(argv):
     checkpoint (full_state, optimizer_state): writes {"bytes": n} to argv[0]/<rank>.json."""
     distributed.setup()
     torch.manual_seed(0)
-    runner = distributed.shard(model.GPT(model.GPTConfig(vocab_size=16, n_layer=2, n_head=2, n_embd=8, n_inner=16)), False)
+    runner = distributed.shard(model.GPT(model.GPTConfig(vocab_size=16, n_layer=2, n_head=2, n_embd=8, n_inner=16)))
     opt = torch.optim.AdamW(runner.parameters())
     runner(lambda m, x: m(x).sum(), torch.ones(1, 3, dtype=torch.long)).backward()
     opt.step()
