@@ -475,8 +475,10 @@ def check_out_folder(folder, owned, resume=False, overwrite=False, what="run",
 
 def foreign_files(folder, owned):
     """The paths in `folder` a run did not write there. A run writes each name of `owned` (and the .lock and
-    COMPLETE markers): a file also as its temp copy, name.tmp<digits> (_atomic); a folder also as name.tmp or
-    name.old (publish_dir), holding only what `owned` gives it. A symlink is never a run's."""
+    COMPLETE markers): a file also as its temp copy, name.tmp<digits> (_atomic); a folder also as name.old
+    (publish_dir), holding only what `owned` gives it, and as name.tmp, a save in progress or cut short,
+    holding anything a cut write leaves (the safetensors library's own temp files, .tmpXXXXXX); recover_dir
+    deletes an unfinished one. A symlink is never a run's."""
     files = {".lock", COMPLETE} | {name for name, inner in owned.items() if inner is None}
     others = []
     for name in sorted(os.listdir(folder)):
@@ -488,6 +490,8 @@ def foreign_files(folder, owned):
                 others.append(name)
         else:
             inner = owned.get(name if name in owned else re.sub(r"\.(tmp|old)$", "", name))
+            if name not in owned and name.endswith(".tmp") and isinstance(inner, dict):
+                continue  # a save's folder: its files are the save's, whatever a kill left half-written
             others += [os.path.join(name, n) for n in foreign_files(path, inner)] if isinstance(inner, dict) else [name]
     return others
 

@@ -1334,3 +1334,20 @@ def test_seed_counts_the_scripts_cannot_use_are_refused(capsys):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_kill_inside_a_safetensors_write_leaves_a_run_that_resumes(half_right, tmp_path, monkeypatch, capsys):
+    """The safetensors library writes a file through its own temp file beside it (.tmpXXXXXX); a SIGKILL in
+    that write left checkpoint.tmp/actor/.tmpl1eKDM, which was read as a file not the run's, so --resume and
+    --overwrite were both refused and the intact checkpoint of the step before was given up (a review helper's
+    kill trial). The unfinished save is the run's: resume deletes it and goes on."""
+    out = tmp_path / "run"
+    stopped_by_ctrl_c(monkeypatch, 0, tiny_run_flags(half_right, out, 2))
+    (out / "checkpoint.tmp" / "actor").mkdir(parents=True)
+    (out / "checkpoint.tmp" / "actor" / ".tmpl1eKDM").write_bytes(b"\0" * 64)
+    train_rl.main(["--resume", "--out", str(out)])
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint", "config.json", "log.jsonl"]
+    assert log_steps(out) == [0, 1]
+    (out / "checkpoint.tmpx").mkdir()  # not a save's folder: the user's
+    assert "holds files that are not a run's (checkpoint.tmpx)" in one_line_error(
+        train_rl.main, tiny_run_flags(half_right, out, 3, "--overwrite"), capsys)
