@@ -16,6 +16,7 @@ CLI's main() is wrapped in `@cli`, which turns them into one line, "error: ...",
 
 import argparse
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -39,8 +40,14 @@ class InputError(ValueError):
     """Something the user gave cannot be used; the message names it and, where there is one, the fix."""
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the disk (or a quota, or ulimit -f) refused a write
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def cli(main):
-    """Run a script's main() so that an InputError ends in one line on stderr and exit status 2."""
+    """Run a script's main() so that an InputError, or a write the disk refused (full, read-only, no
+    permission), ends in one line on stderr and exit status 2. What a script had finished is on disk already
+    (every file is written whole or not at all), so the advice is to fix the disk and run the command again."""
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
@@ -48,6 +55,14 @@ def cli(main):
             return main(*args, **kwargs)
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except OSError as e:
+            if e.errno not in NO_SPACE + NOT_WRITABLE:
+                raise
+            fix = {errno.EFBIG: "lift the file-size limit (ulimit -f)"}.get(e.errno, "free some space") \
+                if e.errno in NO_SPACE else "give a path this process may write"
+            print(f"error: {e.filename or 'a write'}: {e.strerror}; {fix}, then run the same command again (with "
+                  "--resume where the script takes it: what it had finished is kept)", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:  # a second Ctrl-C (the first one stops a run cleanly), or a script without a plan
             print("stopped (Ctrl-C)", file=sys.stderr)

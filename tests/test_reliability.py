@@ -1351,3 +1351,35 @@ def test_a_kill_inside_a_safetensors_write_leaves_a_run_that_resumes(half_right,
     (out / "checkpoint.tmpx").mkdir()  # not a save's folder: the user's
     assert "holds files that are not a run's (checkpoint.tmpx)" in one_line_error(
         train_rl.main, tiny_run_flags(half_right, out, 3, "--overwrite"), capsys)
+
+
+def test_a_full_disk_or_read_only_folder_gives_one_line_and_the_run_resumes(half_right, tmp_path, monkeypatch,
+                                                                             capsys):
+    """A write the disk refuses outside a checkpoint save (the log's append on a full disk, the lock file of
+    a read-only folder) ended in a double traceback; now one line, and --resume continues from the checkpoint
+    saved before the log line (its record is in state.json)."""
+    import errno
+    out, real_append, appended = tmp_path / "run", train_rl.append_jsonl, []
+
+    def append(path, rec):
+        appended.append(rec["step"])
+        if len(appended) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_append(path, rec)
+
+    monkeypatch.setattr(train_rl, "append_jsonl", append)
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 3), capsys)
+    assert err == ("error: a write: No space left on device; free some space, then run the same command again (with "
+                   "--resume where the script takes it: what it had finished is kept)")
+    monkeypatch.setattr(train_rl, "append_jsonl", real_append)
+    train_rl.main(["--resume", "--out", str(out)])
+    assert log_steps(out) == [0, 1, 2]
+
+    def read_only(path, *args, **kwargs):  # the folder's first write is its lock file
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(common, "open", read_only, raising=False)
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert err.startswith(f"error: {out / '.lock'}: Read-only file system; give a path this process may write")
