@@ -9,8 +9,9 @@ How train_rl.py splits a step, so that the result does not depend on N:
   figures are computed over the whole batch everywhere, exactly as in one process;
 - forward and backward passes: each process takes every N-th micro-batch; actor, critic and reference are
   sharded with FSDP2 (`fully_shard` per block), which gathers a block's weights for its forward (in fp32;
-  bf16 runs cast them under autocast, as one process does) and reduce-scatters its gradients. FSDP averages gradients over processes and our losses are already sums
-  over the global batch, so each process scales its loss by N;
+  bf16 runs cast them under autocast, as one process does) and reduce-scatters its gradients. FSDP
+  averages gradients over processes and our losses are already sums over the global batch, so each
+  process scales its loss by N;
 - checkpoints: gathered into full tensors and written once, by process 0, in the one-process format, so
   eval.py, sample.py and --resume read them with any N.
 NCCL on a GPU machine, each process on its own GPU; gloo on CPUs (which is how the tests run two processes).

@@ -13,27 +13,30 @@ Extraction (`extract_answer`)
     `\boxed5` (one token up to whitespace or `$`, less the prose after it: `\boxed 5, so` and
     `(so \boxed 5).` hold `5`; `\boxed.` and `\boxed\;5` are empty boxes).
   * No fallback to an earlier box: if the last one never closes (a truncated response; also any box
-    longer than MAX_ANSWER_CHARS) or is empty/blank (`\boxed{}`), there is no answer (reward -1).
+    longer than MAX_ANSWER_CHARS) or shows nothing once normalised (`\boxed{}`, `\boxed{\,}`), there is no
+    answer (reward -1).
   * `allow_unboxed=True` (off by default, as in the paper) also reads GSM8K `#### 42` and then the
     last "the answer is 42" (to the end of its sentence), but only when the text has no box at all.
 
 Equivalence (`is_equiv`), after `normalize_answer` on both sides
-  * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces (but not between
-    two digits: `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period,
-    `\dfrac`/`\tfrac`/`\cfrac` (= `\frac`), `\frac12`, `\frac 1 2`, `\sqrt2`, `x^{2}` (= `x^2`), `\text{}`/
-    `\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C` = `(C)\ 12` (the choice alone against the
-    choice with its value, a number: not `(C) or D`, `(C) 12, D`; and `(C)\ 12` != `(C)\ 15`), `+\infty` = `∞` =
-    `\infty`, `\varnothing` = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2 \rangle` = `(1, 2)`,
-    `\mathbb{R}` = `\text{all real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x \in [3, \infty)`,
-    `2 \le x < 3` = `x \in [2, 3)`.
+  * Layout is ignored: `$`, `\left`/`\right` (and the invisible `\left.`), spaces (but not between two digits:
+    `2 1/2` != `21/2`) and `\! \, \; \: \quad`, `\displaystyle`, a trailing period, `\dfrac`/`\tfrac`/`\cfrac`
+    (= `\frac`), `\dbinom` (= `\binom`), `\frac12`, `\frac 1 2`, `\sqrt2`, `x^{2}` (= `x^2`),
+    `\text{}`/`\mbox{}`/`\mathrm{}`/`\textbf{}` wrappers, `\text{(C)}` = `C` = `(C)\ 12` (the choice alone
+    against the choice with its value, a number: not `(C) or D`, `(C) 12, D`; and `(C)\ 12` != `(C)\ 15`),
+    `+\infty` = `∞` = `\infty`, `\varnothing` = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2
+    \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x
+    \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`.
   * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
   * Names: an answer, or each item of a list, may start with `x =`, `p(x) =`, `\theta =` or (before a set)
     `x \in`.
-    When one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`);
-    when both do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`). A tuple
+    When one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `2, 1`), in
+    written order against items naming different variables (`x = 1, y = 2` == `1, 2` != `2, 1`); when both
+    do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`). A list whose first
+    item alone is named names every item: `x = 1, 2` == `x = 1, x = 2` == `x \in \{1, 2\}`. A tuple
     may be named by a tuple (`(x, y) = (1, 2)`), and values named by single letters in alphabetical order
     are a point too: `x = 1, y = 2` == `(1, 2)` (but `y = 2, x = 1` is only the list).
-  * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `°`), a unit
+  * Dropped: `\$`, `\%` (so `50\%` == `50`, but != `0.5`), degrees (`^\circ`, `30\circ`, `30\degree`, `°`), a unit
     word after a number (`5 \text{ cm}^2` == `5`, `45^\circ\text{C}` == `45`), and one last plural word after
     it, a count of things (`6 \text{ ways}` == `6`), unless it names a fraction or a power of ten or is not
     a count (`5 \text{ halves}`, `5 \text{ thousands}`, `5 \text{ more}` stay).
@@ -73,9 +76,10 @@ import argparse
 import math
 import re
 from collections import Counter
+from decimal import Decimal
 from fractions import Fraction
 
-from common import InputError, Parser, cli, read_jsonl
+from common import InputError, Parser, cli, decimal_text, read_jsonl
 
 MAX_ANSWER_CHARS = 1_000  # real final answers (matrices included) are a few hundred at most; bounds the work
 MAX_DIGITS = 300  # longer digit strings compare as text (int() of huge strings is slow or raises)
@@ -107,14 +111,15 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\(?:leq?|leqslant)(?![A-Za-z])|≤", "<="),
     (r"\\(?:geq?|geqslant)(?![A-Za-z])|≥", ">="),
     (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"),
+    (r"\\[dt]binom(?![A-Za-z])", r"\\binom"),
     (r"−", "-"),
     (r"π", r"\\pi "),
     (r"\\mathbb\s*(?:\{\s*R\s*\}|R(?![A-Za-z]))|\\text\s*\{\s*all\s+real\s+numbers\s*\}", r"(-\\infty,\\infty)"),
     (r"(?:(?:^|(?<=[,(\[]))\s*\+\s*)?(?:\\infty(?![A-Za-z])|∞)", r"\\infty "),  # [2, +\infty) -> [2, \infty)
     (r"\\varnothing(?![A-Za-z])|∅|\\\{\s*\\\}", r"\\emptyset "),  # and the set \{\} with nothing in it
     (r"(?<=\\begin\{)bmatrix\}|(?<=\\end\{)bmatrix\}", "pmatrix}"),  # brackets or parentheses: one matrix
-    (r"(?:\^\s*\{?\s*\\circ\s*\}?|(?<=\d)\s*\\circ(?![A-Za-z])|°)(?:\s*\\text\s*\{\s*[CF]\s*\})?",
-     ""),  # 30^\circ, 30^{\circ}, 30^\circ\text{C} -> 30; not f \circ g
+    (r"(?:\^\s*\{?\s*\\circ\s*\}?|(?<=\d)\s*\\(?:circ|degree)(?![A-Za-z])|°)(?:\s*\\text\s*\{\s*[CF]\s*\})?",
+     ""),  # 30^\circ, 30^{\circ}, 30\degree, 30^\circ\text{C} -> 30; not f \circ g
     (r"\\?%", ""),  # 50\% -> 50
     (r"\\(?:text|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}\s*", ","),  # 2 \text{ or } 3: the list 2, 3 (which is not 2)
     (_AFTER_NUMBER + r"\s*\\(?:text|mbox|mathrm)\s*\{\s*" + _UNIT + r"\s*\}(?:\s*\^\s*\{?[23]\}?)?", ""),  # 5\text{ cm}^2
@@ -229,8 +234,8 @@ def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
     if not starts:
         return _unboxed_answer(text) if allow_unboxed else None
     answer = _box_content(text, len(text) - min(starts))
-    if answer is None or not answer.strip():
-        return None  # an empty box is no answer: `\boxed{}` must not beat the no-answer penalty
+    if answer is None or not normalize_answer(answer):
+        return None  # an empty box is no answer (`\boxed{}`, `\boxed{\,}`): it must not beat the no-answer penalty
     return answer.strip()
 
 
@@ -488,9 +493,9 @@ def _factor(s: str, i: int, depth: int) -> tuple[Value | None, int]:
 # Equivalence and reward
 
 
-def _signatures(s: str) -> tuple[tuple, tuple, bool]:
-    """Hashable summaries of a normalised answer: (with the variables its items name, without them,
-    whether it names any); see is_equiv.
+def _signatures(s: str) -> tuple[tuple, tuple, tuple, int]:
+    """Hashable summaries of a normalised answer: (with the variables its items name, without them, without
+    them in written order, how many variables its items name); see _same.
 
     Tuples, intervals and matrices keep order and their brackets; bare lists and sets are multisets, and so
     are `a \\pm b` (the list a+b, a-b) and a union of intervals. Each element compares as _key says.
@@ -513,10 +518,12 @@ def _signatures(s: str) -> tuple[tuple, tuple, bool]:
     named = [_NAME.match(item) for item in items]
     names = [name.group(1) if name else "" for name in named]
     items = [item[name.end():] if name else item for item, name in zip(items, named)]  # x=1 -> 1
+    if not brackets and len(items) >= 2 and names[0] and set(names[1:]) <= {"", names[0]}:
+        lead, names = names[0], [""] * len(items)  # x = 1, 2 and x = 1, x = 2: one variable's values, x \in \{1, 2\}
     keys = [_key(item) for item in items]
     ordered = brackets and brackets != "\\cup"
     summary = lambda keys: (brackets, tuple(keys) if ordered else frozenset(Counter(keys).items()))
-    return (lead, summary(zip(names, keys))), summary(keys), bool(lead) or any(names)
+    return (lead, summary(zip(names, keys))), summary(keys), (brackets, tuple(keys)), len(set(names) - {""})
 
 
 def _tuple(s: str) -> tuple[str, list[str]] | None:
@@ -576,10 +583,14 @@ def _same(a: str, b: str) -> bool:
         return True
     if a.isalpha() and b.isalpha() and len(a) > 1 and len(b) > 1:  # words: \text{Odd} is odd; but the variable a is not A
         return a.casefold() == b.casefold()
-    (named_a, bare_a, names_a), (named_b, bare_b, names_b) = _signatures(a), _signatures(b)
-    # Variables named on both sides must agree (`x = 5` != `y = 5`); one side naming none compares values
-    # alone (`x = 5` == `5`, `x = 1, x = 2` == `1, 2`).
-    return named_a == named_b or not (names_a and names_b) and bare_a == bare_b
+    (named_a, bare_a, order_a, vars_a), (named_b, bare_b, order_b, vars_b) = _signatures(a), _signatures(b)
+    if named_a == named_b:
+        return True
+    if (named_a[0] or vars_a) and (named_b[0] or vars_b):  # variables named on both sides must agree: x = 5 != y = 5
+        return False
+    # One side naming none compares values alone (`x = 5` == `5`, `x = 1, x = 2` == `2, 1`); in written order
+    # against items naming different variables: `x = 1, y = 2` is `1, 2`, not `2, 1`.
+    return order_a == order_b if max(vars_a, vars_b) >= 2 else bare_a == bare_b
 
 
 def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
@@ -624,13 +635,13 @@ def compute_reward(response: str, gold: str, correct: float = 1.0, wrong: float 
 def _score_jsonl(args: argparse.Namespace) -> None:
     """Score every record of a JSONL file and print one summary line (plus one line per record with -v)."""
     counts = Counter()
-    for where, record in read_jsonl(args.jsonl, "responses file"):
+    for where, record in read_jsonl(args.jsonl, "responses file", parse_float=Decimal):  # 1e-05 as training reads it
         if not isinstance(record, dict) or args.response_key not in record or args.gold_key not in record:
             raise InputError(f"{where}: record lacks key {args.response_key!r} or {args.gold_key!r}")
         response, gold = record[args.response_key], record[args.gold_key]
         if not isinstance(response, str):
             raise InputError(f"{where}: {args.response_key!r} is not text")
-        outcome = grade(response, str(gold))
+        outcome = grade(response, decimal_text(gold))
         counts[outcome] += 1
         if args.verbose:
             print(f"{where}\t{outcome}\t{extract_answer(response)!r}\t{gold!r}")

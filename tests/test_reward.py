@@ -259,14 +259,14 @@ def test_not_equivalent(pred, gold):
 
 
 def test_labelled_answer_pairs():
-    """450 answer pairs labelled by hand (answer_pairs.jsonl, written to probe the grader). It agrees with
+    """462 answer pairs labelled by hand (answer_pairs.jsonl, written to probe the grader). It agrees with
     every label except the pairs marked "miss", each with its reason: 10 that it calls equal against the
     label (documented choices, such as dropping unit words) and 38 that it calls unequal."""
     records = [json.loads(line) for line in (Path(__file__).parent / "answer_pairs.jsonl").read_text().splitlines()]
     wrong = [(r["pred"], r["gold"]) for r in records if is_equiv(r["pred"], r["gold"]) != r["equal"]]
     assert wrong == [(r["pred"], r["gold"]) for r in records if "miss" in r]
     misses = [r for r in records if "miss" in r]
-    assert (len(records), sum(not r["equal"] for r in misses), sum(r["equal"] for r in misses)) == (450, 10, 38)
+    assert (len(records), sum(not r["equal"] for r in misses), sum(r["equal"] for r in misses)) == (462, 10, 38)
 
 
 @pytest.mark.parametrize("raw, normalised", [
@@ -279,6 +279,13 @@ def test_labelled_answer_pairs():
 ])
 def test_normalize_answer(raw, normalised):
     assert normalize_answer(raw) == normalised
+
+
+@pytest.mark.parametrize("box", ["\\boxed{}", "\\boxed{ }", "\\boxed{\\,}", "\\boxed{$ $}", "\\boxed{\\quad}",
+                                 "\\boxed{~}", "\\boxed{\\text{ }}", "\\boxed{\\left.\\right.}"])
+def test_a_box_that_shows_nothing_is_no_answer(box):
+    """Blank once normalised, not only in Python's whitespace: -1 (no answer), not -0.5 (wrong)."""
+    assert extract_answer(f"so {box}.") is None and compute_reward(f"so {box}.", "5") == -1.0
 
 
 @pytest.mark.parametrize("text, answer", [
@@ -434,7 +441,8 @@ def test_never_raises(text, gold):
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(exclude_characters="{}\\"), max_size=MAX_ANSWER_CHARS))
 def test_box_returns_its_content(content):
-    assert extract_answer(f"reasoning... \\boxed{{{content}}} done") == (content.strip() or None)
+    assert extract_answer(f"reasoning... \\boxed{{{content}}} done") == (content.strip() if normalize_answer(content)
+                                                                        else None)  # `\boxed{.}` shows no answer
 
 
 def _slowest_of_best(calls, repeats: int = 3) -> float:
@@ -516,10 +524,12 @@ def test_cli_jsonl(tmp_path):
     path = tmp_path / "rollouts.jsonl"
     records = [{"out": "\\boxed{5}", "gold": 5},  # a numeric gold is read as text
                {"out": "\\boxed{6}", "gold": "5"}, {"out": "5", "gold": "5"}]
-    path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
+    lines = [json.dumps(r) for r in records] + [  # as training reads them: 1e-05 is 0.00001, not the text 1e-05
+        '{"out": "\\\\boxed{0.00001}", "gold": 1e-05}', '{"out": "\\\\boxed{100000000000000000000}", "gold": 1e20}']
+    path.write_text("\n".join(lines) + "\n\n")
     result = _run("--jsonl", str(path), "--response-key", "out", "--gold-key", "gold")
     assert result.returncode == 0, result.stderr
-    assert "3 responses: correct 1, wrong 1, no answer 1; mean reward -0.167" in result.stdout
+    assert "5 responses: correct 3, wrong 1, no answer 1; mean reward +0.300" in result.stdout
 
 
 @pytest.mark.parametrize("content, message", [
