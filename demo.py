@@ -128,7 +128,9 @@ def seed_stages(seed, out, base, data, settings, ablations):
                                                                            "--data", chosen, *held_out, *extra], steps)
     models = {"phase1": phase1, "phase2": phase2("phase2", [], settings["phase2_steps"])}
     steps = read_json(os.path.join(folder, "phase2", "checkpoint", "state.json"))["step"]  # where it stopped
-    for name, extra in (ABLATIONS if ablations else {}).items():  # as many steps as phase 2 took, on the same lr
+    # As many steps as phase 2 took, at its constant lr; the warm-up (3% of --steps) is shorter than phase 2's
+    # (3% of the cap), and GRPO, with no critic, trains the actor from step 0 (RESULTS.md)
+    for name, extra in (ABLATIONS if ablations else {}).items():
         models[name] = phase2(name, [*extra, "--stop-length-ratio", "0"], steps)
     return models
 

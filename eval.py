@@ -1,7 +1,8 @@
 """
 Accuracy and response length: the two axes of the paper's claim.
 
-    python eval.py --ckpt runs/base runs/phase1/checkpoint/actor --data data/toy_test.jsonl --out results.json
+    python eval.py --ckpt checkpoints/toy-base runs/phase1/checkpoint/actor --data data/toy_test.jsonl \\
+        --out results.json                      # python tasks.py writes data/
 
 For each checkpoint: K samples per problem (paper: K = 4, temperature 0.6, top-p 0.95), pass@1 as the
 mean accuracy over all samples with its standard error, mean and median response length in tokens over

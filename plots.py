@@ -135,7 +135,8 @@ def log_names(paths):
 @cli
 def main(argv=None):
     p = Parser(description="Plot training curves and the accuracy/length trade-off.")
-    p.add_argument("--logs", nargs="*", default=[], help="train_rl.py log.jsonl files, in order (phase 1, 2)")
+    p.add_argument("--logs", nargs="*", default=[], help="train_rl.py log.jsonl files, drawn one after another on "
+                   "the step axis in the order given (phase 1, then phase 2; the demo draws its seeds over each other)")
     p.add_argument("--names", nargs="*", default=None, help="a name per log (default: the run folder names, with "
                    "the folders above them where two are alike: seed0/phase2, seed1/phase2)")
     p.add_argument("--results", default=None, help="a demo.py results.json, for the trade-off plot")

@@ -18,7 +18,7 @@ filtered, renormalised distribution instead, so the returned log-probs are not t
 temperature 1.
 
 CLI (project checkpoints and local Hugging Face folders alike):
-    python sample.py --ckpt runs/base --prompt "(3+4)*5" --num-samples 4 --temperature 0.6
+    python sample.py --ckpt checkpoints/toy-base --prompt "(3+4)*5" --num-samples 4 --temperature 0.6
 """
 
 import contextlib
@@ -399,13 +399,16 @@ def dtype_name(name, device):
 
 
 def read_prompts(path, key):
-    """Prompts from a JSONL file: the field `key` of each record (default: "problem", else "prompt")."""
+    """Prompts from a JSONL file: the field `key` of each record (default: "problem", else "question" as in
+    GSM8K, else "prompt")."""
     prompts = []
     for where, rec in read_jsonl(path, "prompts file"):
         record = rec if isinstance(rec, dict) else {}
-        text = record.get(key) if key else record.get("problem", record.get("prompt"))
+        text = record.get(key) if key else next((record[k] for k in ("problem", "question", "prompt") if k in record),
+                                                None)
         if not isinstance(text, str):
-            raise InputError(f"{where}: expected a JSON object with a text {key or 'problem/prompt'!r} field")
+            raise InputError(f"{where}: expected a JSON object with a text {key or 'problem, question or prompt'!r} "
+                             "field; --key names another")
         prompts.append(text)
     if not prompts:
         raise InputError(f"{path}: no prompts (one JSON object per line, with a {key or 'problem'!r} field)")
@@ -420,7 +423,8 @@ def main(argv=None):
     p.add_argument("--ckpt", required=True, help="project checkpoint folder or local Hugging Face model folder")
     p.add_argument("--prompt", help="one problem/question; wrapped in the chat template (or the toy format)")
     p.add_argument("--prompts", help="JSONL file of problems instead of --prompt")
-    p.add_argument("--key", default=None, help="field of --prompts records to use (default: problem, else prompt)")
+    p.add_argument("--key", default=None, help="field of --prompts records to use (default: problem, else question, "
+                   "else prompt)")
     p.add_argument("--raw", action="store_true", help="use the prompt text as is, without template/format")
     p.add_argument("--num-samples", type=positive_int, metavar="N", default=1, help="completions per prompt")
     p.add_argument("--temperature", type=temperature, default=0.6, help="sampling temperature; 0 is greedy")

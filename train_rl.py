@@ -1,7 +1,8 @@
 """
 Hand-written PPO for concise reasoning (Fatemi et al., 2025): the two phases are two presets of flags.
 
-    python train_rl.py --phase 1 --init runs/base --data data/toy_train.jsonl --levels 4,5 --out runs/phase1
+    python tasks.py                  # writes the toy's data/toy_train.jsonl and data/toy_test.jsonl
+    python train_rl.py --phase 1 --init checkpoints/toy-base --data data/toy_train.jsonl --levels 4,5 --out runs/phase1
     python train_rl.py --phase 2 --init runs/phase1/checkpoint/actor --data runs/phase2_set.jsonl --out runs/phase2
 
 Phase 1 trains on many hard problems to raise accuracy; phase 2 on a tiny set (8) of problems the model

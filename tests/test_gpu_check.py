@@ -26,3 +26,17 @@ def test_a_repeated_length_is_refused_before_any_measurement(capsys):
     with pytest.raises(SystemExit) as e:
         gpu_check.main(["--device", "cpu", "--tiny", "--lengths", "8,8"])
     assert e.value.code == 2 and "--lengths 8,8 repeats a length; give each once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, rc, says", [(["--help"], 0, "bash tools/gpu_session.sh --smoke"),
+                                             (["--smok"], 2, "error: unknown flag --smok"),
+                                             (["--smoke", "extra"], 2, "error: one flag at most")])
+def test_gpu_session_explains_itself_and_refuses_unknown_flags(tmp_path, flags, rc, says):
+    """--help (or a typo) ran the whole GPU session: up to 550 s of a lent GPU's time."""
+    import subprocess
+    from pathlib import Path
+    script = Path(__file__).parent.parent / "tools" / "gpu_session.sh"
+    result = subprocess.run(["bash", str(script), *flags], capture_output=True, text=True, timeout=30,
+                            env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")})
+    assert result.returncode == rc and says in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()  # nothing measured, nothing written

@@ -292,3 +292,17 @@ def test_compiled_engine_samples_what_the_eager_engine_samples_and_compiles_twic
     assert generate(model, PROMPTS[:1], 30, engine="compiled", **kw)[0].tokens == eager[0].tokens
     # one compiled step serves every width and every batch above 1; a batch of 1 is compiled on its own
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def test_prompts_files_are_read_by_problem_question_or_prompt(tmp_path):
+    """GSM8K's records say "question", which every other script reads and sample.py refused."""
+    from common import InputError
+    from sample import read_prompts
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"question": "q1", "prompt": "p1"}\n{"prompt": "p2"}\n{"problem": "x", "question": "q3"}\n')
+    assert read_prompts(str(path), None) == ["q1", "p2", "x"]
+    path.write_text('{"text": "t"}\n')
+    with pytest.raises(InputError, match=r"p.jsonl:1: expected a JSON object with a text 'problem, question or "
+                                         r"prompt' field; --key names another"):
+        read_prompts(str(path), None)
+    assert read_prompts(str(path), "text") == ["t"]

@@ -2,7 +2,7 @@
 The prepared GPU measurement of a PPO step: one command, a few minutes on one GPU.
 
     python tools/gpu_check.py --out runs/gpu_check.json                # R1-Distill-Qwen-1.5B's shape, random
-    python tools/gpu_check.py --tiny --device cpu --out x.json         # the same code path in seconds (tested)
+    python tools/gpu_check.py --tiny --device cpu --lengths 16 --out x.json  # the same code path, in a minute (tested)
     python tools/gpu_check.py --lengths 512 --sampler compiled         # the same step with the compiled sampler
 
 For each of --max-new-tokens 512 and 2048: two steps of `train_rl.py --phase 2 --scale paper` (8 prompts x 8

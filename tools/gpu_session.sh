@@ -16,6 +16,11 @@
 #   bench_autotune  the compiled sampler again with TORCHINDUCTOR_MAX_AUTOTUNE=1 (batch 1: matrix-vector
 #                   kernels are where the remaining time is).
 set -u
+case "${1:-}" in
+    ""|--smoke) [ $# -le 1 ] || { echo "error: one flag at most (--smoke); see --help" >&2; exit 2; } ;;
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown flag $1: the only flag is --smoke (the CPU rehearsal); see --help" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu_session}
 mkdir -p "$out"
