@@ -467,8 +467,18 @@ def token_logprobs(logits, targets, temperature):
 HEAD_CHUNK_ELEMENTS = 2**24  # the most logits head_logprobs computes at once (64 MiB in fp32)
 
 
+def fp32_logits(head, h):
+    """head(h) in fp32, under bf16 autocast too. bf16 logits are rounded to steps of 1/16 to 1/8 at the sizes
+    an LLM's top logits reach (8 to 32): a log-prob at T = 0.6 moves by up to 0.1 when a logit crosses a
+    step, so every PPO ratio carried noise of about the clip range (0.2), and regrouping the same rows into
+    other micro-batches moved the toy's first ratio by 0.017. A bf16 run's one fp32 matmul (TF32 on a GPU:
+    train_rl.py)."""
+    with torch.autocast(h.device.type, enabled=False):
+        return F.linear(h.float(), head.weight.float(), None if head.bias is None else head.bias.float())
+
+
 def head_logprobs(head, h, targets, temperature, max_elements=None):
-    """token_logprobs of head(h), a chunk of positions at a time.
+    """token_logprobs of head(h) (in fp32: fp32_logits), a chunk of positions at a time.
 
     A 151k-token vocabulary makes (batch, T, vocab) fp32 logits 5 GB for one 8k-token response; chunks of
     positions bound that, and with gradients on each chunk is recomputed in backward instead of stored.
@@ -481,8 +491,8 @@ def head_logprobs(head, h, targets, temperature, max_elements=None):
     """
     chunk = max(1, (max_elements or HEAD_CHUNK_ELEMENTS) // (h.size(0) * head.out_features))
     if chunk >= h.size(1):
-        return token_logprobs(head(h), targets, temperature)
-    fn = lambda hc, tc: token_logprobs(head(hc), tc, temperature)
+        return token_logprobs(fp32_logits(head, h), targets, temperature)
+    fn = lambda hc, tc: token_logprobs(fp32_logits(head, hc), tc, temperature)
     grad = torch.is_grad_enabled() and h.requires_grad
     parts = [checkpoint(fn, h[:, s : s + chunk], targets[:, s : s + chunk], use_reentrant=True)
              if grad else fn(h[:, s : s + chunk], targets[:, s : s + chunk])

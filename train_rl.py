@@ -15,8 +15,10 @@ One PPO step:
              "no answer" (-1) whatever its text says, and the cut is terminal for the critic (the value
              after it is 0), because that is where the episode ended;
   3. reference log-probs from the frozen initial policy; old log-probs and values recomputed with one
-     full forward each, through exactly the numerics of the update (so the first PPO ratio is exactly 1,
-     and so is the ratio to the reference at step 0);
+     full forward each, through the numerics of the update (so the first PPO ratio is 1 up to rounding:
+     exactly where a micro-batch has the same rows as in the recomputation, else within 2e-6 in fp32 and
+     about 1e-2 in bf16, whose matmuls round differently at another width; the ratio to the reference at
+     step 0 is exactly 1). The log-probs take fp32 logits in bf16 runs too (model.fp32_logits);
   4. rewards per token: -kl_coef * (logp - logp_ref) on every response token (k1, in the reward, the
      paper's choice) plus the score on the last response token; GAE (gamma = 1, lambda = 0.95) with the
      critic's values gives advantages and returns; advantages are whitened over the batch;
@@ -358,7 +360,7 @@ def actor_backward(cfg, actor, batch, idx, stats):
             stats["clip_frac"] += share(clipped)
             stats["entropy"] += share(entropy)
             stats["approx_kl"] += share(torch.exp(log_ratio) - 1 - log_ratio)
-            if "ratio_dev_first" not in stats:  # max |ratio - 1| on the first micro-batch: must be ~0
+            if "ratio_dev_first" not in stats:  # max |ratio - 1| on the first micro-batch: rounding (docstring, 3.)
                 stats["ratio_dev_first"] = (torch.exp(log_ratio) - 1).abs().max().item()
     return finite
 
@@ -491,6 +493,8 @@ def train(cfg, resume=False, overwrite=False):
 def run(cfg, resume, earlier=None):
     """The run in the claimed --out; `earlier`: the earlier run's names there that --overwrite replaces."""
     torch.manual_seed(cfg.seed)
+    if cfg.dtype == "bf16" and torch.device(cfg.device).type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for the one fp32 matmul of a bf16 run: the LM head's
     cfg.world_size = world()
     say = print if is_main() else lambda *args, **kwargs: None
     ckpt, log_path = os.path.join(cfg.out, "checkpoint"), os.path.join(cfg.out, "log.jsonl")

@@ -171,6 +171,31 @@ def test_head_logprobs_chunked_equals_whole_with_gradients():
     assert torch.allclose(gh1, gh2, atol=1e-6) and torch.allclose(gw1, gw2, atol=1e-6)
 
 
+def test_head_logprobs_run_in_chunks_of_max_elements(monkeypatch):
+    """Switching chunking off changes no number, only the memory bound (5 GB of logits for one 8k-token
+    response at R1's vocabulary): count the head's calls."""
+    import model
+    calls, real = [], model.fp32_logits
+    monkeypatch.setattr(model, "fp32_logits", lambda head, h: calls.append(h.size(1)) or real(head, h))
+    head_logprobs(torch.nn.Linear(8, 50, bias=False), torch.randn(2, 9, 8), torch.randint(0, 50, (2, 9)), 0.7,
+                  max_elements=2 * 50 * 4)
+    assert calls == [4, 4, 1]
+
+
+def test_head_logprobs_take_fp32_logits_under_bf16_autocast():
+    """bf16 rounds a logit of 20.03 to 20.0: at T = 0.6 a log-prob 0.05 off, the size of noise every PPO ratio
+    of a bf16 run carried (the clip range is 0.2). The head's matmul runs in fp32 instead."""
+    head = torch.nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[20.03], [0.0]]))
+    h, targets = torch.ones(1, 1, 1), torch.tensor([[1]])
+    exact = torch.log_softmax(torch.tensor([20.03, 0.0]) / 0.6, -1)[1].item()  # -33.383..., fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = token_logprobs(head(h), targets, 0.6)[0].item()  # what the head gave under autocast
+        logp = head_logprobs(head, h, targets, 0.6)[0].item()
+    assert logp == pytest.approx(exact, abs=1e-5) and rounded == pytest.approx(-20.0 / 0.6, abs=1e-4)
+
+
 class LiveTensors(TorchDispatchMode):
     """Counts, at every op, the (batch, positions, vocab) tensors still alive (weak references)."""
 
