@@ -338,3 +338,22 @@ def test_truncated_weights_file_is_a_clear_error(tmp_path):
     f.write_bytes(f.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match="truncated"):
         GPT.from_pretrained(str(tmp_path))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_fused_sampling_copy_computes_what_the_model_does(tied):
+    """bf16 runs sample from inference_copy (q|k|v and gate|up fused); a swapped k/v or gate/up slice, or a
+    refresh that misses a tensor, would sample from another model than the one PPO trains."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=40, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, n_inner=48, max_seq_len=32,
+                    norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, qkv_bias=True, tie_embeddings=tied)
+    model, idx = GPT(cfg), torch.randint(0, 40, (2, 7))
+    copy = model.inference_copy(torch.float32, fused=True)
+    assert hasattr(copy.blocks[0].attn, "qkv") and hasattr(copy.blocks[0].mlp, "gate_up")
+    assert torch.allclose(copy(idx), model(idx), atol=1e-5)
+    with torch.no_grad():  # an update, then the refresh
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    assert not torch.allclose(copy(idx), model(idx), atol=1e-3)
+    copy.load_weights_from(model)
+    assert torch.allclose(copy(idx), model(idx), atol=1e-5)

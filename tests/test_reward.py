@@ -295,6 +295,8 @@ def test_a_box_that_shows_nothing_is_no_answer(box):
     ("\\boxed{1} and finally \\fbox{3}", "3"),
     ("$\\boxed 5$.", "5"),  # \boxed followed by a space and a token
     ("\\boxed {7}", "7"),
+    ("\\boxed{\\left\\{ 1 \\right.}", "\\left\\{ 1 \\right."),  # an escaped brace does not close the box
+    ("\\boxed{\\}}", "\\}"),
     ("\\boxed\n{7}", "7"),  # LaTeX reads one newline as a space
     ("\\boxed7.", "7"),  # a digit ends the command name
     ("so \\boxed 5, since", "5"),  # a comma, semicolon or colon after a one-token box is prose
@@ -492,16 +494,22 @@ ADVERSARIAL = {
 }
 
 
+# A guard against super-linear work (backtracking regexes, quadratic scans), which on these inputs takes
+# seconds to hours, not a speed target: the slowest takes about 0.015 s on an idle machine, and went past
+# 0.05 s on a 2-core machine at load 8.
+FAST = 0.5
+
+
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_adversarial_input_is_fast(name):
-    assert _slowest_of_best(_all_calls(ADVERSARIAL[name])) < 0.05
+    assert _slowest_of_best(_all_calls(ADVERSARIAL[name])) < FAST
 
 
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.sampled_from(LATEX_PIECES), min_size=1, max_size=6).map("".join))
 def test_megabyte_of_repeated_latex_is_fast(unit):
     text = unit * (1_000_000 // len(unit))
-    assert _slowest_of_best(_all_calls(text)) < 0.05
+    assert _slowest_of_best(_all_calls(text)) < FAST
 
 
 # --------------------------------------------------------------------------------------------------

@@ -141,6 +141,8 @@ def test_draw_frequencies_and_zero_weights_never_drawn():
     # Inverse CDF by hand: cumulative weights [0.1, 0.1, 0.7, 1.0]; u = 0.05 -> 0, 0.1 -> 2 (the empty slot
     # of token 1 is skipped), 0.69 -> 2, 0.71 -> 3, 0.999 -> 3.
     assert draw(weights[:5], torch.tensor([0.05, 0.1, 0.69, 0.71, 0.999])).tolist() == [0, 2, 2, 3, 3]
+    # Weights of any total (what top-p leaves): [2, 6] has slots [0, 2) and [2, 8) of u * 8
+    assert draw(torch.tensor([[2.0, 6.0]] * 3), torch.tensor([0.2, 0.26, 0.5])).tolist() == [0, 1, 1]
 
 
 def test_draw_never_takes_a_zero_weight_slot_left_by_rounding(monkeypatch):

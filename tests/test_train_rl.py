@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import weakref
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import runs
 import train_rl
 from common import InputError
 from model import GPT, head_logprobs, token_logprobs
+from reward import grade
 from sample import Completion
 from tasks import prompt_text, read_problems
 from tokenizer import Tokenizer
@@ -119,6 +121,79 @@ def test_explained_variance():
     constant = torch.tensor([[0.45, 0.45, 0.45, 0.0]])
     assert math.isnan(explained_variance(torch.tensor([[0.5, 0.0, 0.2, 0.0]]), constant, mask))
     assert explained_variance(returns * 1e-3, returns * 1e-3, mask) == pytest.approx(1.0)  # small, but a real spread
+
+
+# ---------------------------------------------------------------------------------------------------
+# How the pieces are wired: hand-built batches through compute_advantages, the backward passes, the step
+
+
+def hand_batch(logp, logp_ref, values, scores, mask, advantages=None, returns=None):
+    """A Rollout of len(scores) rows with the given (B, T) figures; token ids are not read."""
+    f = lambda x: None if x is None else torch.tensor(x, dtype=torch.float32)
+    B, T = len(mask), len(mask[0])
+    return train_rl.Rollout(torch.zeros(B, T + 1, dtype=torch.long), torch.ones(B, T + 1, dtype=torch.long), 1,
+                            f(mask), f(scores), torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool),
+                            logp=f(logp), logp_ref=f(logp_ref), values=f(values), advantages=f(advantages),
+                            returns=f(returns))
+
+
+def hand_config(**values):
+    return train_rl.config(init="x", data="x", out="x", loss_agg="token-mean", **values)
+
+
+def test_the_k1_penalty_goes_into_the_rewards_and_returns_are_taken_before_whitening():
+    # k1 = logp - logp_ref = [1, 0, 0.5]; rewards = score on the last token - 0.5 k1 = [-0.5, 0, 0.75];
+    # gamma = lambda = 1 and values 0: advantages = returns = the rewards still to come = [0.25, 0.75, 0.75]
+    batch = hand_batch([[-1, -1, -1]], [[-2, -1, -1.5]], [[0, 0, 0]], [1.0], [[1, 1, 1]])
+    cfg = hand_config(kl_coef=0.5, gamma=1.0, gae_lambda=1.0, whiten_advantages=False, kl_estimator="k1")
+    train_rl.compute_advantages(cfg, batch)
+    assert batch.rewards.tolist() == [[-0.5, 0.0, 0.75]]
+    assert batch.advantages.tolist() == batch.returns.tolist() == [[0.25, 0.75, 0.75]]
+    # k3 puts KL in the loss, not in the rewards
+    train_rl.compute_advantages(hand_config(kl_coef=0.5, gamma=1.0, gae_lambda=1.0, whiten_advantages=False,
+                                            kl_estimator="k3"), batch)
+    assert batch.rewards.tolist() == [[0.0, 0.0, 1.0]]
+    # Whitened advantages, returns from the advantages before whitening (the critic's target is a return)
+    two = hand_batch([[0, 0], [0, 0]], [[0, 0], [0, 0]], [[0.5, 0.2], [0.1, 0]], [1.0, -1.0], [[1, 1], [1, 0]])
+    train_rl.compute_advantages(hand_config(kl_coef=0.0, gamma=1.0, gae_lambda=0.5, whiten_advantages=True), two)
+    adv, ret = compute_gae(place_rewards(two.scores, two.mask), two.values, two.mask, 1.0, 0.5)
+    assert torch.allclose(two.returns, ret) and not torch.allclose(two.returns, (two.advantages + two.values) * two.mask)
+    assert torch.allclose(two.advantages, masked_whiten(adv, two.mask))
+
+
+@pytest.mark.parametrize("micro_batch", [16, 1])
+def test_the_critic_regresses_on_the_returns_over_the_whole_minibatch(micro_batch):
+    # Values 0.5 (as before the update: no clipping), returns 1 and 0: 0.5 * mean (0.5 - R)^2 over 5 tokens
+    # = 0.125, d/dv = mean (v - R) = (3 * -0.5 + 2 * 0.5) / 5 = -0.1; the advantages (+-5) are not the target.
+    batch = hand_batch(None, None, [[0.5] * 3] * 2, [1.0, -1.0], [[1, 1, 1], [1, 1, 0]],
+                       advantages=[[5, -5, 5], [5, -5, 0]], returns=[[1, 1, 1], [0, 0, 0]])
+    v = torch.nn.Parameter(torch.tensor(0.5))
+    stats = {"value_loss": 0.0}
+    cfg = hand_config(micro_batch=micro_batch, value_clip_eps=0.2)
+    assert train_rl.critic_backward(cfg, lambda fn, sub: v * sub.mask, batch, torch.arange(2), stats)
+    assert stats["value_loss"] == pytest.approx(0.125) and v.grad.item() == pytest.approx(-0.1)
+
+
+def test_the_k3_penalty_in_the_loss_pulls_toward_the_reference():
+    # Advantages 0, so the loss is the k3 term alone: log r = logp - logp_ref = 0.5 on each of 2 tokens,
+    # k3 = exp(-0.5) - 1 + 0.5 = 0.10653 (positive), d/dlogp = 1 - exp(-0.5) = 0.39347, over 2 tokens.
+    batch = hand_batch([[-1, -1]], [[-1.5, -1.5]], None, [0.0], [[1, 1]], advantages=[[0, 0]])
+    logp = torch.nn.Parameter(torch.tensor([[-1.0, -1.0]]))
+    stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl")}
+    cfg = hand_config(kl_coef=1.0, kl_estimator="k3")
+    assert train_rl.actor_backward(cfg, lambda fn, sub, t: (logp * sub.mask, 0 * sub.mask), batch, torch.arange(1),
+                                   stats)
+    assert stats["policy_loss"] == pytest.approx(math.exp(-0.5) - 0.5)
+    assert logp.grad[0].tolist() == pytest.approx([(1 - math.exp(-0.5)) / 2] * 2)
+
+
+def test_an_optimiser_step_clips_the_gradient_norm():
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, 4.0])
+    module = torch.nn.Module()
+    module.p = p
+    assert train_rl.optimizer_step(module, torch.optim.SGD([p], lr=1.0), 1.0, True) == (True, 5.0)
+    assert p.tolist() == pytest.approx([-0.6, -0.8]) and p.grad is None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -253,6 +328,11 @@ def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path, monkeypatch)
     stats = train_rl.update(cfg, models, batch, 0, train_actor=True)
     assert stats["skipped_updates"] == 0
     assert stats["ratio_dev_first"] < 1e-5
+    assert torch.equal(batch.logp, batch.logp_ref)  # actor == reference at step 0, at the same temperature
+    # Each row scored by the run's reward values: right (1), boxed but wrong (-0.5), no answer (-1)
+    grades = [grade(tok.decode(c.tokens, skip_special=True), "1", c.finish_reason == "eos") for c in sampled]
+    assert "correct" in grades and "wrong" in grades
+    assert batch.scores.tolist() == [{"correct": 1.0, "wrong": -0.5, "no_answer": -1.0}[g] for g in grades]
     # The sampler's log-probs (at the run's temperature) are those the full forward recomputes
     assert len(sampled) == batch.mask.size(0) == 16
     for row, c in enumerate(sampled):
@@ -303,6 +383,8 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [json.loads(line)["step"] for line in open(tmp_path / "crash" / "log.jsonl")]
     assert steps == [0, 1, 2, 3]  # no duplicated or missing log records
+    lengths = lambda run: json.loads((tmp_path / run / "checkpoint" / "state.json").read_text())["lengths"]
+    assert lengths("crash") == lengths("full") and len(lengths("full")) == 4  # what the stop rule reads
 
 
 def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp_path, monkeypatch):
@@ -357,6 +439,8 @@ def test_presets_pick_the_scale_and_flags_win(half_right, tmp_path):
     assert (paper.actor_lr, paper.critic_lr, paper.max_new_tokens, paper.dtype) == (5e-7, 9e-6, 8192, "bf16")
     assert (paper.gae_lambda, paper.gamma, paper.kl_coef, paper.temperature) == (0.95, 1.0, 0.01, 0.6)
     assert (paper.steps, paper.prompts_per_step, paper.samples_per_prompt) == (150, 8, 8)
+    for run in (toy, toy2, paper):  # the paper's reward, whatever the scale
+        assert (run.reward_correct, run.reward_wrong, run.reward_no_answer) == (1.0, -0.5, -1.0)
     mine = parse("--phase", "2", "--gae-lambda", "1.0", "--actor-lr", "1e-4", "--whiten-advantages", "false")
     assert (mine.gae_lambda, mine.actor_lr, mine.whiten_advantages, mine.steps) == (1.0, 1e-4, False, 150)
     assert parse("--phase", "2", "--algo", "grpo").kl_estimator == "k3"  # GRPO puts KL in the loss
@@ -382,6 +466,27 @@ def test_actor_schedule_starts_when_the_actor_starts_training(half_right, tmp_pa
     # The critic's schedule runs over all 6 steps: warm-up 3 steps, then cosine over 3.
     assert [r["critic_lr"] for r in log] == pytest.approx(
         [2e-3 * f for f in (1 / 3, 2 / 3, 1.0, 1.0, 0.1 + 0.9 * 0.75, 0.1 + 0.9 * 0.25)])
+
+
+def test_warm_up_rounds_up_and_each_step_draws_its_own_minibatches(half_right, tmp_path, monkeypatch):
+    """3% of 150 steps is 4.5: a warm-up of 5 steps. The minibatches are drawn from (seed, step): the same
+    rows in the same minibatches at every step would be a bias the loss never shows."""
+    cfg = train_rl.config(init=str(half_right), data="x", out=str(tmp_path), steps=150, warmup_ratio=0.03,
+                          min_lr_ratio=1.0, actor_lr=1.0, critic_lr=2.0)
+    opt = lambda: torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    models = SimpleNamespace(actor_opt=opt(), critic_opt=opt())
+    actor = [train_rl.set_learning_rates(cfg, models, step, 0)["actor_lr"] for step in range(6)]
+    assert actor == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    assert models.actor_opt.param_groups[0]["lr"] == 1.0 and models.critic_opt.param_groups[0]["lr"] == 2.0
+    drawn, real = [], torch.randperm
+    monkeypatch.setattr(torch, "randperm", lambda n, generator: drawn.append(real(n, generator=generator).tolist())
+                        or torch.tensor(drawn[-1]))
+    cfg = train_rl.config(**{**vars(cfg), "ppo_epochs": 1, "minibatches": 2})
+    empty = SimpleNamespace(mask=torch.zeros(16, 1))
+    for step in (0, 1, 0):
+        train_rl.update(cfg, SimpleNamespace(critic=None, rollout=None, actor=SimpleNamespace(model=None)), empty,
+                        step, train_actor=False)
+    assert drawn[0] != drawn[1] and drawn[0] == drawn[2]
 
 
 def test_each_pass_makes_exactly_minibatches_optimiser_steps(half_right, tmp_path):
