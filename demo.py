@@ -20,6 +20,7 @@ the demo says whether each seed it ran gave the figures that file holds for that
 import hashlib
 import math
 import os
+import sys
 import time
 
 import torch
@@ -65,7 +66,13 @@ def run(name, module, argv):
     """Print the equivalent shell command, then run the module's main() on those arguments."""
     print(f"$ python {name} " + " ".join(argv), flush=True)
     t0 = time.perf_counter()
-    module.main(argv)
+    try:
+        module.main(argv)
+    except SystemExit as e:
+        if e.code == 130:  # stopped by Ctrl-C after saving: the stage's own advice would resume that stage alone
+            print("the demo stopped: the same demo command continues it (finished stages are reused, this one "
+                  "resumes)", file=sys.stderr)
+        raise
     print(f"[{name}: {time.perf_counter() - t0:.0f} s]", flush=True)
 
 

@@ -215,3 +215,15 @@ def test_a_selection_with_too_few_problems_gives_the_demos_own_advice(tmp_path, 
     assert message.startswith("seed 0: the phase-2 set: only 3 of 512 candidates have a pass rate in (0.4, 0.7);")
     assert "SETTINGS at the top of demo.py" in message and "--candidates" not in message
     assert len(calls) == 1  # phase 1 ran; phase 2 did not start
+
+
+def test_a_stage_stopped_by_ctrl_c_says_the_demo_command_continues(capsys):
+    """train_rl.py's own line says --resume --out <that stage>, which continues that stage alone."""
+    def stopped(argv):
+        print("saved runs/x/checkpoint at step 3; continue with --resume --out runs/x")
+        raise SystemExit(130)
+
+    with pytest.raises(SystemExit) as e:
+        demo.run("train_rl.py", type("Stage", (), {"main": staticmethod(stopped)}), ["--phase", "2"])
+    assert e.value.code == 130
+    assert "the same demo command continues it" in capsys.readouterr().err
