@@ -26,7 +26,8 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
     against the choice with its value, a number: not `(C) or D`, `(C) 12, D`; and `(C)\ 12` != `(C)\ 15`),
     `+\infty` = `∞` = `\infty`, `\varnothing` = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2
     \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x
-    \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`.
+    \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`, `x < -2 \text{ or } x > 3` = `(-\infty, -2) \cup
+    (3, \infty)`.
   * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
   * Names: an answer, or each item of a list, may start with `x =`, `p(x) =`, `\theta =` or (before a set)
     `x \in`.
@@ -261,14 +262,22 @@ def normalize_answer(s: str) -> str:
     s = _SPACES.sub(lambda space: " " if space.group(1) else "", head + s)
     for pattern, replacement in _SHORTHANDS:
         s = pattern.sub(replacement, s)
-    if between := _BETWEEN.fullmatch(s):  # 2<=x<3 -> x=[2,3)
-        low, low_op, name, high_op, high = between.groups()
-        s = f"{name}={'[' if low_op == '<=' else '('}{low},{high}{']' if high_op == '<=' else ')'}"
-    elif inequality := _INEQUALITY.fullmatch(s):  # x>=3 -> x=[3,\infty), x<2 -> x=(-\infty,2)
-        name, op, bound = inequality.groups()
-        s = name + "=" + (f"[{bound},\\infty)" if op == ">=" else f"({bound},\\infty)" if op == ">" else
-                          f"(-\\infty,{bound}]" if op == "<=" else f"(-\\infty,{bound})")
+    intervals = [_interval(part) for part in _split_top(s, ",") or [s]]  # x<-2 \text{ or } x>3: a union
+    if all(intervals) and len({name for name, _ in intervals}) == 1:
+        s = intervals[0][0] + "=" + "\\cup".join(interval for _, interval in intervals)
     return s
+
+
+def _interval(s: str) -> tuple[str, str] | None:
+    """(variable, interval) of an inequality in one variable: 2<=x<3 -> x, [2,3); x>=3 -> x, [3,\\infty)."""
+    if between := _BETWEEN.fullmatch(s):
+        low, low_op, name, high_op, high = between.groups()
+        return name, f"{'[' if low_op == '<=' else '('}{low},{high}{']' if high_op == '<=' else ')'}"
+    if inequality := _INEQUALITY.fullmatch(s):
+        name, op, bound = inequality.groups()
+        return name, (f"[{bound},\\infty)" if op == ">=" else f"({bound},\\infty)" if op == ">" else
+                      f"(-\\infty,{bound}]" if op == "<=" else f"(-\\infty,{bound})")
+    return None
 
 
 def _cuts(s: str, seps: str) -> list[int] | None:
