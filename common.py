@@ -41,32 +41,40 @@ class InputError(ValueError):
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the disk (or a quota, or ulimit -f) refused a write
-NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+NO_ACCESS = (errno.EROFS, errno.EACCES, errno.EPERM)
+_running = []  # the cli mains running, outermost first: demo.py runs the others' mains inside its own
 
 
 def cli(main):
-    """Run a script's main() so that an InputError, or a write the disk refused (full, read-only, no
+    """Run a script's main() so that an InputError, or a file the disk refused (full, read-only, no
     permission), ends in one line on stderr and exit status 2. What a script had finished is on disk already
-    (every file is written whole or not at all), so the advice is to fix the disk and run the command again."""
+    (every file is written whole or not at all), so the advice is to fix the disk and run the command again.
+    A main run inside another's (the demo's stages) passes its errors up, for the outer one to word or print."""
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
+        if _running:
+            return main(*args, **kwargs)
+        _running.append(main)
         try:
             return main(*args, **kwargs)
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         except OSError as e:
-            if e.errno not in NO_SPACE + NOT_WRITABLE:
+            if e.errno not in NO_SPACE + NO_ACCESS:
                 raise
-            fix = {errno.EFBIG: "lift the file-size limit (ulimit -f)"}.get(e.errno, "free some space") \
-                if e.errno in NO_SPACE else "give a path this process may write"
+            fix = {errno.EFBIG: "lift the file-size limit (ulimit -f)", errno.EROFS: "give a path on a writable "
+                   "file system"}.get(e.errno, "free some space" if e.errno in NO_SPACE else "fix its permissions "
+                                      "or give another path")
             print(f"error: {e.filename or 'a write'}: {e.strerror}; {fix}, then run the same command again (with "
                   "--resume where the script takes it: what it had finished is kept)", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:  # a second Ctrl-C (the first one stops a run cleanly), or a script without a plan
             print("stopped (Ctrl-C)", file=sys.stderr)
             raise SystemExit(130) from None
+        finally:
+            _running.pop()
 
     return wrapped
 
@@ -488,12 +496,15 @@ def check_out_folder(folder, owned, resume=False, overwrite=False, what="run",
     return present
 
 
-def foreign_files(folder, owned):
+SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9_]{6}")  # the temp file the safetensors library writes through
+
+
+def foreign_files(folder, owned, saving=False):
     """The paths in `folder` a run did not write there. A run writes each name of `owned` (and the .lock and
-    COMPLETE markers): a file also as its temp copy, name.tmp<digits> (_atomic); a folder also as name.old
-    (publish_dir), holding only what `owned` gives it, and as name.tmp, a save in progress or cut short,
-    holding anything a cut write leaves (the safetensors library's own temp files, .tmpXXXXXX); recover_dir
-    deletes an unfinished one. A symlink is never a run's."""
+    COMPLETE markers): a file also as its temp copy, name.tmp<digits> (_atomic); a folder also as name.tmp or
+    name.old (publish_dir), holding only what `owned` gives it, and inside a save (name.tmp), cut short or
+    in progress, the safetensors library's own temp files (.tmpXXXXXX), which a kill leaves half-written;
+    recover_dir deletes an unfinished save. A symlink is never a run's."""
     files = {".lock", COMPLETE} | {name for name, inner in owned.items() if inner is None}
     others = []
     for name in sorted(os.listdir(folder)):
@@ -501,13 +512,13 @@ def foreign_files(folder, owned):
         if os.path.islink(path):
             others.append(name)
         elif not os.path.isdir(path):
-            if re.sub(r"\.tmp\d+$", "", name) not in files:
+            if re.sub(r"\.tmp\d+$", "", name) not in files and not (saving and SAFETENSORS_TEMP.fullmatch(name)):
                 others.append(name)
         else:
             inner = owned.get(name if name in owned else re.sub(r"\.(tmp|old)$", "", name))
-            if name not in owned and name.endswith(".tmp") and isinstance(inner, dict):
-                continue  # a save's folder: its files are the save's, whatever a kill left half-written
-            others += [os.path.join(name, n) for n in foreign_files(path, inner)] if isinstance(inner, dict) else [name]
+            inside = saving or name not in owned and name.endswith(".tmp")
+            others += [os.path.join(name, n) for n in foreign_files(path, inner, inside)] if isinstance(inner, dict) \
+                else [name]
     return others
 
 

@@ -68,8 +68,8 @@ def run(name, module, argv):
     t0 = time.perf_counter()
     try:
         module.main(argv)
-    except SystemExit as e:
-        if e.code == 130:  # stopped by Ctrl-C after saving: the stage's own advice would resume that stage alone
+    except (SystemExit, KeyboardInterrupt) as e:
+        if getattr(e, "code", 130) == 130:  # Ctrl-C: the stage's own advice would resume that stage alone
             print("the demo stopped: the same demo command continues it (finished stages are reused, this one "
                   "resumes)", file=sys.stderr)
         raise

@@ -150,6 +150,7 @@ _POWER = re.compile(r"\^(?:(\d)(?!\d)|\{([-+]?\d{1,3})\})")  # an integer expone
 _TIMES = re.compile(r"\\(?:cdot|times)(?!s)")
 _PLUS_MINUS = re.compile(r"\\pm(?![A-Za-z])")
 _MATRIX = re.compile(r"\\begin\{([pv]matrix)\}(.*)\\end\{\1\}")
+_AND = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*and\s*\}")
 _INEQUALITY = re.compile(r"([A-Za-z])(<=|>=|<|>)(.+)")  # x>=3 -> x=[3,\infty)
 _BETWEEN = re.compile(r"(.+?)(<=|<)([A-Za-z])(<=|<)(.+)")  # 2<=x<3 -> x=[2,3)
 _BOX_SPACE = re.compile(r"[ \t]*")
@@ -252,6 +253,7 @@ def normalize_answer(s: str) -> str:
     for command in _BOX_COMMANDS:  # a gold answer stored still boxed: `\boxed{5}` -> `5`
         if s.startswith(command + "{") and _closing_brace(s, len(command)) == len(s) - 1:
             s = s[len(command) + 1:-1]
+    either = not _AND.search(s)  # `x < -2 \text{ or } x > 3` is a union; with "and", an intersection
     for pattern, replacement in _REWRITES:
         s = pattern.sub(replacement, s)
     s = s.strip().removesuffix(".").strip()
@@ -263,7 +265,7 @@ def normalize_answer(s: str) -> str:
     for pattern, replacement in _SHORTHANDS:
         s = pattern.sub(replacement, s)
     intervals = [_interval(part) for part in _split_top(s, ",") or [s]]  # x<-2 \text{ or } x>3: a union
-    if all(intervals) and len({name for name, _ in intervals}) == 1:
+    if all(intervals) and len({name for name, _ in intervals}) == 1 and (either or len(intervals) == 1):
         s = intervals[0][0] + "=" + "\\cup".join(interval for _, interval in intervals)
     return s
 

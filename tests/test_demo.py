@@ -198,22 +198,27 @@ def test_a_stage_cut_short_resumes_where_the_demo_reruns(tmp_path, monkeypatch):
     assert calls[-1] == ["--resume", "--out", str(tmp_path / "phase1")]
 
 
-def test_a_selection_with_too_few_problems_gives_the_demos_own_advice(tmp_path, monkeypatch):
+def test_a_selection_with_too_few_problems_gives_the_demos_own_advice(tmp_path, monkeypatch, capsys):
     """select_problems.py's advice (--candidates, a wider range) names flags the demo does not take: the demo
-    names its SETTINGS instead, and keeps the candidates' pass rates it wrote."""
+    names its SETTINGS instead. Through the real select_problems.main, whose own one-line handler stood in
+    the way (a stage's main inside the demo's passes its errors up)."""
+    from common import cli
     calls = []
     monkeypatch.setattr(demo, "rl_phase", lambda folder, flags, steps: calls.append(folder) or "phase1-actor")
 
-    def select(argv):
+    def too_few(*args, **kwargs):  # the first thing select_problems.main reads: stands for its sampling
         raise select_problems.TooFewProblems("only 3 of 512 candidates have a pass rate in (0.4, 0.7); raise "
                                              "--candidates or widen the range")
 
-    monkeypatch.setattr(select_problems, "main", select)
-    with pytest.raises(InputError) as e:
-        demo.seed_stages(0, str(tmp_path), "base", ("train.jsonl", "test.jsonl"), demo.SETTINGS["full"], False)
-    message = str(e.value)
-    assert message.startswith("seed 0: the phase-2 set: only 3 of 512 candidates have a pass rate in (0.4, 0.7);")
-    assert "SETTINGS at the top of demo.py" in message and "--candidates" not in message
+    monkeypatch.setattr(select_problems, "read_problems", too_few)
+    seed_stages = cli(lambda: demo.seed_stages(0, str(tmp_path), "base", ("train.jsonl", "test.jsonl"),
+                                               demo.SETTINGS["full"], False))  # as inside demo.main
+    with pytest.raises(SystemExit) as e:
+        seed_stages()
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: seed 0: the phase-2 set: only 3 of 512 candidates have a pass rate in (0.4, 0.7);")
+    assert "SETTINGS at the top of demo.py" in err and "--candidates" not in err
     assert len(calls) == 1  # phase 1 ran; phase 2 did not start
 
 

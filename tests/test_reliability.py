@@ -1351,6 +1351,12 @@ def test_a_kill_inside_a_safetensors_write_leaves_a_run_that_resumes(half_right,
     (out / "checkpoint.tmpx").mkdir()  # not a save's folder: the user's
     assert "holds files that are not a run's (checkpoint.tmpx)" in one_line_error(
         train_rl.main, tiny_run_flags(half_right, out, 3, "--overwrite"), capsys)
+    (out / "checkpoint.tmpx").rmdir()
+    (out / "checkpoint.tmp").mkdir()  # a save's folder holds only a save's files: not the user's notes
+    (out / "checkpoint.tmp" / "notes.txt").write_text("mine")
+    assert "holds files that are not a run's (checkpoint.tmp/notes.txt)" in one_line_error(
+        train_rl.main, tiny_run_flags(half_right, out, 3, "--overwrite"), capsys)
+    assert (out / "checkpoint.tmp" / "notes.txt").read_text() == "mine"
 
 
 def test_a_full_disk_or_read_only_folder_gives_one_line_and_the_run_resumes(half_right, tmp_path, monkeypatch,
@@ -1382,4 +1388,13 @@ def test_a_full_disk_or_read_only_folder_gives_one_line_and_the_run_resumes(half
 
     monkeypatch.setattr(common, "open", read_only, raising=False)
     err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
-    assert err.startswith(f"error: {out / '.lock'}: Read-only file system; give a path this process may write")
+    assert err.startswith(f"error: {out / '.lock'}: Read-only file system; give a path on a writable file system")
+
+    def unreadable(path, *args, **kwargs):  # an input the process may not read is not a full disk
+        if str(path).endswith("state.json"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(common, "open", unreadable, raising=False)
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert "state.json: Permission denied; fix its permissions or give another path" in err
