@@ -144,7 +144,8 @@ def seed_stages(seed, out, base, data, settings, ablations):
 
 def row(summary):
     """A results.json row from eval.py's summary: accuracy in %, mean length in tokens, per level."""
-    pick = lambda s: {"accuracy": 100 * s["accuracy"], "accuracy_stderr": 100 * s["accuracy_stderr"],
+    pick = lambda s: {"accuracy": 100 * s["accuracy"],
+                      "accuracy_stderr": None if s["accuracy_stderr"] is None else 100 * s["accuracy_stderr"],
                       "length": s["length_mean"]}
     return {**pick(summary["all"]), "levels": {lv: pick(s) for lv, s in summary["levels"].items()}}
 

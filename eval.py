@@ -112,7 +112,7 @@ def summarize(records):
     median = lambda xs: statistics.median(xs) if xs else None
     return {
         "accuracy": statistics.fmean(per_problem),
-        "accuracy_stderr": statistics.stdev(per_problem) / math.sqrt(n) if n > 1 else 0.0,
+        "accuracy_stderr": statistics.stdev(per_problem) / math.sqrt(n) if n > 1 else None,  # one problem: unknown
         "problems": n,
         "responses": len(records),
         "length_mean": mean(lengths(records)),

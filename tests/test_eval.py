@@ -5,6 +5,7 @@ import statistics
 
 import pytest
 
+import demo
 import eval as evaluation
 from eval import evaluate, markdown_table, summarize
 from reward import extract_answer, grade, is_equiv
@@ -70,6 +71,16 @@ def test_cut_off_responses_count_as_wrong_and_are_counted():
     assert s["accuracy_stderr"] == pytest.approx(statistics.stdev([0.5, 0.0]) / math.sqrt(2))
     assert (s["length_mean"], s["length_mean_correct"], s["length_mean_incorrect"]) == (20, 10, pytest.approx(70 / 3))
     assert grade("\\boxed{1}", "1", finished=False) == "no_answer"  # how rollout() judges a cut-off response
+
+
+def test_one_problem_has_no_standard_error():
+    """It is undefined, not 0: a level that --limit gave one problem showed 0.0 ± 0.0, the least certain figure
+    of the table as if it were certain."""
+    records = [{"problem_id": "p", "level": 3, "length": 7, "finish_reason": "eos", "correct": c} for c in (0, 0)]
+    s = summarize(records)
+    assert s["accuracy"] == 0.0 and s["accuracy_stderr"] is None
+    assert "| 0.0 ± - |" in markdown_table({"m": {"all": s, "levels": {"3": s}}})
+    assert demo.row({"all": s, "levels": {"3": s}})["levels"]["3"]["accuracy_stderr"] is None
 
 
 def test_markdown_table_layout():
