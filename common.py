@@ -40,8 +40,11 @@ class InputError(ValueError):
     """Something the user gave cannot be used; the message names it and, where there is one, the fix."""
 
 
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the disk (or a quota, or ulimit -f) refused a write
-NO_ACCESS = (errno.EROFS, errno.EACCES, errno.EPERM)
+DISK_FIXES = {  # what to do when the disk refuses a file: full, a quota, ulimit -f, read-only, no permission
+    errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+    errno.EFBIG: "lift the file-size limit (ulimit -f)", errno.EROFS: "give a path on a writable file system",
+    errno.EACCES: "fix its permissions or give another path", errno.EPERM: "fix its permissions or give another path",
+}
 _running = []  # the cli mains running, outermost first: demo.py runs the others' mains inside its own
 
 
@@ -62,13 +65,10 @@ def cli(main):
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         except OSError as e:
-            if e.errno not in NO_SPACE + NO_ACCESS:
+            if e.errno not in DISK_FIXES:
                 raise
-            fix = {errno.EFBIG: "lift the file-size limit (ulimit -f)", errno.EROFS: "give a path on a writable "
-                   "file system"}.get(e.errno, "free some space" if e.errno in NO_SPACE else "fix its permissions "
-                                      "or give another path")
-            print(f"error: {e.filename or 'a write'}: {e.strerror}; {fix}, then run the same command again (with "
-                  "--resume where the script takes it: what it had finished is kept)", file=sys.stderr)
+            print(f"error: {e.filename or 'a write'}: {e.strerror}; {DISK_FIXES[e.errno]}, then run the same command "
+                  "again (with --resume where the script takes it: what it had finished is kept)", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:  # a second Ctrl-C (the first one stops a run cleanly), or a script without a plan
             print("stopped (Ctrl-C)", file=sys.stderr)

@@ -470,9 +470,8 @@ HEAD_CHUNK_ELEMENTS = 2**24  # the most logits head_logprobs computes at once (6
 def fp32_logits(head, h):
     """head(h) in fp32, under bf16 autocast too. bf16 logits are rounded to steps of 1/16 to 1/8 at the sizes
     an LLM's top logits reach (8 to 32): a log-prob at T = 0.6 moves by up to 0.1 when a logit crosses a
-    step, so every PPO ratio carried noise of about the clip range (0.2), and regrouping the same rows into
-    other micro-batches moved the toy's first ratio by 0.017. A bf16 run's one fp32 matmul (TF32 on a GPU:
-    train_rl.py)."""
+    step, so every PPO ratio carried noise of about the clip range (0.2). A bf16 run's one fp32 matmul (TF32
+    on a GPU: train_rl.py)."""
     with torch.autocast(h.device.type, enabled=False):
         return F.linear(h.float(), head.weight.float(), None if head.bias is None else head.bias.float())
 

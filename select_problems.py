@@ -66,8 +66,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.min_pass_rate >= args.max_pass_rate:
         p.error(f"--min-pass-rate ({args.min_pass_rate}) must be below --max-pass-rate ({args.max_pass_rate})")
-    rates = [k / args.samples for k in range(args.samples + 1)]
-    if not any(args.min_pass_rate < r < args.max_pass_rate for r in rates):
+    possible = [k / args.samples for k in range(args.samples + 1)]
+    if not any(args.min_pass_rate < r < args.max_pass_rate for r in possible):
         p.error(f"no pass rate of {args.samples} samples (0/{args.samples}, 1/{args.samples}, ...) is strictly between "
                 f"--min-pass-rate {args.min_pass_rate} and --max-pass-rate {args.max_pass_rate}; widen the range or "
                 "raise --samples")
@@ -77,14 +77,12 @@ def main(argv=None):
     problems = read_problems(args.data, args.levels)
     random.Random(args.seed).shuffle(problems)
     candidates = problems[: args.candidates]
+    source = args.data + (f" at --levels {','.join(map(str, args.levels))}" if args.levels else "")
     if len(candidates) < args.num_problems:  # refused before hours of sampling, not after
         raise DataError(f"--num-problems {args.num_problems}, but there are only {len(candidates)} candidates "
-                        f"({args.data}"
-                        f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}, --candidates "
-                        f"{args.candidates}); lower --num-problems or give more problems")
+                        f"({source}, --candidates {args.candidates}); lower --num-problems or give more problems")
     if len(candidates) < args.candidates and is_main():
-        print(f"note: --candidates {args.candidates}, but {args.data} holds {len(candidates)} problems"
-              f"{' at --levels ' + ','.join(map(str, args.levels)) if args.levels else ''}: trying them all")
+        print(f"note: --candidates {args.candidates}, but {source} holds {len(candidates)} problems: trying them all")
     model, tok = load_for_inference(args.ckpt, args.device, DTYPES[dtype_name(args.dtype, args.device)])
     if args.max_new_tokens is None:
         args.max_new_tokens = new_tokens_that_fit(candidates, tok, model.config.max_seq_len)
@@ -110,8 +108,8 @@ def main(argv=None):
         measured = candidates_path(args.out)
         write_jsonl(with_rates(candidates), measured)
         raise TooFewProblems(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
-                        f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range (every "
-                        f"candidate's pass rate is in {measured})")
+                             f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range "
+                             f"(every candidate's pass rate is in {measured})")
     write_jsonl(with_rates(chosen), args.out)
     for q in chosen:
         level = f"level {q['level']} " if q["level"] is not None else ""  # GSM8K-style problems have none
