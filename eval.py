@@ -51,7 +51,7 @@ def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, s
     for start in range(0, len(mine), batch_size * 4):  # chunks, so long runs can report progress and save
         rows = [i for i in mine[start : start + batch_size * 4] if i is not None]
         completions = generate(model, [prompts[i] for i in rows], max_new_tokens, temperature, top_p=top_p,
-                               eos_id=tok.eos_id, pad_id=tok.pad_id, seed=seed, row_ids=rows, batch_size=batch_size,
+                               eos_id=tok.eos_ids, pad_id=tok.pad_id, seed=seed, row_ids=rows, batch_size=batch_size,
                                engine=engine) if rows else []
         new = {}
         for i, c in zip(rows, completions):

@@ -1,7 +1,7 @@
 """
 Batched sampling with a KV cache: the rollout engine of PPO and of evaluation.
 
-    completions = generate(model, prompts, max_new_tokens=256, temperature=0.6, eos_id=tok.eos_id, seed=0)
+    completions = generate(model, prompts, max_new_tokens=256, temperature=0.6, eos_id=tok.eos_ids, seed=0)
     completions[i].tokens     # response ids through the first EOS (included when the row stopped)
     completions[i].logprobs   # log p(token) under softmax(logits / temperature), one per token
     completions[i].finish_reason  # "eos" or "length"
@@ -40,7 +40,7 @@ from tokenizer import Tokenizer
 class Completion:
     tokens: list[int]
     logprobs: list[float]
-    finish_reason: str  # "eos": stopped at EOS (the last token); "length": cut off at max_new_tokens
+    finish_reason: str  # "eos": stopped at an EOS id (the last token); "length": cut off at max_new_tokens
 
     def __len__(self):
         return len(self.tokens)
@@ -138,6 +138,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     """Sample one completion per prompt (a list of token-id lists of any lengths); see the module docstring.
 
     batch_size bounds memory: prompts run in chunks of that many rows (the KV cache is sized for one chunk).
+    eos_id: the id that ends a response, a list of such ids (any of them ends it), or None (run to the cap).
     seed, row_ids: prompt i draws its tokens from the random stream (seed, row_ids[i]) (default row_ids:
     0, 1, ...), so the same call repeats exactly, and a row's sample does not depend on the batch around it.
     stream: optional callback called with each new token id of row 0 (the CLI's one sample; eager engine only).
@@ -167,6 +168,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
         if bad:
             raise ValueError(message)
     run = _generate_eager if engine == "eager" else _generate_static
+    eos = eos_tensor(eos_id, device)
     out = []
     with sampling_mode(model, device):
         for start in range(0, len(prompts), batch_size):
@@ -174,11 +176,22 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
             noise = row_uniforms(seed, row_ids[start : start + batch_size], max_new_tokens).to(device)
             ids, mask = pad_rows(chunk, pad_id, device)
             sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
-            tokens, logprobs, lengths, stopped = run(model, ids, mask, max_new_tokens, sampling, eos_id, noise,
+            tokens, logprobs, lengths, stopped = run(model, ids, mask, max_new_tokens, sampling, eos, noise,
                                                      stream if start == 0 else None, engine)
             out += [Completion(toks[:k], lps[:k], "eos" if s else "length") for toks, lps, k, s
                     in zip(tokens.tolist(), logprobs.tolist(), lengths.tolist(), stopped.tolist())]
     return out
+
+
+def eos_tensor(eos_id, device):
+    """The ids that end a response, as a 1-D tensor (empty for None): `is_eos` compares tokens with it."""
+    ids = [] if eos_id is None else [eos_id] if isinstance(eos_id, int) else list(eos_id)
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+def is_eos(tokens, eos):
+    """True where a token is one of the ids in `eos` (a fixed-shape comparison, so a CUDA graph can hold it)."""
+    return (tokens[..., None] == eos).any(-1)
 
 
 @contextlib.contextmanager
@@ -203,7 +216,7 @@ def check_finite(logits):
     return logits
 
 
-def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos_id, noise, stream, engine):
+def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos, noise, stream, engine):
     """The eager engine: prefill, then one model call per token on a cache that grows by a column a step;
     rows that stop are compacted out once a quarter of the live rows have. Returns (tokens, logprobs,
     lengths, stopped) per row, tokens and logprobs padded to max_new_tokens."""
@@ -223,7 +236,7 @@ def _generate_eager(model, ids, mask, max_new_tokens, sampling, eos_id, noise, s
         out_logp[rows, t] = logp
         if stream is not None and rows[0] == 0 and live[0]:
             stream(token[0].item())
-        hit_eos = live & (token == eos_id)
+        hit_eos = live & is_eos(token, eos)
         length[rows[hit_eos]] = t + 1
         stopped[rows[hit_eos]] = True
         live &= ~hit_eos
@@ -275,7 +288,7 @@ def compiled_decode_step(model):
     return decode
 
 
-def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, stream, engine):
+def _generate_static(model, ids, mask, max_new_tokens, sampling, eos, noise, stream, engine):
     """The graph engine (gpt-fast's idea): a static cache and a decode step of fixed shapes, captured once
     per (batch bucket, width bucket) as a CUDA graph and replayed, so a token costs one launch instead of
     hundreds. Every buffer the step reads or writes is allocated here, before any capture, and updated in
@@ -308,7 +321,7 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
     key_mask = padded(torch.cat([mask.bool(), mask.new_zeros(n, max_len - P, dtype=torch.bool)], 1), False)
     hist_tok = padded(F.pad(first[:, None], (0, T - 1)), 0)
     hist_logp = padded(F.pad(first_logp[:, None], (0, T - 1)), 0.0)
-    finished = padded(first == eos_id if eos_id is not None else torch.zeros_like(first, dtype=torch.bool), True)
+    finished = padded(is_eos(first, eos), True)
     col, t = torch.tensor([P], device=device), torch.tensor([1], device=device)
     rope = model.rope_tables(max_len)
     decode = compiled_decode_step(model) if engine == "compiled" else model.decode_step
@@ -320,8 +333,7 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
         tok, logp = sample_next_token(logits, u=u[:b].index_select(1, t)[:, 0], **sampling)
         hist_tok[:b].index_copy_(1, t, tok[:, None])
         hist_logp[:b].index_copy_(1, t, logp[:, None])
-        if eos_id is not None:
-            finished[:b] |= tok == eos_id
+        finished[:b] |= is_eos(tok, eos)
         token[:b] = tok
         position[:b] += 1
         col.add_(1)
@@ -372,9 +384,9 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos_id, noise, 
     tokens = torch.stack([done[r][0] for r in range(n)])
     logprobs = torch.stack([done[r][1] for r in range(n)])
     steps = int(t.item())  # tokens made per row; the rows that hit EOS stop there
-    is_eos = tokens[:, :steps] == (eos_id if eos_id is not None else -1)
-    stopped = is_eos.any(1)
-    lengths = torch.where(stopped, is_eos.float().argmax(1) + 1, torch.full_like(stopped, T, dtype=torch.long))
+    ended = is_eos(tokens[:, :steps], eos)
+    stopped = ended.any(1)
+    lengths = torch.where(stopped, ended.float().argmax(1) + 1, torch.full_like(stopped, T, dtype=torch.long))
     return tokens, logprobs, lengths, stopped
 
 
@@ -470,7 +482,7 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     completions = generate(model, prompts, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                           eos_id=tok.eos_id, pad_id=tok.pad_id, seed=args.seed, batch_size=args.batch_size,
+                           eos_id=tok.eos_ids, pad_id=tok.pad_id, seed=args.seed, batch_size=args.batch_size,
                            stream=stream if streaming else None, engine=args.sampler)
     seconds = time.perf_counter() - t0
     for i, c in enumerate(completions if not streaming else []):

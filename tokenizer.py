@@ -17,8 +17,12 @@ What `encode` does, like HF `tokenizer.encode(text, add_special_tokens=False)`:
   3. tiktoken's regex pre-tokenisation + BPE on each piece.
 It never adds BOS (HF's post_processor might): prompts get BOS from the chat template's `bos_token`.
 
-pad_id is always different from eos_id: a pad equal to eos makes `tokens != pad_id` masks hide the
-EOS token from the RL loss, so the policy never learns to stop.
+eos_ids: the ids that end a response. eos_id (tokenizer_config's eos_token) first, then any other id that
+generation_config.json's eos_token_id lists, as transformers' generate stops on each: Qwen2.5-Instruct
+ends its turns with <|im_end|> but lists <|endoftext|> too.
+
+pad_id is never one of eos_ids: a pad equal to an EOS id makes `tokens != pad_id` masks hide that token
+from the RL loss, so the policy never learns to stop.
 """
 
 import contextlib
@@ -39,7 +43,8 @@ from common import InputError, Parser, cli, read_json, write_text
 # GPT-2's split regex (tiktoken's r50k spelling of HF ByteLevel(use_regex=True)).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 BYTES_FILE = "tokenizer_bytes.json"
-HF_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+# Kept verbatim in checkpoints; generation_config.json is the model's, read here for the ids that end a response.
+HF_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
 # The named special tokens transformers passes to chat templates (its `special_tokens_map`).
 TEMPLATE_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
@@ -228,10 +233,12 @@ class Tokenizer:
     `from_hf` or `load`; the constructor just stores what they worked out."""
 
     def __init__(self, enc: tiktoken.Encoding, *, eos_id: int, pad_id: int, bos_id: int | None = None,
-                 special_ids: set[int] = frozenset(), nfc: bool = False, chat_template: str | None = None,
-                 template_tokens: dict[str, str] | None = None, files: dict[str, str] | None = None):
-        if pad_id == eos_id:
-            raise InputError(f"pad_id == eos_id == {eos_id}: that would hide EOS from the loss")
+                 more_eos_ids: tuple[int, ...] = (), special_ids: set[int] = frozenset(), nfc: bool = False,
+                 chat_template: str | None = None, template_tokens: dict[str, str] | None = None,
+                 files: dict[str, str] | None = None):
+        self.eos_ids = tuple(dict.fromkeys([eos_id, *more_eos_ids]))  # eos_id first, no repeats
+        if pad_id in self.eos_ids:
+            raise InputError(f"pad_id {pad_id} is an EOS id ({self.eos_ids}): that would hide EOS from the loss")
         self.enc, self.eos_id, self.pad_id, self.bos_id = enc, eos_id, pad_id, bos_id
         self.vocab_size = enc.n_vocab
         self.special_ids = set(special_ids)  # dropped by decode(skip_special=True)
@@ -308,9 +315,11 @@ class Tokenizer:
             raise InputError(f"{folder}: no such tokenizer folder")
         tok = read_json(folder / "tokenizer.json", "tokenizer.json")
         config = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+        generation = read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() else {}
         files = {name: (folder / name).read_text(encoding="utf-8") for name in HF_FILES if (folder / name).is_file()}
-        if not isinstance(tok, dict) or not isinstance(config, dict):
-            raise InputError(f"{folder}: tokenizer.json and tokenizer_config.json must each hold a JSON object")
+        if not all(isinstance(x, dict) for x in (tok, config, generation)):
+            raise InputError(f"{folder}: tokenizer.json, tokenizer_config.json and generation_config.json must each "
+                             "hold a JSON object")
         with reading(folder / "tokenizer.json"):
             for key in ("model", "normalizer", "pre_tokenizer", "decoder"):
                 if not isinstance(tok.get(key), (dict, type(None))):
@@ -349,8 +358,10 @@ class Tokenizer:
             if "<|endoftext|>" not in added:
                 raise InputError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
             eos_id = added["<|endoftext|>"]["id"]
-        return cls(enc, eos_id=eos_id, pad_id=choose_pad_id(pad_id, added, eos_id, folder), bos_id=bos_id,
-                   special_ids={t["id"] for t in added.values() if t.get("special")}, nfc=nfc,
+        more_eos = generation_eos_ids(generation, enc.n_vocab, folder)
+        eos_ids = (eos_id, *more_eos)
+        return cls(enc, eos_id=eos_id, pad_id=choose_pad_id(pad_id, added, eos_ids, folder), bos_id=bos_id,
+                   more_eos_ids=more_eos, special_ids={t["id"] for t in added.values() if t.get("special")}, nfc=nfc,
                    chat_template=chat_template, template_tokens=templ, files=files)
 
     def save(self, dir) -> None:
@@ -388,19 +399,31 @@ class Tokenizer:
         raise InputError(f"{folder}: expected tokenizer.json (Hugging Face) or {BYTES_FILE} (byte-level)")
 
 
-def choose_pad_id(config_pad: int | None, added: dict[str, dict], eos_id: int, folder: Path) -> int:
-    """A pad id that is not eos: the config's pad_token, else <|endoftext|>, else an added token with
-    "pad" in its name, else any other added token. Pad positions are masked, so only != eos matters
-    (R1-Distill-Qwen's config sets pad = eos = <｜end▁of▁sentence｜> and it has no <|endoftext|>,
-    so we take <|vision_pad|>)."""
+def generation_eos_ids(generation: dict, vocab_size: int, folder: Path) -> tuple[int, ...]:
+    """The ids generation_config.json's eos_token_id names: one id, a list of them, or none."""
+    ids = generation.get("eos_token_id")
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else ids
+    if not isinstance(ids, list) or not all(type(i) is int and 0 <= i < vocab_size for i in ids):
+        raise InputError(f"{folder / 'generation_config.json'}: eos_token_id must be a token id or a list of them "
+                         f"(below the tokenizer's {vocab_size}), got {generation['eos_token_id']!r:.60}; fix or "
+                         "remove it")
+    return tuple(ids)
+
+
+def choose_pad_id(config_pad: int | None, added: dict[str, dict], eos_ids: tuple[int, ...], folder: Path) -> int:
+    """A pad id that is not an EOS id: the config's pad_token, else <|endoftext|>, else an added token with
+    "pad" in its name, else any other added token. Pad positions are masked, so only that matters
+    (R1-Distill-Qwen's config sets pad = eos = <｜end▁of▁sentence｜> and it has no <|endoftext|>, so we
+    take <|vision_pad|>; Qwen2.5-Instruct's pad <|endoftext|> is in generation_config's EOS list)."""
     def preference(t):
         return t["content"] != "<|endoftext|>", "pad" not in t["content"].lower(), t["id"]
     by_preference = sorted(added.values(), key=preference)
     for candidate in [config_pad, *(t["id"] for t in by_preference)]:
-        if candidate is not None and candidate != eos_id:
+        if candidate is not None and candidate not in eos_ids:
             return candidate
-    raise InputError(f"{folder}: no token other than eos ({eos_id}) to use as pad; add a pad token to tokenizer.json "
-                     "(and a row to the model's embeddings), since pad == eos would hide EOS from the loss")
+    raise InputError(f"{folder}: no token other than EOS ({', '.join(map(str, eos_ids))}) to use as pad; add a pad "
+                     "token to tokenizer.json (and a row to the model's embeddings), since a pad equal to EOS would "
+                     "hide EOS from the loss")
 
 
 @cli
@@ -412,7 +435,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     tok = Tokenizer.load(args.path) if args.path else Tokenizer.byte_level()
     ids = tok.encode(args.text)
-    print(f"vocab_size={tok.vocab_size} eos={tok.eos_id} pad={tok.pad_id} bos={tok.bos_id}")
+    print(f"vocab_size={tok.vocab_size} eos={','.join(map(str, tok.eos_ids))} pad={tok.pad_id} bos={tok.bos_id}")
     print(f"{len(ids)} ids: {ids}")
     print(f"decoded: {tok.decode(ids)!r}")
 

@@ -307,7 +307,7 @@ def collect(cfg, models, tok, problems, prompts, step):
     mine = [i for i in my_share(range(len(rows))) if i is not None]
     with timed(times, "sample"), autocast(cfg):
         completions = generate(models.rollout, [prompts[rows[i]["id"]] for i in mine], cfg.max_new_tokens,
-                               cfg.temperature, eos_id=tok.eos_id, pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}",
+                               cfg.temperature, eos_id=tok.eos_ids, pad_id=tok.pad_id, seed=f"{cfg.seed}/{step}",
                                row_ids=mine, batch_size=cfg.sample_batch, engine=cfg.sampler)
         completions = gather(dict(zip(mine, completions)))
         completions = [completions[i] for i in range(len(rows))]

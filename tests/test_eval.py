@@ -59,6 +59,15 @@ def test_figures_match_a_hand_count_of_the_sampled_responses(half_right):
     assert summary["levels"]["2"]["length_mean"] == pytest.approx(sum(r["length"] for r in level2) / 12)
 
 
+def test_responses_stop_at_every_eos_id_of_the_tokenizer(half_right):
+    """A tokenizer's eos_ids all end a response; here "{" is made one, so "\\boxed{" ends there, unanswered."""
+    model, tok = load_for_inference(str(half_right))
+    tok.eos_ids = (tok.eos_id, ord("{"))
+    summary, records = evaluate(model, tok, PROBLEMS[:1], samples=16, temperature=1.0, top_p=1.0, max_new_tokens=12)
+    assert sum(r["text"].endswith("{") and r["finish_reason"] == "eos" for r in records) >= 12
+    assert all("{" not in r["text"][:-1] for r in records) and summary["all"]["accuracy"] == 0
+
+
 def test_cut_off_responses_count_as_wrong_and_are_counted():
     records = [
         {"problem_id": "x", "level": 1, "length": 10, "finish_reason": "eos", "correct": True},

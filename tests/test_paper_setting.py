@@ -32,6 +32,10 @@ def r1_folder(tmp_path_factory):
               "chat_template": R1_TEMPLATE, "tokenizer_class": "PreTrainedTokenizerFast"}
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     hf_qwen2(folder, vocab_size=tok.get_vocab_size(with_added_tokens=True), max_position_embeddings=512)
+    eos = tok.token_to_id(R1_SPECIALS[1])  # R1-Distill's generation_config.json, its ids in this vocabulary
+    generation = {"bos_token_id": tok.token_to_id(R1_SPECIALS[0]), "eos_token_id": eos, "do_sample": True,
+                  "temperature": 0.6, "top_p": 0.95}
+    (folder / "generation_config.json").write_text(json.dumps(generation), encoding="utf-8")
     with open(folder / "math.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in MATH)
     return folder
@@ -76,6 +80,9 @@ def test_phase2_commands_end_to_end(r1_folder, tmp_path, monkeypatch):
     log = [json.loads(line) for line in open(out / "log.jsonl")]
     assert [r["step"] for r in log] == [0, 1]
     actor = out / "checkpoint" / "actor"
+    # The actor keeps its base's tokenizer files and generation_config.json, byte for byte.
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        assert (actor / name).read_bytes() == (r1_folder / name).read_bytes()
     assert GPT.from_pretrained(str(actor)).config.vocab_size == GPT.from_pretrained(str(r1_folder)).config.vocab_size
 
     results = tmp_path / "eval.json"

@@ -265,6 +265,25 @@ def test_graph_engine_without_eos_runs_every_row_to_the_cap():
     assert all(len(c) == 20 and c.finish_reason == "length" for c in completions)
 
 
+@pytest.mark.parametrize("engine", ["eager", "graph"])
+def test_any_of_several_eos_ids_ends_a_response(engine, small_buckets):
+    """generation_config.json may list several EOS ids (Qwen2.5-Instruct: <|im_end|>, <|endoftext|>)."""
+    model = tiny_model()
+    free = generate(model, PROMPTS * 4, 30, temperature=1.0, eos_id=None, pad_id=PAD, seed=5, engine=engine)
+    both = generate(model, PROMPTS * 4, 30, temperature=1.0, eos_id=[EOS, 3], pad_id=PAD, seed=5, engine=engine)
+    for f, c in zip(free, both):
+        ends = [t for t, token in enumerate(f.tokens) if token in (EOS, 3)]
+        k = ends[0] + 1 if ends else 30
+        assert (c.tokens, c.finish_reason) == (f.tokens[:k], "eos" if ends else "length")
+        assert c.logprobs == pytest.approx(f.logprobs[:k], abs=1e-5)  # other rows beside it: rounding only
+    last = {c.tokens[-1] for c in both if c.finish_reason == "eos"}
+    assert last == {EOS, 3}  # each id ended some response
+    assert [c.tokens for c in generate(model, PROMPTS * 4, 30, temperature=1.0, eos_id=(EOS,), pad_id=PAD, seed=5,
+                                       engine=engine)] == \
+        [c.tokens for c in generate(model, PROMPTS * 4, 30, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=5,
+                                    engine=engine)]
+
+
 def test_a_copy_of_a_model_gets_its_own_compiled_step(monkeypatch):
     import copy
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda *args: fn(*args))  # a wrapper, as torch.compile's

@@ -206,8 +206,46 @@ def test_no_pad_candidate_is_an_error(tmp_path):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(["hello world"] * 10, trainer)
     tok.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(ValueError, match="no token other than eos"):
+    with pytest.raises(ValueError, match="no token other than EOS"):
         Tokenizer.from_hf(tmp_path)
+
+
+def qwen_instruct_folder(folders, tmp_path, eos_token_id):
+    """A Qwen2.5-Instruct-style folder: eos <|im_end|>, pad <|endoftext|>, and generation_config.json's
+    eos_token_id as given."""
+    folder = tmp_path / "instruct"
+    shutil.copytree(folders["qwen2"], folder)
+    config = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": R1_TEMPLATE}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_token_id, "top_p": 0.8}))
+    return folder
+
+
+def test_generation_config_lists_more_eos_ids(folders, tmp_path):
+    from transformers import GenerationConfig
+
+    data = json.loads((folders["qwen2"] / "tokenizer.json").read_text(encoding="utf-8"))
+    added = {t["content"]: t["id"] for t in data["added_tokens"]}
+    im_end, endoftext = added["<|im_end|>"], added["<|endoftext|>"]
+    folder = qwen_instruct_folder(folders, tmp_path, [im_end, endoftext])
+    tok = Tokenizer.from_hf(folder)
+    assert tok.eos_ids == (im_end, endoftext) == tuple(GenerationConfig.from_pretrained(folder).eos_token_id)
+    assert tok.eos_id == im_end
+    # The config's pad <|endoftext|> ends responses too: a pad must not be an EOS id, so another is taken.
+    # No token has "pad" in its name here, so the added token of lowest id that is not an EOS id.
+    assert tok.pad_id == added["<|im_start|>"] == min(set(added.values()) - {im_end, endoftext})
+    tok.save(tmp_path / "saved")  # a checkpoint keeps the file, so a trained actor stops where its base did
+    assert Tokenizer.load(tmp_path / "saved").eos_ids == (im_end, endoftext)
+
+    one = Tokenizer.from_hf(qwen_instruct_folder(folders, tmp_path / "one", im_end))  # an int, not a list
+    assert (one.eos_ids, one.pad_id) == ((im_end,), endoftext)
+    assert Tokenizer.from_hf(folders["qwen2"]).eos_ids == (added[R1_SPECIALS[1]],)  # no generation_config.json
+
+
+@pytest.mark.parametrize("bad", ["<|im_end|>", [1.5], [10**9], [-1], {"a": 1}])
+def test_a_bad_generation_config_eos_is_refused_in_one_line(folders, tmp_path, bad):
+    with pytest.raises(InputError, match=r"generation_config.json: eos_token_id must be a token id or a list"):
+        Tokenizer.from_hf(qwen_instruct_folder(folders, tmp_path, bad))
 
 
 def test_byte_level_basics():

@@ -340,6 +340,22 @@ def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path, monkeypatch)
         assert torch.allclose(batch.logp[row, : len(c)], torch.tensor(c.logprobs), atol=1e-5), row
 
 
+def test_rollouts_stop_at_every_eos_id_of_the_tokenizer(half_right, tmp_path):
+    """A tokenizer's eos_ids (generation_config.json may list several) all end a rollout, which then scores as
+    a finished response. Here "{" is made an EOS id: "\\boxed{" ends there, with no answer (-1)."""
+    cfg = tiny_config(half_right, tmp_path)
+    models, tok = runs.load_models(cfg, cfg.init, cfg.init)
+    tok.eos_ids = (tok.eos_id, ord("{"))
+    problems = read_problems(cfg.data)
+    prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
+    batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
+    responses = batch.input_ids[:, batch.prompt_len :]
+    ends = [row[: int(n)][-1].item() for row, n in zip(responses, batch.lengths)]
+    assert not batch.truncated.any()
+    assert ends.count(ord("{")) >= 12  # of 16: the tiny policy writes "\\boxed{" nearly always
+    assert all(score == -1 for score, end in zip(batch.scores.tolist(), ends) if end == ord("{"))
+
+
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
 def test_twenty_steps_raise_the_mean_reward(half_right, tmp_path, algo):
     last = train_rl.train(tiny_config(half_right, tmp_path, algo=algo, kl_estimator="k1" if algo == "ppo" else "k3"))
