@@ -501,25 +501,37 @@ SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9_]{6}")  # the temp file the safe
 
 def foreign_files(folder, owned, saving=False):
     """The paths in `folder` a run did not write there. A run writes each name of `owned` (and the .lock and
-    COMPLETE markers): a file also as its temp copy, name.tmp<digits> (_atomic); a folder also as name.tmp or
-    name.old (publish_dir), holding only what `owned` gives it, and inside a save (name.tmp), cut short or
-    in progress, the safetensors library's own temp files (.tmpXXXXXX), which a kill leaves half-written;
-    recover_dir deletes an unfinished save. A symlink is never a run's."""
-    files = {".lock", COMPLETE} | {name for name, inner in owned.items() if inner is None}
+    COMPLETE markers; a key may be a pattern, re.compile(...), for names such as step-50): a file also as its
+    temp copy, name.tmp<digits> (_atomic); a folder also as name.tmp or name.old (publish_dir), holding only
+    what `owned` gives it, and inside a save (name.tmp), cut short or in progress, the safetensors library's
+    own temp files (.tmpXXXXXX), which a kill leaves half-written; recover_dir deletes an unfinished save. A
+    symlink is never a run's."""
+    def entry(name):  # owned's value for this name, or NOT_OWNED
+        if name in owned:
+            return owned[name]
+        return next((v for k, v in owned.items() if isinstance(k, re.Pattern) and k.fullmatch(name)), NOT_OWNED)
+
     others = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if os.path.islink(path):
             others.append(name)
         elif not os.path.isdir(path):
-            if re.sub(r"\.tmp\d+$", "", name) not in files and not (saving and SAFETENSORS_TEMP.fullmatch(name)):
+            base = re.sub(r"\.tmp\d+$", "", name)
+            ours = base in (".lock", COMPLETE) or entry(base) is None or saving and SAFETENSORS_TEMP.fullmatch(name)
+            if not ours:
                 others.append(name)
         else:
-            inner = owned.get(name if name in owned else re.sub(r"\.(tmp|old)$", "", name))
-            inside = saving or name not in owned and name.endswith(".tmp")
+            inner = entry(name)
+            inside = saving or inner is NOT_OWNED and name.endswith(".tmp")
+            if inner is NOT_OWNED:
+                inner = entry(re.sub(r"\.(tmp|old)$", "", name))
             others += [os.path.join(name, n) for n in foreign_files(path, inner, inside)] if isinstance(inner, dict) \
                 else [name]
     return others
+
+
+NOT_OWNED = object()
 
 
 def remove_names(folder, names):

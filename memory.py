@@ -70,6 +70,14 @@ def checkpoint_bytes(cfg: GPTConfig, critic=True) -> int:
     return CHECKPOINT_BYTES_PER_PARAM * (param_count(cfg) + (critic_param_count(cfg) if critic else 0))
 
 
+ACTOR_BYTES_PER_PARAM = 4  # an actor --keep-every keeps: its fp32 weights
+
+
+def kept_actors(cfg, start=0) -> int:
+    """How many actors --keep-every keeps after step `start`: one at each of its multiples up to --steps."""
+    return cfg.steps // cfg.keep_every - start // cfg.keep_every if cfg.keep_every else 0
+
+
 def free_bytes(path) -> int:
     """Free space on the disk that holds `path`, or would hold it (the nearest folder above it that exists)."""
     path = os.path.abspath(path)
@@ -154,7 +162,10 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
             f"micro-batch {cfg.micro_batch} rows / {cfg.micro_batch_tokens or 'any'} tokens, {cfg.dtype}, "
             f"gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
     ckpt = checkpoint_bytes(model_cfg, critic=cfg.algo == "ppo")
+    kept = kept_actors(cfg) * ACTOR_BYTES_PER_PARAM * param_count(model_cfg)
+    actors = f" and {kept_actors(cfg)} kept actors (--keep-every)" if kept else ""
     disk = (f"checkpoint on disk: {ckpt / GIB:.2f} GiB (fp32 weights and AdamW moments of the actor"
             f"{' and the critic' if cfg.algo == 'ppo' else ''}); a save writes the new one before deleting the last, "
-            f"so a run needs {2 * ckpt / GIB:.2f} GiB free at --out ({free_bytes(cfg.out) / GIB:.2f} GiB free now)")
+            f"so a run needs {(2 * ckpt + kept) / GIB:.2f} GiB free at --out for two checkpoints{actors} "
+            f"({free_bytes(cfg.out) / GIB:.2f} GiB free now)")
     return head + "\n" + report(est, gpu_mem_gib) + "\n" + disk

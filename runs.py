@@ -6,6 +6,8 @@ A train_rl.py run folder, written so that no finished work is ever lost:
     out/checkpoint/    actor/, critic/, optim.safetensors (AdamW state) and state.json (the step, whether the
                        run has finished, each step's mean length, that step's log record, the config), swapped
                        in whole: it is always a finished checkpoint
+    out/actors/step-N/ with --keep-every: the actor after step N, kept for evaluating later (hard links to the
+                       checkpoint's files, which later saves replace and never change)
 
 - A folder belongs to one run: a new run refuses a folder that holds anything, and a lock refuses a second
   writer. Nothing in the folder changes before its lock is held.
@@ -23,6 +25,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import sys
 import time
@@ -94,8 +97,10 @@ def load_models(cfg, actor_path, critic_path):
 
 MODEL_FILES = dict.fromkeys(["config.json", "model.safetensors", BYTES_FILE, *HF_FILES])  # GPT.save, Tokenizer.save
 # What a run writes into --out (common.foreign_files): what save_checkpoint writes, and nothing else, is a checkpoint.
+KEPT = "actors"  # out/actors/step-N/: --keep-every's actors
 RUN_FILES = {"config.json": None, "log.jsonl": None,
-             "checkpoint": {"actor": MODEL_FILES, "critic": MODEL_FILES, "optim.safetensors": None, "state.json": None}}
+             "checkpoint": {"actor": MODEL_FILES, "critic": MODEL_FILES, "optim.safetensors": None, "state.json": None},
+             KEPT: {re.compile(r"step-\d+"): MODEL_FILES}}
 REPLACED = "replaced"  # out/replaced/: the earlier run that --overwrite replaces, until the new run's first save
 RUN_FILES[REPLACED] = dict(RUN_FILES)
 STATE_VERSION = 3  # of checkpoint/state.json
@@ -166,18 +171,22 @@ def settle_replaced(out):
     return restored
 
 
-def check_disk(out, models):
-    """Refuse a run whose checkpoints do not fit the free space at `out` (checked on process 0): a save writes
+def check_disk(cfg, models, start=0):
+    """Refuse a run whose checkpoints do not fit the free space at --out (checked on process 0): a save writes
     the new checkpoint beside the last before deleting it, so a run needs room for two, less the checkpoint
-    already there (its own on --resume; on --overwrite the earlier run's, deleted at the first save)."""
-    size = sum(memory.CHECKPOINT_BYTES_PER_PARAM * p.numel() for m in (models.actor, models.critic) if m is not None
-               for p in m.model.parameters())  # numel: the whole parameter, sharded or not
-    there = folder_bytes(newest_dir(os.path.join(out, "checkpoint")))  # the checkpoint already in the folder
-    need, free = max(size, 2 * size - there), memory.free_bytes(out)
+    already there (its own on --resume; on --overwrite the earlier run's, deleted at the first save), and room
+    for the actors --keep-every keeps from step `start` on (memory.kept_actors)."""
+    params = {name: sum(p.numel() for p in m.model.parameters())  # numel: the whole parameter, sharded or not
+              for name, m in (("actor", models.actor), ("critic", models.critic)) if m is not None}
+    size = memory.CHECKPOINT_BYTES_PER_PARAM * sum(params.values())
+    kept, each = memory.kept_actors(cfg, start), memory.ACTOR_BYTES_PER_PARAM * params["actor"]
+    there = folder_bytes(newest_dir(os.path.join(cfg.out, "checkpoint")))  # the checkpoint already in the folder
+    need, free = max(size, 2 * size - there) + kept * each, memory.free_bytes(cfg.out)
     if free < need:
-        raise InputError(f"--out {out}: {size_text(free)} free, but the run needs {size_text(need)} for its checkpoints "
-                         f"(each {size_text(size)}, and a save writes the new one before deleting the last); free some "
-                         "space or pick another --out")
+        actors = f", and {kept} kept actors of {size_text(each)}" if kept else ""
+        raise InputError(f"--out {cfg.out}: {size_text(free)} free, but the run needs {size_text(need)} for its "
+                         f"checkpoints (each {size_text(size)}, and a save writes the new one before deleting the "
+                         f"last{actors}); free some space or pick another --out")
 
 
 def size_text(n):
@@ -230,11 +239,36 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths, inputs=No
                 from None
         publish_dir(tmp, final)
         settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
+        keep_actor(cfg, step)
         written = folder_bytes(final)  # at paper scale tens of GiB: the save is worth timing
         print(f"saved {final} at step {step} ({size_text(written)}, {time.perf_counter() - t0:.2f} s)", flush=True)
 
     on_main(write)  # a failure stops every process
     barrier()
+
+
+def keep_actor(cfg, step):
+    """With --keep-every, the checkpoint's actor after `step` steps also becomes out/actors/step-N (process 0,
+    after the checkpoint's save). Its files are hard links to the checkpoint's (copies where the file system has
+    none): a save writes new files and deletes the old ones, so a link keeps the old content and costs no
+    space until then. Called again on --resume, it makes the one a crash right after the save left out."""
+    final = os.path.join(cfg.out, KEPT, f"step-{step}")
+    if not cfg.keep_every or step % cfg.keep_every or os.path.isdir(final):
+        return
+    source, tmp = os.path.join(cfg.out, "checkpoint", "actor"), final + ".tmp"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        for name in os.listdir(source):
+            try:
+                os.link(os.path.join(source, name), os.path.join(tmp, name))
+            except OSError:  # a file system without hard links
+                shutil.copy2(os.path.join(source, name), os.path.join(tmp, name))
+        publish_dir(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"could not keep the actor of step {step} in {final} ({e.strerror or e}); the checkpoint of "
+                         f"step {step} is intact: once that is fixed, --resume --out {cfg.out} keeps it") from None
 
 
 def read_state(out):

@@ -517,11 +517,12 @@ def run(cfg, resume, earlier=None):
     start, lengths = (state["step"], state["lengths"]) if resume else (0, [])
     if resume:  # optimiser state, and the log back at the checkpoint's step
         runs.resume(cfg.out, models, state, lambda rec: evaluate_now(rec) if eval_due(start, state["finished"]) else rec)
+        on_main(lambda: runs.keep_actor(cfg, start))  # if a crash came between the save and keeping its actor
         say(f"resumed from {ckpt} at step {start}")
         if state["finished"]:
             say(f"the run had finished at step {start}: nothing to do")
             return state["record"]
-    on_main(lambda: runs.check_disk(cfg.out, models))
+    on_main(lambda: runs.check_disk(cfg, models, start))
     say(json.dumps(vars(cfg), indent=1))  # after the inputs' checks: an error is not buried under it
     if earlier:  # only now, every input read, every model loaded and every prompt encoded (process 0)
         runs.set_aside(cfg.out, earlier)
@@ -698,6 +699,9 @@ def build_parser():
     g.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast over fp32 weights")
     g.add_argument("--grad-checkpointing", type=bool_flag, default=False, help="recompute activations in backward")
     g.add_argument("--save-every", type=positive_int, metavar="N", default=25, help="save every N steps, and at the end")
+    g.add_argument("--keep-every", type=non_negative_int, metavar="N", default=0, help="also keep the actor of every "
+                   "N-th step in --out/actors/step-N, to evaluate later; a multiple of --save-every (0: keep the "
+                   "last checkpoint only)")
     g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N NaN/inf steps in a row")
     g = p.add_argument_group("start, stop, check")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -769,6 +773,8 @@ def resolve_config(argv):
         (cfg.algo == "ppo" and cfg.critic_warmup_steps >= cfg.steps,
          f"--critic-warmup-steps ({cfg.critic_warmup_steps}) leaves no step for the actor in --steps {cfg.steps}"),
         ("eval_every" in given and cfg.eval_every > 0 and cfg.eval_data is None, "--eval-every needs --eval-data"),
+        (cfg.keep_every % cfg.save_every != 0, f"--keep-every ({cfg.keep_every}) keeps the actor of a checkpoint, so it "
+         f"must be a multiple of --save-every ({cfg.save_every})"),
         ("stop_length_ratio" in given and 0 < cfg.stop_length_ratio and cfg.steps < 2 * STOP_WINDOW,
          f"--stop-length-ratio compares the first and last "
          f"{STOP_WINDOW} steps' lengths, so it needs --steps {2 * STOP_WINDOW} or more (--stop-length-ratio 0: off)"),

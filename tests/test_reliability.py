@@ -84,6 +84,9 @@ def rl_flags(half_right, tmp_path):
     (["--algo", "grpo", "--samples-per-prompt", "1"], "needs --samples-per-prompt of 2 or more"),
     (["--critic-warmup-steps", "5", "--steps", "5"], "leaves no step for the actor"),
     (["--eval-every", "5"], "--eval-every needs --eval-data"),
+    (["--keep-every", "10", "--save-every", "4"], "--keep-every (10) keeps the actor of a checkpoint, so it must be a "
+     "multiple of --save-every (4)"),
+    (["--keep-every", "-1"], "argument --keep-every: must be >= 0"),
     (["--resume", "--actor-lr", "1e-3"], "no such checkpoint (nothing to resume; start without --resume)"),
     (["--gpu-mem", "80"], "--gpu-mem only goes with --dry-run"),
     (["--resume", "--overwrite"], "--overwrite replaces it: give one of them"),
@@ -533,6 +536,56 @@ def test_a_new_run_refuses_a_folder_with_a_run_or_other_files(half_right, tmp_pa
     assert (tmp_path / "file").read_text() == "x"
 
 
+def test_keep_every_keeps_the_actor_of_those_steps_and_a_crash_before_keeping_one_is_made_good(half_right, tmp_path,
+                                                                                                monkeypatch, capsys):
+    constant_lr = ["--warmup-ratio", "0", "--min-lr-ratio", "1"]  # step 2's weights do not depend on --steps
+    out = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, out, 4, "--keep-every", "2", *constant_lr))
+    assert sorted(os.listdir(out / "actors")) == ["step-2", "step-4"]
+    short = tmp_path / "two"
+    train_rl.main(tiny_run_flags(half_right, short, 2, *constant_lr))
+    for name in ("model.safetensors", "config.json", "tokenizer_bytes.json"):  # the actor after step 2, as saved
+        assert (out / "actors" / "step-2" / name).read_bytes() == (short / "checkpoint" / "actor" / name).read_bytes()
+    kept, last = out / "actors" / "step-4" / "model.safetensors", out / "checkpoint" / "actor" / "model.safetensors"
+    assert kept.stat().st_ino == last.stat().st_ino  # a hard link: no second copy on disk
+    assert evaluation.main(["--ckpt", str(out / "actors" / "step-2"), "--data", str(half_right / "problems.jsonl"),
+                            "--samples", "2", "--max-new-tokens", "12", "--out", str(tmp_path / "e.json")]) is None
+
+    # A crash between the save and keeping its actor: --resume keeps it, even when the run had finished there.
+    real_keep = runs.keep_actor
+    monkeypatch.setattr(runs, "keep_actor", lambda cfg, step: None)
+    crashed = tmp_path / "crashed"
+    train_rl.main(tiny_run_flags(half_right, crashed, 2, "--keep-every", "2", *constant_lr))
+    assert not (crashed / "actors").exists()
+    monkeypatch.setattr(runs, "keep_actor", real_keep)
+    train_rl.main(["--resume", "--out", str(crashed)])
+    assert (crashed / "actors" / "step-2" / "model.safetensors").read_bytes() == \
+        (short / "checkpoint" / "actor" / "model.safetensors").read_bytes()
+
+    # The kept actors are the run's: --overwrite replaces them, but a file of the user's among them is refused.
+    (out / "actors" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 2, "--overwrite"), capsys)
+    assert "holds files that are not a run's (actors/notes.txt)" in err
+    (out / "actors" / "notes.txt").unlink()
+    train_rl.main(tiny_run_flags(half_right, out, 1, "--overwrite"))
+    assert not (out / "actors").exists() and not (out / "replaced").exists()
+
+
+def test_kept_actors_are_counted_and_their_files_recognised(tmp_path):
+    cfg = train_rl.config(steps=150, keep_every=25)
+    assert [memory.kept_actors(cfg, start) for start in (0, 24, 25, 60, 150)] == [6, 6, 5, 4, 0]
+    assert memory.kept_actors(train_rl.config(steps=150, keep_every=0)) == 0
+    for path in ["actors/step-25/model.safetensors", "actors/step-25/.complete", "actors/step-50.tmp/config.json",
+                 "actors/step-50.tmp/model.safetensors.tmp12", "actors/step-75.old/config.json",
+                 "actors/step/config.json", "actors/step-7x/config.json", "actors/step-25/notes.txt", "actors/x.txt",
+                 "checkpoint/actor/model.safetensors"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("")
+    assert common.foreign_files(tmp_path, runs.RUN_FILES) == ["actors/step", "actors/step-25/notes.txt",
+                                                               "actors/step-7x", "actors/x.txt"]
+
+
 def stopped_by_ctrl_c(monkeypatch, step, argv):
     """Run train_rl on argv with Ctrl-C pressed during `step`: the run finishes that step, saves and stops."""
     real_collect = train_rl.collect
@@ -868,6 +921,9 @@ def test_a_disk_without_room_for_two_checkpoints_is_refused_and_a_failed_save_ke
     monkeypatch.setattr(memory, "free_bytes", lambda path: int(1.5 * size))
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "new"), capsys)
     assert f"the run needs {2 * size / 2**20:.2f} MiB for its checkpoints" in err and "pick another --out" in err
+    actor = 4 * sum(p.numel() for p in GPT.from_pretrained(str(half_right)).parameters())  # a kept actor: fp32 weights
+    err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "new", 2, "--keep-every", "1"), capsys)
+    assert f"needs {(2 * size + 2 * actor) / 2**20:.2f} MiB" in err and f"2 kept actors of {actor / 2**20:.2f} MiB" in err
     assert not (tmp_path / "new").exists()
     train_rl.main(tiny_run_flags(half_right, out, 3, "--overwrite"))  # the old run's checkpoint goes at the first save
 
