@@ -378,6 +378,9 @@ def save_safetensors(tensors, path):
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         save_file(tensors, tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the library makes it 0600: readable as the json files beside it are
         fsync_path(tmp)
     except SafetensorError as e:  # its I/O errors (a full disk) are not OSErrors; callers handle OSError
         with contextlib.suppress(OSError):
@@ -600,8 +603,12 @@ def lock_holder(folder):
 
 
 class StopRequest:
-    """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once. A context
-    manager: the handlers that were there before come back when the `with` block ends."""
+    """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once, after printing
+    what `kept()` says (what was saved before). A context manager: the handlers that were there before come
+    back when the `with` block ends."""
+
+    def __init__(self, kept=None):
+        self.kept = kept
 
     def __enter__(self):
         self.requested = False
@@ -615,6 +622,8 @@ class StopRequest:
     def _handler(self, signum, frame):
         if self.requested:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            if self.kept:
+                print(f"\nquitting without saving: {self.kept()}", file=sys.stderr, flush=True)
             raise KeyboardInterrupt
         self.requested = True
         print("\nstop requested: finishing this step, then saving (Ctrl-C again to quit without saving)", flush=True)

@@ -625,11 +625,6 @@ def safetensors_header(f, size):
     return sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
 
 
-def load_safetensors(path):
-    """{name: tensor} of a whole .safetensors file (see read_safetensors)."""
-    return dict(read_safetensors(path))
-
-
 def _hf_get(raw, key, default=None, required=True):
     if key in raw and raw[key] is not None:
         return raw[key]

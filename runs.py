@@ -271,6 +271,14 @@ def keep_actor(cfg, step):
                          f"step {step} is intact: once that is fixed, --resume --out {cfg.out} keeps it") from None
 
 
+def kept_text(out):
+    """What a run stopped now can continue from, in words (read only)."""
+    path = state_path(out)
+    if not os.path.isfile(path):
+        return "no checkpoint was saved yet, so there is nothing to resume: start the run again with --overwrite"
+    return f"the checkpoint of step {read_json(path)['step']} is intact; continue with --resume --out {out}"
+
+
 def read_state(out):
     """checkpoint/state.json of run folder `out`, after process 0 finishes a swap that a crash cut short (the
     caller holds the folder's lock)."""

@@ -38,6 +38,7 @@ is its score normalised within its group of samples, with KL in the loss (k3). U
 split over processes and gives what one process gives (distributed.py); run folders: runs.py.
 """
 
+import functools
 import json
 import math
 import os
@@ -538,7 +539,8 @@ def run(cfg, resume, earlier=None):
 
     actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
     bad_steps, rec = 0, None
-    with StopRequest() as stop:  # Ctrl-C handled here, and only while the steps run
+    kept = (lambda: runs.kept_text(cfg.out)) if is_main() else None  # said by a second Ctrl-C
+    with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
             train_actor = step >= actor_start
             lrs = set_learning_rates(cfg, models, step, actor_start)
@@ -561,12 +563,18 @@ def run(cfg, resume, earlier=None):
             done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
             finished = done == cfg.steps or short
-            if done % cfg.save_every == 0 or finished or stopping:  # a skipped update left the weights finite
-                runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths, inputs)
+            save = functools.partial(runs.save_checkpoint, cfg, done, rec, models, tok, finished, lengths, inputs)
+            saved = done % cfg.save_every == 0 or finished or stopping
+            if saved:  # a skipped update left the weights finite
+                save()
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
             log(rec)
             say(runs.progress_line(rec), flush=True)
+            if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
+                stopping = True
+                if not saved:
+                    save()
             if stopping and not finished:  # a stop in the last step has nothing left to resume: the run is done
                 say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
                 sys.exit(130)

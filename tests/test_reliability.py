@@ -613,6 +613,56 @@ def test_a_stop_in_the_last_step_ends_the_run_as_done(half_right, tmp_path, monk
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["finished"]
 
 
+@pytest.mark.parametrize("during", ["evaluation", "save"])
+def test_a_stop_during_the_evaluation_or_the_save_stops_at_that_step(half_right, tmp_path, monkeypatch, capsys, during):
+    """A scheduler's SIGTERM during a step's evaluation or save was acted on only after one more whole step."""
+    out = tmp_path / "run"
+    where, real = (train_rl, "eval_record") if during == "evaluation" else (runs, "save_checkpoint")
+    real_fn, calls = getattr(where, real), []
+
+    def stopped_inside(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the evaluation after step index 1 (the first is step -1's), or the second save
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_fn(*args, **kwargs)
+
+    monkeypatch.setattr(where, real, stopped_inside)
+    save_every = "10" if during == "evaluation" else "2"  # the evaluation's step (2) saves only when stopped
+    with pytest.raises(SystemExit) as e:
+        train_rl.main(tiny_run_flags(half_right, out, 6, "--eval-every", "2", "--eval-data",
+                                     str(half_right / "problems.jsonl"), "--save-every", save_every))
+    assert e.value.code == 130
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == (2 if during == "evaluation" else 4)
+    assert log_steps(out)[-1] == (1 if during == "evaluation" else 3)  # no step after the one it stopped in
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_weights_files_are_readable_as_the_umask_allows(tmp_path, umask):
+    """The safetensors library makes its files 0600: a colleague or an inference server of another user could
+    read a checkpoint's config.json but not its weights."""
+    old = os.umask(umask)
+    try:
+        common.save_safetensors({"w": torch.ones(2)}, str(tmp_path / "model.safetensors"))
+        common.write_text(tmp_path / "config.json", "{}")
+    finally:
+        os.umask(old)
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("model.safetensors", "config.json")}
+    assert modes == {"model.safetensors": 0o666 & ~umask, "config.json": 0o666 & ~umask}
+
+
+def test_a_second_ctrl_c_says_which_checkpoint_is_kept(half_right, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    real_collect = train_rl.collect
+    twice = lambda *args: (os.kill(os.getpid(), signal.SIGINT), os.kill(os.getpid(), signal.SIGINT)) \
+        if args[-1] == 1 else real_collect(*args)
+    monkeypatch.setattr(train_rl, "collect", twice)
+    with pytest.raises(SystemExit) as e:
+        train_rl.main(tiny_run_flags(half_right, out, 3))
+    err = capsys.readouterr().err
+    assert e.value.code == 130
+    assert f"quitting without saving: the checkpoint of step 1 is intact; continue with --resume --out {out}" in err
+
+
 def test_a_seed_too_large_for_the_step_seeds_is_refused_before_any_work(half_right, tmp_path, capsys):
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "run", 2, "--seed", str(2**33)), capsys)
     assert "--seed: must be in [0, 2147483647], got 8589934592" in err and not (tmp_path / "run").exists()
