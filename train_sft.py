@@ -119,14 +119,23 @@ def probe(model, tok, per_level=20):
 
 
 def level_weights(text):
-    """ "2,2,2,1,0.4" -> {1: 2.0, ..., 5: 0.4}: one non-negative weight per level, not all 0."""
+    """ "2,2,2,1,0.4" -> {1: 2.0, ..., 5: 0.4}: one non-negative weight per level, not all 0, with a finite sum
+    (random.choices refuses an infinite total: "1e308,1e308,..." crashed at the first batch)."""
     try:
         weights = [float(x) for x in text.split(",")]
     except ValueError:
         weights = []
-    if len(weights) != len(LEVELS) or not all(0 <= w < math.inf for w in weights) or sum(weights) <= 0:
-        raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, finite and not all 0, got {text!r}")
+    if len(weights) != len(LEVELS) or not all(0 <= w < math.inf for w in weights) or not 0 < sum(weights) < math.inf:
+        raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, not all 0, with a finite sum, "
+                                         f"got {text!r}")
     return dict(zip(LEVELS, weights))
+
+
+def param_groups(model, weight_decay):
+    """AdamW's parameter groups: weight decay on the matrices (embeddings, linear weights), none on the vectors
+    (norm gains, biases)."""
+    return [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
 
 
 def finish_swap(out):
@@ -203,10 +212,7 @@ def main(argv=None):
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                     max_seq_len=args.max_seq_len, **ARCHS[args.arch](args.n_embd))
     model = GPT(cfg)
-    decay = [p_ for n, p_ in model.named_parameters() if p_.dim() >= 2]
-    no_decay = [p_ for n, p_ in model.named_parameters() if p_.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95))
     print(f"training {model.num_params() / 1e6:.2f}M params for {args.steps} steps of {args.batch_size} "
           f"sequences, level weights {','.join(f'{w:g}' for w in levels.values())}, seed {args.seed}")
     log = []

@@ -1,6 +1,8 @@
 import hashlib
 import json
 import math
+import os
+import random
 import statistics
 
 import pytest
@@ -222,6 +224,7 @@ def test_resume_refuses_other_settings_a_changed_checkpoint_and_nothing_to_resum
     for partial, extra, message in [
         (None, ["--resume"], "--resume: there is no unfinished evaluation to continue"),
         (first_line + "}\n", ["--resume", "--samples", "2"], "other settings (samples 4 then, 2 now)"),
+        (first_line + "}\n", ["--resume", "--seed", "1"], "other settings (seed 0 then, 1 now)"),
         (first_line.replace(problems_sha256, "0" * 64) + "}\n", ["--resume"], "other settings (problems_sha256 "),
         (first_line + '}\n{"checkpoint": "' + str(ckpt) + '", "source": ["elsewhere", []]}\n', ["--resume"],
          f"checkpoint {str(ckpt)!r} is not what it was then"),
@@ -237,3 +240,109 @@ def test_resume_refuses_other_settings_a_changed_checkpoint_and_nothing_to_resum
     with pytest.raises(SystemExit):
         evaluation.main(["--ckpt", str(ckpt), "--data", str(data), "--resume"])
     assert "--resume continues the evaluation into --out: give --out FILE.json" in capsys.readouterr().err
+    # The checkpoint line as eval.py writes it, by hand: the folder, then [file, bytes, modified ns] of its config
+    # and weights. Accepted as it is; refused once the weights file is rewritten (a new modification time).
+    stat = lambda name: [name, (ckpt / name).stat().st_size, (ckpt / name).stat().st_mtime_ns]
+    partial = first_line + '}\n' + json.dumps({"checkpoint": str(ckpt), "source": [
+        str(ckpt), [stat("config.json"), stat("model.safetensors")]]}) + "\n"
+    (tmp_path / "r.json.partial.jsonl").write_text(partial)
+    evaluation.main(flags + ["--resume"])
+    assert "is not what it was" not in capsys.readouterr().err
+    (tmp_path / "r.json.partial.jsonl").write_text(partial)
+    weights = (ckpt / "model.safetensors").stat()
+    os.utime(ckpt / "model.safetensors", ns=(weights.st_atime_ns, weights.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(SystemExit) as e:
+        evaluation.main(flags + ["--resume"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"checkpoint {str(ckpt)!r} is not what it was then (another folder, or its files changed)" in err
+
+
+def test_a_right_answer_cut_off_before_its_eos_is_wrong(half_right):
+    """9 new tokens hold "\\boxed{1}" but not the EOS after it: every response is cut off, and the two that
+    read \\boxed{1} (gold "1") are still wrong, as a cut-off response has given no final answer."""
+    model, tok = load_for_inference(str(half_right))
+    summary, records = evaluate(model, tok, PROBLEMS[:1], samples=8, temperature=1.0, top_p=1.0, max_new_tokens=9,
+                                seed=0)
+    assert [r["text"] for r in records].count("\\boxed{1}") == 2
+    assert all(r["finish_reason"] == "length" and not r["correct"] for r in records)
+    assert summary["all"]["accuracy"] == 0.0 and summary["all"]["cut_off_share"] == 1.0
+
+
+def test_median_and_spread_of_lengths_by_hand():
+    """Correct lengths 10, 14, 30: median 14 (the mean is 18), CV = sample stdev sqrt((64 + 16 + 144) / 2) / 18
+    = 0.5879 (the population stdev would give 0.4801); wrong lengths 30, 20, 20: median 20 (mean 23.3). One
+    correct response has no spread (None), not 0."""
+    rec = lambda pid, length, correct: {"problem_id": pid, "level": 1, "length": length, "finish_reason": "eos",
+                                        "correct": correct}
+    s = summarize([rec("x", 10, True), rec("x", 14, True), rec("w", 30, True), rec("y", 30, False),
+                   rec("y", 20, False), rec("z", 20, False)])
+    assert (s["length_median_correct"], s["length_median_incorrect"], s["length_median"]) == (14, 20, 20)
+    assert s["length_cv_correct"] == pytest.approx(0.587945, abs=1e-6)
+    one = summarize([rec("x", 10, True), rec("y", 30, False), rec("y", 20, False)])
+    assert (one["length_median_correct"], one["length_median_incorrect"], one["length_cv_correct"]) == (10, 25, None)
+    none = summarize([rec("y", 30, False)])
+    assert (none["length_median_correct"], none["length_cv_correct"]) == (None, None)
+
+
+def test_held_out_draws_with_its_seed(tmp_path):
+    """Each seed its own subset: train_rl.py runs of other seeds evaluate on other problems. The oracle is the
+    same shuffle of the line numbers."""
+    data = write_problems(tmp_path / "p.jsonl", [{"id": str(i), "problem": "1", "answer": "1", "level": 1}
+                                                 for i in range(15)])
+    for seed in (0, 1):
+        order = list(range(15))
+        random.Random(seed).shuffle(order)
+        assert [p["id"] for p in evaluation.held_out(str(data), 3, seed)] == [str(i) for i in order[:3]]
+    assert evaluation.held_out(str(data), 3, 0) != evaluation.held_out(str(data), 3, 1)
+
+
+def test_the_held_out_record_is_the_evaluation_at_top_p_0_95(half_right):
+    """train_rl.py logs eval_record: the same figures as eval.py at top-p 0.95 (the paper's), overall and per
+    level. At temperature 1.5 the lengths vary (a level's mean is not its median) and top-p 1 would give another
+    mean length (11.46 against 11.17), so a wrong figure or top-p is seen."""
+    model, tok = load_for_inference(str(half_right))
+    rec = evaluation.eval_record(model, tok, PROBLEMS, samples=8, temperature=1.5, max_new_tokens=12, seed=0,
+                                 batch_size=64)
+    summary, _ = evaluate(model, tok, PROBLEMS, 8, 1.5, 0.95, 12, 0)
+    assert rec == {"eval_accuracy": summary["all"]["accuracy"], "eval_length": summary["all"]["length_mean"],
+                   "eval_accuracy_L1": summary["levels"]["1"]["accuracy"],
+                   "eval_length_L1": summary["levels"]["1"]["length_mean"],
+                   "eval_accuracy_L2": summary["levels"]["2"]["accuracy"],
+                   "eval_length_L2": summary["levels"]["2"]["length_mean"]}
+    assert all(s["length_mean"] != s["length_median"] for s in summary["levels"].values())
+    assert evaluate(model, tok, PROBLEMS, 8, 1.5, 1.0, 12, 0)[0]["all"]["length_mean"] != rec["eval_length"]
+
+
+def test_a_resume_after_a_torn_line_can_itself_be_resumed(half_right, tmp_path, monkeypatch, capsys):
+    """--resume drops the torn last line and rewrites the file: the records it then appends start on a line of
+    their own. Else they were glued to the torn line, which a second --resume refused as not JSON."""
+    data = write_problems(tmp_path / "p.jsonl", PROBLEMS)
+    flags = lambda out: ["--ckpt", str(half_right), "--data", str(data), "--samples", "4", "--max-new-tokens", "12",
+                         "--batch-size", "1", "--save-responses", "--out", str(out)]
+    evaluation.main(flags(tmp_path / "straight.json"))
+    calls, stop_at, real_generate = [], [2], evaluation.generate
+
+    def generate(model, prompts, *args, **kwargs):  # chunks of 4 responses; Ctrl-C at the stop_at-th call
+        calls.append(len(prompts))
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt
+        return real_generate(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate", generate)
+    out, partial = tmp_path / "r.json", tmp_path / "r.json.partial.jsonl"
+    with pytest.raises(SystemExit):
+        evaluation.main(flags(out))  # one chunk of 4 kept
+    with open(partial, "a") as f:
+        f.write('{"checkpoint": "b", "ind')
+    calls.clear()
+    with pytest.raises(SystemExit):
+        evaluation.main(flags(out) + ["--resume"])  # the second chunk kept, the third cut
+    lines = partial.read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and len(lines) == 2 + 8  # settings, source, 8 records
+    calls.clear()
+    stop_at[0] = 0
+    evaluation.main(flags(out) + ["--resume"])
+    assert calls == [4]  # the third chunk only
+    assert json.loads(out.read_text()) == json.loads((tmp_path / "straight.json").read_text())
+    capsys.readouterr()

@@ -84,6 +84,12 @@ def test_estimate_by_hand_for_a_known_config():
     assert "training: gathered weights + grads (FSDP)" not in est
     # 10 + 22 = 32 tokens: the static cache has 32 + 16 columns (a multiple of 16, and 16 more)
     assert est["sampling: kv cache + logits"] == 2 * 2 * 4 * 1 * 8 * 48 * 2 + 4 * 4 * 100 * 4
+    # 2 rows x 32 tokens, every layer's values kept (no checkpointing): 8*16 + 2*8 (one kv head of 8) + 5*32
+    # = 304 per token and layer in bf16 plus RMSNorm's two fp32 copies of 16; the head's logits, log-softmax
+    # and gradient in fp32; the embeddings' output and the final norm's in fp32
+    tokens = 2 * 32
+    assert est["training: activations (one micro-batch)"] == (2 * tokens * (304 * 2 + 2 * 16 * 4)
+                                                              + tokens * 100 * 4 * 3 + tokens * 16 * 4 * 2) == 179200
 
 
 def test_dry_run_of_the_paper_preset_counts_the_held_out_prompts_and_rows(tmp_path, capsys):
@@ -142,5 +148,7 @@ def test_checkpointed_layer_inputs_are_counted_in_fp32_under_bf16_autocast():
     est = memory.estimate(cfg, prompt_len=10, max_new_tokens=22, sample_batch=4, micro_batch=2, bf16=True,
                           grad_checkpointing=True)["training: activations (one micro-batch)"]
     tokens, d = 2 * 32, 16
-    one_layer = tokens * (memory.layer_activation_values(cfg) * 2 + 2 * d * 4)  # bf16 values, fp32 norm copies
+    # per token and layer (module docstring) 8 d + 2 kv_dim + 5 d_mlp = 8*16 + 2*8 + 5*32 = 304 values, in bf16,
+    # and RMSNorm's two fp32 copies
+    one_layer = tokens * (304 * 2 + 2 * d * 4)
     assert est == 2 * tokens * d * 4 + one_layer + tokens * 100 * 4 * 3 + tokens * d * 4 * 2

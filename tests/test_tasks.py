@@ -140,3 +140,73 @@ def test_plot_legends_tell_runs_of_the_same_folder_name_apart(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # one run hid the other in the legend
         plots.main(["--logs", "x/log.jsonl", "y/log.jsonl", "--names", "run", "run", "--out-dir", str(tmp_path)])
     assert e.value.code == 2 and "--names run is given twice: each log needs its own name" in capsys.readouterr().err
+
+
+def test_every_gold_answer_is_the_value_of_its_expression():
+    """The answer is the last step's result: Python's own arithmetic on the expression text is the oracle."""
+    for split in ("test", "train"):
+        records = make_split(split, 20, seed=0)
+        assert len(records) == 100 and all(r["answer"] == str(eval(r["problem"])) for r in records)
+    assert make_split("test", 1, seed=0)[0] == {"id": "test-L1-0", "problem": "19+10", "answer": "29", "level": 1}
+
+
+def test_the_split_of_known_expressions():
+    """Pinned: a change to the hash rule would silently move problems between train and test across versions.
+    md5 of "19+10" and "10-6" is 0 mod 5 (test); of "1+1" 1, of "((10-6)*5)-3" 2 (train)."""
+    assert [split_of(p) for p in ("19+10", "10-6", "1+1", "((10-6)*5)-3")] == ["test", "test", "train", "train"]
+    assert [r["problem"] for r in make_split("test", 1, seed=0)] == [
+        "19+10", "(5+3)+11", "((19+11)*3)-7", "(((19*5)+3)-9)+4", "((((17-6)*9)-15)-10)-7"]
+    assert [r["problem"] for r in make_split("train", 1, seed=0)] == [
+        "30-9", "(21*3)-15", "((21*2)+7)-5", "(((3+3)-3)*7)*3", "((((19*4)+19)-9)+5)+7"]
+
+
+def test_no_problem_is_drawn_twice_within_a_split():
+    records = make_split("train", 200, seed=0)  # 200 of level 1's ~1000 distinct problems: repeats would come up
+    assert len(records) == 1000 and len({r["problem"] for r in records}) == 1000
+
+
+def test_the_verbosity_knob_leans_verbose():
+    """v is the larger of two uniform draws, so E[v] = 2/3; the opening restatement appears with probability v,
+    so about 2/3 of traces open with it (the smaller of the two draws would give 1/3)."""
+    rng = random.Random(0)
+    share = sum(make_trace(rng, "((10-6)*5)-3")[0].startswith("We need") for _ in range(3000)) / 3000
+    assert abs(share - 2 / 3) < 0.04  # 3000 draws: a standard error of about 0.009
+
+
+def test_every_epoch_is_shuffled_anew():
+    """Each epoch draws its own order from (seed, epoch): one order repeated every epoch would feed the same
+    neighbours into the same steps for the whole run."""
+    problems = [f"p{i}" for i in range(10)]
+    first, second = pick_problems(problems, 10, seed=0, step=0), pick_problems(problems, 10, seed=0, step=1)
+    assert sorted(first) == sorted(second) == problems and first != second
+
+
+def test_selected_problems_carry_their_pass_rate(half_right, tmp_path, capsys):
+    """The output records gain "pass_rate", one of the k/8 a problem can have, inside (0, 1): "3" is never
+    solved by the tiny policy, so "1" and "2" are the two chosen."""
+    import select_problems
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"id": a, "problem": "1", "answer": a, "level": 1}) + "\n" for a in "123"))
+    out = tmp_path / "set.jsonl"
+    select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--num-problems", "2",
+                          "--max-new-tokens", "12", "--out", str(out)])
+    chosen = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in chosen) == ["1", "2"]
+    assert all(r["pass_rate"] in [k / 8 for k in range(1, 8)] for r in chosen), chosen
+    assert chosen[0]["pass_rate"] <= chosen[1]["pass_rate"]  # lowest first
+
+
+def test_a_range_only_always_solved_problems_meet_is_accepted(half_right, tmp_path, capsys, monkeypatch):
+    """(0.9, 1.5) with 8 samples: only 8/8 = 1.0 lies inside (7/8 = 0.875 does not), and it is a rate a
+    problem can have. The sampling is replaced by eight correct responses per problem."""
+    import select_problems
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"id": "q", "problem": "1", "answer": "1", "level": 1}) + "\n")
+    monkeypatch.setattr(select_problems, "rollout", lambda model, tok, problems, samples, *a, **k: [
+        {"problem_id": p["id"], "correct": True} for p in problems for _ in range(samples)])
+    out = tmp_path / "set.jsonl"
+    select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--samples", "8", "--num-problems", "1",
+                          "--min-pass-rate", "0.9", "--max-pass-rate", "1.5", "--max-new-tokens", "12",
+                          "--out", str(out)])
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"id": "q", "problem": "1", "answer": "1", "level": 1, "pass_rate": 1.0}]

@@ -286,6 +286,17 @@ def test_save_load_round_trip(folders, tmp_path):
         assert again.encode(text) == hf.encode(text)
 
 
+def test_a_tokenizer_that_exactly_fills_the_embedding_table_loads(tmp_path):
+    """The byte-level ids run 0..257: a model with 258 embedding rows holds every one (the toy's own models);
+    one of 257 has no row for the pad id 257."""
+    Tokenizer.byte_level().save(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 258}))
+    assert Tokenizer.load(tmp_path).vocab_size == 258
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 257}))
+    with pytest.raises(InputError, match=r"the tokenizer's ids go up to 257, past the model's vocab_size of 257"):
+        Tokenizer.load(tmp_path)
+
+
 def test_missing_files_name_the_path(tmp_path):
     with pytest.raises(InputError, match="nowhere"):
         Tokenizer.load(tmp_path / "nowhere")

@@ -148,3 +148,57 @@ def test_each_probe_is_filed_under_the_step_it_measured(tmp_path):
     log = json.loads((tmp_path / "base" / "train_sft.json").read_text())["log"]
     assert [r["step"] for r in log if "probe" in r] == [1, 3]  # after 2 and 4 steps
     assert [r["step"] for r in log] == [0, 1, 3]  # steps 0 and 3 logged every 3; step 1 for its probe
+
+
+@pytest.mark.parametrize("weights", ["0,0,0,0,0", "1e308,1e308,1e308,1e308,1e308"])
+def test_level_weights_that_draw_nothing_or_overflow_are_refused_in_one_line(tmp_path, capsys, weights):
+    """All 0 leaves nothing to draw; five weights of 1e308 sum to inf, which random.choices refused with a
+    traceback at the first batch, after the run had started."""
+    err, out = one_line_error(["--level-weights", weights, "--out", str(tmp_path / "x"), *TINY], capsys)
+    assert f"argument --level-weights: needs 5 non-negative numbers, not all 0, with a finite sum, got '{weights}'" \
+        in err
+    assert "step" not in out and os.listdir(tmp_path) == []
+    assert train_sft.level_weights("1e307,1e307,1e307,1e307,0") == {1: 1e307, 2: 1e307, 3: 1e307, 4: 1e307, 5: 0.0}
+
+
+def test_the_probe_is_the_share_correct_of_each_levels_problems(monkeypatch):
+    """Greedy, one response per problem, the first per_level test problems of each level; the accuracy of a
+    level is its correct responses over its problems (2 here), not over all 10."""
+    import eval as evaluation
+    calls = []
+
+    def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed):
+        calls.append(([p["id"] for p in problems], samples, temperature, max_new_tokens))
+        right = {1: 2, 2: 1, 3: 1, 4: 0, 5: 0}  # the first `right` of each level's two problems are solved
+        return [{"level": p["level"], "correct": int(p["id"].split("-")[-1]) < right[p["level"]]} for p in problems]
+
+    monkeypatch.setattr(evaluation, "rollout", rollout)
+    trained = []
+    model = type("Model", (), {"train": lambda self: trained.append(True)})()
+    assert train_sft.probe(model, Tokenizer.byte_level(), per_level=2) == {1: 1.0, 2: 0.5, 3: 0.5, 4: 0.0, 5: 0.0}
+    ids = [f"test-L{lv}-{i}" for lv in range(1, 6) for i in range(2)]
+    assert calls == [(ids, 1, 0.0, train_sft.PROBE_NEW_TOKENS)] and trained == [True]  # back in training mode
+
+
+@pytest.mark.parametrize("arch, vectors", [
+    ("qwen2", ["blocks.0.norm1.weight", "blocks.0.attn.q.bias", "blocks.0.attn.k.bias", "blocks.0.attn.v.bias",
+               "blocks.0.norm2.weight", "norm_f.weight"]),
+    ("gpt2", ["blocks.0.norm1.weight", "blocks.0.norm1.bias", "blocks.0.attn.q.bias", "blocks.0.attn.k.bias",
+              "blocks.0.attn.v.bias", "blocks.0.attn.o.bias", "blocks.0.norm2.weight", "blocks.0.norm2.bias",
+              "blocks.0.mlp.up.bias", "blocks.0.mlp.down.bias", "norm_f.weight", "norm_f.bias"]),
+])
+def test_weight_decay_falls_on_matrices_not_on_norms_and_biases(arch, vectors):
+    """Decaying a norm's gain towards 0 shrinks its whole layer's output; the usual AdamW recipe decays only the
+    embeddings and linear weights."""
+    from model import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=258, n_layer=1, n_head=2, n_embd=16, max_seq_len=64,
+                          **train_sft.ARCHS[arch](16)))
+    matrices = ["tok_emb.weight", *(["pos_emb.weight"] if arch == "gpt2" else []), "blocks.0.attn.q.weight",
+                "blocks.0.attn.k.weight", "blocks.0.attn.v.weight", "blocks.0.attn.o.weight",
+                *(["blocks.0.mlp.gate.weight"] if arch == "qwen2" else []), "blocks.0.mlp.up.weight",
+                "blocks.0.mlp.down.weight"]
+    name = {id(p): n for n, p in model.named_parameters()}
+    decay, plain = train_sft.param_groups(model, 0.1)
+    assert (decay["weight_decay"], plain["weight_decay"]) == (0.1, 0.0)
+    assert sorted(name[id(p)] for p in decay["params"]) == sorted(matrices)
+    assert sorted(name[id(p)] for p in plain["params"]) == sorted(vectors)
