@@ -200,6 +200,24 @@ def test_bad_records_are_refused_naming_file_and_line(tmp_path, lines, message):
     assert message in str(e.value)
 
 
+def test_only_a_last_line_cut_off_before_its_newline_counts_as_torn(tmp_path):
+    """A crash cuts a write before its newline; a whole line that does not parse is damage, refused even last."""
+    torn, bad = tmp_path / "torn.jsonl", tmp_path / "bad.jsonl"
+    torn.write_text('{"a": 1}\n{"b": ')
+    bad.write_text('{"a": 1}\n{bad}\n')
+    assert [r for _, r in common.read_jsonl(torn, torn_tail_ok=True)] == [{"a": 1}]
+    with pytest.raises(InputError, match=r"bad.jsonl:2: not valid JSON"):
+        common.read_jsonl(bad, torn_tail_ok=True)
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(tmp_path):
+    path = tmp_path / "state.json"
+    common.write_text(path, "old")
+    with pytest.raises(TypeError):
+        common.write_text(path, 5)  # fails inside the write, after the temp file was opened
+    assert os.listdir(tmp_path) == ["state.json"] and path.read_text() == "old"
+
+
 def test_non_utf8_lines_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"p.jsonl:2: not UTF-8 text"):
         read_problems(problems_file(tmp_path, [b'{"problem": "a", "answer": "1"}', b'{"problem": "\xff"}'], raw=True))

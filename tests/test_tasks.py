@@ -210,3 +210,35 @@ def test_a_range_only_always_solved_problems_meet_is_accepted(half_right, tmp_pa
                           "--out", str(out)])
     assert [json.loads(line) for line in out.read_text().splitlines()] == [
         {"id": "q", "problem": "1", "answer": "1", "level": 1, "pass_rate": 1.0}]
+
+
+def test_ties_between_pass_rates_are_broken_by_the_seed():
+    problems = [{"id": str(i)} for i in range(10)]
+    rates = {str(i): 0.5 for i in range(10)}
+    picks = {seed: [p["id"] for p in choose(problems, rates, 10, 0.0, 1.0, seed)] for seed in (0, 1)}
+    for seed, ids in picks.items():  # all tied: the seeded shuffle's order
+        order = [str(i) for i in range(10)]
+        random.Random(seed).shuffle(order)
+        assert ids == order
+    assert picks[0] != picks[1]
+
+
+def test_selection_samples_every_candidate_of_a_seeded_subset_at_top_p_1(half_right, tmp_path, monkeypatch):
+    """--candidates N problems of a seeded shuffle, each sampled from the model's own distribution (top-p 1:
+    a pass rate measured at top-p 0.95 would not be phase 2's, which samples at 1)."""
+    import select_problems
+    data = tmp_path / "p.jsonl"
+    records = [{"id": str(i), "problem": "1", "answer": "1", "level": 1} for i in range(10)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    seen = {}
+
+    def rollout(model, tok, problems, samples, temperature, top_p, *args, **kwargs):
+        seen.update(ids=[p["id"] for p in problems], top_p=top_p, temperature=temperature)
+        return [{"problem_id": p["id"], "correct": k < 4} for p in problems for k in range(samples)]
+
+    monkeypatch.setattr(select_problems, "rollout", rollout)
+    select_problems.main(["--ckpt", str(half_right), "--data", str(data), "--candidates", "6", "--num-problems", "2",
+                          "--seed", "3", "--max-new-tokens", "12", "--out", str(tmp_path / "set.jsonl")])
+    order = [str(i) for i in range(10)]
+    random.Random(3).shuffle(order)
+    assert seen == {"ids": order[:6], "top_p": 1.0, "temperature": 0.6}

@@ -379,3 +379,13 @@ def test_chat_templates_refused_in_one_line(folders, tmp_path):
         (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
         with pytest.raises(InputError, match="the model's chat template .* fails on a user message: " + re.escape(message)):
             Tokenizer.from_hf(tmp_path).apply_chat_template([{"role": "user", "content": "hi"}])
+
+
+def test_a_pad_is_chosen_by_name_before_by_id(tmp_path):
+    """R1-Distill-Qwen's config says pad = eos and it has no <|endoftext|>: a token named pad is taken before
+    one of lower id (Qwen2's <|vision_pad|> comes after <|im_start|>)."""
+    from tokenizer import choose_pad_id
+    added = {c: {"content": c, "id": i} for i, c in enumerate(["<|im_start|>", "<|end|>", "<|vision_pad|>"])}
+    assert choose_pad_id(None, added, (1,), tmp_path) == 2
+    assert choose_pad_id(None, {**added, "<|endoftext|>": {"content": "<|endoftext|>", "id": 3}}, (1,), tmp_path) == 3
+    assert choose_pad_id(0, added, (1,), tmp_path) == 0  # the config's own pad, when it is not an EOS id
