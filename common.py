@@ -279,6 +279,8 @@ def read_json(path, what="file"):
             return json.load(f)
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
         raise InputError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to read") from None
 
 
 def read_jsonl(path, what="file", torn_tail_ok=False, parse_float=float):
@@ -491,7 +493,8 @@ def check_out_folder(folder, owned, resume=False, overwrite=False, what="run",
     others = foreign_files(folder, owned) if present else []
     if others:
         listed = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
-        raise InputError(f"--out {folder} holds files that are not a {what}'s ({listed}); pick an empty or new --out")
+        fix_it = "move them out of it, then --resume again" if resume else "move them out, or pick an empty or new --out"
+        raise InputError(f"--out {folder} holds files that are not a {what}'s ({listed}); {fix_it}")
     if resume or not present:
         return []
     if not overwrite:

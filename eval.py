@@ -32,7 +32,7 @@ from reward import grade
 from model import read_checkpoint
 from sample import DTYPE_HELP, DTYPES, ENGINES, SAMPLER_HELP, dtype_name, generate, load_for_inference
 from tasks import PAPER_NEW_TOKENS, encode_prompts, new_tokens_that_fit, read_problems
-from tokenizer import Tokenizer
+from tokenizer import BYTES_FILE, HF_FILES, Tokenizer
 
 
 def rollout(model, tok, problems, samples, temperature, top_p, max_new_tokens, seed, batch_size=64,
@@ -170,8 +170,10 @@ def progress_path(out):
 
 
 def fingerprint(path):
-    """[[file, bytes, modified ns]] of a checkpoint folder's config and weights: what says it has not changed."""
-    files = sorted(f for f in os.listdir(path) if f == "config.json" or f.endswith(".safetensors"))
+    """[[file, bytes, modified ns]] of a checkpoint folder's config, weights and tokenizer files (the chat template
+    and the EOS ids of generation_config.json shape the responses too): what says it has not changed."""
+    names = ("config.json", BYTES_FILE, *HF_FILES)
+    files = sorted(f for f in os.listdir(path) if f in names or f.endswith(".safetensors"))
     return [[f, (st := os.stat(os.path.join(path, f))).st_size, st.st_mtime_ns] for f in files]
 
 

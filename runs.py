@@ -100,7 +100,7 @@ MODEL_FILES = dict.fromkeys(["config.json", "model.safetensors", BYTES_FILE, *HF
 KEPT = "actors"  # out/actors/step-N/: --keep-every's actors
 RUN_FILES = {"config.json": None, "log.jsonl": None,
              "checkpoint": {"actor": MODEL_FILES, "critic": MODEL_FILES, "optim.safetensors": None, "state.json": None},
-             KEPT: {re.compile(r"step-\d+"): MODEL_FILES}}
+             KEPT: {re.compile(r"step-[1-9][0-9]*"): MODEL_FILES}}  # step-N as keep_actor names it, nothing else
 REPLACED = "replaced"  # out/replaced/: the earlier run that --overwrite replaces, until the new run's first save
 RUN_FILES[REPLACED] = dict(RUN_FILES)
 STATE_VERSION = 3  # of checkpoint/state.json
@@ -409,6 +409,10 @@ def check_inputs(out, state, inputs):
                          f"give the same ones with --resume, or start a new run from {out}/checkpoint/actor")
 
 
+# Flags added since runs were saved without them, each with the value that does what those runs did.
+NEW_FLAGS = {"keep_every": 0}
+
+
 def resumed_config(out, given, fields, refusal):
     """The config saved in run folder `out`, for --resume. Only --ref, --data, --eval-data and --device may be
     given again (`given`: the flags set), so that a moved or copied run folder resumes in place, reading files
@@ -418,14 +422,16 @@ def resumed_config(out, given, fields, refusal):
     fixed = ", ".join("--" + k.replace("_", "-") for k in sorted(set(given) - movable))
     if out is None:
         raise InputError("--resume needs --out, the run folder to continue")
-    saved = saved_state(out)["config"]  # read only: the folder is not locked yet
+    saved = {**NEW_FLAGS, **saved_state(out)["config"]}  # read only: the folder is not locked yet
     if fixed:
         critic = f" --critic-init {out}/checkpoint/critic" if saved["algo"] == "ppo" else ""
         more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor{critic} " \
                f"--ref {saved['ref'] or saved['init']}" if "steps" in given else ""
         raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     if set(saved) != fields:
-        raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py")
+        raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py; resume it with "
+                         f"that version, or start a new run from its models: --init {out}/checkpoint/actor "
+                         f"--critic-init {out}/checkpoint/critic")
     if "eval_data" in given and not (saved["eval_every"] and saved["eval_data"]):
         raise InputError("--resume --eval-data gives a moved held-out file's new place, but this run evaluates nothing "
                          "(--eval-every 0 or no --eval-data); drop it")

@@ -244,7 +244,7 @@ def test_resume_refuses_other_settings_a_changed_checkpoint_and_nothing_to_resum
     # and weights. Accepted as it is; refused once the weights file is rewritten (a new modification time).
     stat = lambda name: [name, (ckpt / name).stat().st_size, (ckpt / name).stat().st_mtime_ns]
     partial = first_line + '}\n' + json.dumps({"checkpoint": str(ckpt), "source": [
-        str(ckpt), [stat("config.json"), stat("model.safetensors")]]}) + "\n"
+        str(ckpt), [stat("config.json"), stat("model.safetensors"), stat("tokenizer_bytes.json")]]}) + "\n"
     (tmp_path / "r.json.partial.jsonl").write_text(partial)
     evaluation.main(flags + ["--resume"])
     assert "is not what it was" not in capsys.readouterr().err
@@ -256,6 +256,13 @@ def test_resume_refuses_other_settings_a_changed_checkpoint_and_nothing_to_resum
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"checkpoint {str(ckpt)!r} is not what it was then (another folder, or its files changed)" in err
+    # A tokenizer file added or changed since is a change too: generation_config.json's EOS ids end responses.
+    os.utime(ckpt / "model.safetensors", ns=(weights.st_atime_ns, weights.st_mtime_ns))
+    (tmp_path / "r.json.partial.jsonl").write_text(partial)
+    (ckpt / "generation_config.json").write_text('{"eos_token_id": 256}')
+    with pytest.raises(SystemExit):
+        evaluation.main(flags + ["--resume"])
+    assert "is not what it was then" in capsys.readouterr().err
 
 
 def test_a_right_answer_cut_off_before_its_eos_is_wrong(half_right):

@@ -584,7 +584,9 @@ def test_keep_every_keeps_the_actor_of_those_steps_and_a_crash_before_keeping_on
     (out / "actors" / "notes.txt").write_text("mine")
     capsys.readouterr()
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, out, 2, "--overwrite"), capsys)
-    assert "holds files that are not a run's (actors/notes.txt)" in err
+    assert "holds files that are not a run's (actors/notes.txt); move them out, or pick an empty or new --out" in err
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert "(actors/notes.txt); move them out of it, then --resume again" in err
     (out / "actors" / "notes.txt").unlink()
     train_rl.main(tiny_run_flags(half_right, out, 1, "--overwrite"))
     assert not (out / "actors").exists() and not (out / "replaced").exists()
@@ -597,11 +599,14 @@ def test_kept_actors_are_counted_and_their_files_recognised(tmp_path):
     for path in ["actors/step-25/model.safetensors", "actors/step-25/.complete", "actors/step-50.tmp/config.json",
                  "actors/step-50.tmp/model.safetensors.tmp12", "actors/step-75.old/config.json",
                  "actors/step/config.json", "actors/step-7x/config.json", "actors/step-25/notes.txt", "actors/x.txt",
+                 "actors/step-05/config.json", "actors/step-0/config.json", "actors/step-\u0663/config.json",
                  "checkpoint/actor/model.safetensors"]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("")
-    assert common.foreign_files(tmp_path, runs.RUN_FILES) == ["actors/step", "actors/step-25/notes.txt",
-                                                               "actors/step-7x", "actors/x.txt"]
+    # only the names keep_actor writes: step-05, step-0 or an Arabic-Indic 3 are a user's
+    assert common.foreign_files(tmp_path, runs.RUN_FILES) == [
+        "actors/step", "actors/step-0", "actors/step-05", "actors/step-25/notes.txt", "actors/step-7x",
+        "actors/step-\u0663", "actors/x.txt"]
 
 
 def stopped_by_ctrl_c(monkeypatch, step, argv):
@@ -666,6 +671,22 @@ def test_weights_files_are_readable_as_the_umask_allows(tmp_path, umask):
         os.umask(old)
     modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("model.safetensors", "config.json")}
     assert modes == {"model.safetensors": 0o666 & ~umask, "config.json": 0o666 & ~umask}
+
+
+def test_a_run_saved_before_a_flag_was_added_resumes_with_the_flags_old_behaviour(half_right, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    stopped_by_ctrl_c(monkeypatch, 0, tiny_run_flags(half_right, out, 2))
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    del state["config"]["keep_every"]  # as the version before --keep-every saved it
+    (out / "checkpoint" / "state.json").write_text(json.dumps(state))
+    train_rl.main(["--resume", "--out", str(out)])
+    assert log_steps(out) == [0, 1] and not (out / "actors").exists()
+
+
+def test_json_nested_too_deeply_gets_one_line(tmp_path):
+    (tmp_path / "generation_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="generation_config.json: JSON nested too deeply to read"):
+        common.read_json(tmp_path / "generation_config.json")
 
 
 def test_a_second_ctrl_c_says_which_checkpoint_is_kept(half_right, tmp_path, monkeypatch, capsys):
