@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import demo
+import plots
 import select_problems
 import train_rl
 from common import InputError, read_json
@@ -232,3 +233,98 @@ def test_a_stage_stopped_by_ctrl_c_says_the_demo_command_continues(capsys):
         demo.run("train_rl.py", type("Stage", (), {"main": staticmethod(stopped)}), ["--phase", "2"])
     assert e.value.code == 130
     assert "the same demo command continues it" in capsys.readouterr().err
+
+
+def test_row_turns_fractions_into_percent():
+    s = lambda acc, se, length: {"accuracy": acc, "accuracy_stderr": se, "length_mean": length,
+                                 "length_mean_correct": 1.0}
+    summary = {"all": s(0.75, 0.05, 123.0), "levels": {"1": s(0.5, 0.1, 50.0)}}
+    assert demo.row(summary) == {"accuracy": 75.0, "accuracy_stderr": 5.0, "length": 123.0,
+                                 "levels": {"1": {"accuracy": 50.0, "accuracy_stderr": 10.0, "length": 50.0}}}
+
+
+def test_seed_stages_passes_the_seed_and_phase_2s_steps_on(tmp_path, monkeypatch):
+    calls = []
+
+    def rl_phase(folder, flags, steps):
+        calls.append((os.path.basename(folder), flags, steps))
+        if folder.endswith("phase2"):  # phase 2 stopped early, at step 7 of its cap
+            os.makedirs(os.path.join(folder, "checkpoint"), exist_ok=True)
+            with open(os.path.join(folder, "checkpoint", "state.json"), "w") as f:
+                json.dump({"step": 7}, f)
+        return folder + "/actor"
+
+    monkeypatch.setattr(demo, "rl_phase", rl_phase)
+    monkeypatch.setattr(demo, "run", lambda name, module, argv: None)
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "phase2_set.jsonl").write_text("")
+    settings = {**demo.SETTINGS["full"], "phase2_steps": 150}
+    demo.seed_stages(1, str(tmp_path), "base", ("train.jsonl", "test.jsonl"), settings, True)
+    assert [(name, steps) for name, _, steps in calls] == [("phase1", 90), ("phase2", 150), ("lambda1", 7), ("grpo", 7)]
+    for _, flags, _ in calls:
+        assert flags[flags.index("--seed") + 1] == "1"
+
+
+def test_a_settings_change_changes_the_stamp():
+    base = demo.run_stamp(demo.BASE, demo.SETTINGS["full"])
+    assert demo.run_stamp(demo.BASE, {**demo.SETTINGS["full"], "phase2_steps": 151}) != base
+
+
+def test_time_breakdown_is_the_mean():
+    assert demo.time_breakdown([{"time_sample": 1.0, "time_update": 3.0}, {"time_sample": 2.0, "time_update": 5.0}]) \
+        == "sample 1.50, update 4.00"
+
+
+def test_an_unfinished_run_resumes_and_a_new_one_overwrites(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(demo, "run", lambda name, module, argv: calls.append(argv))
+    (tmp_path / "a" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "a" / "checkpoint" / "state.json").write_text(json.dumps({"finished": False, "step": 3}))
+    demo.rl_phase(str(tmp_path / "a"), ["--phase", "1"], 6)
+    demo.rl_phase(str(tmp_path / "b"), ["--phase", "1"], 6)
+    assert calls == [["--resume", "--out", str(tmp_path / "a")],
+                     ["--phase", "1", "--steps", "6", "--out", str(tmp_path / "b"), "--overwrite"]]
+
+
+def test_evaluate_runs_only_the_models_not_yet_evaluated(tmp_path, monkeypatch):
+    from common import write_json
+    calls = []
+
+    def run(name, module, argv):
+        calls.append(argv)
+        write_json({"results": {"b": {"accuracy": 0.25}}}, argv[argv.index("--out") + 1])
+
+    monkeypatch.setattr(demo, "run", run)
+    write_json({"results": {"a": {"accuracy": 0.5}}}, str(tmp_path / "e.json"))
+    got = demo.evaluate({"a": "A", "b": "B"}, "t.jsonl", {"test_samples": 2}, str(tmp_path / "e.json"))
+    assert got == {"a": {"accuracy": 0.5}, "b": {"accuracy": 0.25}}
+    assert len(calls) == 1 and calls[0][calls[0].index("--ckpt") + 1: calls[0].index("--names")] == ["B"]
+
+
+def figure_of(monkeypatch, draw):
+    figs = []
+    monkeypatch.setattr(plots, "save", lambda fig, out: figs.append(fig))
+    draw()
+    return figs[0]
+
+
+def test_training_curves_plot_held_out_percent_against_step_plus_one(monkeypatch):
+    phase1 = [{"step": -1, "eval_accuracy": 0.4, "eval_length": 12.0},
+              {"step": 0, "accuracy": 0.5, "length_mean": 10.0},
+              {"step": 1, "accuracy": 0.6, "length_mean": 8.0, "eval_accuracy": 0.45, "eval_length": 9.0}]
+    phase2 = [{"step": 0, "accuracy": 0.7, "length_mean": 6.0}, {"step": 1, "accuracy": 0.8, "length_mean": 5.0}]
+    fig = figure_of(monkeypatch, lambda: plots.plot_training({"phase1": [phase1], "phase2": [phase2]}, "x.png"))
+    acc, length = fig.axes
+    data = lambda ax: [(list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines]
+    # phase 1: held-out figures after 0 and 2 steps (x = step + 1); phase 2 (its batches' figures) at x = 3, 4
+    assert data(acc) == [([0, 2], [40.0, 45.0])] * 2 + [([3, 4], [70.0, 80.0])] * 2
+    assert data(length) == [([0, 2], [12.0, 9.0])] * 2 + [([3, 4], [6.0, 5.0])] * 2
+
+
+def test_tradeoff_plots_mean_length_against_mean_accuracy(monkeypatch):
+    row = lambda acc, length: {"accuracy": acc, "length": length,
+                               "levels": {"1": {"accuracy": acc + 10, "length": length / 2}}}
+    results = {"runs": [{"rows": {"base": row(70.0, 100.0)}}, {"rows": {"base": row(74.0, 110.0)}}]}
+    fig = figure_of(monkeypatch, lambda: plots.plot_tradeoff(results, "x.png"))
+    points = [(list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].lines if l.get_marker() in ("o", "x")]
+    assert points == [([105.0], [72.0]), ([52.5], [82.0])]

@@ -152,3 +152,63 @@ def test_checkpointed_layer_inputs_are_counted_in_fp32_under_bf16_autocast():
     # and RMSNorm's two fp32 copies
     one_layer = tokens * (304 * 2 + 2 * d * 4)
     assert est == 2 * tokens * d * 4 + one_layer + tokens * 100 * 4 * 3 + tokens * d * 4 * 2
+
+
+# The config of test_estimate_by_hand_for_a_known_config: N = 1600 + 2 * 2368 + 16 + 1600 = 7952 parameters, its
+# critic NC = N - 1600 + 17 = 6369; 10 + 22 tokens a row, micro-batches of 2 rows: 64 tokens.
+HAND = GPTConfig(vocab_size=100, n_layer=2, n_head=2, n_kv_head=1, n_embd=16, n_inner=32, max_seq_len=64,
+                 norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False)
+HAND_RUN = dict(prompt_len=10, max_new_tokens=22, sample_batch=4, micro_batch=2)
+N, NC = 7952, 6369
+
+
+def test_the_rest_of_the_estimate_by_hand():
+    """The items the first hand test leaves out, each from the module docstring's formula: the critic, the total,
+    fp32 activations, a token budget, a GELU MLP, two fp32 GPUs, the head's cap of 2^24 logits a chunk."""
+    assert memory.layer_activation_values(GPTConfig(**{**HAND.__dict__, "mlp": "gelu"})) == 8 * 16 + 2 * 8 + 3 * 32
+    est = memory.estimate(HAND, bf16=True, grad_checkpointing=False, **HAND_RUN)
+    assert est["critic weights+grads+adam"] == 16 * NC == 101904
+    # actor 16N + critic 16NC + reference 4N + bf16 rollout copy 2N + max(sampling 18688, training 179200)
+    assert est["total"] == 16 * N + 16 * NC + 4 * N + 2 * N + 179200 == 456048
+    fp32 = memory.estimate(HAND, bf16=False, grad_checkpointing=False, **HAND_RUN)
+    assert fp32["training: activations (one micro-batch)"] == 2 * 64 * 304 * 4 + 64 * 100 * 12 + 64 * 16 * 8 == 240640
+    budget = memory.estimate(HAND, bf16=True, grad_checkpointing=False, micro_batch_tokens=40, **HAND_RUN)
+    assert budget["training: activations (one micro-batch)"] == 2 * 40 * (304 * 2 + 128) + 40 * 100 * 12 + 40 * 128
+    two = memory.estimate(HAND, bf16=False, grad_checkpointing=False, gpus=2, **HAND_RUN)
+    assert two["rollout copy"] == 4 * N  # an fp32 copy, whole on each GPU
+    assert two["training: gathered weights + grads (FSDP)"] == 8 * N  # 2 layers: both blocks are gathered
+    big = GPTConfig(**{**HAND.__dict__, "vocab_size": 50000, "max_seq_len": 4096})  # 2048 x 50000 logits > 2^24
+    acts = memory.estimate(big, prompt_len=1000, max_new_tokens=1048, sample_batch=4, micro_batch=1, bf16=True,
+                           grad_checkpointing=True)["training: activations (one micro-batch)"]
+    assert acts == 2 * 2048 * 16 * 4 + 2048 * (304 * 2 + 128) + 2**24 * 12 + 2048 * 16 * 8 == 203358208
+    assert (memory.checkpoint_bytes(HAND), memory.checkpoint_bytes(HAND, critic=False)) == (12 * (N + NC), 12 * N)
+
+
+def test_the_headroom_is_ten_percent_of_gib():
+    # 1.1e9 bytes against 1.05 GiB = 1.127e9 (fits) and 1 GiB = 1.074e9 (does not)
+    assert "fits 1.05 GiB with 10% headroom: yes" in memory.report({"total": 10**9}, 1.05)
+    assert "fits 1 GiB with 10% headroom: NO" in memory.report({"total": 10**9}, 1.0)
+
+
+def test_dry_run_passes_the_runs_settings_to_the_estimate(tmp_path, monkeypatch, capsys):
+    import train_rl
+    tok = Tokenizer.byte_level()
+    GPT(GPTConfig(**{**HAND.__dict__, "vocab_size": tok.vocab_size})).save(str(tmp_path))
+    tok.save(str(tmp_path))
+    (tmp_path / "p.jsonl").write_text(json.dumps({"problem": "1+1", "answer": "2", "level": 1}) + "\n")
+    seen, real = {}, memory.estimate
+    monkeypatch.setattr(memory, "estimate", lambda cfg, **kw: seen.update(kw) or real(cfg, **kw))
+    monkeypatch.setattr(memory, "GIB", 1)  # the disk line in bytes: a tiny model is 0.00 GiB
+    train_rl.main(["--phase", "2", "--init", str(tmp_path), "--data", str(tmp_path / "p.jsonl"), "--out",
+                   str(tmp_path / "run"), "--algo", "grpo", "--dtype", "fp32", "--grad-checkpointing", "true",
+                   "--micro-batch-tokens", "100", "--prompts-per-step", "2", "--samples-per-prompt", "2",
+                   "--max-new-tokens", "8", "--steps", "4", "--keep-every", "2", "--save-every", "2",
+                   "--device", "cpu", "--dry-run", "--gpus", "3"])
+    assert seen["sample_batch"] == 2  # 4 rows over 3 GPUs: 2 on the first
+    assert (seen["gpus"], seen["bf16"], seen["grad_checkpointing"], seen["critic"], seen["micro_batch_tokens"]) == \
+        (3, False, True, False, 100)
+    n = sum(p.numel() for p in GPT.from_pretrained(str(tmp_path)).parameters())
+    ckpt, kept = 12 * n, 2 * 4 * n  # grpo: the actor alone; two kept fp32 actors (steps 2 and 4)
+    out = capsys.readouterr().out
+    assert f"checkpoint on disk: {ckpt:.2f} GiB" in out
+    assert f"so a run needs {2 * ckpt + kept:.2f} GiB free at --out for two checkpoints and 2 kept actors" in out
