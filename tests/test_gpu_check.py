@@ -7,7 +7,6 @@ import memory
 import runs
 
 
-@pytest.mark.slow
 def test_tiny_run_on_cpu_fills_every_number(tmp_path, monkeypatch):
     # The GPU script's whole path (the paper preset: bf16 autocast, a bf16 rollout copy, gradient checkpointing,
     # token-budget micro-batches) on a tiny model.

@@ -707,7 +707,6 @@ def test_a_seed_too_large_for_the_step_seeds_is_refused_before_any_work(half_rig
     assert "--seed: must be in [0, 2147483647], got 8589934592" in err and not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
 def test_a_copied_or_moved_run_resumes_in_place(half_right, tmp_path, monkeypatch):
     full = tmp_path / "full"
     train_rl.main(tiny_run_flags(half_right, full, 3))

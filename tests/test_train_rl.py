@@ -356,7 +356,6 @@ def test_rollouts_stop_at_every_eos_id_of_the_tokenizer(half_right, tmp_path):
     assert all(score == -1 for score, end in zip(batch.scores.tolist(), ends) if end == ord("{"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
 def test_twenty_steps_raise_the_mean_reward(half_right, tmp_path, algo):
     last = train_rl.train(tiny_config(half_right, tmp_path, algo=algo, kl_estimator="k1" if algo == "ppo" else "k3"))
@@ -372,7 +371,6 @@ def test_twenty_steps_raise_the_mean_reward(half_right, tmp_path, algo):
         assert all(isinstance(r[k], float) for r in log[5:] for k in critic)
 
 
-@pytest.mark.slow
 def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monkeypatch, capsys):
     full = tiny_config(half_right, tmp_path / "full", steps=4, save_every=2)
     train_rl.train(full)
