@@ -505,6 +505,9 @@ def check_out_folder(folder, owned, resume=False, overwrite=False, what="run",
 SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9_]{6}")  # the temp file the safetensors library writes through
 
 
+NOT_OWNED = object()  # foreign_files: a name `owned` does not list
+
+
 def foreign_files(folder, owned, saving=False):
     """The paths in `folder` a run did not write there. A run writes each name of `owned` (and the .lock and
     COMPLETE markers; a key may be a pattern, re.compile(...), for names such as step-50): a file also as its
@@ -535,9 +538,6 @@ def foreign_files(folder, owned, saving=False):
             others += [os.path.join(name, n) for n in foreign_files(path, inner, inside)] if isinstance(inner, dict) \
                 else [name]
     return others
-
-
-NOT_OWNED = object()
 
 
 def remove_names(folder, names):

@@ -162,8 +162,9 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
             f"micro-batch {cfg.micro_batch} rows / {cfg.micro_batch_tokens or 'any'} tokens, {cfg.dtype}, "
             f"gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
     ckpt = checkpoint_bytes(model_cfg, critic=cfg.algo == "ppo")
-    kept = kept_actors(cfg) * ACTOR_BYTES_PER_PARAM * param_count(model_cfg)
-    actors = f" and {kept_actors(cfg)} kept actors (--keep-every)" if kept else ""
+    n_kept = kept_actors(cfg)
+    kept = n_kept * ACTOR_BYTES_PER_PARAM * param_count(model_cfg)
+    actors = f" and {n_kept} kept actors (--keep-every)" if n_kept else ""
     disk = (f"checkpoint on disk: {ckpt / GIB:.2f} GiB (fp32 weights and AdamW moments of the actor"
             f"{' and the critic' if cfg.algo == 'ppo' else ''}); a save writes the new one before deleting the last, "
             f"so a run needs {(2 * ckpt + kept) / GIB:.2f} GiB free at --out for two checkpoints{actors} "
