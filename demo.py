@@ -20,6 +20,7 @@ the demo says whether each seed it ran gave the figures that file holds for that
 import hashlib
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -361,9 +362,10 @@ def claim_out_dir(out, stamp):
 
 
 def time_breakdown(log):
-    """Mean seconds per PPO step by stage (the log's time_* fields), as one line."""
-    stages = [k for k in log[0] if k.startswith("time_")]
-    mean = {k[5:]: sum(rec[k] for rec in log) / len(log) for k in stages}
+    """Mean seconds per PPO step by stage (the log's time_* fields), as one line. A step's record that came
+    back from its checkpoint on --resume has no time_wall (that is measured as the record is logged)."""
+    stages = list(dict.fromkeys(k for rec in log for k in rec if k.startswith("time_")))
+    mean = {k[5:]: statistics.mean(rec[k] for rec in log if k in rec) for k in stages}
     return ", ".join(f"{k} {v:.2f}" for k, v in mean.items())
 
 

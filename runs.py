@@ -351,15 +351,31 @@ def start_log(cfg, resume):
             write_jsonl([], os.path.join(cfg.out, "log.jsonl"))
 
 
-def progress_line(rec):
+def progress_line(rec, left=None, at_most=False):
+    """A step's line on the terminal. `left`: the estimated seconds the run has left (None: not shown);
+    `at_most`: the run may stop before its last step (--stop-length-ratio)."""
     num = lambda name: "-" if rec[name] is None else f"{rec[name]:.3f}"  # None: not measured this step
     line = (f"step {rec['step']:4d} | reward {rec['reward_mean']:+.3f} | acc {rec['accuracy']:.2f} | "
             f"len {rec['length_mean']:5.1f} [{rec['length_min']:.0f}-{rec['length_max']:.0f}] | "
             f"kl {rec['kl']:+.4f} | ent {num('entropy')} | clip {num('clip_frac')} | "
-            f"vloss {num('value_loss')} | {rec['time_total']:.1f}s")
+            f"vloss {num('value_loss')} | {rec['time_wall']:.1f}s")
     if "eval_accuracy" in rec:
         line += f" | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}"
+    if left is not None:
+        line += f" | {'at most ' if at_most else ''}{duration(left)} left"
     return line
+
+
+def duration(seconds):
+    """A time span in its two largest units: 42s, 3m05s, 2h07m, 3d04h."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s // 60 % 60:02d}m"
+    return f"{s // 86400}d{s // 3600 % 24:02d}h"
 
 
 def restore_log(path, state, finish_record):

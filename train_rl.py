@@ -43,6 +43,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -467,6 +468,7 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     }
 
 
+WALL_WINDOW = 20  # the last steps whose mean wall time estimates the time left
 STOP_WINDOW = 10  # steps averaged on each side of --stop-length-ratio's comparison
 
 
@@ -539,9 +541,11 @@ def run(cfg, resume, earlier=None):
 
     actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
     bad_steps, rec = 0, None
+    walls = []  # each step's seconds from its start to its log record, for the estimate of the time left
     kept = (lambda: runs.kept_text(cfg.out)) if is_main() else None  # said by a second Ctrl-C
     with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
+            began = time.perf_counter()
             train_actor = step >= actor_start
             lrs = set_learning_rates(cfg, models, step, actor_start)
             batch, times = collect(cfg, models, tok, problems, prompts, step)
@@ -569,8 +573,12 @@ def run(cfg, resume, earlier=None):
                 save()
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
+            rec["time_wall"] = time.perf_counter() - began  # time_total and the evaluation and the save
             log(rec)
-            say(runs.progress_line(rec), flush=True)
+            walls.append(rec["time_wall"])
+            recent = walls[-WALL_WINDOW:]  # responses shorten in phase 2, and their steps with them
+            left = None if finished or stopping else (cfg.steps - done) * sum(recent) / len(recent)
+            say(runs.progress_line(rec, left, at_most=cfg.stop_length_ratio > 0), flush=True)
             if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
                 stopping = True
                 if not saved:

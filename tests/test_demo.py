@@ -273,6 +273,8 @@ def test_a_settings_change_changes_the_stamp():
 def test_time_breakdown_is_the_mean():
     assert demo.time_breakdown([{"time_sample": 1.0, "time_update": 3.0}, {"time_sample": 2.0, "time_update": 5.0}]) \
         == "sample 1.50, update 4.00"
+    resumed = [{"time_sample": 1.0}, {"time_sample": 2.0, "time_wall": 4.0}, {"time_sample": 3.0, "time_wall": 7.0}]
+    assert demo.time_breakdown(resumed) == "sample 2.00, wall 5.50"  # the first came back from its checkpoint
 
 
 def test_an_unfinished_run_resumes_and_a_new_one_overwrites(tmp_path, monkeypatch):

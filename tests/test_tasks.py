@@ -3,6 +3,7 @@ import random
 
 import pytest
 
+import tasks
 from common import InputError
 from eval import pass_rates
 from select_problems import choose
@@ -114,6 +115,31 @@ def test_steps_walk_through_epochs_without_repeating_a_problem(size, n):
         assert sorted(flat[e * size : (e + 1) * size]) == sorted(problems)
     assert steps[5] == pick_problems(problems, n, seed=3, step=5)  # a function of (seed, step): resume picks the same
     assert steps[: size // n] != [pick_problems(problems, n, 4, s) for s in range(size // n)]  # another seed, another order
+
+
+def replayed_picks(problems, n, seed, step):
+    """pick_problems as it was before its epoch orders were kept: every epoch replayed from the first."""
+    size, first, end = len(problems), step * n, (step + 1) * n
+    picked, order = [], []
+    for epoch in range((end - 1) // size + 1):
+        start = epoch * size
+        taken = set(order[max(0, start // n * n - (start - size)) :])
+        order = list(range(size))
+        random.Random(f"{seed}-{epoch}").shuffle(order)
+        order = [i for i in order if i not in taken] + [i for i in order if i in taken]
+        picked += [problems[order[j - start]] for j in range(max(first, start), min(end, start + size))]
+    return picked
+
+
+@pytest.mark.parametrize("size, n", [(8, 8), (6, 4), (7, 3), (5, 5), (10, 1), (3, 8)])
+def test_kept_epoch_orders_pick_what_replaying_every_epoch_picked(size, n, monkeypatch):
+    """The same picks in any order of calls: a resumed run's first call works out the epochs before it."""
+    problems = [f"p{i}" for i in range(size)]
+    for steps in (range(60), [57, 3, 40, 0, 59]):
+        monkeypatch.setattr(tasks, "_ORDERS", {})
+        assert [pick_problems(problems, n, 11, s) for s in steps] == [replayed_picks(problems, n, 11, s) for s in steps]
+    other = [f"q{i}" for i in range(size)]  # the kept orders hold indices: another list of that size uses them too
+    assert pick_problems(other, n, 11, 30) == replayed_picks(other, n, 11, 30)
 
 
 def test_selection_refuses_settings_it_cannot_meet_before_it_samples(half_right, tmp_path, capsys, monkeypatch):

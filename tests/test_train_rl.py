@@ -403,6 +403,33 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
     assert lengths("crash") == lengths("full") and len(lengths("full")) == 4  # what the stop rule reads
 
 
+def test_each_step_logs_its_wall_time_and_says_the_time_left(half_right, tmp_path, monkeypatch, capsys):
+    """time_wall runs from a step's start to its log record (the save and the evaluation too); the time left is
+    the steps to go times the mean wall time of the last WALL_WINDOW steps. A clock that makes the four steps
+    take 2, 4, 6 and 8 s, with a window of 2: 3 x 2, 2 x 3, 1 x 5, then nothing on the last step."""
+    ticks = iter([t for s, w in enumerate([2, 4, 6, 8]) for t in (100 * s, 100 * s + w)])
+    monkeypatch.setattr(train_rl, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    monkeypatch.setattr(train_rl, "WALL_WINDOW", 2)
+    train_rl.train(tiny_config(half_right, tmp_path, steps=4, stop_length_ratio=0.0, eval_every=2,
+                               eval_data=str(half_right / "problems.jsonl"), eval_samples=1))
+    assert [json.loads(line).get("time_wall") for line in open(tmp_path / "log.jsonl")] == [None, 2, 4, 6, 8]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ") and "reward" in line]
+    assert [line.split(" | ")[-1] for line in lines] == ["6s left", "6s left", "5s left", "eval acc " +
+                                                         lines[-1].split("eval acc ")[-1]]
+    assert [line.count("eval acc") for line in lines] == [0, 1, 0, 1]
+
+
+def test_the_progress_line_says_the_time_left_in_its_two_largest_units():
+    assert [runs.duration(s) for s in (0.4, 42, 59.6, 185, 3599.6, 7620, 3 * 86400 + 4 * 3600)] == \
+        ["0s", "42s", "1m00s", "3m05s", "1h00m", "2h07m", "3d04h"]
+    rec = {"step": 7, "reward_mean": 0.25, "accuracy": 0.5, "length_mean": 30.0, "length_min": 3, "length_max": 60,
+           "kl": 0.001, "entropy": None, "clip_frac": 0.1, "value_loss": 0.2, "time_wall": 2.25}
+    assert runs.progress_line(rec) == ("step    7 | reward +0.250 | acc 0.50 | len  30.0 [3-60] | kl +0.0010 | "
+                                       "ent - | clip 0.100 | vloss 0.200 | 2.2s")
+    assert runs.progress_line(rec, 185).endswith("| 2.2s | 3m05s left")
+    assert runs.progress_line(rec, 185, at_most=True).endswith("| 2.2s | at most 3m05s left")
+
+
 def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp_path, monkeypatch):
     cfg = tiny_config(half_right, tmp_path, steps=6, save_every=1, max_bad_steps=2)
     real = train_rl.compute_advantages
