@@ -119,15 +119,17 @@ def probe(model, tok, per_level=20):
 
 
 def level_weights(text):
-    """ "2,2,2,1,0.4" -> {1: 2.0, ..., 5: 0.4}: one non-negative weight per level, not all 0, with a finite sum
-    (random.choices refuses an infinite total: "1e308,1e308,..." crashed at the first batch)."""
+    """ "2,2,2,1,0.4" -> {1: 2.0, ..., 5: 0.4}: one non-negative weight per level, with a sum that is finite
+    (random.choices refuses an infinite total: "1e308,1e308,..." crashed at the first batch) and at least
+    1e-300: random.choices draws random() x the total, and a total as tiny as 5e-324 rounds that up to the
+    total itself half the time, which draws the last level, of weight 0 in "5e-324,0,0,0,0"."""
     try:
         weights = [float(x) for x in text.split(",")]
     except ValueError:
         weights = []
-    if len(weights) != len(LEVELS) or not all(0 <= w < math.inf for w in weights) or not 0 < sum(weights) < math.inf:
-        raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, not all 0, with a finite sum, "
-                                         f"got {text!r}")
+    if len(weights) != len(LEVELS) or not all(0 <= w < math.inf for w in weights) or not 1e-300 <= sum(weights) < math.inf:
+        raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, with a sum from 1e-300 to a finite "
+                                         f"number, got {text!r}")
     return dict(zip(LEVELS, weights))
 
 

@@ -150,15 +150,20 @@ def test_each_probe_is_filed_under_the_step_it_measured(tmp_path):
     assert [r["step"] for r in log] == [0, 1, 3]  # steps 0 and 3 logged every 3; step 1 for its probe
 
 
-@pytest.mark.parametrize("weights", ["0,0,0,0,0", "1e308,1e308,1e308,1e308,1e308"])
+@pytest.mark.parametrize("weights", ["0,0,0,0,0", "1e308,1e308,1e308,1e308,1e308", "5e-324,0,0,0,0"])
 def test_level_weights_that_draw_nothing_or_overflow_are_refused_in_one_line(tmp_path, capsys, weights):
     """All 0 leaves nothing to draw; five weights of 1e308 sum to inf, which random.choices refused with a
-    traceback at the first batch, after the run had started."""
+    traceback at the first batch, after the run had started; a total of 5e-324 drew level 5, of weight 0,
+    about half the time (random() x 5e-324 rounds to 0 or to 5e-324)."""
     err, out = one_line_error(["--level-weights", weights, "--out", str(tmp_path / "x"), *TINY], capsys)
-    assert f"argument --level-weights: needs 5 non-negative numbers, not all 0, with a finite sum, got '{weights}'" \
-        in err
+    assert f"argument --level-weights: needs 5 non-negative numbers, with a sum from 1e-300 to a finite number, got " \
+        f"'{weights}'" in err
     assert "step" not in out and os.listdir(tmp_path) == []
     assert train_sft.level_weights("1e307,1e307,1e307,1e307,0") == {1: 1e307, 2: 1e307, 3: 1e307, 4: 1e307, 5: 0.0}
+    assert train_sft.level_weights("1e-300,0,0,0,0") == {1: 1e-300, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0}
+    draws = random.Random(0).choices([1, 5], weights=[5e-324, 0], k=1000)  # why the floor: the total's rounding
+    assert 400 < draws.count(5) < 600
+    assert random.Random(0).choices([1, 5], weights=[1e-300, 0], k=1000).count(5) == 0
 
 
 def test_the_probe_is_the_share_correct_of_each_levels_problems(monkeypatch):
