@@ -317,8 +317,8 @@ def main(argv=None):
     done = {}
     if progress:  # read on process 0 only, before anyone appends; every process gets it
         sources = {name: [os.path.abspath(path), fingerprint(path)] for name, path in zip(names, args.ckpt)}
-        kept_with = {**settings, "save_responses": args.save_responses,  # and the problems themselves, not their file's
-                     "problems_sha256": sha256_of(problems)}
+        kept_with = {**{k: v for k, v in settings.items() if k != "data"}, "save_responses": args.save_responses,
+                     "problems_sha256": sha256_of(problems)}  # the problems themselves, not their file's path
         done = gather(on_main(lambda: open_progress(progress, args.resume, kept_with, sources)) or {})
     results, responses = {}, {}
     try:

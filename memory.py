@@ -157,7 +157,9 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
                    sample_batch=sample_batch, micro_batch=cfg.micro_batch,
                    bf16=cfg.dtype == "bf16", grad_checkpointing=cfg.grad_checkpointing, critic=cfg.algo == "ppo",
                    micro_batch_tokens=cfg.micro_batch_tokens, gpus=gpus)
-    head = (f"estimated memory per GPU: {param_count(model_cfg) / 1e9:.3f}B-parameter model on {gpus} GPU(s), "
+    n = param_count(model_cfg)
+    size = f"{n / 1e9:.3f}B" if n >= 1e8 else f"{n / 1e6:.2f}M"  # R1-Distill: 1.777B; the toy: 0.79M
+    head = (f"estimated memory per GPU: {size}-parameter model on {gpus} GPU(s), "
             f"longest prompt {prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {sample_batch}, "
             f"micro-batch {cfg.micro_batch} rows / {cfg.micro_batch_tokens or 'any'} tokens, {cfg.dtype}, "
             f"gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")

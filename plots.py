@@ -46,9 +46,10 @@ def mean_sd(xs):
 
 
 def curve(records, held_key, train_key):
-    """(steps, values) of a log: the held-out figure if the run evaluated one, else the train batch's."""
-    held = [r for r in records if held_key in r]
-    rows, key = (held, held_key) if held else ([r for r in records if train_key in r], train_key)
+    """(steps, values) of a log: the held-out figure if the run evaluated one, else the train batch's. A figure
+    not measured at a step (None: the actor's on the critic's warm-up steps) is left out."""
+    held = [r for r in records if r.get(held_key) is not None]
+    rows, key = (held, held_key) if held else ([r for r in records if r.get(train_key) is not None], train_key)
     return [r["step"] + 1 for r in rows], [r[key] for r in rows]
 
 

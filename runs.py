@@ -445,9 +445,13 @@ def resumed_config(out, given, fields, refusal):
                f"--ref {saved['ref'] or saved['init']}" if "steps" in given else ""
         raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     if set(saved) != fields:
-        raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py; resume it with "
-                         f"that version, or start a new run from its models: --init {out}/checkpoint/actor "
-                         f"--critic-init {out}/checkpoint/critic")
+        flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))
+        lacks, unknown = fields - set(saved), set(saved) - fields
+        differ = "; ".join([f"its config lacks {flags(lacks)}"] * bool(lacks) + [f"has {flags(unknown)}"] * bool(unknown))
+        added = " (a flag added to the code since: give it an entry in runs.NEW_FLAGS)" if lacks else ""
+        raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py ({differ}); resume "
+                         f"it with that version, or start a new run from its models: --init {out}/checkpoint/actor "
+                         f"--critic-init {out}/checkpoint/critic{added}")
     if "eval_data" in given and not (saved["eval_every"] and saved["eval_data"]):
         raise InputError("--resume --eval-data gives a moved held-out file's new place, but this run evaluates nothing "
                          "(--eval-every 0 or no --eval-data); drop it")

@@ -21,8 +21,8 @@ Train and test problems are split by a stable hash of the expression, so they ar
 construction and every seed agrees on the split.
 
 Records everywhere are JSONL `{"id", "problem", "answer", "level"}`. `read_problems` also takes
-MATH-style files: `question` for `problem`, `"Level 5"` for 5, and a gold answer given only as the last
-`\\boxed{}` of a `solution`.
+MATH-style files: `question` for `problem`, `unique_id` for `id`, `"Level 5"` for 5, and a gold answer given
+only as the last `\\boxed{}` of a `solution`. A record without an id is named by its line: "line 7".
 """
 
 import hashlib
@@ -204,6 +204,8 @@ def problem_level(level, where):
     """An integer level from 5, "5" or MATH's "Level 5"; None when absent or MATH's "Level ?"."""
     if level is None or isinstance(level, int) and not isinstance(level, bool):
         return level
+    if isinstance(level, Decimal) and level == level.to_integral_value():  # 5.0: a column with a gap, from pandas
+        return int(level)
     if isinstance(level, str):
         digits = level.removeprefix("Level").strip()
         if digits.isascii() and digits.isdigit():  # not "²", which isdigit() accepts and int() refuses
@@ -214,13 +216,16 @@ def problem_level(level, where):
 
 
 def normalize_record(rec, where):
-    """{"id", "problem", "answer", "level"} from a toy, MATH- or GSM8K-style record (see the module docstring)."""
+    """{"id", "problem", "answer", "level"} from a toy, MATH- or GSM8K-style record (see the module docstring).
+    where: "path:line". An id-less record is "line N", not named by its path: a moved file keeps its ids,
+    so a run on it can still resume (its problems are checked by content, ids included)."""
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object")
     problem = rec.get("problem", rec.get("question"))
     if not isinstance(problem, str) or not problem.strip():
         raise DataError(f"{where}: no 'problem' (or 'question') text")
-    out = {"id": decimal_text(rec.get("id", rec.get("unique_id", where))), "problem": problem,
+    unnamed = "line " + where.rpartition(":")[2]
+    out = {"id": decimal_text(rec.get("id", rec.get("unique_id", unnamed))), "problem": problem,
            "answer": gold_answer(rec, where), "level": problem_level(rec.get("level"), where)}
     for key in ("id", "problem", "answer"):
         try:

@@ -28,6 +28,7 @@ from the RL loss, so the policy never learns to stop.
 import contextlib
 import json
 import re
+import sys
 import unicodedata
 from datetime import datetime
 from functools import lru_cache
@@ -358,6 +359,10 @@ class Tokenizer:
             if "<|endoftext|>" not in added:
                 raise InputError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
             eos_id = added["<|endoftext|>"]["id"]
+        if not (folder / "tokenizer_config.json").is_file():  # said, not refused: GPT-2-style folders can lack it
+            plain = "no chat template (prompts are plain \"Q: ...\" text), " if chat_template is None else ""
+            print(f"note: {folder} has no tokenizer_config.json: {plain}no BOS, and <|endoftext|> is the EOS token. "
+                  "A chat or reasoning model such as R1-Distill needs that file from its folder.", file=sys.stderr)
         more_eos = generation_eos_ids(generation, enc.n_vocab, folder)
         eos_ids = (eos_id, *more_eos)
         return cls(enc, eos_id=eos_id, pad_id=choose_pad_id(pad_id, added, eos_ids, folder), bos_id=bos_id,

@@ -333,6 +333,8 @@ def compute_advantages(cfg, batch):
         batch.advantages = group_advantages(batch.scores, cfg.samples_per_prompt)[:, None] * batch.mask
         batch.returns = torch.zeros_like(batch.mask)
         return
+    if cfg.algo != "ppo":  # a new algorithm needs its branch here (and "ppo" tests elsewhere mean "has a critic")
+        raise ValueError(f"unknown algo {cfg.algo!r}")
     if cfg.kl_estimator == "k1":
         batch.rewards = batch.rewards - cfg.kl_coef * kl_penalty(batch.logp, batch.logp_ref, "k1") * batch.mask
     adv, batch.returns = compute_gae(batch.rewards, batch.values, batch.mask, cfg.gamma, cfg.gae_lambda)
@@ -407,9 +409,13 @@ def set_learning_rates(cfg, models, step, actor_start):
     return lrs
 
 
+ACTOR_STATS = ("policy_loss", "clip_frac", "entropy", "approx_kl")  # summed by actor_backward; None if not trained
+CRITIC_STATS = ("value_loss",)  # summed by critic_backward; None without a critic
+
+
 def update(cfg, models, batch, step, train_actor):
     """Step 5: ppo_epochs passes over the batch, each `minibatches` optimiser steps per model."""
-    stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl", "value_loss")}
+    stats = dict.fromkeys(ACTOR_STATS + CRITIC_STATS, 0.0)  # sums, then means over the optimiser steps
     norms = {"actor_grad_norm": [], "critic_grad_norm": []}
     skipped, n_updates = 0, 0
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # (seed, step) alone: resumes draw the same
@@ -430,8 +436,7 @@ def update(cfg, models, batch, step, train_actor):
     if models.rollout is not models.actor.model:
         models.rollout.load_weights_from(models.actor.model)  # the sampling copy follows the trained weights
     first = stats.pop("ratio_dev_first", None)  # None on a process that ran only dummy micro-batches
-    measured = ({"policy_loss", "clip_frac", "entropy", "approx_kl"} if train_actor else set()) | \
-        ({"value_loss"} if models.critic is not None else set())
+    measured = (ACTOR_STATS if train_actor else ()) + (CRITIC_STATS if models.critic is not None else ())
     means = (all_sum(torch.tensor(list(stats.values()), dtype=torch.float64)) / n_updates).tolist()
     out = {name: mean if name in measured else None for name, mean in zip(stats, means)}
     out["ratio_dev_first"] = all_max(-1.0 if first is None else first) if train_actor else None  # on every process
@@ -645,7 +650,7 @@ def preset(phase, scale, algo="ppo"):
     return {**SCALE_PRESETS[scale], **PHASE_PRESETS.get((phase, scale), {}), **(GRPO_PRESET if algo == "grpo" else {})}
 
 
-def build_parser():
+def build_parser():  # a flag added here needs an entry in runs.NEW_FLAGS, or runs saved before it cannot resume
     p = Parser(description="PPO for concise reasoning: --phase 1 raises accuracy, --phase 2 shortens responses.",
                epilog="A flag left out takes its preset's value for the --phase, the model's --scale and the --algo, "
                       "else the paper's (the default shown).")
@@ -812,8 +817,9 @@ def main(argv=None):
         runs.check_models(cfg, cfg.init, cfg.critic_init or cfg.init)
         if cfg.eval_every and cfg.eval_data:  # as run() reads them (the paper preset evaluates every 25 steps)
             held_out(cfg.eval_data, cfg.eval_problems, cfg.seed)
-        print(json.dumps(vars(cfg), indent=1))
-        print(memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world()))
+        report = memory.run_report(cfg, flags["gpu_mem"], flags["gpus"] or world())  # reads tokenizer and data
+        print(json.dumps(vars(cfg), indent=1))  # after them: an error is not buried under it
+        print(report)
     distributed.leave()
 
 

@@ -77,6 +77,9 @@ def test_the_mean_training_curve_carries_a_stopped_seed_at_its_last_value():
     assert demo.plots.mean_curve(series[:1]) == series[0]
     # Train-batch curves start at step 1, held-out ones at 0: the mean starts where every seed has a value.
     assert demo.plots.mean_curve([([0, 5], [1.0, 2.0]), ([1, 5], [3.0, 4.0])]) == ([1, 5], [2.0, 3.0])
+    log = [{"step": -1, "eval_accuracy": 0.5}, {"step": 0, "entropy": None}, {"step": 1, "entropy": 0.25}]
+    assert demo.plots.curve(log, "eval_accuracy", "accuracy") == ([0], [0.5])
+    assert demo.plots.curve(log, "eval_entropy", "entropy") == ([2], [0.25])  # None: not measured at step 0
 
 
 def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_path, capsys):

@@ -202,10 +202,14 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped_and_ends_as_one_that
         evaluation.main(flags(out))
     assert "add --resume to continue it, or delete it to start over" in capsys.readouterr().err
     calls.clear()
-    evaluation.main(flags(out) + ["--resume"])
+    (tmp_path / "moved").mkdir()  # the problems file is checked by content: given by another path, it resumes
+    moved = data.rename(tmp_path / "moved" / "p.jsonl")
+    evaluation.main([str(moved) if f == str(data) else f for f in flags(out)] + ["--resume"])
     assert calls == [4, 4]  # b's last two chunks, nothing else
     assert "b: 4 responses kept from" in capsys.readouterr().err
-    assert json.loads(out.read_text()) == json.loads((tmp_path / "straight.json").read_text())
+    resumed, straight = json.loads(out.read_text()), json.loads((tmp_path / "straight.json").read_text())
+    assert resumed["settings"].pop("data") == str(moved) and straight["settings"].pop("data") == str(data)
+    assert resumed == straight
     assert not partial.exists()
 
 

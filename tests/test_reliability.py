@@ -534,6 +534,13 @@ def test_a_reference_or_critic_of_another_vocabulary_is_refused_before_loading(h
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "dry", 2, "--dry-run", "--eval-every", "1",
                                                        "--eval-data", str(tmp_path / "gone.jsonl")), capsys)
     assert "gone.jsonl: no such problems file" in err
+    bad = tmp_path / "noanswer.jsonl"  # the problems are read by the estimate: its error was under the config
+    bad.write_text('{"id": "1", "problem": "1+1"}\n')
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        train_rl.main(tiny_run_flags(half_right, tmp_path / "dry", 2, "--dry-run", "--data", str(bad)))
+    printed = capsys.readouterr()
+    assert "noanswer.jsonl:1: no 'answer'" in printed.err and printed.out == "presets: phase 2, toy scale\n"
 
 
 def test_a_new_run_refuses_a_folder_with_a_run_or_other_files(half_right, tmp_path, capsys):
@@ -673,14 +680,24 @@ def test_weights_files_are_readable_as_the_umask_allows(tmp_path, umask):
     assert modes == {"model.safetensors": 0o666 & ~umask, "config.json": 0o666 & ~umask}
 
 
-def test_a_run_saved_before_a_flag_was_added_resumes_with_the_flags_old_behaviour(half_right, tmp_path, monkeypatch):
+def test_a_run_saved_before_a_flag_was_added_resumes_with_the_flags_old_behaviour(half_right, tmp_path, monkeypatch,
+                                                                                    capsys):
     out = tmp_path / "run"
     stopped_by_ctrl_c(monkeypatch, 0, tiny_run_flags(half_right, out, 2))
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     del state["config"]["keep_every"]  # as the version before --keep-every saved it
     (out / "checkpoint" / "state.json").write_text(json.dumps(state))
+    with monkeypatch.context() as m:  # without its entry: the message names the flag and the entry it needs
+        m.setattr(runs, "NEW_FLAGS", {})
+        err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert "another version of train_rl.py (its config lacks --keep-every); resume it with that version" in err
+    assert err.endswith("(a flag added to the code since: give it an entry in runs.NEW_FLAGS)")
     train_rl.main(["--resume", "--out", str(out)])
     assert log_steps(out) == [0, 1] and not (out / "actors").exists()
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    (out / "checkpoint" / "state.json").write_text(json.dumps({**state, "config": {**state["config"], "lr_x": 1}}))
+    err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
+    assert "another version of train_rl.py (has --lr-x); resume it with that version" in err and "NEW_FLAGS" not in err
 
 
 def test_json_nested_too_deeply_gets_one_line(tmp_path):
@@ -1006,7 +1023,10 @@ def test_a_disk_without_room_for_two_checkpoints_is_refused_and_a_failed_save_ke
     assert abs(size - data) < 0.001 * data  # weights and AdamW moments; AdamW's step counts are a few bytes
     capsys.readouterr()
     train_rl.main(tiny_run_flags(half_right, tmp_path / "dry", 2, "--dry-run"))
-    assert f"checkpoint on disk: {size / 2**30:.2f} GiB" in capsys.readouterr().out
+    dry = capsys.readouterr().out
+    assert f"checkpoint on disk: {size / 2**30:.2f} GiB" in dry
+    n = sum(p.numel() for p in GPT.from_pretrained(str(half_right)).parameters())
+    assert f"estimated memory per GPU: {n / 1e6:.2f}M-parameter model on 1 GPU(s)" in dry  # it said 0.000B
     monkeypatch.setattr(memory, "free_bytes", lambda path: int(1.5 * size))
     err = one_line_error(train_rl.main, tiny_run_flags(half_right, tmp_path / "new"), capsys)
     assert f"the run needs {2 * size / 2**20:.2f} MiB for its checkpoints" in err and "pick another --out" in err
@@ -1289,6 +1309,21 @@ def test_a_resume_whose_reference_or_data_moved_is_told_which_flag_gives_the_new
     train_rl.main(["--resume", "--out", str(run), "--ref", str(tmp_path / "moved"),
                    "--data", str(tmp_path / "moved" / "problems.jsonl")])
     assert log_steps(run) == [0, 1]
+
+
+def test_a_run_on_problems_without_ids_resumes_after_their_file_moved(half_right, tmp_path, capsys):
+    """Such records (GSM8K's) were named "path:line", so a moved file changed every id, and the resume check
+    refused the same problems as changed ones."""
+    data = tmp_path / "a" / "gsm.jsonl"
+    data.parent.mkdir()
+    data.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "id"}) + "\n"
+                            for line in open(half_right / "problems.jsonl")))
+    run = tmp_path / "run"
+    train_rl.main(tiny_run_flags(half_right, run, 1, "--steps", "2", "--data", str(data)))
+    capsys.readouterr()
+    os.rename(data.parent, tmp_path / "b")
+    train_rl.main(["--resume", "--out", str(run), "--data", str(tmp_path / "b" / "gsm.jsonl")])
+    assert log_steps(run) == [0, 1] and "resumed from" in capsys.readouterr().out
 
 
 def test_train_sft_refuses_a_folder_of_the_users_where_it_parks_the_old_checkpoint(tmp_path, capsys):

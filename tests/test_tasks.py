@@ -57,13 +57,15 @@ def test_read_problems_accepts_toy_and_math_style(tmp_path):
         {"problem": "Compute x.", "solution": "So $x = \\boxed{\\frac{255}{4}}$.", "level": "Level 5",
          "type": "Algebra", "unique_id": "test/algebra/1.json"},
         {"question": "AIME?", "answer": 33},
+        {"question": "GSM?", "answer": "#### 4", "level": 5.0},  # a level column with a gap, from pandas
     ]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    path.write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n\n" + json.dumps(rows[3]) + "\n")
     got = read_problems(str(path))
     assert got[0] == {"id": "t1", "problem": "2+3", "answer": "5", "level": 1}
     assert got[1] == {"id": "test/algebra/1.json", "problem": "Compute x.", "answer": "\\frac{255}{4}", "level": 5,
                       "subject": "Algebra"}
-    assert got[2]["answer"] == "33" and got[2]["level"] is None and got[2]["id"].endswith(":3")
+    assert got[2]["answer"] == "33" and got[2]["level"] is None and got[2]["id"] == "line 3"  # not the file's path
+    assert got[3]["id"] == "line 5" and got[3]["level"] == 5  # line 4 is blank
 
 
 @pytest.mark.parametrize("line, message", [

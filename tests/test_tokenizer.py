@@ -350,6 +350,22 @@ def test_decode_of_ids_outside_the_vocabulary_is_a_replacement_char():
     assert tok.decode([65, 475, 66]) == "A\ufffdB"  # a model with a padded embedding table can sample 475
 
 
+def test_a_folder_without_tokenizer_config_is_told_what_it_lacks(folders, tmp_path, capsys):
+    """Such a folder loads (GPT-2-style folders can lack it), but an R1-Distill folder that lost the file was
+    prompted without its template and stopped at the wrong EOS, silently, for a whole run."""
+    Tokenizer.from_hf(folders["qwen2"])
+    assert capsys.readouterr().err == ""
+    shutil.copy(folders["qwen2"] / "tokenizer.json", tmp_path)
+    tok = Tokenizer.from_hf(tmp_path)
+    assert capsys.readouterr().err == (f"note: {tmp_path} has no tokenizer_config.json: no chat template (prompts "
+                                       "are plain \"Q: ...\" text), no BOS, and <|endoftext|> is the EOS token. A "
+                                       "chat or reasoning model such as R1-Distill needs that file from its folder.\n")
+    assert tok.chat_template is None and tok.bos_id is None and tok.decode([tok.eos_id]) == "<|endoftext|>"
+    (tmp_path / "chat_template.jinja").write_text(R1_TEMPLATE, encoding="utf-8")
+    Tokenizer.from_hf(tmp_path)
+    assert "no tokenizer_config.json: no BOS, and <|endoftext|>" in capsys.readouterr().err
+
+
 def test_a_base_model_without_chat_template_still_gets_the_instruction(folders):
     """Without it a real model is never told to box its answer: nearly every reward is -1, and the phase-2
     selection finds nothing solved sometimes. Only the byte-level toy keeps the bare format."""

@@ -159,6 +159,10 @@ def test_the_k1_penalty_goes_into_the_rewards_and_returns_are_taken_before_white
     adv, ret = compute_gae(place_rewards(two.scores, two.mask), two.values, two.mask, 1.0, 0.5)
     assert torch.allclose(two.returns, ret) and not torch.allclose(two.returns, (two.advantages + two.values) * two.mask)
     assert torch.allclose(two.advantages, masked_whiten(adv, two.mask))
+    # An algorithm added to --algo's choices without its branch here was trained as PPO with no critic (GAE on
+    # zero values): refused instead
+    with pytest.raises(ValueError, match="unknown algo 'rloo'"):
+        train_rl.compute_advantages(hand_config(algo="rloo"), two)
 
 
 @pytest.mark.parametrize("micro_batch", [16, 1])
