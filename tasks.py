@@ -27,6 +27,7 @@ only as the last `\\boxed{}` of a `solution`. A record without an id is named by
 
 import hashlib
 import json
+import operator
 import os
 import random
 from decimal import Decimal
@@ -53,6 +54,9 @@ def split_of(problem: str) -> str:
     return "test" if digest % TEST_SHARE == 0 else "train"
 
 
+APPLY = {"+": operator.add, "-": operator.sub, "*": operator.mul}  # the toy's operations
+
+
 def random_step(rng, value):
     """One operation (op, operand, result) applicable to `value` that keeps the result in 1..MAX_VALUE.
 
@@ -68,7 +72,7 @@ def random_step(rng, value):
         b = rng.randint(2, min(19, value - 1))
     else:
         b = rng.randint(2, min(9, MAX_VALUE // value))
-    return op, b, {"+": value + b, "-": value - b, "*": value * b}[op]
+    return op, b, APPLY[op](value, b)
 
 
 def make_problem(rng, level):
@@ -97,7 +101,7 @@ def parse_problem(text):
     tokens.append(int(num))
     start, steps, value = tokens[0], [], tokens[0]
     for op, b in zip(tokens[1::2], tokens[2::2]):
-        value = {"+": value + b, "-": value - b, "*": value * b}[op]
+        value = APPLY[op](value, b)
         steps.append((op, b, value))
     return start, steps
 
@@ -146,7 +150,7 @@ def make_trace(rng, problem, verbosity=None, slip_rate=SLIP_RATE):
     parts = [f"We need {problem}. Step by step."] if rng.random() < v else []
     value = start
     for op, b, _ in steps:
-        right = {"+": value + b, "-": value - b, "*": value * b}[op]
+        right = APPLY[op](value, b)
         written = slipped(rng, right) if rng.random() < slip_rate else right
         parts.append(f"{value}{op}{b}={written}.")
         if rng.random() < v:  # a re-check recomputes the step and repairs a slip
