@@ -583,7 +583,8 @@ def run(cfg, resume, earlier=None):
             walls.append(rec["time_wall"])
             recent = walls[-WALL_WINDOW:]  # responses shorten in phase 2, and their steps with them
             left = None if finished or stopping else (cfg.steps - done) * sum(recent) / len(recent)
-            say(runs.progress_line(rec, left, at_most=cfg.stop_length_ratio > 0), flush=True)
+            early = cfg.stop_length_ratio > 0 and cfg.steps >= 2 * STOP_WINDOW  # the run may end before --steps
+            say(runs.progress_line(rec, left, at_most=early), flush=True)
             if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
                 stopping = True
                 if not saved:

@@ -410,11 +410,12 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
 def test_each_step_logs_its_wall_time_and_says_the_time_left(half_right, tmp_path, monkeypatch, capsys):
     """time_wall runs from a step's start to its log record (the save and the evaluation too); the time left is
     the steps to go times the mean wall time of the last WALL_WINDOW steps. A clock that makes the four steps
-    take 2, 4, 6 and 8 s, with a window of 2: 3 x 2, 2 x 3, 1 x 5, then nothing on the last step."""
+    take 2, 4, 6 and 8 s, with a window of 2: 3 x 2, 2 x 3, 1 x 5, then nothing on the last step. Not "at most":
+    --stop-length-ratio compares two windows of STOP_WINDOW steps, so a 4-step run cannot end early."""
     ticks = iter([t for s, w in enumerate([2, 4, 6, 8]) for t in (100 * s, 100 * s + w)])
     monkeypatch.setattr(train_rl, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     monkeypatch.setattr(train_rl, "WALL_WINDOW", 2)
-    train_rl.train(tiny_config(half_right, tmp_path, steps=4, stop_length_ratio=0.0, eval_every=2,
+    train_rl.train(tiny_config(half_right, tmp_path, steps=4, stop_length_ratio=0.5, eval_every=2,
                                eval_data=str(half_right / "problems.jsonl"), eval_samples=1))
     assert [json.loads(line).get("time_wall") for line in open(tmp_path / "log.jsonl")] == [None, 2, 4, 6, 8]
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ") and "reward" in line]
