@@ -14,7 +14,8 @@ def test_tiny_run_on_cpu_fills_every_number(tmp_path, monkeypatch):
     monkeypatch.setattr(memory, "free_bytes", lambda path: 0)  # it saves no checkpoint, so needs no room for one
     gpu_check.main(["--tiny", "--device", "cpu", "--lengths", "16", "--out", str(out)])
     r = json.loads(out.read_text())["runs"]["16"]
-    assert set(r["step_seconds"]) == {"sample", "score", "reference", "critic", "update", "total"}
+    assert set(r["step_seconds"]) == {"sample", "score", "reference", "critic", "update", "total", "wall"}
+    assert r["step_seconds"]["wall"] >= r["step_seconds"]["total"]  # the stages, and what runs between them
     # A random model over 512 tokens says EOS about once in 512 draws: nearly every response runs to 16.
     assert 15 < r["response_length_mean"] <= 16
     assert r["memory_estimate_gib"] > 0 and r["memory_estimate_items_gib"]["rollout copy"] > 0

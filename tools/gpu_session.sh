@@ -22,6 +22,7 @@ case "${1:-}" in
     *) echo "error: unknown flag $1: the only flag is --smoke (the CPU rehearsal); see --help" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/.."
+py=$(command -v python3 || command -v python)  # the GPU machine's torch is its python3's; some have no `python`
 out=${OUT:-gpu_session}
 mkdir -p "$out"
 if [ "${1:-}" = "--smoke" ]; then
@@ -47,9 +48,9 @@ part() {  # part NAME SECONDS COMMAND...: run it under a time limit, its output 
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
-  python -c "import torch; print('torch', torch.__version__)"; } | tee "$out/gpu.txt"
-part bench 220 python tools/bench.py "${bench[@]}" --out "$out/bench.json"
-part ppo_step 160 python tools/gpu_check.py "${check[@]}" --out "$out/ppo_step.json"
-part bench_autotune 140 env TORCHINDUCTOR_MAX_AUTOTUNE=1 python tools/bench.py "${autotune[@]}" \
+  "$py" -c "import torch; print('torch', torch.__version__)"; } | tee "$out/gpu.txt"
+part bench 220 "$py" tools/bench.py "${bench[@]}" --out "$out/bench.json"
+part ppo_step 160 "$py" tools/gpu_check.py "${check[@]}" --out "$out/ppo_step.json"
+part bench_autotune 140 env TORCHINDUCTOR_MAX_AUTOTUNE=1 "$py" tools/bench.py "${autotune[@]}" \
     --out "$out/bench_autotune.json"
 exit "$failed"
