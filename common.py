@@ -48,6 +48,9 @@ DISK_FIXES = {  # what to do when the disk refuses a file: full, a quota, ulimit
 _running = []  # the cli mains running, outermost first: demo.py runs the others' mains inside its own
 
 
+MIN_TORCH = "2.6"  # as requirements.txt says
+
+
 def cli(main):
     """Run a script's main() so that an InputError, or a file the disk refused (full, read-only, no
     permission), ends in one line on stderr and exit status 2. What a script had finished is on disk already
@@ -60,6 +63,9 @@ def cli(main):
             return main(*args, **kwargs)
         _running.append(main)
         try:
+            if torch.__version__ < MIN_TORCH:  # TorchVersion compares as a version: "2.13.0+cpu" > "2.6"
+                raise InputError(f"torch {torch.__version__} is installed, and this code needs {MIN_TORCH} or newer "
+                                 f"(fully_shard, SDPA's enable_gqa); install a newer torch")
             return main(*args, **kwargs)
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -135,6 +135,18 @@ def test_other_clis_refuse_bad_values(capsys, main, argv, message):
     assert message in one_line_error(main, argv, capsys)
 
 
+def test_a_torch_older_than_the_code_needs_is_refused_in_one_line(capsys, monkeypatch):
+    """On torch 2.4 a GQA model (R1-Distill) crashed at its first attention (no enable_gqa), and a torchrun
+    run at its import of fully_shard."""
+    from torch.torch_version import TorchVersion
+    monkeypatch.setattr(torch, "__version__", TorchVersion("2.5.1+cu124"))
+    err = one_line_error(evaluation.main, ["--ckpt", "x", "--data", "y"], capsys)
+    assert err == "error: torch 2.5.1+cu124 is installed, and this code needs 2.6 or newer (fully_shard, SDPA's " \
+                  "enable_gqa); install a newer torch"
+    monkeypatch.setattr(torch, "__version__", TorchVersion("2.10.0"))  # not "2.10" < "2.6" as text
+    assert "no such" in one_line_error(evaluation.main, ["--ckpt", "x", "--data", "y"], capsys)
+
+
 def test_plots_refuses_what_it_cannot_plot_in_one_line(half_right, tmp_path, capsys):
     import plots
 
