@@ -415,14 +415,23 @@ def inputs_of(cfg, problems, eval_problems):
             "reference": model_fingerprint(cfg.ref or cfg.init)}
 
 
-def check_inputs(out, state, inputs):
+def check_inputs(out, state, inputs, problems, eval_problems):
     """Refuse to resume on other problems or another reference than the run started with (a phase-2 set
-    selected again into the same file, say): the run would go on quietly training something else."""
+    selected again into the same file, say): the run would go on quietly training something else. Runs saved
+    before id-less records were named "line N" hashed them named "PATH:N" (their file's path then): the same
+    problems so named are accepted too."""
     what = {"problems": "--data problems", "eval_problems": "--eval-data problems", "reference": "reference policy"}
-    changed = [what[k] for k, v in (state.get("inputs") or {}).items() if k in inputs and inputs[k] != v]
+    then = {"problems": sha256_of(path_named(problems, state["config"]["data"])),
+            "eval_problems": sha256_of(path_named(eval_problems, state["config"]["eval_data"]))}
+    changed = [what[k] for k, v in (state.get("inputs") or {}).items() if k in inputs and v not in (inputs[k], then.get(k))]
     if changed:
         raise InputError(f"the run's {' and '.join(changed)} are not those it started with (the files changed since); "
                          f"give the same ones with --resume, or start a new run from {out}/checkpoint/actor")
+
+
+def path_named(problems, path):
+    """The problems with each "line N" id as the versions before it named an id-less record: "PATH:N"."""
+    return problems and [{**p, "id": f"{path}:{p['id'][5:]}"} if p["id"].startswith("line ") else p for p in problems]
 
 
 # Flags added since runs were saved without them, each with the value that does what those runs did.
@@ -439,8 +448,8 @@ def resumed_config(out, given, fields, refusal):
     if out is None:
         raise InputError("--resume needs --out, the run folder to continue")
     saved = {**NEW_FLAGS, **saved_state(out)["config"]}  # read only: the folder is not locked yet
+    critic = f" --critic-init {out}/checkpoint/critic" if saved.get("algo") == "ppo" else ""
     if fixed:
-        critic = f" --critic-init {out}/checkpoint/critic" if saved["algo"] == "ppo" else ""
         more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor{critic} " \
                f"--ref {saved['ref'] or saved['init']}" if "steps" in given else ""
         raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
@@ -450,8 +459,8 @@ def resumed_config(out, given, fields, refusal):
         differ = "; ".join([f"its config lacks {flags(lacks)}"] * bool(lacks) + [f"has {flags(unknown)}"] * bool(unknown))
         added = " (a flag added to the code since: give it an entry in runs.NEW_FLAGS)" if lacks else ""
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py ({differ}); resume "
-                         f"it with that version, or start a new run from its models: --init {out}/checkpoint/actor "
-                         f"--critic-init {out}/checkpoint/critic{added}")
+                         f"it with that version, or start a new run from its models: --init {out}/checkpoint/actor"
+                         f"{critic}{added}")
     if "eval_data" in given and not (saved["eval_every"] and saved["eval_data"]):
         raise InputError("--resume --eval-data gives a moved held-out file's new place, but this run evaluates nothing "
                          "(--eval-every 0 or no --eval-data); drop it")

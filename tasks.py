@@ -208,8 +208,8 @@ def problem_level(level, where):
     """An integer level from 5, "5" or MATH's "Level 5"; None when absent or MATH's "Level ?"."""
     if level is None or isinstance(level, int) and not isinstance(level, bool):
         return level
-    if isinstance(level, Decimal) and level == level.to_integral_value():  # 5.0: a column with a gap, from pandas
-        return int(level)
+    if isinstance(level, Decimal) and level == level.to_integral_value() and abs(level) < 1000:  # 5.0: pandas's
+        return int(level)  # (a column with a gap); not 1e5000, a 5001-digit int
     if isinstance(level, str):
         digits = level.removeprefix("Level").strip()
         if digits.isascii() and digits.isdigit():  # not "²", which isdigit() accepts and int() refuses

@@ -27,6 +27,7 @@ from the RL loss, so the policy never learns to stop.
 
 import contextlib
 import json
+import os
 import re
 import sys
 import unicodedata
@@ -185,6 +186,16 @@ def added_tokens(tok: dict) -> dict[str, dict]:
         if t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
             raise InputError(f"added token {content!r} uses lstrip/rstrip/single_word, which is not supported")
     return added
+
+
+_NOTED = set()  # the folders whose missing tokenizer_config.json was said
+
+
+def noted(folder: Path) -> bool:
+    """True the first time a folder is named, on the first process (torchrun's RANK 0) alone: a note is said once."""
+    first = folder.resolve() not in _NOTED and os.environ.get("RANK", "0") == "0"
+    _NOTED.add(folder.resolve())
+    return first
 
 
 def chat_template_of(config: dict, folder: Path) -> str | None:
@@ -359,7 +370,7 @@ class Tokenizer:
             if "<|endoftext|>" not in added:
                 raise InputError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
             eos_id = added["<|endoftext|>"]["id"]
-        if not (folder / "tokenizer_config.json").is_file():  # said, not refused: GPT-2-style folders can lack it
+        if not (folder / "tokenizer_config.json").is_file() and noted(folder):  # not refused: GPT-2-style folders
             plain = "no chat template (prompts are plain \"Q: ...\" text), " if chat_template is None else ""
             print(f"note: {folder} has no tokenizer_config.json: {plain}no BOS, and <|endoftext|> is the EOS token. "
                   "A chat or reasoning model such as R1-Distill needs that file from its folder.", file=sys.stderr)

@@ -513,7 +513,7 @@ def run(cfg, resume, earlier=None):
                                    os.path.join(ckpt, "critic") if resume else cfg.critic_init or cfg.init)
     inputs = runs.inputs_of(cfg, problems, eval_problems)  # (the reference's folder checked by its loading)
     if resume:
-        runs.check_inputs(cfg.out, state, inputs)
+        runs.check_inputs(cfg.out, state, inputs, problems, eval_problems)
     context = min(m.model.config.max_seq_len for m in (models.actor, models.critic, models.ref) if m is not None)
     prompts = dict(zip([p["id"] for p in problems], encode_prompts(problems, tok, cfg.max_new_tokens, context)))
     if eval_problems:  # a held-out prompt too long for the context is refused now, not at the first evaluation

@@ -3,6 +3,7 @@
 Each case names what a user typed or gave, and the words of the one-line error it must get (exit status 2,
 no traceback). The run-folder cases check that nothing finished is lost or overwritten."""
 
+import hashlib
 import json
 import os
 import random
@@ -710,6 +711,11 @@ def test_a_run_saved_before_a_flag_was_added_resumes_with_the_flags_old_behaviou
     (out / "checkpoint" / "state.json").write_text(json.dumps({**state, "config": {**state["config"], "lr_x": 1}}))
     err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
     assert "another version of train_rl.py (has --lr-x); resume it with that version" in err and "NEW_FLAGS" not in err
+    assert err.endswith(f"--init {out}/checkpoint/actor --critic-init {out}/checkpoint/critic")
+    (out / "checkpoint" / "state.json").write_text(json.dumps({**state, "config": {**state["config"], "lr_x": 1,
+                                                                                   "algo": "grpo"}}))
+    assert one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys).endswith(
+        f"--init {out}/checkpoint/actor")  # a GRPO run has no critic to start from
 
 
 def test_json_nested_too_deeply_gets_one_line(tmp_path):
@@ -1336,6 +1342,18 @@ def test_a_run_on_problems_without_ids_resumes_after_their_file_moved(half_right
     os.rename(data.parent, tmp_path / "b")
     train_rl.main(["--resume", "--out", str(run), "--data", str(tmp_path / "b" / "gsm.jsonl")])
     assert log_steps(run) == [0, 1] and "resumed from" in capsys.readouterr().out
+    # A run saved by a version that named them "PATH:N" (PATH: where the file was then) resumes too
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    old_named = [{**p, "id": f"{data}:{n}"} for n, p in enumerate(read_problems(str(tmp_path / "b" / "gsm.jsonl")), 1)]
+    for problems, resumes in [(old_named, True), (old_named[1:], False)]:
+        state["inputs"]["problems"] = hashlib.sha256(json.dumps(problems, sort_keys=True).encode()).hexdigest()
+        (run / "checkpoint" / "state.json").write_text(json.dumps(state))
+        argv = ["--resume", "--out", str(run), "--data", str(tmp_path / "b" / "gsm.jsonl")]
+        if resumes:
+            train_rl.main(argv)
+            assert "the run had finished at step 2: nothing to do" in capsys.readouterr().out
+        else:
+            assert "the run's --data problems are not those it started with" in one_line_error(train_rl.main, argv, capsys)
 
 
 def test_train_sft_refuses_a_folder_of_the_users_where_it_parks_the_old_checkpoint(tmp_path, capsys):

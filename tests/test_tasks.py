@@ -75,6 +75,8 @@ def test_read_problems_accepts_toy_and_math_style(tmp_path):
     ("[1, 2]", r"p.jsonl:2: expected a JSON object"),
     pytest.param("[" * 100_000 + "]" * 100_000, r"p.jsonl:2: JSON nested too deeply", id="deep"),  # RecursionError
     ('{"problem": "x", "answer": "1", "level": "Level \\u00b2"}', r"p.jsonl:2: 'level' must be an integer"),
+    ('{"problem": "x", "answer": "1", "level": 1e5000}', r"p.jsonl:2: 'level' must be an integer"),  # not 5001 digits
+    ('{"problem": "x", "answer": "1", "level": 5.5}', r"p.jsonl:2: 'level' must be an integer"),
     ('{"problem": "1+2\\ud800", "answer": "3"}', r"p.jsonl:2: its problem holds a lone surrogate escape"),
 ])
 def test_malformed_lines_name_file_and_line(tmp_path, line, message):

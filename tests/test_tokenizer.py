@@ -350,7 +350,7 @@ def test_decode_of_ids_outside_the_vocabulary_is_a_replacement_char():
     assert tok.decode([65, 475, 66]) == "A\ufffdB"  # a model with a padded embedding table can sample 475
 
 
-def test_a_folder_without_tokenizer_config_is_told_what_it_lacks(folders, tmp_path, capsys):
+def test_a_folder_without_tokenizer_config_is_told_what_it_lacks(folders, tmp_path, capsys, monkeypatch):
     """Such a folder loads (GPT-2-style folders can lack it), but an R1-Distill folder that lost the file was
     prompted without its template and stopped at the wrong EOS, silently, for a whole run."""
     Tokenizer.from_hf(folders["qwen2"])
@@ -361,9 +361,16 @@ def test_a_folder_without_tokenizer_config_is_told_what_it_lacks(folders, tmp_pa
                                        "are plain \"Q: ...\" text), no BOS, and <|endoftext|> is the EOS token. A "
                                        "chat or reasoning model such as R1-Distill needs that file from its folder.\n")
     assert tok.chat_template is None and tok.bos_id is None and tok.decode([tok.eos_id]) == "<|endoftext|>"
-    (tmp_path / "chat_template.jinja").write_text(R1_TEMPLATE, encoding="utf-8")
-    Tokenizer.from_hf(tmp_path)
-    assert "no tokenizer_config.json: no BOS, and <|endoftext|>" in capsys.readouterr().err
+    Tokenizer.from_hf(tmp_path)  # said once a folder (eval.py loads each twice), on process 0 alone
+    assert capsys.readouterr().err == ""
+    for rank, says in [("1", False), ("0", True)]:
+        folder = tmp_path / f"jinja{rank}"
+        folder.mkdir()
+        shutil.copy(folders["qwen2"] / "tokenizer.json", folder)
+        (folder / "chat_template.jinja").write_text(R1_TEMPLATE, encoding="utf-8")
+        monkeypatch.setenv("RANK", rank)
+        Tokenizer.from_hf(folder)
+        assert ("no tokenizer_config.json: no BOS, and <|endoftext|>" in capsys.readouterr().err) == says
 
 
 def test_a_base_model_without_chat_template_still_gets_the_instruction(folders):

@@ -408,18 +408,27 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
 
 
 def test_each_step_logs_its_wall_time_and_says_the_time_left(half_right, tmp_path, monkeypatch, capsys):
-    """time_wall runs from a step's start to its log record (the save and the evaluation too); the time left is
-    the steps to go times the mean wall time of the last WALL_WINDOW steps. A clock that makes the four steps
-    take 2, 4, 6 and 8 s, with a window of 2: 3 x 2, 2 x 3, 1 x 5, then nothing on the last step. Not "at most":
-    --stop-length-ratio compares two windows of STOP_WINDOW steps, so a 4-step run cannot end early."""
-    ticks = iter([t for s, w in enumerate([2, 4, 6, 8]) for t in (100 * s, 100 * s + w)])
-    monkeypatch.setattr(train_rl, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    """time_wall runs from a step's start to its log record, the evaluation and the save included; the time left
+    is the steps to go times the mean wall time of the last WALL_WINDOW steps. A clock moved only by the stages
+    here: the steps sample for 2, 4, 6 and 8 s, an evaluation takes 20 s (after steps 1 and 3) and the one save
+    10 s (after step 3). With a window of 2: 3 x 2, 2 x 13, 1 x 15, then nothing on the last step. Not "at
+    most": --stop-length-ratio compares two windows of STOP_WINDOW steps, so a 4-step run cannot end early."""
+    now = [0.0]
+    def taking(seconds, fn):
+        def timed(*args, **kwargs):
+            now[0] += seconds(*args) if callable(seconds) else seconds
+            return fn(*args, **kwargs)
+        return timed
+    monkeypatch.setattr(train_rl, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(train_rl, "collect", taking(lambda *args: 2 * (args[-1] + 1), train_rl.collect))
+    monkeypatch.setattr(train_rl, "eval_record", taking(20, train_rl.eval_record))
+    monkeypatch.setattr(runs, "save_checkpoint", taking(10, runs.save_checkpoint))
     monkeypatch.setattr(train_rl, "WALL_WINDOW", 2)
     train_rl.train(tiny_config(half_right, tmp_path, steps=4, stop_length_ratio=0.5, eval_every=2,
                                eval_data=str(half_right / "problems.jsonl"), eval_samples=1))
-    assert [json.loads(line).get("time_wall") for line in open(tmp_path / "log.jsonl")] == [None, 2, 4, 6, 8]
+    assert [json.loads(line).get("time_wall") for line in open(tmp_path / "log.jsonl")] == [None, 2, 24, 6, 38]
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ") and "reward" in line]
-    assert [line.split(" | ")[-1] for line in lines] == ["6s left", "6s left", "5s left", "eval acc " +
+    assert [line.split(" | ")[-1] for line in lines] == ["6s left", "26s left", "15s left", "eval acc " +
                                                          lines[-1].split("eval acc ")[-1]]
     assert [line.count("eval acc") for line in lines] == [0, 1, 0, 1]
 
