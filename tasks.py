@@ -252,7 +252,9 @@ def read_problems(path, levels=None):
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)
         if record["id"] in seen:
-            raise DataError(f"{where}: id {record['id']!r} already used at {seen[record['id']]}; ids must be unique")
+            named = "id" in rec or "unique_id" in rec  # else named by its line, which another record took as its id
+            raise DataError(f"{where}: {'id' if named else 'no id, and its name'} {record['id']!r} already used at "
+                            f"{seen[record['id']]}; ids must be unique" + ("" if named else ": give this one an id"))
         seen[record["id"]] = where
         records.append(record)
     if not records:

@@ -66,6 +66,10 @@ def test_read_problems_accepts_toy_and_math_style(tmp_path):
                       "subject": "Algebra"}
     assert got[2]["answer"] == "33" and got[2]["level"] is None and got[2]["id"] == "line 3"  # not the file's path
     assert got[3]["id"] == "line 5" and got[3]["level"] == 5  # line 4 is blank
+    path.write_text(json.dumps({"id": "line 2", "problem": "1+1", "answer": "2"}) + "\n" + json.dumps(rows[2]) + "\n")
+    with pytest.raises(DataError, match="p.jsonl:2: no id, and its name 'line 2' already used at .*p.jsonl:1; ids must "
+                                        "be unique: give this one an id"):
+        read_problems(str(path))
 
 
 @pytest.mark.parametrize("line, message", [
