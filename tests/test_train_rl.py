@@ -433,6 +433,18 @@ def test_each_step_logs_its_wall_time_and_says_the_time_left(half_right, tmp_pat
     assert [line.count("eval acc") for line in lines] == [0, 1, 0, 1]
 
 
+def test_a_step_that_ends_the_run_early_says_no_time_left(half_right, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during step 1 of 4: that step is saved and the run stops, so its line estimates nothing."""
+    real_collect = train_rl.collect
+    monkeypatch.setattr(train_rl, "collect", lambda *args: (os.kill(os.getpid(), signal.SIGINT) if args[-1] == 1
+                                                            else None) or real_collect(*args))
+    with pytest.raises(SystemExit) as e:
+        train_rl.train(tiny_config(half_right, tmp_path, steps=4))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert e.value.code == 130 and len(lines) == 2
+    assert lines[0].endswith(" left") and not lines[1].endswith(" left")
+
+
 def test_the_progress_line_says_the_time_left_in_its_two_largest_units():
     assert [runs.duration(s) for s in (0.4, 42, 59.6, 185, 3599.6, 7620, 3 * 86400 + 4 * 3600)] == \
         ["0s", "42s", "1m00s", "3m05s", "1h00m", "2h07m", "3d04h"]
