@@ -18,7 +18,6 @@ the demo says whether each seed it ran gave the figures that file holds for that
 """
 
 import hashlib
-import math
 import os
 import statistics
 import sys
@@ -93,7 +92,7 @@ def rl_phase(run_dir, flags, steps):
 def evaluate(models, test, settings, out):
     """eval.py on every model not yet in out (a JSON of eval.py's figures); returns {name: summary}."""
     done = read_json(out)["results"] if os.path.isfile(out) else {}
-    todo = {name: path for name, path in models.items() if name not in done}
+    todo = {name: path for name, path in models.items() if "pass_rates" not in done.get(name, {})}  # (older: none)
     if todo:
         tmp = out + TMP
         resume = ["--resume"] if os.path.exists(evaluation.progress_path(tmp)) else []  # an evaluation cut short
@@ -293,7 +292,9 @@ def quick(out, test, settings, t0):
                                                     *QUICK_SCHEDULE], settings["phase2_steps"])
     banner(f"evaluation on {5 * settings['test_per_level']} held-out problems x {settings['test_samples']} samples")
     figures = evaluate({"phase1": PHASE1, "phase2": phase2}, test, settings, os.path.join(out, "eval.json"))
-    results = {"seeds": [0], "runs": [{"seed": 0, "rows": {n: row(s) for n, s in figures.items()}}]}
+    results = {"seeds": [0], "runs": [{"seed": 0, "rows": {n: row(s) for n, s in figures.items()}}],
+               "change_stderr": 100 * evaluation.paired_stderr(figures["phase1"]["pass_rates"],
+                                                               figures["phase2"]["pass_rates"])}
     write_json(results, os.path.join(out, "results.json"))
     plots.plot_training({"phase2": [plots.read_log(os.path.join(out, "phase2", "log.jsonl"))]},
                         os.path.join(out, "training_curves.png"))
@@ -301,21 +302,23 @@ def quick(out, test, settings, t0):
     table = quick_report(results)
     write_text(os.path.join(out, "results.md"), table + "\n")
     banner("results (accuracy ± its standard error over problems; the change's ± is the standard error of the "
-           "difference)")
+           "per-problem difference)")
     print(table)
     print(f"\nwrote {out}/training_curves.png and {out}/tradeoff.png; demo finished in "
           f"{(time.perf_counter() - t0) / 60:.1f} min")
 
 
 def quick_report(results):
-    """--quick's table: the shipped phase-1 model against the phase 2 just trained (results.json of --quick)."""
+    """--quick's table: the shipped phase-1 model against the phase 2 just trained (results.json of --quick). The
+    change's ± is the paired standard error (eval.paired_stderr); results.json files of --quick from before it
+    was kept have none ("-")."""
     a, b = (results["runs"][0]["rows"][n] for n in ("phase1", "phase2"))
-    se = math.hypot(a["accuracy_stderr"], b["accuracy_stderr"])
+    se = "-" if results.get("change_stderr") is None else f"{results['change_stderr']:.1f}"
     lines = ["| | phase 1 (shipped) | phase 2 (just trained) | change |", "|---|---|---|---|",
              f"| mean length (tokens) | {a['length']:.0f} | {b['length']:.0f} | "
              f"{100 * (b['length'] / a['length'] - 1):+.0f}% |",
              f"| accuracy % | {a['accuracy']:.1f} ± {a['accuracy_stderr']:.1f} | {b['accuracy']:.1f} ± "
-             f"{b['accuracy_stderr']:.1f} | {b['accuracy'] - a['accuracy']:+.1f} (± {se:.1f}) |"]
+             f"{b['accuracy_stderr']:.1f} | {b['accuracy'] - a['accuracy']:+.1f} (± {se}) |"]
     lines += [f"| level {lv}: len / acc % | {a['levels'][lv]['length']:.0f} / {a['levels'][lv]['accuracy']:.1f} | "
               f"{b['levels'][lv]['length']:.0f} / {b['levels'][lv]['accuracy']:.1f} | "
               f"{100 * (b['levels'][lv]['length'] / a['levels'][lv]['length'] - 1):+.0f}% / "

@@ -127,7 +127,8 @@ def test_quick_demo_shortens_responses_without_losing_accuracy(tmp_path, capsys)
     rows = json.loads((out / "results.json").read_text())["runs"][0]["rows"]
     before, after = rows["phase1"], rows["phase2"]
     assert after["length"] <= 0.8 * before["length"]  # at least 20% shorter
-    noise = math.hypot(before["accuracy_stderr"], after["accuracy_stderr"])  # standard error of the difference
+    noise = json.loads((out / "results.json").read_text())["change_stderr"]  # the paired standard error
+    assert 0 < noise < math.hypot(before["accuracy_stderr"], after["accuracy_stderr"])  # paired: below the unpaired
     assert after["accuracy"] >= before["accuracy"] - 2 * noise  # not significantly less accurate
     printed = capsys.readouterr().out
     assert "skipped, shipped instead" in printed and "| mean length (tokens) |" in printed
@@ -141,10 +142,12 @@ def test_report_of_a_quick_results_file():
     level = lambda length, acc: {"length": length, "accuracy": acc}
     rows = {"phase1": {"length": 100.0, "accuracy": 80.0, "accuracy_stderr": 3.0, "levels": {"1": level(50.0, 90.0)}},
             "phase2": {"length": 70.0, "accuracy": 79.0, "accuracy_stderr": 4.0, "levels": {"1": level(40.0, 91.0)}}}
-    lines = demo.quick_report({"seeds": [0], "runs": [{"seed": 0, "rows": rows}]}).splitlines()
+    lines = demo.quick_report({"seeds": [0], "runs": [{"seed": 0, "rows": rows}], "change_stderr": 1.64}).splitlines()
     assert lines[2:] == ["| mean length (tokens) | 100 | 70 | -30% |",
-                         "| accuracy % | 80.0 ± 3.0 | 79.0 ± 4.0 | -1.0 (± 5.0) |",
+                         "| accuracy % | 80.0 ± 3.0 | 79.0 ± 4.0 | -1.0 (± 1.6) |",  # paired: not hypot(3, 4) = 5
                          "| level 1: len / acc % | 50 / 90.0 | 40 / 91.0 | -20% / +1.0 |"]
+    older = demo.quick_report({"seeds": [0], "runs": [{"seed": 0, "rows": rows}]})  # kept no paired figure
+    assert "| -1.0 (± -) |" in older
 
 
 def test_the_readme_and_results_md_show_the_shipped_results_file():
@@ -292,18 +295,21 @@ def test_an_unfinished_run_resumes_and_a_new_one_overwrites(tmp_path, monkeypatc
 
 
 def test_evaluate_runs_only_the_models_not_yet_evaluated(tmp_path, monkeypatch):
+    """Figures kept from a version that wrote no per-problem pass rates count as not evaluated ("c")."""
     from common import write_json
     calls = []
 
     def run(name, module, argv):
         calls.append(argv)
-        write_json({"results": {"b": {"accuracy": 0.25}}}, argv[argv.index("--out") + 1])
+        names = argv[argv.index("--names") + 1 : argv.index("--data")]
+        write_json({"results": {n: {"accuracy": 0.25, "pass_rates": {}} for n in names}}, argv[argv.index("--out") + 1])
 
     monkeypatch.setattr(demo, "run", run)
-    write_json({"results": {"a": {"accuracy": 0.5}}}, str(tmp_path / "e.json"))
-    got = demo.evaluate({"a": "A", "b": "B"}, "t.jsonl", {"test_samples": 2}, str(tmp_path / "e.json"))
-    assert got == {"a": {"accuracy": 0.5}, "b": {"accuracy": 0.25}}
-    assert len(calls) == 1 and calls[0][calls[0].index("--ckpt") + 1: calls[0].index("--names")] == ["B"]
+    write_json({"results": {"a": {"accuracy": 0.5, "pass_rates": {}}, "c": {"accuracy": 0.5}}}, str(tmp_path / "e.json"))
+    got = demo.evaluate({"a": "A", "b": "B", "c": "C"}, "t.jsonl", {"test_samples": 2}, str(tmp_path / "e.json"))
+    assert got == {"a": {"accuracy": 0.5, "pass_rates": {}}, "b": {"accuracy": 0.25, "pass_rates": {}},
+                   "c": {"accuracy": 0.25, "pass_rates": {}}}
+    assert len(calls) == 1 and calls[0][calls[0].index("--ckpt") + 1: calls[0].index("--names")] == ["B", "C"]
 
 
 def figure_of(monkeypatch, draw):

@@ -357,3 +357,16 @@ def test_a_resume_after_a_torn_line_can_itself_be_resumed(half_right, tmp_path, 
     assert calls == [4]  # the third chunk only
     assert json.loads(out.read_text()) == json.loads((tmp_path / "straight.json").read_text())
     capsys.readouterr()
+
+
+def test_the_paired_standard_error_is_that_of_the_per_problem_differences():
+    """Two models on the same problems: b - a per problem is 0, 0.5, 0.5, whose mean has the standard error
+    sqrt(1/12) / sqrt(3) = 1/6; the unpaired sqrt(se_a^2 + se_b^2) would say 0.42."""
+    a, b = {"p1": 1.0, "p2": 0.5, "p3": 0.0}, {"p1": 1.0, "p2": 1.0, "p3": 0.5}
+    assert evaluation.paired_stderr(a, b) == pytest.approx(1 / 6)
+    assert evaluation.paired_stderr({"p1": 1.0}, {"p1": 0.0}) is None
+    with pytest.raises(ValueError, match="not of the same problems"):
+        evaluation.paired_stderr(a, {"p1": 1.0, "p2": 1.0, "p4": 0.5})
+    records = [{"problem_id": pid, "correct": c, "level": 1, "length": 5, "finish_reason": "eos"}
+               for pid, c in [("p1", True), ("p1", True), ("p2", True), ("p2", False), ("p3", False), ("p3", False)]]
+    assert evaluation.summarize_by_level(records)["pass_rates"] == a
