@@ -36,6 +36,18 @@ response token t is read from the logits of the position before it. Example, pro
 --algo grpo runs a critic-free baseline on the same code path: the advantage of every token of a response
 is its score normalised within its group of samples, with KL in the loss (k3). Under torchrun the step is
 split over processes and gives what one process gives (distributed.py); run folders: runs.py.
+
+log.jsonl, one record per step (log_record), where a name could mislead:
+  reward_mean  the scores alone (step 2), without step 4's KL term;
+  kl           mean k1 (logp - logp_ref) per response token: it can be negative, and stays k1 when
+               --kl-estimator k2/k3 puts another estimator in the loss; kl_per_response is its sum per row;
+  policy_loss  the clipped loss, plus kl_coef x k2/k3 when the KL is in the loss; it, clip_frac, entropy
+               (at the run's temperature), approx_kl (k3 of the update's ratio) and value_loss are means
+               over the step's optimiser steps, None where not trained (the critic's warm-up, GRPO);
+  lengths      response tokens, the EOS included;
+  time_*       seconds per stage (time_reference holds the old log-probs' forward too), time_total their
+               sum, time_wall the whole step with its evaluation and save; tokens_per_s is response tokens
+               over time_total.
 """
 
 import functools
