@@ -364,18 +364,30 @@ def write_text(path, text):
     _atomic(path, lambda f: f.write(text))
 
 
+def finite(obj):
+    """obj with each non-finite float (NaN, inf) as None: JSON has no NaN, and strict readers refuse the NaN
+    Python's json writes (a step's explained_variance when its returns do not vary, a skipped step's loss)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(obj, path):
-    write_text(path, json.dumps(obj, indent=2) + "\n")
+    write_text(path, json.dumps(finite(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_jsonl(records, path):
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_text(path, "".join(json.dumps(finite(r), ensure_ascii=False, allow_nan=False) + "\n" for r in records))
 
 
 def append_jsonl(path, *records):
     """Add records to a JSONL file, one line each, on disk when this returns."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.write("".join(json.dumps(finite(r), allow_nan=False) + "\n" for r in records))
         f.flush()
         os.fsync(f.fileno())
 

@@ -48,6 +48,7 @@ log.jsonl, one record per step (log_record), where a name could mislead:
   time_*       seconds per stage (time_reference holds the old log-probs' forward too), time_total their
                sum, time_wall the whole step with its evaluation and save; tokens_per_s is response tokens
                over time_total.
+A figure that is not finite is written null (explained_variance when a step's returns do not vary).
 """
 
 import functools

@@ -5,6 +5,7 @@ no traceback). The run-folder cases check that nothing finished is lost or overw
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -229,6 +230,19 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     with pytest.raises(TypeError):
         common.write_text(path, 5)  # fails inside the write, after the temp file was opened
     assert os.listdir(tmp_path) == ["state.json"] and path.read_text() == "old"
+
+
+def test_json_files_hold_null_where_a_figure_is_not_finite(tmp_path):
+    """Python's json wrote NaN and Infinity (a step's explained_variance when its returns do not vary, a
+    skipped step's loss), which strict JSON readers refuse: null instead, nested too, finite values as they were."""
+    rec = {"explained_variance": math.nan, "losses": [math.inf, -math.inf, 0.5], "nested": {"x": (math.nan, 1)}}
+    strict = lambda text: json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a JSON file"))
+    common.append_jsonl(tmp_path / "log.jsonl", rec, {"step": 1})
+    common.write_jsonl([rec], tmp_path / "w.jsonl")
+    common.write_json(rec, tmp_path / "state.json")
+    want = {"explained_variance": None, "losses": [None, None, 0.5], "nested": {"x": [None, 1]}}
+    assert [strict(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [want, {"step": 1}]
+    assert strict((tmp_path / "w.jsonl").read_text()) == strict((tmp_path / "state.json").read_text()) == want
 
 
 def test_non_utf8_lines_are_refused(tmp_path):
