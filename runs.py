@@ -423,7 +423,8 @@ def check_inputs(out, state, inputs, problems, eval_problems):
     what = {"problems": "--data problems", "eval_problems": "--eval-data problems", "reference": "reference policy"}
     then = {"problems": sha256_of(path_named(problems, state["config"]["data"])),
             "eval_problems": sha256_of(path_named(eval_problems, state["config"]["eval_data"]))}
-    changed = [what[k] for k, v in (state.get("inputs") or {}).items() if k in inputs and v not in (inputs[k], then.get(k))]
+    saved = state.get("inputs") or {}
+    changed = [what[k] for k, v in saved.items() if k in inputs and v not in (inputs[k], then.get(k))]
     if changed:
         raise InputError(f"the run's {' and '.join(changed)} are not those it started with (the files changed since); "
                          f"give the same ones with --resume, or start a new run from {out}/checkpoint/actor")
@@ -444,7 +445,8 @@ def resumed_config(out, given, fields, refusal):
     that may have moved too; `fields`: the names a config of this code version has; refusal(config): why a
     saved value is not one its flag gives (common.Parser.refusal)."""
     movable = {"out", "ref", "data", "eval_data", "device"}
-    fixed = ", ".join("--" + k.replace("_", "-") for k in sorted(set(given) - movable))
+    flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))
+    fixed = flags(set(given) - movable)
     if out is None:
         raise InputError("--resume needs --out, the run folder to continue")
     saved = {**NEW_FLAGS, **saved_state(out)["config"]}  # read only: the folder is not locked yet
@@ -454,13 +456,13 @@ def resumed_config(out, given, fields, refusal):
                f"--ref {saved['ref'] or saved['init']}" if "steps" in given else ""
         raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
     if set(saved) != fields:
-        flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))
         lacks, unknown = fields - set(saved), set(saved) - fields
-        differ = "; ".join([f"its config lacks {flags(lacks)}"] * bool(lacks) + [f"has {flags(unknown)}"] * bool(unknown))
+        differ = "; ".join(([f"its config lacks {flags(lacks)}"] if lacks else []) +
+                           ([f"has {flags(unknown)}"] if unknown else []))
         added = " (a flag added to the code since: give it an entry in runs.NEW_FLAGS)" if lacks else ""
-        raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py ({differ}); resume "
-                         f"it with that version, or start a new run from its models: --init {out}/checkpoint/actor"
-                         f"{critic}{added}")
+        raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py ({differ}); "
+                         f"resume it with that version, or start a new run from its models: --init "
+                         f"{out}/checkpoint/actor{critic}{added}")
     if "eval_data" in given and not (saved["eval_every"] and saved["eval_data"]):
         raise InputError("--resume --eval-data gives a moved held-out file's new place, but this run evaluates nothing "
                          "(--eval-every 0 or no --eval-data); drop it")

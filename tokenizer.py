@@ -27,7 +27,6 @@ from the RL loss, so the policy never learns to stop.
 
 import contextlib
 import json
-import os
 import re
 import sys
 import unicodedata
@@ -41,6 +40,7 @@ import tiktoken
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from common import InputError, Parser, cli, read_json, write_text
+from distributed import is_main
 
 # GPT-2's split regex (tiktoken's r50k spelling of HF ByteLevel(use_regex=True)).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -192,8 +192,8 @@ _NOTED = set()  # the folders whose missing tokenizer_config.json was said
 
 
 def noted(folder: Path) -> bool:
-    """True the first time a folder is named, on the first process (torchrun's RANK 0) alone: a note is said once."""
-    first = folder.resolve() not in _NOTED and os.environ.get("RANK", "0") == "0"
+    """True the first time a folder is named, on process 0 alone: a note is said once."""
+    first = folder.resolve() not in _NOTED and is_main()
     _NOTED.add(folder.resolve())
     return first
 
@@ -326,7 +326,8 @@ class Tokenizer:
         if not folder.is_dir():
             raise InputError(f"{folder}: no such tokenizer folder")
         tok = read_json(folder / "tokenizer.json", "tokenizer.json")
-        config = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+        has_config = (folder / "tokenizer_config.json").is_file()
+        config = read_json(folder / "tokenizer_config.json") if has_config else {}
         generation = read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() else {}
         files = {name: (folder / name).read_text(encoding="utf-8") for name in HF_FILES if (folder / name).is_file()}
         if not all(isinstance(x, dict) for x in (tok, config, generation)):
@@ -370,7 +371,7 @@ class Tokenizer:
             if "<|endoftext|>" not in added:
                 raise InputError(f"{folder}: no eos_token in tokenizer_config.json and no <|endoftext|> token")
             eos_id = added["<|endoftext|>"]["id"]
-        if not (folder / "tokenizer_config.json").is_file() and noted(folder):  # not refused: GPT-2-style folders
+        if not has_config and noted(folder):  # not refused: GPT-2-style folders
             plain = "no chat template (prompts are plain \"Q: ...\" text), " if chat_template is None else ""
             print(f"note: {folder} has no tokenizer_config.json: {plain}no BOS, and <|endoftext|> is the EOS token. "
                   "A chat or reasoning model such as R1-Distill needs that file from its folder.", file=sys.stderr)

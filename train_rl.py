@@ -560,6 +560,7 @@ def run(cfg, resume, earlier=None):
     actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
     bad_steps, rec = 0, None
     walls = []  # each step's seconds from its start to its log record, for the estimate of the time left
+    early = cfg.stop_length_ratio > 0 and cfg.steps >= 2 * STOP_WINDOW  # the run may end before --steps
     kept = (lambda: runs.kept_text(cfg.out)) if is_main() else None  # said by a second Ctrl-C
     with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
@@ -596,7 +597,6 @@ def run(cfg, resume, earlier=None):
             walls.append(rec["time_wall"])
             recent = walls[-WALL_WINDOW:]  # responses shorten in phase 2, and their steps with them
             left = None if finished or stopping else (cfg.steps - done) * sum(recent) / len(recent)
-            early = cfg.stop_length_ratio > 0 and cfg.steps >= 2 * STOP_WINDOW  # the run may end before --steps
             say(runs.progress_line(rec, left, at_most=early), flush=True)
             if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
                 stopping = True

@@ -127,7 +127,8 @@ def level_weights(text):
         weights = [float(x) for x in text.split(",")]
     except ValueError:
         weights = []
-    if len(weights) != len(LEVELS) or not all(0 <= w < math.inf for w in weights) or not 1e-300 <= sum(weights) < math.inf:
+    if len(weights) != len(LEVELS) or not all(0 <= w < math.inf for w in weights) or \
+            not 1e-300 <= sum(weights) < math.inf:
         raise argparse.ArgumentTypeError(f"needs {len(LEVELS)} non-negative numbers, with a sum from 1e-300 to a finite "
                                          f"number, got {text!r}")
     return dict(zip(LEVELS, weights))

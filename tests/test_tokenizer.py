@@ -369,6 +369,7 @@ def test_a_folder_without_tokenizer_config_is_told_what_it_lacks(folders, tmp_pa
         shutil.copy(folders["qwen2"] / "tokenizer.json", folder)
         (folder / "chat_template.jinja").write_text(R1_TEMPLATE, encoding="utf-8")
         monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets them
         Tokenizer.from_hf(folder)
         assert ("no tokenizer_config.json: no BOS, and <|endoftext|>" in capsys.readouterr().err) == says
 
