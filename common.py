@@ -51,11 +51,14 @@ _running = []  # the cli mains running, outermost first: demo.py runs the others
 MIN_TORCH = "2.6"  # as requirements.txt says
 
 
-def cli(main):
-    """Run a script's main() so that an InputError, or a file the disk refused (full, read-only, no
-    permission), ends in one line on stderr and exit status 2. What a script had finished is on disk already
-    (every file is written whole or not at all), so the advice is to fix the disk and run the command again.
+def cli(main=None, *, memory="lower --batch-size"):
+    """Run a script's main() so that an InputError, a file the disk refused (full, read-only, no permission),
+    or a GPU out of memory ends in one line on stderr and exit status 2. What a script had finished is on disk
+    already (every file is written whole or not at all), so the advice is to fix the cause and run the command
+    again; `memory` says how, for the script's flags: `@cli(memory="lower --lengths")`.
     A main run inside another's (the demo's stages) passes its errors up, for the outer one to word or print."""
+    if main is None:  # @cli(memory=...)
+        return functools.partial(cli, memory=memory)
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
@@ -74,6 +77,10 @@ def cli(main):
             if e.errno not in DISK_FIXES:
                 raise
             print(f"error: {e.filename or 'a write'}: {e.strerror}; {DISK_FIXES[e.errno]}, then run the same command "
+                  "again (with --resume where the script takes it: what it had finished is kept)", file=sys.stderr)
+            raise SystemExit(2) from None
+        except torch.OutOfMemoryError as e:  # the first line: what was asked for, and what the GPU had free
+            print(f"error: out of GPU memory ({str(e).splitlines()[0].strip()}); {memory}, then run the same command "
                   "again (with --resume where the script takes it: what it had finished is kept)", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:  # a second Ctrl-C (the first one stops a run cleanly), or a script without a plan

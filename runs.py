@@ -439,12 +439,19 @@ def path_named(problems, path):
 NEW_FLAGS = {"keep_every": 0}
 
 
+# Flags that --resume takes again: where the run's files are now (a moved or copied run folder resumes in
+# place) and how much memory a step takes, which changes neither the samples (each row has its own random
+# stream) nor the gradients (normalised per optimiser step), up to rounding; after an out-of-memory error
+# the run continues with smaller batches.
+MOVABLE = {"out", "ref", "data", "eval_data", "device"}
+TUNABLE = {"sample_batch", "micro_batch", "micro_batch_tokens", "grad_checkpointing", "sampler"}
+
+
 def resumed_config(out, given, fields, refusal):
-    """The config saved in run folder `out`, for --resume. Only --ref, --data, --eval-data and --device may be
-    given again (`given`: the flags set), so that a moved or copied run folder resumes in place, reading files
-    that may have moved too; `fields`: the names a config of this code version has; refusal(config): why a
-    saved value is not one its flag gives (common.Parser.refusal)."""
-    movable = {"out", "ref", "data", "eval_data", "device"}
+    """The config saved in run folder `out`, for --resume, with the MOVABLE and TUNABLE flags in `given` (the
+    flags set) applied; any other is refused. `fields`: the names a config of this code version has;
+    refusal(config): why a saved value is not one its flag gives (common.Parser.refusal)."""
+    movable = MOVABLE | TUNABLE
     flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))
     fixed = flags(set(given) - movable)
     if out is None:

@@ -739,7 +739,10 @@ def build_parser():  # a flag added here needs an entry in runs.NEW_FLAGS, or ru
                    "last checkpoint only)")
     g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N NaN/inf steps in a row")
     g = p.add_argument_group("start, stop, check")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint; "
+                   "takes again only --ref, --data, --eval-data and --device (where the files and the run are now) and "
+                   "--sample-batch, --micro-batch, --micro-batch-tokens, --grad-checkpointing and --sampler (memory "
+                   "and speed)")
     g.add_argument("--overwrite", action="store_true", help="replace the run in --out: its files (only those a run "
                    "writes) move to --out/replaced once the new run's inputs are checked, are deleted at the new run's "
                    "first checkpoint, and come back if it stops before one")
@@ -820,7 +823,8 @@ def resolve_config(argv):
     return cfg, cli_flags
 
 
-@cli
+@cli(memory="lower --sample-batch (sampling, evaluation) or --micro-batch-tokens and --micro-batch (the update), "
+             "which --resume takes again (--dry-run --gpu-mem GIB estimates a run's peak)")
 def main(argv=None):
     distributed.setup()  # under torchrun: join the process group
     cfg, flags = resolve_config(argv)

@@ -429,7 +429,7 @@ def run_decoding(args):
     return results, extra
 
 
-@cli
+@cli(memory="lower --batches or --new-tokens")
 def main(argv=None):
     p = Parser(description="Throughput of model.py/sample.py vs transformers (same weights).")
     p.add_argument("--what", choices=["model", "sample", "all"], default="all",

@@ -82,7 +82,7 @@ def ppo_steps(folder, device, max_new_tokens, tiny, sampler="auto"):
         return last, json.load(f), peaks
 
 
-@cli
+@cli(memory="lower --lengths")
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", type=device, default="cuda", help="cuda (the point of this script), cuda:N or cpu "
