@@ -311,7 +311,8 @@ def read_jsonl(path, what="file", torn_tail_ok=False, parse_float=float):
         if not raw.strip():
             continue
         try:
-            records.append((f"{path}:{n}", json.loads(raw.decode("utf-8"), parse_float=parse_float)))
+            text = raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a byte-order mark, as Windows tools write
+            records.append((f"{path}:{n}", json.loads(text, parse_float=parse_float)))
         except UnicodeDecodeError:
             raise InputError(f"{path}:{n}: not UTF-8 text; save the file as UTF-8") from None
         except RecursionError:

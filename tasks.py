@@ -30,10 +30,13 @@ import json
 import operator
 import os
 import random
+import re
+import sys
 from decimal import Decimal
 
 from common import (InputError, Parser, cannot_create, cli, decimal_text, non_negative_int, positive_int, read_jsonl,
                     write_jsonl)
+from distributed import is_main
 from reward import extract_answer
 
 LEVELS = (1, 2, 3, 4, 5)
@@ -184,12 +187,20 @@ class DataError(InputError):
     """A problems file that cannot be used; the message names the file and line."""
 
 
+BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
 def gold_answer(rec, where):
     """The gold answer of a record as text: `answer` (a JSON number is written out in full: 1e-05 ->
-    0.00001; GSM8K's "... #### 29" gives 29), else the last \\boxed{} of MATH's `solution`."""
+    0.00001; GSM8K's "... #### 29" gives 29; a whole solution gives its last \\boxed{}), else the last \\boxed{}
+    of MATH's `solution`."""
     answer = rec.get("answer")
     if isinstance(answer, str) and "####" in answer:  # GSM8K: the reasoning, then "#### <answer>"
         answer = answer.rsplit("####", 1)[1].strip().replace(",", "")
+    elif isinstance(answer, str) and BOX.search(answer):  # a solution, or a boxed answer: what its box holds
+        answer = extract_answer(answer)
+        if answer is None:
+            raise DataError(f"{where}: its 'answer' has a \\boxed{{}} with nothing readable in it")
     elif answer is None and isinstance(rec.get("solution"), str):
         answer = extract_answer(rec["solution"])
         if answer is None:
@@ -225,11 +236,12 @@ def normalize_record(rec, where):
     so a run on it can still resume (its problems are checked by content, ids included)."""
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object")
-    problem = rec.get("problem", rec.get("question"))
+    problem = rec.get("problem") if rec.get("problem") is not None else rec.get("question")  # null: absent
     if not isinstance(problem, str) or not problem.strip():
-        raise DataError(f"{where}: no 'problem' (or 'question') text")
+        raise DataError(f"{where}: no 'problem' (or 'question') text; its keys: {', '.join(rec)[:200]}")
     unnamed = "line " + where.rpartition(":")[2]
-    out = {"id": decimal_text(rec.get("id", rec.get("unique_id", unnamed))), "problem": problem,
+    name = next((rec[k] for k in ("id", "unique_id") if rec.get(k) is not None), unnamed)  # null: no id
+    out = {"id": decimal_text(name), "problem": problem,
            "answer": gold_answer(rec, where), "level": problem_level(rec.get("level"), where)}
     for key in ("id", "problem", "answer"):
         try:
@@ -242,27 +254,55 @@ def normalize_record(rec, where):
     return out
 
 
+def not_jsonl(path):
+    """What a file that cannot be JSON Lines is, from its first bytes (None if it may be)."""
+    with open(path, "rb") as f:
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip-compressed: gunzip it first"
+    if head.startswith(b"PAR1"):
+        return ("a Parquet file, not JSON Lines: convert it, e.g. "
+                "pandas.read_parquet(IN).to_json(OUT, orient='records', lines=True)")
+    if head.startswith(b"["):
+        return "a JSON array, not JSON Lines: write one object per line (jq -c '.[]' IN > OUT.jsonl)"
+    if head[:1].isascii() and head[:1] not in (b"{", b""):  # a CSV, say (other encodings: read_jsonl's message)
+        return "not JSON Lines (one JSON object per line): convert it first"
+    return None
+
+
 def read_problems(path, levels=None):
     """Problem records of a JSONL file (toy, MATH- or GSM8K-style), optionally only those at `levels`.
 
     Refused with a DataError naming file and line: malformed lines, records without a problem or answer,
     and two records with the same id (1 and "1" included), which would be merged in per-problem figures.
+    A gold answer taken from the last of several boxes of a solution (MATH's convention, but a partial answer
+    where each box holds one of several) is named in a note on stderr.
     """
-    records, seen = [], {}
+    if os.path.isfile(path) and (what := not_jsonl(path)):
+        raise DataError(f"{path}: {what}")
+    records, seen, several = [], {}, []
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)
+        if rec.get("answer") is None and len(BOX.findall(rec.get("solution") or "")) > 1:
+            several.append(record["id"])
         if record["id"] in seen:
-            named = "id" in rec or "unique_id" in rec  # else named by its line, which another record took as its id
+            named = any(rec.get(k) is not None for k in ("id", "unique_id"))  # else named by its line, which another record took as its id
             raise DataError(f"{where}: {'id' if named else 'no id, and its name'} {record['id']!r} already used at "
                             f"{seen[record['id']]}; ids must be unique" + ("" if named else ": give this one an id"))
         seen[record["id"]] = where
         records.append(record)
     if not records:
         raise DataError(f"{path}: no problems in file")
+    if several and is_main():
+        print(f"note: {path}: {len(several)} of {len(records)} problems take the gold answer from the last of several "
+              f"\\boxed{{}} in their solution ({', '.join(map(repr, several[:5]))}{', ...' if len(several) > 5 else ''}); "
+              "where each box holds one of the answers, give the full one as 'answer'", file=sys.stderr)
     if levels:
+        unlevelled = all(r["level"] is None for r in records)
         records = [r for r in records if r["level"] in set(levels)]
         if not records:
-            raise DataError(f"{path}: no problems at levels {sorted(set(levels))}")
+            raise DataError(f"{path}: no problems at levels {sorted(set(levels))}"
+                            + (": no record has a 'level'" if unlevelled else ""))
     return records
 
 

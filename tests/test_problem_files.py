@@ -1,0 +1,88 @@
+"""Problems files as researchers export them (Hugging Face MATH, MATH-500, GSM8K, AIME), and the wrong files they
+feed by mistake: each is read right, or refused with a message that names what the file is and the fix."""
+
+import gzip
+import json
+
+import pytest
+
+from common import InputError
+from tasks import DataError, read_problems
+
+HENDRYCKS = {"problem": "If $x^2 = 1$, what are the possible values of $x$?", "level": "Level 5", "type": "Algebra",
+             "solution": "We have $x = \\boxed{1}$ or $x = \\boxed{-1}$."}
+MATH500 = {"problem": "Convert $(0,3)$ to polar coordinates.", "solution": "... $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+           "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2,
+           "unique_id": "test/precalculus/807.json"}
+
+
+def lines(*records):
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def test_a_solution_with_several_boxes_is_not_read_silently(tmp_path, capsys):
+    path = tmp_path / "math.jsonl"
+    path.write_text(lines(HENDRYCKS, MATH500))
+    got = read_problems(str(path))
+    assert got[0]["answer"] == "-1"  # MATH's own convention, the last box: a partial answer here ...
+    err = capsys.readouterr().err  # ... so it is named, with the way to override it
+    assert "1 of 2 problems" in err and "'line 1'" in err and "'answer'" in err
+
+
+def test_an_answer_that_holds_a_whole_solution_gives_its_box(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(lines({"problem": "1+2?", "answer": "We add: $1+2=\\boxed{3}$."}))
+    assert read_problems(str(path))[0]["answer"] == "3"
+
+
+def test_a_null_id_is_no_id(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(lines({"id": None, "problem": "p", "answer": "1"}, {"id": None, "problem": "q", "answer": "2"}))
+    assert [r["id"] for r in read_problems(str(path))] == ["line 1", "line 2"]
+
+
+def test_a_utf8_bom_is_read(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\ufeff" + lines(MATH500), encoding="utf-8")
+    assert read_problems(str(path))[0]["id"] == "test/precalculus/807.json"
+
+
+@pytest.mark.parametrize("content, message", [
+    (json.dumps([MATH500]).encode(), "a JSON array, not JSON Lines"),
+    (json.dumps([MATH500], indent=2).encode(), "a JSON array, not JSON Lines"),
+    (gzip.compress(lines(MATH500).encode()), "gzip-compressed"),
+    (b"PAR1\x15\x04\x15\xa0\x01" + bytes(range(256)) + b"PAR1", "not JSON Lines"),
+    (b"problem,solution,answer,level\n\"1+1\",,2,1\n", "not JSON Lines"),
+])
+def test_files_that_are_not_jsonl_are_named(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_problems(str(path))
+
+
+def test_missing_fields_name_the_keys_the_record_has(tmp_path):
+    path = tmp_path / "aime.jsonl"
+    path.write_text(lines({"ID": "2024-I-1", "Problem": "Every morning Aya...", "Answer": 204}))
+    with pytest.raises(DataError, match="no 'problem' .*its keys: ID, Problem, Answer"):
+        read_problems(str(path))
+
+
+def test_levels_asked_of_a_file_without_levels(tmp_path):
+    path = tmp_path / "gsm8k.jsonl"
+    path.write_text(lines({"question": "Q?", "answer": "48/2 = <<48/2=24>>24\n#### 24"}))
+    with pytest.raises(DataError, match="no problems at levels \\[4, 5\\]: no record has a 'level'"):
+        read_problems(str(path), [4, 5])
+
+
+def test_math_and_gsm8k_concatenated_with_null_columns(tmp_path):
+    """datasets.concatenate_datasets([math, gsm8k]).to_json(...): each row has the other's columns as null."""
+    path = tmp_path / "mixed.jsonl"
+    columns = ("problem", "solution", "level", "type", "question", "answer")
+    math = {**dict.fromkeys(columns), **{k: HENDRYCKS[k] for k in ("problem", "level", "type")},
+            "solution": "So $\\boxed{70}$."}
+    gsm = {**dict.fromkeys(columns), "question": "Q?", "answer": "48+24 = <<48+24=72>>72\n#### 72"}
+    path.write_text(lines(math, gsm))
+    got = read_problems(str(path))
+    assert [(r["id"], r["problem"], r["answer"], r["level"]) for r in got] == [
+        ("line 1", HENDRYCKS["problem"], "70", 5), ("line 2", "Q?", "72", None)]
