@@ -286,7 +286,8 @@ def read_problems(path, levels=None):
         if rec.get("answer") is None and len(BOX.findall(rec.get("solution") or "")) > 1:
             several.append(record["id"])
         if record["id"] in seen:
-            named = any(rec.get(k) is not None for k in ("id", "unique_id"))  # else named by its line, which another record took as its id
+            named = any(rec.get(k) is not None for k in ("id", "unique_id"))  # else named by its line, which
+            # another record took as its id
             raise DataError(f"{where}: {'id' if named else 'no id, and its name'} {record['id']!r} already used at "
                             f"{seen[record['id']]}; ids must be unique" + ("" if named else ": give this one an id"))
         seen[record["id"]] = where
@@ -294,9 +295,10 @@ def read_problems(path, levels=None):
     if not records:
         raise DataError(f"{path}: no problems in file")
     if several and is_main():
+        named = ", ".join(map(repr, several[:5])) + (", ..." if len(several) > 5 else "")
         print(f"note: {path}: {len(several)} of {len(records)} problems take the gold answer from the last of several "
-              f"\\boxed{{}} in their solution ({', '.join(map(repr, several[:5]))}{', ...' if len(several) > 5 else ''}); "
-              "where each box holds one of the answers, give the full one as 'answer'", file=sys.stderr)
+              f"\\boxed{{}} in their solution ({named}); where each box holds one of the answers, give the full one as "
+              "'answer'", file=sys.stderr)
     if levels:
         unlevelled = all(r["level"] is None for r in records)
         records = [r for r in records if r["level"] in set(levels)]

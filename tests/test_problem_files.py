@@ -11,7 +11,8 @@ from tasks import DataError, read_problems
 
 HENDRYCKS = {"problem": "If $x^2 = 1$, what are the possible values of $x$?", "level": "Level 5", "type": "Algebra",
              "solution": "We have $x = \\boxed{1}$ or $x = \\boxed{-1}$."}
-MATH500 = {"problem": "Convert $(0,3)$ to polar coordinates.", "solution": "... $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+MATH500 = {"problem": "Convert $(0,3)$ to polar coordinates.",
+           "solution": "... $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
            "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2,
            "unique_id": "test/precalculus/807.json"}
 
