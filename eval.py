@@ -132,10 +132,13 @@ def summarize(records):
 
 def summarize_by_level(records):
     """{"all": summary, "levels": {level: summary}, "pass_rates": {problem id: rate}} (levels only when the
-    problems have them; the pass rates are what paired_stderr compares two models by)."""
+    problems have them; the pass rates are what paired_stderr compares two models by), and "no_level": the
+    summary of the problems without a level where others have one (MATH's "Level ?" problems)."""
     levels = sorted({r["level"] for r in records if r["level"] is not None})
+    unlevelled = [r for r in records if r["level"] is None]
     return {"all": summarize(records),
             "levels": {str(lv): summarize([r for r in records if r["level"] == lv]) for lv in levels},
+            **({"no_level": summarize(unlevelled)} if levels and unlevelled else {}),
             "pass_rates": pass_rates(records)}
 
 
@@ -262,6 +265,7 @@ def markdown_table(results):
     names = list(results)
     levels = sorted({lv for r in results.values() for lv in r["levels"]}, key=int)
     rows = [("all", lambda r: r["all"])] + [(f"level {lv}", lambda r, lv=lv: r["levels"].get(lv)) for lv in levels]
+    rows += [("no level", lambda r: r.get("no_level"))] if any("no_level" in r for r in results.values()) else []
     head = "| | " + " | ".join(f"{n}: acc % | {n}: mean len" for n in names) + " |"
     sep = "|---|" + "---|---|" * len(names)
     lines = [head, sep]

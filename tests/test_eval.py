@@ -105,6 +105,20 @@ def test_markdown_table_layout():
     ]
 
 
+def test_problems_without_a_level_among_levelled_ones_get_their_own_row():
+    """MATH's "Level ?" problems (a level of None beside levels 1-5) counted only in "all"."""
+    record = lambda pid, level, correct: {"problem_id": pid, "level": level, "length": 10 * (1 + correct),
+                                          "finish_reason": "eos", "correct": correct}
+    records = [record("a", 5, 1), record("a", 5, 0), record("b", None, 1), record("b", None, 1), record("c", None, 0),
+               record("c", None, 0)]
+    summary = evaluation.summarize_by_level(records)
+    assert (summary["no_level"]["accuracy"], summary["no_level"]["length_mean"]) == (0.5, 15)
+    assert list(summary["levels"]) == ["5"] and summary["all"]["accuracy"] == pytest.approx(0.5)
+    assert markdown_table({"m": summary}).splitlines()[-2:] == ["| level 5 | 50.0 ± - | 15 |",
+                                                                "| no level | 50.0 ± 50.0 | 15 |"]
+    assert "no_level" not in evaluation.summarize_by_level([r for r in records if r["level"] is None])  # GSM8K
+
+
 def test_cli_writes_json_and_table(half_right, tmp_path, capsys):
     data = write_problems(tmp_path / "p.jsonl", PROBLEMS)
     out = tmp_path / "r.json"
