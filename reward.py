@@ -11,7 +11,9 @@ Extraction (`extract_answer`)
   * The LAST `\boxed{...}` or `\fbox{...}` decides (`\fboxsep` is not a box); nested braces are
     matched, `\{` and `\}` are literal. `\boxed {5}` counts, as does a one-token box: `\boxed 5` or
     `\boxed5` (one token up to whitespace or `$`, less the prose after it: `\boxed 5, so` and
-    `(so \boxed 5).` hold `5`; `\boxed.` and `\boxed\;5` are empty boxes).
+    `(so \boxed 5).` hold `5`; `\boxed.` and `\boxed\;5` are empty boxes). Braced boxes side by side
+    before it, with nothing but `$`, spaces, commas, `and`/`or` between, are one list with it:
+    `$\boxed{2}$ and $\boxed{3}$` holds `2, 3`, and a hedge `\boxed{2} or \boxed{3}` is not `3`.
   * No fallback to an earlier box: if the last one never closes (a truncated response; also any box
     longer than MAX_ANSWER_CHARS) or shows nothing once normalised (`\boxed{}`, `\boxed{\,}`), there is no
     answer (reward -1).
@@ -27,10 +29,11 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
     `+\infty` = `∞` = `\infty`, `\varnothing` = `\{\}` = `\emptyset`, `bmatrix` = `pmatrix`, `\langle 1, 2
     \rangle` = `(1, 2)`, `\mathbb{R}` = `\text{all real numbers}` = `(-\infty, \infty)`, and `x \ge 3` = `x
     \in [3, \infty)`, `2 \le x < 3` = `x \in [2, 3)`, `x < -2 \text{ or } x > 3` = `(-\infty, -2) \cup
-    (3, \infty)`.
+    (3, \infty)`, `x > -2 \text{ and } x < 3` = `(-2, 3)`; a number in a base against its digits alone
+    (`1011_2` = `1011`, but != `1011_3`, != `11`).
   * Words (two letters or more) ignore case: `\text{Odd}` == `odd`; a single letter does not (`a` != `A`).
-  * Names: an answer, or each item of a list, may start with `x =`, `p(x) =`, `\theta =` or (before a set)
-    `x \in`.
+  * Names: an answer, or each item of a list, may start with `x =`, `p(x) =`, `f^{-1}(x) =`, `\theta =` or
+    (before a set) `x \in`; an equation turned round names its right side (`5 = x` is `x = 5`).
     When one side names no variable, values alone compare (`x = 5` == `5`, `x = 1, x = 2` == `2, 1`), in
     written order against items naming different variables (`x = 1, y = 2` == `1, 2` != `2, 1`); when both
     do, the names must agree too (`x = 5` != `y = 5`, `x = 1, y = 2` != `x = 2, y = 1`). A list whose first
@@ -46,10 +49,11 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
     `[a, b)` and matrices compare element-wise; brackets and shapes must match. A union of intervals
     `(a, b) \cup (c, d)` compares as a multiset of intervals.
   * Thousands separators: `1{,}000`, `1,\!000` and `1\,000` anywhere, and a plain comma when the whole answer
-    is grouped by threes: `1,000` == `1000`, but `1, 234` is a list.
+    is grouped by threes: `1,000` == `1000`, but `1, 234` and `0,100` are lists.
   * Exact values (fractions.Fraction, no floats: 1/3 != 0.333): sums of terms c * sqrt(r) * monomial, c
     rational, from integers, decimals, `\frac{a}{b}`, `a/b`, `\sqrt{}`, `\pi`, single-letter variables,
-    brackets, `\cdot`/`\times` and integer powers: 0.5 == 1/2 == (1/2), \sqrt{8} == 2\sqrt{2},
+    brackets, `\cdot`/`\times`, integer powers and mixed numbers (`2\frac{1}{4}` is 9/4; a fraction that is
+    not proper after a number has no value: `2\frac{3}{2}`): 0.5 == 1/2 == (1/2), \sqrt{8} == 2\sqrt{2},
     \frac{\pi}{2} == \pi/2, 1+\sqrt{3} == \sqrt{3}+1, \frac{x}{2} == \frac{1}{2}x, 3\times 10^5 == 300000.
     What is left to compute is not an answer: a policy could box the problem's own `17 \cdot 23`, `2^{10}`
     or `0.\overline{36}`. So these have no value, and compare as text:
@@ -66,8 +70,8 @@ Equivalence (`is_equiv`), after `normalize_answer` on both sides
 Not recognised (a right answer in these forms scores as wrong): the arithmetic above (`\sqrt{2}\sqrt{3}` is
 not `\sqrt{6}`), repeating decimals, expanded against
 factored forms (`(x+1)^2` vs `x^2+2x+1`), letters side by side (`xy` is a word, not a product), functions
-(`\sin x` vs `\sin(x)`), `e` notation (`1e3`), cube and higher roots, degrees against radians, mixed
-numbers (`2\frac{1}{2}` is ambiguous with a product: text only), numbers longer than MAX_DIGITS digits
+(`\sin x` vs `\sin(x)`), `e` notation (`1e3`), cube and higher roots, degrees against radians, numbers
+longer than MAX_DIGITS digits
 (text only), answers longer than MAX_ANSWER_CHARS (raw text).
 An empty answer never matches. No function raises on `str` input, and the work is bounded: every
 scan is linear, and answers past MAX_ANSWER_CHARS skip normalisation (1 MB of text: a few ms).
@@ -129,14 +133,16 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1"),  # \text{(C)} -> (C)
     (r"(?<=[\d}])\s+" + _UNIT + r"\s*$", ""),  # bare trailing unit: 5 cm -> 5
 ]]
-# x =, p(x) =, \theta =, x \in
-_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")
+# x =, p(x) =, f^{-1}(x) =, \theta =, x \in
+_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\^\{?-1\}?)?(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")
 _NAMES = re.compile(r"(\([A-Za-z](?:,[A-Za-z])+\))=")  # (x,y)= in a normalised answer
+_TURNED = re.compile(r"([^<>=]+)=([A-Za-z]|\\[A-Za-z]+)")  # 5=x, 2x+3=y in a normalised answer
 _NAMED = re.compile(r"([A-Za-z])=(.+)")  # x=1, one item of a normalised list
+_BASE = re.compile(r"([0-9A-Z]*\d[0-9A-Z]*)_\{?(\d{1,2})\}?")  # 1011_2, A3_{16}: digits in a base
 _CHOICE = re.compile(r"\(([A-E])\)(.+)")  # (C)12: a normalised choice with its value
 # Spaces go, except between two digits, which stay apart: `2 1/2` is not 21/2 (but `\log_2 3` is `\log_23`).
 _SPACES = re.compile(r"(?<=\d)(?<![_^]\d)(\s+)(?=\d)|\s+")
-_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")  # not 0,100: the list 0, 100
 _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\sqrt(\w)", r"\\sqrt{\1}"),  # \sqrt2 -> \sqrt{2}
     (r"([_^])\{(\w)\}", r"\1\2"),  # x^{2} -> x^2, \log_{2} -> \log_2
@@ -146,6 +152,7 @@ _SHORTHANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"^\(([A-E])\)$", r"\1"),  # multiple choice: (C) -> C
 ]]
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_MIXED = re.compile(r"(\d{1,9})\\frac\{(\d{1,9})\}\{(\d{1,9})\}")  # 2\frac{1}{4}: 9/4 when 1 < 4
 _POWER = re.compile(r"\^(?:(\d)(?!\d)|\{([-+]?\d{1,3})\})")  # an integer exponent: x^3, x^{10}, x^{-1}; not x^10
 _TIMES = re.compile(r"\\(?:cdot|times)(?!s)")
 _PLUS_MINUS = re.compile(r"\\pm(?![A-Za-z])")
@@ -154,6 +161,9 @@ _AND = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*and\s*\}")
 _INEQUALITY = re.compile(r"([A-Za-z])(<=|>=|<|>)(.+)")  # x>=3 -> x=[3,\infty)
 _BETWEEN = re.compile(r"(.+?)(<=|<)([A-Za-z])(<=|<)(.+)")  # 2<=x<3 -> x=[2,3)
 _BOX_SPACE = re.compile(r"[ \t]*")
+# What may stand between boxes read together as one list: `$\boxed{2}$ and $\boxed{3}$`, `\boxed{2}, x = \boxed{3}`.
+_BETWEEN_BOXES = re.compile(r"(?:[\s$,;]|\\[,;:!()\[\] ]|\\q?quad|\\text\s*\{\s*(?:and|or)\s*\}|and|or|[A-Za-z]\s*=)*")
+MAX_BOXES = 10  # boxes read together at most
 _BOX_BRACE = re.compile(r"\s*\{")  # LaTeX reads a newline before the argument as a space
 _BOX_TOKEN = re.compile(r"(?:\w|[-+.(\[]|\\[A-Za-z])[^\s$]*")  # not `\boxed\;5`: an empty box, then 5
 _ANSWER_PHRASES = ("answer is", "Answer is", "ANSWER IS")  # rfind, not lower(): lower() can shift indices
@@ -226,19 +236,42 @@ def _unboxed_answer(text: str) -> str | None:
 
 
 def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
-    """The final answer of a response: the content of its last box, stripped; None if it has none.
+    """The final answer of a response: the content of its last box (a list with the boxes side by side before
+    it), stripped; None if it has none.
 
     The last box is authoritative even when malformed, so an earlier draft box (or one quoted from
     the problem) cannot stand in for a truncated or empty final answer.
     """
     reversed_text = text[::-1]
-    starts = [box.start() for pattern in _BOXES_REVERSED if (box := pattern.search(reversed_text))]
-    if not starts:
+    box = _last_box(reversed_text, 0, len(text))
+    if not box:
         return _unboxed_answer(text) if allow_unboxed else None
-    answer = _box_content(text, len(text) - min(starts))
+    answer = _box_content(text, len(text) - box.start())
     if answer is None or not normalize_answer(answer):
         return None  # an empty box is no answer (`\boxed{}`, `\boxed{\,}`): it must not beat the no-answer penalty
-    return answer.strip()
+    answers = [answer.strip()]
+    # Boxes side by side before it are one answer, a list: `$\boxed{2}$ and $\boxed{3}$` is `2, 3` (and a hedge
+    # `\boxed{2} or \boxed{3}` is not 3). Words between boxes (`\boxed{2}, wait, \boxed{3}`) make them drafts.
+    for _ in range(MAX_BOXES - 1):
+        if not (previous := _last_box(reversed_text, box.end(), MAX_ANSWER_CHARS + 100)):
+            break
+        start, end = len(text) - previous.start(), len(text) - box.end()  # the previous box's argument, this box
+        brace = _BOX_BRACE.match(text, start)
+        close = _closing_brace(text, brace.end() - 1) if brace else -1
+        if not (0 <= close < end and _BETWEEN_BOXES.fullmatch(text, close + 1, end)
+                and normalize_answer(content := text[brace.end():close])):
+            break
+        if content.strip() != answers[0]:  # the same box twice is one answer
+            answers.insert(0, content.strip())
+        box = previous
+    return ", ".join(answers)
+
+
+def _last_box(reversed_text: str, start: int, window: int) -> re.Match | None:
+    """The last box command that starts before reversed_text[start] (in the text read forwards) and ends within
+    `window` characters of it, as a match in the reversed text; None if there is none."""
+    boxes = [box for pattern in _BOXES_REVERSED if (box := pattern.search(reversed_text, start, start + window))]
+    return min(boxes, key=lambda box: box.start(), default=None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,9 +298,22 @@ def normalize_answer(s: str) -> str:
     for pattern, replacement in _SHORTHANDS:
         s = pattern.sub(replacement, s)
     intervals = [_interval(part) for part in _split_top(s, ",") or [s]]  # x<-2 \text{ or } x>3: a union
-    if all(intervals) and len({name for name, _ in intervals}) == 1 and (either or len(intervals) == 1):
-        s = intervals[0][0] + "=" + "\\cup".join(interval for _, interval in intervals)
+    if all(intervals) and len({name for name, _ in intervals}) == 1:
+        if either or len(intervals) == 1:
+            s = intervals[0][0] + "=" + "\\cup".join(interval for _, interval in intervals)
+        elif len(intervals) == 2 and (both := _intersection(intervals[0][1], intervals[1][1])):
+            s = intervals[0][0] + "=" + both  # x>-2 \text{ and } x<3 -> x=(-2,3)
+    elif (turned := _TURNED.fullmatch(s)) and not _NAME.match(s):
+        s = turned.group(2) + "=" + turned.group(1)  # 5=x -> x=5, 2x+3=y -> y=2x+3
     return s
+
+
+def _intersection(a: str, b: str) -> str | None:
+    """The interval two half-lines bound from both sides, `(-2,\\infty)` and `(-\\infty,3)` -> `(-2,3)`; else None."""
+    low, high = (a, b) if a.endswith(",\\infty)") else (b, a)
+    if low.endswith(",\\infty)") and high.startswith("(-\\infty,"):
+        return low.removesuffix(",\\infty)") + high.removeprefix("(-\\infty")
+    return None
 
 
 def _interval(s: str) -> tuple[str, str] | None:
@@ -477,9 +523,12 @@ def _factor(s: str, i: int, depth: int) -> tuple[Value | None, int]:
     single-letter variable, `\sqrt{..}`, `\frac{..}{..}`, or a bracketed `(..)` / `{..}`; (None, i) if none."""
     if i >= len(s):
         return None, i
+    if (mixed := _MIXED.match(s, i)) and 0 < int(mixed.group(2)) < int(mixed.group(3)):
+        whole, numerator, denominator = map(int, mixed.groups())
+        return _sum([_term(whole + Fraction(numerator, denominator))]), mixed.end()
     if number := _NUMBER.match(s, i):
         if len(number.group()) > MAX_DIGITS or s.startswith("\\frac", number.end()):
-            return None, i  # huge, or a mixed number such as 2\frac{1}{2}
+            return None, i  # huge, or a number before a fraction that is no mixed number: 2\frac{3}{2}, 2.5\frac{1}{2}
         return _sum([_term(Fraction(number.group()))]), number.end()
     if s.startswith("\\pi", i):
         return _sum([(Fraction(1), 1, (("\\pi", 1),))]), i + 3
@@ -588,6 +637,14 @@ def _choice(s: str) -> str | None:
     return None
 
 
+def _digits(s: str) -> str | None:
+    """The digits of a number written in a base, `1011_2` -> `1011`; None if s is not one (`1012_2`, `x_1`)."""
+    m = _BASE.fullmatch(s)
+    if m and 2 <= (base := int(m.group(2))) <= 36 and all(int(digit, 36) < base for digit in m.group(1)):
+        return m.group(1)
+    return None
+
+
 def _same(a: str, b: str) -> bool:
     """is_equiv on two normalised answers."""
     if a == b:
@@ -618,6 +675,8 @@ def is_equiv(pred: str | None, gold: str, backend: str = "default") -> bool:
     if not (a and b):
         return False
     if _same(a, b) or a == _choice(b) or b == _choice(a):  # the choice alone against the choice with its value
+        return True
+    if a == _digits(b) or b == _digits(a):  # 1011 == 1011_2
         return True
     point_a, point_b = _as_point(a), _as_point(b)
     return bool(point_a or point_b) and _same(point_a or a, point_b or b)

@@ -275,8 +275,9 @@ def read_problems(path, levels=None):
 
     Refused with a DataError naming file and line: malformed lines, records without a problem or answer,
     and two records with the same id (1 and "1" included), which would be merged in per-problem figures.
-    A gold answer taken from the last of several boxes of a solution (MATH's convention, but a partial answer
-    where each box holds one of several) is named in a note on stderr.
+    A gold answer taken from a solution with several boxes (reward.extract_answer: the last, with the boxes
+    side by side before it; a partial answer where each box holds one of several, apart) is named in a note
+    on stderr.
     """
     if os.path.isfile(path) and (what := not_jsonl(path)):
         raise DataError(f"{path}: {what}")
@@ -296,9 +297,9 @@ def read_problems(path, levels=None):
         raise DataError(f"{path}: no problems in file")
     if several and is_main():
         named = ", ".join(map(repr, several[:5])) + (", ..." if len(several) > 5 else "")
-        print(f"note: {path}: {len(several)} of {len(records)} problems take the gold answer from the last of several "
-              f"\\boxed{{}} in their solution ({named}); where each box holds one of the answers, give the full one as "
-              "'answer'", file=sys.stderr)
+        print(f"note: {path}: {len(several)} of {len(records)} problems have several \\boxed{{}} in their solution "
+              f"({named}): the gold answer is the last, with the boxes side by side before it as a list; where that is "
+              "not the whole answer, give it as 'answer'", file=sys.stderr)
     if levels:
         unlevelled = all(r["level"] is None for r in records)
         records = [r for r in records if r["level"] in set(levels)]

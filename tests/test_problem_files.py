@@ -10,7 +10,7 @@ from common import InputError
 from tasks import DataError, read_problems
 
 HENDRYCKS = {"problem": "If $x^2 = 1$, what are the possible values of $x$?", "level": "Level 5", "type": "Algebra",
-             "solution": "We have $x = \\boxed{1}$ or $x = \\boxed{-1}$."}
+             "solution": "One root is $x = \\boxed{1}$, and so the other is $x = \\boxed{-1}$."}
 MATH500 = {"problem": "Convert $(0,3)$ to polar coordinates.",
            "solution": "... $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
            "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2,
@@ -27,7 +27,9 @@ def test_a_solution_with_several_boxes_is_not_read_silently(tmp_path, capsys):
     got = read_problems(str(path))
     assert got[0]["answer"] == "-1"  # MATH's own convention, the last box: a partial answer here ...
     err = capsys.readouterr().err  # ... so it is named, with the way to override it
-    assert "1 of 2 problems" in err and "'line 1'" in err and "'answer'" in err
+    assert "1 of 2 problems" in err and "'line 1'" in err and "give it as 'answer'" in err
+    path.write_text(lines({**HENDRYCKS, "solution": "We have $x = \\boxed{1}$ or $x = \\boxed{-1}$."}))
+    assert read_problems(str(path))[0]["answer"] == "1, -1"  # boxes side by side: one list
 
 
 def test_an_answer_that_holds_a_whole_solution_gives_its_box(tmp_path):
