@@ -231,6 +231,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     start_model = PHASE1 if args.quick else args.base
+    if args.quick and not os.path.isfile(os.path.join(PHASE1, "phase2_set.jsonl")):  # train_sft.py cannot make it
+        raise InputError(f"--quick starts from the shipped phase-1 model and its phase-2 set, {PHASE1} with "
+                         "phase2_set.jsonl, and they are missing; restore them from the repository (git checkout -- "
+                         "checkpoints/toy-phase1), or run the full demo without --quick, which makes its own")
     if not os.path.exists(start_model):
         raise InputError(f"no model at {start_model}; train one with: python train_sft.py --out {start_model}")
     read_checkpoint(start_model)  # a folder of the wrong kind (a train_rl.py run, say) is named as such

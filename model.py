@@ -13,7 +13,8 @@ scalar head and `forward` returns one value per position instead of logits.
 Conventions used everywhere in the project:
 - `attention_mask` is (batch, keys) with 1 for real tokens and 0 for left padding; it covers every column
   of the KV cache plus the new tokens. Position ids default to `cumsum(mask) - 1`, so a left-padded row
-  produces the same logits as the same row without padding.
+  produces the logits of the same row without padding, up to rounding (other shapes round differently:
+  about 1e-5 in fp32 on the toy).
 - `forward(idx)` returns logits (batch, time, vocab): logits at position t score token t + 1.
 """
 
@@ -286,7 +287,8 @@ class GPT(nn.Module):
             self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
             if cfg.tie_embeddings:
                 self.lm_head.weight = self.tok_emb.weight
-        self.grad_checkpointing = False  # recompute each block in backward: activations O(layers) -> O(1)
+        self.grad_checkpointing = False  # recompute each block in backward: keep only each block's input (d values a
+        # token per layer, not ~8d + 5 d_mlp: memory.py), and one block's activations at a time
         self.apply(self._init_weights)
         for block in self.blocks:
             for proj in (block.attn.o, block.mlp.down):
@@ -636,7 +638,8 @@ def _hf_get(raw, key, default=None, required=True):
 def config_from_gpt2(raw):
     act = raw.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise CheckpointError(f"config.json: activation_function {act!r} not supported (gelu_new only)")
+        raise CheckpointError(f"config.json: activation_function {act!r} not supported (gelu_new or "
+                              "gelu_pytorch_tanh only)")
     if raw.get("scale_attn_by_inverse_layer_idx") or raw.get("reorder_and_upcast_attn"):
         raise CheckpointError("config.json: scale_attn_by_inverse_layer_idx/reorder_and_upcast_attn unsupported")
     n_embd = _hf_get(raw, "n_embd")

@@ -28,8 +28,9 @@ def pyplot():
 
 
 def read_log(path):
-    """The step records of a train_rl.py log.jsonl; one InputError for a file that holds none or something else."""
-    records = read_jsonl(path, "train_rl.py log")
+    """The step records of a train_rl.py log.jsonl; one InputError for a file that holds none or something else.
+    A last line cut off before its newline (a run killed while logging) is left out, as --resume does."""
+    records = read_jsonl(path, "train_rl.py log", torn_tail_ok=True)
     if not records:
         raise InputError(f"{path}: no step logged yet")
     for where, rec in records:  # a step's record, or the held-out evaluation before step 0 (step -1)

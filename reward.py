@@ -169,7 +169,6 @@ _BOX_TOKEN = re.compile(r"(?:\w|[-+.(\[]|\\[A-Za-z])[^\s$]*")  # not `\boxed\;5`
 _ANSWER_PHRASES = ("answer is", "Answer is", "ANSWER IS")  # rfind, not lower(): lower() can shift indices
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")  # a period that ends a sentence, not the one in 3.5
 
-# An exact value c * sqrt(r) * pi^k as (c, r, k), with r square-free so that equal values are equal tuples.
 # An exact value is a sum of terms c * sqrt(r) * monomial: c rational, r square-free, the monomial a sorted tuple
 # of (symbol, power) pairs (\pi is a symbol, and so is a single-letter variable). A Value holds the sum's terms
 # as sorted ((r, monomial), c) pairs with like terms merged, so that equal values are equal tuples; () is zero.

@@ -8,8 +8,10 @@ Batched sampling with a KV cache: the rollout engine of PPO and of evaluation.
 
 How a batch runs: prompts of different lengths are left-padded to one width, so every row writes its next
 token into the same cache column; the attention mask hides the pads and per-row position ids ignore them,
-so a padded row behaves exactly as it would alone. Rows that stop are compacted out of the cache once a
-quarter of the live batch has finished, so the cost follows the rows still running.
+so a padded row behaves as it would alone, up to rounding (other shapes round differently). Rows that stop
+are compacted out of the cache (the eager engine: once a quarter of the live batch has finished; the graph
+engine: into the next smaller power-of-two bucket once half of its bucket has), so the cost follows the rows
+still running.
 
 Log-probs: they are computed from softmax(logits / temperature) *before* top-k/top-p filtering. That is
 the distribution the PPO trainer recomputes; with top_k or top_p < 1 the tokens are drawn from the
@@ -401,7 +403,8 @@ def load_for_inference(path, device="cpu", dtype=None):
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DTYPE_HELP = "weights dtype (default: bf16 on a GPU, as train_rl.py samples there, fp32 on a CPU; whatever is stored)"
+DTYPE_HELP = ("weights dtype, one for every checkpoint whatever dtype it is stored in (default: bf16 on a GPU, as "
+              "train_rl.py's paper presets sample there, fp32 on a CPU)")
 
 
 def dtype_name(name, device):

@@ -82,8 +82,10 @@ def main(argv=None):
     candidates = problems[: args.candidates]
     source = args.data + (f" at --levels {','.join(map(str, args.levels))}" if args.levels else "")
     if len(candidates) < args.num_problems:  # refused before hours of sampling, not after
+        more = f"raise --candidates ({source} holds {len(problems)})" if len(problems) > args.candidates else \
+            "give more problems"
         raise DataError(f"--num-problems {args.num_problems}, but there are only {len(candidates)} candidates "
-                        f"({source}, --candidates {args.candidates}); lower --num-problems or give more problems")
+                        f"({source}, --candidates {args.candidates}); lower --num-problems or {more}")
     if len(candidates) < args.candidates and is_main():
         print(f"note: --candidates {args.candidates}, but {source} holds {len(candidates)} problems: trying them all")
     model, tok = load_for_inference(args.ckpt, args.device, DTYPES[dtype_name(args.dtype, args.device)])
@@ -110,8 +112,10 @@ def main(argv=None):
     if len(chosen) < args.num_problems:  # the sampling is kept: it may have taken hours
         measured = candidates_path(args.out)
         write_jsonl(with_rates(candidates), measured)
+        more = "raise --candidates" if len(problems) > len(candidates) else \
+            f"give more problems (all {len(problems)} of {source} were tried)"
         raise TooFewProblems(f"only {len(chosen)} of {len(candidates)} candidates have a pass rate in "
-                             f"({args.min_pass_rate}, {args.max_pass_rate}); raise --candidates or widen the range "
+                             f"({args.min_pass_rate}, {args.max_pass_rate}); {more} or widen the range "
                              f"(every candidate's pass rate is in {measured})")
     write_jsonl(with_rates(chosen), args.out)
     for q in chosen:

@@ -5,9 +5,9 @@ Hand-written PPO for concise reasoning (Fatemi et al., 2025): the two phases are
     python train_rl.py --phase 1 --init checkpoints/toy-base --data data/toy_train.jsonl --levels 4,5 --out runs/phase1
     python train_rl.py --phase 2 --init runs/phase1/checkpoint/actor --data runs/phase2_set.jsonl --out runs/phase2
 
-Phase 1 trains on many hard problems to raise accuracy; phase 2 on a tiny set (8) of problems the model
-solves only sometimes, which shortens responses while accuracy holds. The reward is correctness only:
-+1 correct, -0.5 boxed but wrong, -1 no boxed answer (reward.py).
+Phase 1 trains on many hard problems to raise accuracy; phase 2 on a small set (the paper: 8 problems; the
+toy demo: 64) of problems the model solves only sometimes, which shortens responses while accuracy holds. The
+reward is correctness only: +1 correct, -0.5 boxed but wrong, -1 no boxed answer (reward.py).
 
 One PPO step:
   1. sample  `samples_per_prompt` responses for each of `prompts_per_step` problems (sample.py);
@@ -16,9 +16,10 @@ One PPO step:
              after it is 0), because that is where the episode ended;
   3. reference log-probs from the frozen initial policy; old log-probs and values recomputed with one
      full forward each, through the numerics of the update (so the first PPO ratio is 1 up to rounding:
-     exactly where a micro-batch has the same rows as in the recomputation, else within 2e-6 in fp32 and
-     about 1e-2 in bf16, whose matmuls round differently at another width; the ratio to the reference at
-     step 0 is exactly 1). The log-probs take fp32 logits in bf16 runs too (model.fp32_logits);
+     exactly where a micro-batch has the same rows as in the recomputation, else within about 1e-5 in fp32
+     (the shipped toy: up to 1.0e-5) and about 1e-2 in bf16, as matmuls round differently at another width;
+     log.jsonl's ratio_dev_first holds it; the ratio to the reference at step 0 is exactly 1). The
+     log-probs take fp32 logits in bf16 runs too (model.fp32_logits);
   4. rewards per token: -kl_coef * (logp - logp_ref) on every response token (k1, in the reward, the
      paper's choice) plus the score on the last response token; GAE (gamma = 1, lambda = 0.95) with the
      critic's values gives advantages and returns; advantages are whitened over the batch;
@@ -486,6 +487,18 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     }
 
 
+def nan_advice(cfg, ckpt, last_save):
+    """What a run stopped by NaN/inf keeps and how to go on at a lower learning rate: --resume takes no new
+    --actor-lr, so a new run from the checkpoint (which holds the weights of its own step, not of the last
+    finite update: saves come every --save-every steps)."""
+    if last_save is None:
+        return "No checkpoint was saved yet: start again with --overwrite and a lower --actor-lr/--critic-lr."
+    critic = f" --critic-init {ckpt}/critic" if cfg.algo == "ppo" else ""
+    return (f"{ckpt} holds the weights after step {last_save}, its last save. To go on at a lower learning rate, "
+            f"start a new run from it: --init {ckpt}/actor{critic} --ref {cfg.ref or cfg.init} and a lower "
+            "--actor-lr/--critic-lr, with another --out.")
+
+
 WALL_WINDOW = 20  # the last steps whose mean wall time estimates the time left
 STOP_WINDOW = 10  # steps averaged on each side of --stop-length-ratio's comparison
 
@@ -562,6 +575,7 @@ def run(cfg, resume, earlier=None):
     walls = []  # each step's seconds from its start to its log record, for the estimate of the time left
     early = cfg.stop_length_ratio > 0 and cfg.steps >= 2 * STOP_WINDOW  # the run may end before --steps
     kept = (lambda: runs.kept_text(cfg.out)) if is_main() else None  # said by a second Ctrl-C
+    last_save = start if resume else None  # the step of the checkpoint in --out, for the NaN stop's advice
     with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
             began = time.perf_counter()
@@ -578,10 +592,8 @@ def run(cfg, resume, earlier=None):
                 say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
             if bad_steps >= cfg.max_bad_steps:
                 log(rec)
-                kept = f"{ckpt} holds the weights of the last finite update" if os.path.isdir(ckpt) else \
-                    "no checkpoint was saved yet"
-                raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped ({kept}). Try a lower "
-                                 "--actor-lr/--critic-lr.")
+                raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped. "
+                                 + nan_advice(cfg, ckpt, last_save))
             lengths.append(rec["length_mean"])
             done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
@@ -590,6 +602,7 @@ def run(cfg, resume, earlier=None):
             saved = done % cfg.save_every == 0 or finished or stopping
             if saved:  # a skipped update left the weights finite
                 save()
+                last_save = done
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
             rec["time_wall"] = time.perf_counter() - began  # time_total and the evaluation and the save
@@ -602,6 +615,7 @@ def run(cfg, resume, earlier=None):
                 stopping = True
                 if not saved:
                     save()
+                    last_save = done
             if stopping and not finished:  # a stop in the last step has nothing left to resume: the run is done
                 say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
                 sys.exit(130)
@@ -628,7 +642,7 @@ SCALE_PRESETS = {
         max_new_tokens=320,  # no toy trace is longer than about 280 tokens (see train_sft.longest_example)
         eval_every=20,  # held-out curves for the plots
     ),
-    "paper": dict(  # 1B+ models on one GPU
+    "paper": dict(  # the paper's models on one GPU (--scale auto: from PAPER_SCALE_PARAMS, 50M, up)
         dtype="bf16",  # bf16 autocast over fp32 master weights
         grad_checkpointing=True,  # activations of 8k-token responses
         micro_batch=64,  # rows per forward/backward are bounded by micro_batch_tokens instead
@@ -641,12 +655,13 @@ PHASE_PRESETS = {
     (1, "toy"): dict(
         steps=90,  # levels 4-5 gain 10.6 points (6 seeds); 100+ steps leave a model that phase 2 shortens less
         gae_lambda=1.0,  # the tiny critic explains ~1% of the return's variance: with 0.95, 150-token answers'
-                         # first tokens get 0.95^100 of the credit and level 5 barely improves
+                         # first tokens get 0.95^149 (5e-4) of the credit and level 5 barely improves
     ),
     (2, "toy"): dict(
         stop_length_ratio=0.55,  # seeds shorten at rates 10x apart: each stops once its set's responses have
                                  # shortened as far as the fast seeds do by step 40; --steps is the cap
-        min_lr_ratio=1.0,  # a constant lr: a cosine tied to the cap would decay on a clock the run does not keep
+        min_lr_ratio=1.0,  # a constant lr after the warm-up (3% of the cap): a cosine tied to the cap would decay
+                           # on a clock the run does not keep
         critic_lr=5e-5,  # at 2e-4 the critic learns each problem's value and GAE's length pressure fades
         ppo_epochs=2,  # two passes per batch shorten more per step than one
         kl_coef=0.02,  # 0.05 and 0.1 hold the length back; lower drifts from the phase-1 model

@@ -137,6 +137,18 @@ def test_other_clis_refuse_bad_values(capsys, main, argv, message):
     assert message in one_line_error(main, argv, capsys)
 
 
+def test_quick_demo_without_its_shipped_phase1_model_names_a_fix_that_works(capsys, monkeypatch, tmp_path):
+    """The advice was `python train_sft.py --out checkpoints/toy-phase1`: that makes a base model with no
+    phase2_set.jsonl, and --quick then failed on the missing set. It must point at the shipped folder instead."""
+    monkeypatch.setattr(demo, "PHASE1", str(tmp_path / "toy-phase1"))
+    err = one_line_error(demo.main, ["--quick", "--out", str(tmp_path / "out")], capsys)
+    assert "train_sft.py" not in err and "git checkout -- checkpoints/toy-phase1" in err
+    train_sft.main(["--out", str(tmp_path / "toy-phase1"), "--steps", "1", "--probe-every", "0"])  # the old advice
+    capsys.readouterr()
+    err = one_line_error(demo.main, ["--quick", "--out", str(tmp_path / "out")], capsys)
+    assert "phase2_set.jsonl" in err and "git checkout" in err and not os.path.exists(tmp_path / "out")
+
+
 def test_a_torch_older_than_the_code_needs_is_refused_in_one_line(capsys, monkeypatch):
     """On torch 2.4 a GQA model (R1-Distill) crashed at its first attention (no enable_gqa), and a torchrun
     run at its import of fully_shard."""
@@ -212,6 +224,15 @@ def test_bad_records_are_refused_naming_file_and_line(tmp_path, lines, message):
     with pytest.raises(InputError) as e:
         read_problems(problems_file(tmp_path, lines))
     assert message in str(e.value)
+
+
+def test_plots_reads_a_log_whose_last_line_a_crash_cut_off(tmp_path):
+    """common.py: the log's readers accept a torn last line; plots.read_log refused it as not JSON."""
+    import plots
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"step": 0, "accuracy": 0.5, "length_mean": 9.0}) + "\n" + '{"step": 1, "accur')
+    assert [r["step"] for r in plots.read_log(str(log))] == [0]
 
 
 def test_only_a_last_line_cut_off_before_its_newline_counts_as_torn(tmp_path):
@@ -1466,6 +1487,16 @@ def test_select_problems_keeps_its_pass_rates_when_too_few_qualify(half_right, t
     assert "only 2 of 3 candidates have a pass rate in (0.0, 1.0)" in err and f"{out}.candidates.jsonl" in err
     rates = {r["id"]: r["pass_rate"] for r in map(json.loads, open(f"{out}.candidates.jsonl"))}
     assert rates["3"] == 0 and 0 < rates["1"] < 1 and 0 < rates["2"] < 1 and not out.exists()
+    assert "raise --candidates" not in err and "give more problems (all 3 of" in err  # all 3 were tried
+
+
+def test_select_problems_too_few_candidates_names_the_limit_that_binds(half_right, tmp_path, capsys):
+    """--candidates 2 of a file of 3: more problems in the file would not help, a larger --candidates would."""
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"id": a, "problem": "1", "answer": a, "level": 1}) + "\n" for a in "123"))
+    err = one_line_error(select_problems.main, ["--ckpt", str(half_right), "--data", str(data), "--candidates", "2",
+                                                "--num-problems", "3", "--out", str(tmp_path / "set.jsonl")], capsys)
+    assert "lower --num-problems or raise --candidates" in err and "give more problems" not in err
 
 
 def test_select_problems_lists_problems_without_levels(half_right, tmp_path, capsys):

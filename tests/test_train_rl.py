@@ -468,8 +468,8 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
 
     batch_step = [0]
     monkeypatch.setattr(train_rl, "compute_advantages", poisoned)
-    with pytest.raises(SystemExit, match="2 steps in a row with NaN/inf; stopped .* holds the weights of the last "
-                                         "finite update"):
+    with pytest.raises(SystemExit, match="2 steps in a row with NaN/inf; stopped. .* holds the weights after step 3, "
+                                         "its last save"):
         train_rl.train(cfg)
     state = json.load(open(tmp_path / "checkpoint" / "state.json"))
     assert state["step"] == 3  # steps 0 and 1 trained, step 2 skipped its update and was saved; step 3 stopped
@@ -479,6 +479,30 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
     assert all(torch.isfinite(p).all() for p in actor.parameters())
     log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     assert [r["step"] for r in log] == [0, 1, 2, 3] and ["warning" in r for r in log] == [False, False, True, True]
+
+
+def test_nan_stop_names_the_step_its_checkpoint_holds_and_how_to_go_on(half_right, tmp_path, monkeypatch):
+    """With saves every 4 steps the checkpoint is not the last finite update: steps 4 and 5 trained after the save
+    of step 4. The advice names that step, and a new run from the checkpoint (--resume refuses a new --actor-lr)."""
+    cfg = tiny_config(half_right, tmp_path / "run", steps=10, save_every=4, max_bad_steps=2)
+    real, calls = train_rl.compute_advantages, [0]
+
+    def poisoned(cfg_, batch):
+        real(cfg_, batch)
+        if calls[0] >= 6:
+            batch.advantages = batch.advantages * float("nan")
+        calls[0] += 1
+
+    monkeypatch.setattr(train_rl, "compute_advantages", poisoned)
+    with pytest.raises(SystemExit) as e:
+        train_rl.train(cfg)
+    ckpt = tmp_path / "run" / "checkpoint"
+    assert json.load(open(ckpt / "state.json"))["step"] == 4
+    assert "last finite update" not in str(e.value)
+    assert f"{ckpt} holds the weights after step 4, its last save" in str(e.value)
+    assert f"--init {ckpt}/actor --critic-init {ckpt}/critic --ref {half_right}" in str(e.value)
+    with pytest.raises(InputError, match="drop --actor-lr"):  # why the advice is a new run, not --resume
+        train_rl.resolve_config(["--resume", "--out", str(tmp_path / "run"), "--actor-lr", "1e-3"])
 
 
 def test_help_gives_every_flags_default_and_what_each_preset_puts_instead(capsys):
