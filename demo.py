@@ -9,7 +9,8 @@ evaluation table and plots.
 
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
 demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint) if the base model and
-settings are the same (out/demo.json records them with train_rl.py's toy presets; a mismatch is refused);
+settings are the same (out/demo.json records them with every train_rl.py flag's value under the toy presets;
+a mismatch is refused);
 --fresh redoes everything. Every seed runs the RL stages (phase 1, the phase-2 set, phase 2, the ablations)
 on the same base model and test set; the test set is sampled with one seed for every model, so the spread
 between seeds is the spread of RL itself. out/results.json holds the figures of every seed (the shape of
@@ -18,6 +19,7 @@ the demo says whether each seed it ran gave the figures that file holds for that
 """
 
 import hashlib
+import json
 import os
 import statistics
 import sys
@@ -350,10 +352,12 @@ DEMO_FILES = {**dict.fromkeys(["demo.json", *written_by_eval("base_eval.json"), 
 
 
 def run_stamp(start_model, settings):
-    """What the demo's results depend on besides the code: the starting model's bytes, the settings, the presets."""
+    """What the demo's results depend on besides the code: the starting model's bytes, the settings, and every
+    train_rl.py flag's value under the toy presets (a changed flag default as well as a changed preset)."""
     files = sorted(f for f in os.listdir(start_model) if f == "config.json" or ".safetensors" in f)  # shards too
+    flags = lambda phase: json.loads(json.dumps(vars(train_rl.config(**train_rl.preset(phase, "toy")))))  # as read back
     return {"base_sha256": {f: file_sha256(os.path.join(start_model, f)) for f in files}, **settings,
-            "presets": {f"phase{p}": train_rl.preset(p, "toy") for p in (1, 2)}}
+            "presets": {f"phase{p}": flags(p) for p in (1, 2)}}
 
 
 def claim_out_dir(out, stamp):

@@ -271,9 +271,22 @@ def test_seed_stages_passes_the_seed_and_phase_2s_steps_on(tmp_path, monkeypatch
         assert flags[flags.index("--seed") + 1] == "1"
 
 
-def test_a_settings_change_changes_the_stamp():
+def test_a_settings_change_changes_the_stamp(monkeypatch, tmp_path):
     base = demo.run_stamp(demo.BASE, demo.SETTINGS["full"])
     assert demo.run_stamp(demo.BASE, {**demo.SETTINGS["full"], "phase2_steps": 151}) != base
+    demo.claim_out_dir(str(tmp_path), base)
+    demo.claim_out_dir(str(tmp_path), demo.run_stamp(demo.BASE, demo.SETTINGS["full"]))  # read back: the same
+    real_parser = demo.train_rl.build_parser
+
+    def edited_default():  # a flag default edited in train_rl.py, one that no toy preset sets
+        parser = real_parser()
+        parser.set_defaults(clip_eps=0.3)
+        return parser
+
+    monkeypatch.setattr(demo.train_rl, "build_parser", edited_default)
+    assert demo.run_stamp(demo.BASE, demo.SETTINGS["full"])["presets"]["phase1"]["clip_eps"] == 0.3
+    with pytest.raises(InputError, match="another base model, settings or presets"):
+        demo.claim_out_dir(str(tmp_path), demo.run_stamp(demo.BASE, demo.SETTINGS["full"]))
 
 
 def test_time_breakdown_is_the_mean():
