@@ -10,10 +10,9 @@ evaluation table and plots.
 Each stage is the command a user would type (printed before it runs) and writes into --out. Running the
 demo again reuses finished stages (an interrupted RL phase resumes from its checkpoint) if the base model and
 settings are the same (out/demo.json records them with every train_rl.py flag's value under the toy presets;
-a mismatch is refused);
---fresh redoes everything. Every seed runs the RL stages (phase 1, the phase-2 set, phase 2, the ablations)
-on the same base model and test set; the test set is sampled with one seed for every model, so the spread
-between seeds is the spread of RL itself. out/results.json holds the figures of every seed (the shape of
+a mismatch is refused); --fresh redoes everything. Every seed runs the RL stages (phase 1, the phase-2 set,
+phase 2, the ablations) on the same base model and test set; the test set is sampled with one seed for every
+model, so the spread between seeds is the spread of RL itself. out/results.json holds the figures of every seed (the shape of
 assets/results.json, which `--seeds 6` wrote; runs are deterministic for a given machine and thread count, and
 the demo says whether each seed it ran gave the figures that file holds for that seed).
 """
