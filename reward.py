@@ -13,7 +13,9 @@ Extraction (`extract_answer`)
     `\boxed5` (one token up to whitespace or `$`, less the prose after it: `\boxed 5, so` and
     `(so \boxed 5).` hold `5`; `\boxed.` and `\boxed\;5` are empty boxes). Braced boxes side by side
     before it, with nothing but `$`, spaces, commas, `and`/`or` between, are one list with it:
-    `$\boxed{2}$ and $\boxed{3}$` holds `2, 3`, and a hedge `\boxed{2} or \boxed{3}` is not `3`.
+    `$\boxed{2}$ and $\boxed{3}$` holds `2, 3`, and a hedge `\boxed{2} or \boxed{3}` is not `3`; two boxes
+    that hold one answer (`\boxed{0.5} or \boxed{\frac12}`) hold it; more than MAX_BOXES side by side hold none.
+    A box inside a box is the outer one: `\boxed{2 \text{ or } \boxed{3}}` is not `3`.
   * No fallback to an earlier box: if the last one never closes (a truncated response; also any box
     longer than MAX_ANSWER_CHARS) or shows nothing once normalised (`\boxed{}`, `\boxed{\,}`), there is no
     answer (reward -1).
@@ -134,11 +136,11 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"(?<=[\d}])\s+" + _UNIT + r"\s*$", ""),  # bare trailing unit: 5 cm -> 5
 ]]
 # x =, p(x) =, f^{-1}(x) =, \theta =, x \in
-_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\^\{?-1\}?)?(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")
+_NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\^\{?-1\}?(?=\s*\())?(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")
 _NAMES = re.compile(r"(\([A-Za-z](?:,[A-Za-z])+\))=")  # (x,y)= in a normalised answer
 _TURNED = re.compile(r"([^<>=]+)=([A-Za-z]|\\[A-Za-z]+)")  # 5=x, 2x+3=y in a normalised answer
 _NAMED = re.compile(r"([A-Za-z])=(.+)")  # x=1, one item of a normalised list
-_BASE = re.compile(r"([0-9A-Z]*\d[0-9A-Z]*)_\{?(\d{1,2})\}?")  # 1011_2, A3_{16}: digits in a base
+_BASE = re.compile(r"([0-9A-Z]+)_\{?(\d{1,2})\}?")  # 1011_2, A3_{16}: digits in a base
 _CHOICE = re.compile(r"\(([A-E])\)(.+)")  # (C)12: a normalised choice with its value
 # Spaces go, except between two digits, which stay apart: `2 1/2` is not 21/2 (but `\log_2 3` is `\log_23`).
 _SPACES = re.compile(r"(?<=\d)(?<![_^]\d)(\s+)(?=\d)|\s+")
@@ -163,7 +165,7 @@ _BETWEEN = re.compile(r"(.+?)(<=|<)([A-Za-z])(<=|<)(.+)")  # 2<=x<3 -> x=[2,3)
 _BOX_SPACE = re.compile(r"[ \t]*")
 # What may stand between boxes read together as one list: `$\boxed{2}$ and $\boxed{3}$`, `\boxed{2}, x = \boxed{3}`.
 _BETWEEN_BOXES = re.compile(r"(?:[\s$,;]|\\[,;:!()\[\] ]|\\q?quad|\\text\s*\{\s*(?:and|or)\s*\}|and|or|[A-Za-z]\s*=)*")
-MAX_BOXES = 10  # boxes read together at most
+MAX_BOXES = 10  # boxes read together at most; a longer run of boxes side by side is no answer
 _BOX_BRACE = re.compile(r"\s*\{")  # LaTeX reads a newline before the argument as a space
 _BOX_TOKEN = re.compile(r"(?:\w|[-+.(\[]|\\[A-Za-z])[^\s$]*")  # not `\boxed\;5`: an empty box, then 5
 _ANSWER_PHRASES = ("answer is", "Answer is", "ANSWER IS")  # rfind, not lower(): lower() can shift indices
@@ -251,18 +253,25 @@ def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
     answers = [answer.strip()]
     # Boxes side by side before it are one answer, a list: `$\boxed{2}$ and $\boxed{3}$` is `2, 3` (and a hedge
     # `\boxed{2} or \boxed{3}` is not 3). Words between boxes (`\boxed{2}, wait, \boxed{3}`) make them drafts.
-    for _ in range(MAX_BOXES - 1):
+    # A box inside a box is read as the outer one holds it: `\boxed{2 \text{ or } \boxed{3}}` is not 3.
+    for _ in range(MAX_BOXES):
         if not (previous := _last_box(reversed_text, box.end(), MAX_ANSWER_CHARS + 100)):
             break
         start, end = len(text) - previous.start(), len(text) - box.end()  # the previous box's argument, this box
         brace = _BOX_BRACE.match(text, start)
         close = _closing_brace(text, brace.end() - 1) if brace else -1
-        if not (0 <= close < end and _BETWEEN_BOXES.fullmatch(text, close + 1, end)
-                and normalize_answer(content := text[brace.end():close])):
+        if close > end:  # it holds this box (and the boxes side by side with it)
+            answers = [text[brace.end():close].strip()]
+        elif not (0 <= close < end and _BETWEEN_BOXES.fullmatch(text, close + 1, end)
+                  and normalize_answer(content := text[brace.end():close])):
             break
-        if content.strip() != answers[0]:  # the same box twice is one answer
+        elif content.strip() != answers[0]:  # the same box twice is one answer
             answers.insert(0, content.strip())
         box = previous
+    else:
+        return None  # more boxes side by side than are read: the earliest must not drop out of the list silently
+    if len(answers) == 2 and is_equiv(*answers):  # one answer in two forms: `\boxed{0.5} or \boxed{\frac12}`
+        answers.pop(0)
     return ", ".join(answers)
 
 
@@ -639,7 +648,8 @@ def _choice(s: str) -> str | None:
 def _digits(s: str) -> str | None:
     """The digits of a number written in a base, `1011_2` -> `1011`; None if s is not one (`1012_2`, `x_1`)."""
     m = _BASE.fullmatch(s)
-    if m and 2 <= (base := int(m.group(2))) <= 36 and all(int(digit, 36) < base for digit in m.group(1)):
+    if m and 2 <= (base := int(m.group(2))) <= 36 and all(int(digit, 36) < base for digit in m.group(1)) \
+            and not m.group(1).isalpha():  # A_2 is a name
         return m.group(1)
     return None
 
