@@ -282,7 +282,10 @@ def main(argv=None):
         seed, rows = seed_run["seed"], seed_run["rows"]
         if seed in shipped:
             same = all(shipped[seed].get(name) == figures for name, figures in rows.items())
-            print(f"seed {seed}: the same figures as in {os.path.relpath(SHIPPED)}: {'yes' if same else 'NO'}")
+            print(f"seed {seed}: the same figures as in {os.path.relpath(SHIPPED)}: " + ("yes" if same else
+                  "NO (a run repeats bit for bit only on the machine and thread count that made the file: another CPU "
+                  "rounds differently, and over hundreds of steps that gives other figures, as another seed would; the "
+                  "six seeds' spread in README.md is the yardstick)"))
     print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; everything is in {out}/")
 
 
