@@ -83,6 +83,13 @@ def cli(main=None, *, memory="lower --batch-size"):
             print(f"error: out of GPU memory ({str(e).splitlines()[0].strip()}); {memory}, then run the same command "
                   "again (with --resume where the script takes it: what it had finished is kept)", file=sys.stderr)
             raise SystemExit(2) from None
+        except RuntimeError as e:  # under torchrun: a collective that failed because another process had stopped
+            if not lost_a_process(e):
+                raise
+            print(f"error: process {torch.distributed.get_rank()}: another process of this torchrun run stopped "
+                  f"({str(e).splitlines()[0].strip()[:200]}); the cause is that process's own error above, or, if it "
+                  "was killed, torchrun's summary below (Root Cause)", file=sys.stderr)
+            raise SystemExit(1) from None
         except KeyboardInterrupt:  # a second Ctrl-C (the first one stops a run cleanly), or a script without a plan
             print("stopped (Ctrl-C)", file=sys.stderr)
             raise SystemExit(130) from None
@@ -90,6 +97,18 @@ def cli(main=None, *, memory="lower --batch-size"):
             _running.pop()
 
     return wrapped
+
+
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")  # gloo's words for a dead peer
+
+
+def lost_a_process(e):
+    """Whether exception e is a collective's failure because another process of the group stopped (its own error
+    says why, once): a multi-screen traceback of this process would bury that one line."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    return isinstance(e, dist.DistError) or any(words in str(e) for words in PEER_LOST)
 
 
 def cannot_create(path, e):
@@ -631,10 +650,34 @@ def lock_holder(folder):
     return None
 
 
+REPEAT_WINDOW = 2.0  # seconds within which a second SIGTERM is the first one delivered twice (StopRequest)
+
+
+def torchrun_reads_timeout():
+    """Whether this torch's torchrun reads TORCH_ELASTIC_SHUTDOWN_TIMEOUT (added in 2026; before it, 30 s fixed)."""
+    from torch.distributed.launcher.api import LaunchConfig
+    return "shutdown_timeout" in LaunchConfig.__dataclass_fields__
+
+
+def torchrun_stop_timeout():
+    """The seconds torchrun lets its processes finish after it passes a Ctrl-C or SIGTERM on to them, before it
+    kills them (TORCH_ELASTIC_SHUTDOWN_TIMEOUT, which the processes inherit; 30 by default); None without torchrun."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
+    if not torchrun_reads_timeout():
+        return 30.0
+    try:
+        return float(os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", 30))
+    except ValueError:
+        return 30.0
+
+
 class StopRequest:
     """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once, after printing
-    what `kept()` says (what was saved before). A context manager: the handlers that were there before come
-    back when the `with` block ends."""
+    what `kept()` says (what was saved before). A SIGTERM within REPEAT_WINDOW of the first stop signal is that
+    stop delivered twice, not a second request: a scheduler that signals every process of a job, with torchrun
+    passing its own signal on to its processes, delivers two. A context manager: the handlers that were there
+    before come back when the `with` block ends."""
 
     def __init__(self, kept=None):
         self.kept = kept
@@ -649,13 +692,22 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _handler(self, signum, frame):
+        now = time.monotonic()
+        if self.requested and signum == signal.SIGTERM and now - self.first < REPEAT_WINDOW:
+            return  # the same stop, delivered twice
         if self.requested:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             if self.kept:
                 print(f"\nquitting without saving: {self.kept()}", file=sys.stderr, flush=True)
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nstop requested: finishing this step, then saving (Ctrl-C again to quit without saving)", flush=True)
+        self.requested, self.first = True, now
+        if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets the stop: process 0 says it
+            return
+        deadline = torchrun_stop_timeout()
+        late = "" if deadline is None else f"; torchrun kills the processes {deadline:g} s after passing a stop on: " \
+            "a step not saved by then is lost, the last checkpoint kept"
+        print(f"\nstop requested: finishing this step, then saving (Ctrl-C again to quit without saving){late}",
+              flush=True)
 
 
 @contextlib.contextmanager

@@ -67,7 +67,7 @@ import memory
 import runs
 from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
                     non_negative_float, non_negative_int, positive_float, positive_int, ranged, sampling_temperature,
-                    seed_int, timed)
+                    seed_int, timed, torchrun_reads_timeout, torchrun_stop_timeout)
 from distributed import all_max, all_sum, gather, is_main, my_share, on_main, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
@@ -499,6 +499,19 @@ def nan_advice(cfg, ckpt, last_save):
             "--actor-lr/--critic-lr, with another --out.")
 
 
+def stop_deadline_note(cfg, step, wall, deadline):
+    """Said once, under torchrun, when a step took longer than torchrun lets its processes finish after a Ctrl-C or
+    SIGTERM: such a stop would kill the run before it saves."""
+    suggest = 60 * math.ceil(2 * wall / 60)  # twice the step, its save and evaluation included, in whole minutes
+    fix = (f"to let a stop finish its step and save, start torchrun with TORCH_ELASTIC_SHUTDOWN_TIMEOUT={suggest} "
+           "(and give a scheduler's SIGTERM as long before its SIGKILL)") if torchrun_reads_timeout() else \
+        (f"torch {torch.__version__}'s torchrun does not read TORCH_ELASTIC_SHUTDOWN_TIMEOUT (newer ones do): a lower "
+         "--save-every loses fewer steps")
+    return (f"note: step {step} took {wall:.0f} s, more than the {deadline:g} s torchrun gives its processes to "
+            f"stop after a Ctrl-C or SIGTERM: such a stop kills them before they save, and the run resumes from its "
+            f"last checkpoint (saved every {cfg.save_every} steps); {fix}")
+
+
 WALL_WINDOW = 20  # the last steps whose mean wall time estimates the time left
 STOP_WINDOW = 10  # steps averaged on each side of --stop-length-ratio's comparison
 
@@ -576,6 +589,7 @@ def run(cfg, resume, earlier=None):
     early = cfg.stop_length_ratio > 0 and cfg.steps >= 2 * STOP_WINDOW  # the run may end before --steps
     kept = (lambda: runs.kept_text(cfg.out)) if is_main() else None  # said by a second Ctrl-C
     last_save = start if resume else None  # the step of the checkpoint in --out, for the NaN stop's advice
+    deadline, said_deadline = torchrun_stop_timeout(), False  # the seconds torchrun grants a stop, or None
     with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
             began = time.perf_counter()
@@ -611,6 +625,9 @@ def run(cfg, resume, earlier=None):
             recent = walls[-WALL_WINDOW:]  # responses shorten in phase 2, and their steps with them
             left = None if finished or stopping else (cfg.steps - done) * sum(recent) / len(recent)
             say(runs.progress_line(rec, left, at_most=early), flush=True)
+            if deadline is not None and rec["time_wall"] > deadline and not said_deadline:
+                said_deadline = True
+                say(stop_deadline_note(cfg, step, rec["time_wall"], deadline), flush=True)
             if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
                 stopping = True
                 if not saved:
