@@ -99,7 +99,9 @@ def cli(main=None, *, memory="lower --batch-size"):
     return wrapped
 
 
-PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")  # gloo's words for a dead peer
+# Words for a dead peer: gloo's, and NCCL's ncclRemoteError. Not any DistError: a store timeout or an NCCL error of
+# this process's own is its own cause, and its traceback is the evidence.
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "remote process exited")
 
 
 def lost_a_process(e):
@@ -108,7 +110,7 @@ def lost_a_process(e):
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return False
-    return isinstance(e, dist.DistError) or any(words in str(e) for words in PEER_LOST)
+    return any(words in str(e) for words in PEER_LOST)
 
 
 def cannot_create(path, e):
@@ -661,13 +663,15 @@ def torchrun_reads_timeout():
 
 def torchrun_stop_timeout():
     """The seconds torchrun lets its processes finish after it passes a Ctrl-C or SIGTERM on to them, before it
-    kills them (TORCH_ELASTIC_SHUTDOWN_TIMEOUT, which the processes inherit; 30 by default); None without torchrun."""
+    kills them (PET_SHUTDOWN_TIMEOUT, the variable of torchrun's --shutdown-timeout, else
+    TORCH_ELASTIC_SHUTDOWN_TIMEOUT: the processes inherit both; 30 by default); None without torchrun. The flag
+    itself does not reach the processes: given, it holds instead of what this says."""
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         return None
     if not torchrun_reads_timeout():
         return 30.0
     try:
-        return float(os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", 30))
+        return float(os.environ.get("PET_SHUTDOWN_TIMEOUT") or os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", 30))
     except ValueError:
         return 30.0
 
@@ -676,7 +680,8 @@ class StopRequest:
     """Ctrl-C (or SIGTERM) once: finish the current step, save, exit. Ctrl-C twice: exit at once, after printing
     what `kept()` says (what was saved before). A SIGTERM within REPEAT_WINDOW of the first stop signal is that
     stop delivered twice, not a second request: a scheduler that signals every process of a job, with torchrun
-    passing its own signal on to its processes, delivers two. A context manager: the handlers that were there
+    passing its own signal on to its processes, delivers two. (After a Ctrl-C, a SIGTERM is torchrun's answer to a
+    second Ctrl-C, and quits.) A context manager: the handlers that were there
     before come back when the `with` block ends."""
 
     def __init__(self, kept=None):
@@ -693,14 +698,14 @@ class StopRequest:
 
     def _handler(self, signum, frame):
         now = time.monotonic()
-        if self.requested and signum == signal.SIGTERM and now - self.first < REPEAT_WINDOW:
+        if self.requested and signum == self.first == signal.SIGTERM and now - self.first_at < REPEAT_WINDOW:
             return  # the same stop, delivered twice
         if self.requested:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             if self.kept:
                 print(f"\nquitting without saving: {self.kept()}", file=sys.stderr, flush=True)
             raise KeyboardInterrupt
-        self.requested, self.first = True, now
+        self.requested, self.first, self.first_at = True, signum, now
         if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets the stop: process 0 says it
             return
         deadline = torchrun_stop_timeout()

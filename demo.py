@@ -357,9 +357,17 @@ def run_stamp(start_model, settings):
     """What the demo's results depend on besides the code: the starting model's bytes, the settings, and every
     train_rl.py flag's value under the toy presets (a changed flag default as well as a changed preset)."""
     files = sorted(f for f in os.listdir(start_model) if f == "config.json" or ".safetensors" in f)  # shards too
-    flags = lambda phase: json.loads(json.dumps(vars(train_rl.config(**train_rl.preset(phase, "toy")))))  # as read back
+    flags = lambda phase: json.loads(json.dumps(vars(train_rl.config(phase=phase, **train_rl.preset(phase, "toy")))))
     return {"base_sha256": {f: file_sha256(os.path.join(start_model, f)) for f in files}, **settings,
             "presets": {f"phase{p}": flags(p) for p in (1, 2)}}
+
+
+def differences(a, b, prefix=""):
+    """The dotted names of the entries in which two stamps (JSON objects) differ, sorted."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [prefix]
+    names = lambda key: differences(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+    return sorted(name for key in set(a) | set(b) for name in names(key))
 
 
 def claim_out_dir(out, stamp):
@@ -367,9 +375,10 @@ def claim_out_dir(out, stamp):
     would otherwise be mixed silently (say, a new base model under an old phase 1)."""
     path = os.path.join(out, "demo.json")
     if os.path.isfile(path):
-        if read_json(path) != stamp:
-            raise InputError(f"{out} holds a demo run from another base model, settings or presets; rerun with "
-                             "--fresh, or pick another --out")
+        if (differ := differences(read_json(path), stamp)):
+            named = ", ".join(differ[:3]) + (", ..." if len(differ) > 3 else "")
+            raise InputError(f"{out} holds a demo run from another base model, settings or presets ({named} differ); "
+                             "rerun with --fresh, or pick another --out")
         return
     write_json(stamp, path)
 

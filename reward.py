@@ -247,25 +247,23 @@ def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
     box = _last_box(reversed_text, 0, len(text))
     if not box:
         return _unboxed_answer(text) if allow_unboxed else None
+    box = _outer_box(text, reversed_text, box)  # a box inside a box is the outer one
     answer = _box_content(text, len(text) - box.start())
     if answer is None or not normalize_answer(answer):
         return None  # an empty box is no answer (`\boxed{}`, `\boxed{\,}`): it must not beat the no-answer penalty
     answers = [answer.strip()]
     # Boxes side by side before it are one answer, a list: `$\boxed{2}$ and $\boxed{3}$` is `2, 3` (and a hedge
     # `\boxed{2} or \boxed{3}` is not 3). Words between boxes (`\boxed{2}, wait, \boxed{3}`) make them drafts.
-    # A box inside a box is read as the outer one holds it: `\boxed{2 \text{ or } \boxed{3}}` is not 3.
     for _ in range(MAX_BOXES):
         if not (previous := _last_box(reversed_text, box.end(), MAX_ANSWER_CHARS + 100)):
             break
         start, end = len(text) - previous.start(), len(text) - box.end()  # the previous box's argument, this box
         brace = _BOX_BRACE.match(text, start)
         close = _closing_brace(text, brace.end() - 1) if brace else -1
-        if close > end:  # it holds this box (and the boxes side by side with it)
-            answers = [text[brace.end():close].strip()]
-        elif not (0 <= close < end and _BETWEEN_BOXES.fullmatch(text, close + 1, end)
-                  and normalize_answer(content := text[brace.end():close])):
+        if not (0 <= close < end and _BETWEEN_BOXES.fullmatch(text, close + 1, end)
+                and normalize_answer(content := text[brace.end():close])):
             break
-        elif content.strip() != answers[0]:  # the same box twice is one answer
+        if content.strip() != answers[0]:  # the same box twice is one answer
             answers.insert(0, content.strip())
         box = previous
     else:
@@ -273,6 +271,21 @@ def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
     if len(answers) == 2 and is_equiv(*answers):  # one answer in two forms: `\boxed{0.5} or \boxed{\frac12}`
         answers.pop(0)
     return ", ".join(answers)
+
+
+def _outer_box(text: str, reversed_text: str, box: re.Match) -> re.Match:
+    """The outermost box command whose braces hold the box command `box` (both matches in reversed_text), draft
+    boxes between them or not (`\\boxed{2 \\text{ or } \\boxed{1}, no: \\boxed{3}}`: the first box); `box` if none
+    does within MAX_ANSWER_CHARS."""
+    end, outer, at = len(text) - box.end(), box, box.end()
+    for _ in range(4 * MAX_BOXES):
+        if not (previous := _last_box(reversed_text, at, box.end() + MAX_ANSWER_CHARS - at)):
+            break
+        brace = _BOX_BRACE.match(text, len(text) - previous.start())
+        if brace and _closing_brace(text, brace.end() - 1) > end:
+            outer = previous
+        at = previous.end()
+    return outer
 
 
 def _last_box(reversed_text: str, start: int, window: int) -> re.Match | None:

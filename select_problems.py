@@ -10,8 +10,8 @@ pass rates: the paper used 8 MATH problems (7 at level 5) that its model could s
 solvable the set is sets how fast length falls. Works the same on a local Hugging Face model with
 MATH-style JSONL. The output records gain a "pass_rate" field: the estimate that chose them, so it runs low
 (the lowest of many noisy estimates is lower than those problems' true rates: the demo's --quick set has
-0.375 recorded, and 0.438 +- 0.029 on 32 fresh samples per problem). `eval.py --data OUT --top-p 1 --seed 1`
-measures the set afresh, sampled as here and in training.
+0.375 recorded, and 0.438 +- 0.029 on 32 fresh samples per problem). The eval.py command it prints (this
+--ckpt, --temperature, --max-new-tokens and --dtype, --top-p 1, the next --seed) measures the set afresh.
 """
 
 import random
@@ -121,8 +121,10 @@ def main(argv=None):
     for q in chosen:
         level = f"level {q['level']} " if q["level"] is not None else ""  # GSM8K-style problems have none
         print(f"  {q['id']:>16} {level}pass {rates[q['id']]:.3f}  {q['problem'][:60]}")
-    print(f"wrote {len(chosen)} problems to {args.out} (their pass_rate chose them, so it runs low; eval.py --data "
-          f"{args.out} --top-p 1 --seed {args.seed + 1} measures it afresh)")
+    again = (f"--ckpt {args.ckpt} --data {args.out} --temperature {args.temperature} --top-p 1 --max-new-tokens "
+             f"{args.max_new_tokens} --dtype {dtype_name(args.dtype, args.device)} --seed {args.seed + 1}")
+    print(f"wrote {len(chosen)} problems to {args.out} (their pass_rate chose them, so it runs low; eval.py {again} "
+          "measures it afresh)")
 
 
 if __name__ == "__main__":

@@ -275,16 +275,17 @@ def read_problems(path, levels=None):
 
     Refused with a DataError naming file and line: malformed lines, records without a problem or answer,
     and two records with the same id (1 and "1" included), which would be merged in per-problem figures.
-    A gold answer taken from a solution with several boxes (reward.extract_answer: the last, with the boxes
-    side by side before it; a partial answer where each box holds one of several, apart) is named in a note
-    on stderr.
+    A gold answer taken from a solution (or an 'answer' holding one) with several boxes (reward.extract_answer:
+    the last, with the boxes side by side before it; a partial answer where each box holds one of several, apart)
+    is named in a note on stderr.
     """
     if os.path.isfile(path) and (what := not_jsonl(path)):
         raise DataError(f"{path}: {what}")
     records, seen, several = [], {}, []
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)
-        if rec.get("answer") is None and len(BOX.findall(rec.get("solution") or "")) > 1:
+        boxed_from = rec.get("answer") if rec.get("answer") is not None else rec.get("solution")  # gold_answer's text
+        if isinstance(boxed_from, str) and len(BOX.findall(boxed_from)) > 1:
             several.append(record["id"])
         if record["id"] in seen:
             named = any(rec.get(k) is not None for k in ("id", "unique_id"))  # else named by its line, which
@@ -297,9 +298,9 @@ def read_problems(path, levels=None):
         raise DataError(f"{path}: no problems in file")
     if several and is_main():
         named = ", ".join(map(repr, several[:5])) + (", ..." if len(several) > 5 else "")
-        print(f"note: {path}: {len(several)} of {len(records)} problems have several \\boxed{{}} in their solution "
-              f"({named}): the gold answer is the last, with the boxes side by side before it as a list; where that is "
-              "not the whole answer, give it as 'answer'", file=sys.stderr)
+        print(f"note: {path}: {len(several)} of {len(records)} problems have several \\boxed{{}} in their solution or "
+              f"answer ({named}): the gold answer is the last, with the boxes side by side before it as a list; where "
+              "that is not the whole answer, give it as 'answer'", file=sys.stderr)
     if levels:
         unlevelled = all(r["level"] is None for r in records)
         records = [r for r in records if r["level"] in set(levels)]

@@ -92,7 +92,9 @@ def test_a_run_folder_from_another_base_settings_or_preset_is_not_reused(tmp_pat
         (out / "demo.json").write_text(json.dumps(stamp))
         with pytest.raises(SystemExit) as e:
             demo.main(["--out", str(out)])
-        assert e.value.code == 2 and "another base model, settings or presets; rerun with --fresh" in capsys.readouterr().err
+        named = ("base_sha256", "presets.phase2.actor_lr")[i]  # the entries that differ
+        assert e.value.code == 2 and f"another base model, settings or presets ({named} differ); rerun with --fresh" \
+            in capsys.readouterr().err
         assert not (out / "data").exists()  # refused before any stage ran
 
 
@@ -286,7 +288,8 @@ def test_a_settings_change_changes_the_stamp(monkeypatch, tmp_path):
 
     monkeypatch.setattr(demo.train_rl, "build_parser", edited_default)
     assert demo.run_stamp(demo.BASE, demo.SETTINGS["full"])["presets"]["phase1"]["clip_eps"] == 0.3
-    with pytest.raises(InputError, match="another base model, settings or presets"):
+    assert base["presets"]["phase1"]["phase"] == 1
+    with pytest.raises(InputError, match=r"presets \(presets.phase1.clip_eps, presets.phase2.clip_eps differ\)"):
         demo.claim_out_dir(str(tmp_path), demo.run_stamp(demo.BASE, demo.SETTINGS["full"]))
 
 

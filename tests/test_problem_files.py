@@ -32,10 +32,14 @@ def test_a_solution_with_several_boxes_is_not_read_silently(tmp_path, capsys):
     assert read_problems(str(path))[0]["answer"] == "1, -1"  # boxes side by side: one list
 
 
-def test_an_answer_that_holds_a_whole_solution_gives_its_box(tmp_path):
+def test_an_answer_that_holds_a_whole_solution_gives_its_box(tmp_path, capsys):
     path = tmp_path / "p.jsonl"
     path.write_text(lines({"problem": "1+2?", "answer": "We add: $1+2=\\boxed{3}$."}))
     assert read_problems(str(path))[0]["answer"] == "3"
+    assert "several" not in capsys.readouterr().err
+    path.write_text(lines({"problem": HENDRYCKS["problem"], "answer": HENDRYCKS["solution"]}))
+    assert read_problems(str(path))[0]["answer"] == "-1"  # partial, as from a solution: named the same way
+    assert "1 of 1 problems have several" in capsys.readouterr().err
 
 
 def test_a_null_id_is_no_id(tmp_path):

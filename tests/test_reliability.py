@@ -1509,7 +1509,9 @@ def test_select_problems_lists_problems_without_levels(half_right, tmp_path, cap
     assert len(listed) == 2 and not any("level" in line for line in listed), listed
     assert "--max-new-tokens 56" in printed  # the default: the context of 64 less the prompt "Q: 1\nA: "
     # the recorded rates chose the problems (the lowest of noisy estimates run low): how to measure them afresh
-    assert f"eval.py --data {tmp_path / 'set.jsonl'} --top-p 1 --seed 1 measures it afresh" in printed
+    command = re.search(r"eval\.py (.*) measures it afresh", printed).group(1).split()
+    evaluation.main(command)  # the printed command runs, with the selection's model and sampling settings
+    assert "--top-p 1" in " ".join(command) and "--max-new-tokens 56" in " ".join(command)
 
 
 def test_demo_base_that_is_a_run_folder_names_its_model(half_right, tmp_path, capsys):
@@ -1682,11 +1684,13 @@ def test_out_of_gpu_memory_gives_one_line_and_the_run_resumes_with_smaller_batch
                    "--micro-batch-tokens and --micro-batch (the update), which --resume takes again (--dry-run "
                    "--gpu-mem GIB estimates a run's peak), then run the same command again (with --resume where the "
                    "script takes it: what it had finished is kept)")
-    smaller = ["--sample-batch", "1", "--micro-batch", "1", "--micro-batch-tokens", "8", "--grad-checkpointing", "true"]
+    smaller = ["--sample-batch", "1", "--micro-batch", "1", "--micro-batch-tokens", "8", "--grad-checkpointing", "true",
+               "--sampler", "graph"]
     train_rl.main(["--resume", "--out", str(out), *smaller])
     assert steps == [0, 1, 1, 2] and log_steps(out) == [0, 1, 2]
     config = json.loads((out / "checkpoint" / "state.json").read_text())["config"]
-    assert (config["sample_batch"], config["micro_batch"], config["micro_batch_tokens"]) == (1, 1, 8)
+    assert (config["sample_batch"], config["micro_batch"], config["micro_batch_tokens"], config["sampler"]) == \
+        (1, 1, 8, "graph")
 
     monkeypatch.setattr(train_rl, "update", real_update)
     train_rl.main(tiny_run_flags(half_right, tmp_path / "small", 3, *smaller))

@@ -273,6 +273,7 @@ NOT_EQUIVALENT = [
     ("1012", "1012_2"),  # 2 is no digit in base 2: not a base
     ("1011_2", "1011_3"),
     ("x_1", "x"),
+    ("B_{12}", "B"),  # a letter with a base subscript is a name, not the digit B in base 12
     ("x^{-1} = 5", "5"),  # x^{-1} is no name: it says x = 1/5 (only f^{-1}(x) names a function)
 ]
 
@@ -348,11 +349,13 @@ def test_a_box_that_shows_nothing_is_no_answer(box):
     ("\\boxed{2}, wait, \\boxed{3}", "3"),  # words between: a draft, then the answer
     ("\\boxed{2}. \\boxed{3}", "3"),
     ("\\boxed{\\boxed{2}} and \\boxed{3}", "3"),
-    ("$\\boxed{15\\frac{39}{40}},$ or $\\boxed{\\frac{639}{40}}$ inches", "\\frac{639}{40}"),  # one answer in two forms
-    ("$\\boxed{\\dfrac{1}{2}}$ or $\\boxed{0.5}$", "0.5"),  # is one answer (the first: MATH-500 number_theory/459)
+    # one answer in two forms is that answer, the last box (the first: MATH-500 number_theory/459's solution)
+    ("$\\boxed{15\\frac{39}{40}},$ or $\\boxed{\\frac{639}{40}}$ inches", "\\frac{639}{40}"),
+    ("$\\boxed{\\dfrac{1}{2}}$ or $\\boxed{0.5}$", "0.5"),
     ("\\boxed{2 \\text{ or } \\boxed{3}}", "2 \\text{ or } \\boxed{3}"),  # a box inside a box: the outer one
     ("$\\boxed{2}$, $\\boxed{\\boxed{3}}$", "2, \\boxed{3}"),
     ("\\boxed{\\boxed{3}}", "\\boxed{3}"),
+    ("\\boxed{2 \\text{ or } \\boxed{1}, no: \\boxed{3}}", "2 \\text{ or } \\boxed{1}, no: \\boxed{3}"),  # drafts inside
     ("\\boxed{1}" * (MAX_BOXES + 1), None),  # more boxes side by side than are read: none may drop out silently
     ("\\boxed{2} and \\boxed{}", None),  # the last box still decides
     ("\\boxed{ 42 }", "42"),
@@ -411,6 +414,7 @@ def test_compute_reward_custom_values():
     ("$\\boxed{2}$ and $\\boxed{3}$", "3, 2", 1.0),
     ("$\\boxed{2}$, $\\boxed{\\boxed{3}}$", "3", -0.5),  # the hedge, one box nested
     ("\\boxed{2 \\text{ or } \\boxed{3}}", "3", -0.5),
+    ("\\boxed{2 \\text{ or } \\boxed{1} \\text{ no, } \\boxed{3}}", "3", -0.5),  # a draft box inside the hedge too
     (", ".join(f"$\\boxed{{{p}}}$" for p in (1, 2, 3, 5, 7, 11, 13, 17, 19, 23, 29)),
      "2, 3, 5, 7, 11, 13, 17, 19, 23, 29", -1.0),  # eleven boxes: the extra 1 must not drop out of the list
     ("I think it is 5.", "5", -1.0),  # hidden in text without a box

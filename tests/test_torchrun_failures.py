@@ -2,6 +2,7 @@
 says so in one line (the peer's own error says why), a stop delivered twice (a scheduler signals every process,
 torchrun passes its own signal on) is one stop, and a step longer than torchrun's grace period is said."""
 
+import datetime
 import io
 import json
 import os
@@ -50,6 +51,19 @@ def test_a_second_sigterm_later_still_quits(monkeypatch):
     assert stop.requested
 
 
+def test_ctrl_c_twice_under_torchrun_still_quits(monkeypatch):
+    """torchrun passes a Ctrl-C on as SIGINT and answers a second one with SIGTERM, at once: that SIGTERM is the
+    user's second Ctrl-C, not the first stop delivered twice (measured: the worker finished its step and saved)."""
+    monkeypatch.delenv("RANK", raising=False)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+
+
 def test_under_torchrun_the_stop_message_names_the_grace_period_once(monkeypatch, capsys):
     monkeypatch.setattr(common, "torchrun_reads_timeout", lambda: True)  # torch 2.13's does; 2.11's does not
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
@@ -61,6 +75,8 @@ def test_under_torchrun_the_stop_message_names_the_grace_period_once(monkeypatch
             time.sleep(0.01)
     out = capsys.readouterr().out
     assert out.count("stop requested") == 1 and "torchrun kills the processes 45 s after passing a stop on" in out
+    monkeypatch.setenv("PET_SHUTDOWN_TIMEOUT", "600")  # torchrun --shutdown-timeout's variable, read before the other
+    assert common.torchrun_stop_timeout() == 600.0
 
 
 def peer_dies(rank, world, port, folder):
@@ -101,6 +117,43 @@ def test_a_process_that_loses_its_peer_says_one_line(tmp_path):
     assert got[0]["code"] == 1, got[0]
     lines = got[0]["stderr"].splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: process 0: another process of this torchrun run stopped")
+
+
+def own_distributed_error(rank, world, port, folder):
+    """Both processes alive; each fails on its own: a store lookup that times out (a DistError, no peer lost)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    distributed.setup()
+
+    @cli
+    def main():
+        store = torch.distributed.distributed_c10d._get_default_store()
+        store.set_timeout(datetime.timedelta(seconds=1))
+        store.get("never-set")
+
+    err, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:  # noqa: BLE001 (what torchrun would print as a traceback)
+        code = f"raised {type(e).__name__}"
+    text, sys.stderr = sys.stderr.getvalue(), err
+    with open(os.path.join(folder, f"{rank}.json"), "w") as f:
+        json.dump({"code": code, "stderr": text}, f)
+    os._exit(0)
+
+
+@pytest.mark.slow
+def test_a_distributed_error_of_its_own_is_not_blamed_on_another_process(tmp_path):
+    """A DistError with no peer lost (here a store timeout; on GPUs an NCCL error of this process) said 'another
+    process of this torchrun run stopped ... its own error above' on every process: no process had one."""
+    torch.set_num_threads(1)
+    mp.spawn(own_distributed_error, args=(2, free_port(), str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert got["code"] == "raised DistStoreError" and "another process" not in got["stderr"], got
 
 
 def test_a_step_longer_than_torchruns_grace_period_is_said_once(half_right, tmp_path, monkeypatch, capsys):
