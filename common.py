@@ -305,6 +305,24 @@ def no_such(path, what):
     return InputError(f"{path} is a folder, not a {what}" if os.path.isdir(path) else f"{path}: no such {what}")
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def lfs_pointer_error(path):
+    """An InputError if `path` is a git-lfs pointer file (what `git clone` leaves without git-lfs), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(LFS_POINTER))
+    except OSError:
+        return None
+    if head != LFS_POINTER:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    return InputError(f"{path} is a git-lfs pointer ({os.path.getsize(path)} bytes), not the file itself: the folder "
+                      f"was cloned without git-lfs; run `git lfs install && git lfs pull` in {folder} (or download the "
+                      "model with `huggingface-cli download`)")
+
+
 def read_json(path, what="file"):
     if not os.path.isfile(path):
         raise no_such(path, what)
@@ -312,7 +330,7 @@ def read_json(path, what="file"):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
-        raise InputError(f"{path}: not valid JSON ({e})") from None
+        raise lfs_pointer_error(path) or InputError(f"{path}: not valid JSON ({e})") from None
     except RecursionError:
         raise InputError(f"{path}: JSON nested too deeply to read") from None
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from common import InputError, read_json, save_safetensors, write_json
+from common import InputError, lfs_pointer_error, read_json, save_safetensors, write_json
 
 
 class CheckpointError(InputError):
@@ -526,6 +526,11 @@ def read_checkpoint(path, critic=False):
                         ("checkpoint", os.path.join(path, "actor"))]:  # or its checkpoint/ folder
         if os.path.isdir(actor):
             raise CheckpointError(f"{path} is a train_rl.py {kind} folder, not a model; its model is {actor}")
+    snapshots = os.path.join(path, "snapshots")
+    if not os.path.exists(os.path.join(path, "config.json")) and os.path.isdir(snapshots):
+        found = sorted(os.path.join(snapshots, n) for n in os.listdir(snapshots))
+        raise CheckpointError(f"{path} is a Hugging Face cache folder, not a model: give its snapshot, "
+                              f"{' or '.join(found) or f'{snapshots}/<revision> (none is there yet)'}")
     raw = read_checkpoint_json(os.path.join(path, "config.json"), "config.json (is this a checkpoint folder?)")
     model_type = raw.get("model_type")
     if model_type is None:
@@ -542,7 +547,9 @@ def read_checkpoint(path, critic=False):
         actor = os.path.join(os.path.dirname(os.path.normpath(path)), "actor")
         raise CheckpointError(f"{path} is a critic (value-head) checkpoint, not a policy; give the actor beside it, "
                               f"{actor}")
-    return config, iter_tensors(safetensors_files(path), rename)
+    files = safetensors_files(path)
+    check_weights(config, files, rename)  # headers only: a bad folder is refused before any long work
+    return config, iter_tensors(files, rename)
 
 
 def safetensors_files(path):
@@ -557,10 +564,50 @@ def safetensors_files(path):
         files = [os.path.join(path, "model.safetensors")]
     for f in files:
         if not os.path.isfile(f):
-            bins = [n for n in os.listdir(path) if n.endswith((".bin", ".pt"))]
-            hint = " (only pickled .bin weights found; convert them to safetensors)" if bins else ""
-            raise CheckpointError(f"{f}: missing weights file{hint}")
+            raise CheckpointError(f"{f}: missing weights file{missing_weights_hint(path, f)}")
     return files
+
+
+def missing_weights_hint(path, f):
+    """Why a folder's weights file may be missing, from what the folder holds instead."""
+    names = sorted(os.listdir(path))
+    shards = [n for n in names if re.fullmatch(r".+-\d+-of-\d+\.safetensors", n)]
+    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    download = os.path.join(path, ".cache", "huggingface", "download")
+    partial = os.path.isdir(download) and any(n.endswith(".incomplete") for _, _, ns in os.walk(download) for n in ns)
+    if os.path.islink(f):
+        return f" (a link to {os.readlink(f)}, which is missing: a download that did not finish; run it again)"
+    if partial:
+        return " (.cache/huggingface/download holds *.incomplete files: a download that did not finish; run it again)"
+    if shards and not f.endswith(".index.json") and os.path.basename(f) == "model.safetensors":
+        return (f" ({len(shards)} shards such as {shards[0]} are here, but not model.safetensors.index.json, which "
+                "names them: copy it from the model's source too)")
+    if pickles:
+        return (f" (only pickled weights found: {', '.join(pickles[:3])}; this code reads safetensors only and never "
+                "unpickles a file: convert them, where you trust them, with transformers' "
+                "save_pretrained(folder, safe_serialization=True))")
+    return ""
+
+
+def check_weights(config, files, rename):
+    """Check the weights files against the config from their headers alone, reading no tensor: each file is a
+    whole safetensors file (not a git-lfs pointer, not cut short), no tensor is in two files, and the tensors are
+    exactly those of the model the config describes, in number of layers, names and shapes."""
+    owner, found = {}, []
+    for f in files:
+        for name, info in safetensors_entries(f):
+            if name in owner:
+                raise CheckpointError(f"tensor {name!r} is in both {owner[name]} and {f}: a stale or foreign shard; "
+                                      "download the model's files again")
+            owner[name] = f
+            found += [(ours, transform(torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]],
+                                                   device="meta"))) for ours, transform in rename(name)]
+    layers = {int(m.group(1)) for name, _ in found if (m := re.match(r"blocks\.(\d+)\.", name))}
+    if len(layers) != config.n_layer or layers != set(range(len(layers))):  # before n_layer blocks are built
+        held = "none" if not layers else f"{len(layers)} (numbered {min(layers)} to {max(layers)})"
+        raise CheckpointError(f"config.json describes {config.n_layer} layers, but the weights hold {held}: the "
+                              "config and the weights are of different models")
+    build_from_tensors(GPT, config, iter(found), None, "meta")  # names and shapes, as a real load checks them
 
 
 def iter_tensors(files, rename):
@@ -586,25 +633,46 @@ def read_safetensors(path, keep=None):
     8-byte header length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw bytes.
     """
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        try:
-            entries = safetensors_header(f, size)
-        except ValueError as e:  # JSON and UTF-8 errors are ValueErrors too
-            raise CheckpointError(f"{path}: not a safetensors file ({e})") from None
-        base = f.tell()
+        entries, base = checked_header(path, f)
         for name, info in entries:
             if keep is not None and not keep(name):
                 continue
-            dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
-            if dtype is None:
-                raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
+            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
             start, end = info["data_offsets"]
-            if end - start != math.prod(info["shape"]) * dtype.itemsize or base + end > size:
-                raise CheckpointError(f"{path}: tensor {name!r} is truncated or its size does not match its shape")
             tensor = torch.empty(info["shape"], dtype=dtype)
             f.seek(base + start)
             f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
             yield name, tensor
+
+
+def safetensors_entries(path):
+    """[(name, {dtype, shape, data_offsets})] of a .safetensors file, each entry checked (see checked_header)."""
+    with open(path, "rb") as f:
+        return checked_header(path, f)[0]
+
+
+def checked_header(path, f):
+    """(entries, offset of the data) of the open .safetensors file `path`: a CheckpointError names a git-lfs
+    pointer, a file that is not safetensors, a dtype we do not read, and a tensor cut short by the end of the file
+    (a partial download)."""
+    size = os.fstat(f.fileno()).st_size
+    try:
+        entries = safetensors_header(f, size)
+    except ValueError as e:  # JSON and UTF-8 errors are ValueErrors too
+        lfs = lfs_pointer_error(path)
+        raise (CheckpointError(str(lfs)) if lfs else CheckpointError(f"{path}: not a safetensors file ({e})")) from None
+    base = f.tell()
+    for name, info in entries:
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
+        start, end = info["data_offsets"]
+        if end - start != math.prod(info["shape"]) * dtype.itemsize:
+            raise CheckpointError(f"{path}: tensor {name!r}: its size does not match its shape")
+        if base + end > size:
+            raise CheckpointError(f"{path}: tensor {name!r} is truncated (it ends at byte {base + end}, the file at "
+                                  f"{size}): a partial download or copy; download or copy the file again")
+    return entries, base
 
 
 def safetensors_header(f, size):
@@ -726,16 +794,22 @@ def rename_qwen2(name):
 
 def build_from_tensors(cls, config, tensors, dtype, device):
     """Materialise `cls(config)` from (name, tensor) pairs, checking names and shapes strictly."""
-    with torch.device("meta"):
-        model = cls(config)
+    try:
+        with torch.device("meta"):
+            model = cls(config)
+    except RuntimeError as e:  # a size past what a tensor can hold ("Storage size calculation overflowed")
+        raise CheckpointError(f"config.json describes a model too large to build ({e})") from None
     expected = {k: v for k, v in model.state_dict().items()}
     tied = config.tie_embeddings and not config.value_head
     if tied:
         expected.pop("lm_head.weight", None)
-    loaded = {}
+    loaded, head = {}, None
     for name, t in tensors:
-        if name == "lm_head.weight" and (config.value_head or tied):
-            continue  # a critic has no LM head; a tied head is the embedding
+        if name == "lm_head.weight" and tied:
+            head = t  # a tied head is the embedding: kept only to check that it is
+            continue
+        if name == "lm_head.weight" and config.value_head:
+            continue  # a critic has no LM head
         if name not in expected:
             raise CheckpointError(f"unexpected tensor {name!r} in checkpoint (model config: {config})")
         if not t.is_floating_point():
@@ -745,11 +819,19 @@ def build_from_tensors(cls, config, tensors, dtype, device):
                                   f"{tuple(expected[name].shape)}")
         loaded[name] = t.to(device=device, dtype=dtype or t.dtype).contiguous()
         # NaN or inf weights could only emit garbage; min and max show them with no copy of the tensor
-        if t.numel() and not torch.isfinite(torch.stack(torch.aminmax(loaded[name]))).all():
+        real = t.device.type != "meta"  # check_weights builds on the meta device: shapes only
+        if real and t.numel() and not torch.isfinite(torch.stack(torch.aminmax(loaded[name]))).all():
             raise CheckpointError(f"tensor {name!r} holds NaN or inf: the checkpoint is damaged; load an earlier one")
     if dtype is None and len({t.dtype for t in loaded.values()}) > 1:  # fp32 norms beside bf16 matrices: one dtype,
         dtype = max(loaded.values(), key=torch.Tensor.numel).dtype     # the largest tensor's, or a matmul fails
         loaded = {name: t.to(dtype) for name, t in loaded.items()}
+    emb = loaded.get("tok_emb.weight")
+    if head is not None and emb is not None and head.device.type != "meta" and \
+            not (head.shape == emb.shape and torch.equal(head.to(device=emb.device, dtype=emb.dtype), emb)):
+        raise CheckpointError("config.json sets tie_word_embeddings, but the weights hold an lm_head.weight that "
+                              "differs from the embeddings: loaded tied, that head would be dropped (transformers 5 "
+                              "keeps it and warns). If the head was trained, set tie_word_embeddings to false in "
+                              "config.json; if not, remove lm_head.weight from the weights")
     fresh = {k for k in expected if k.startswith("value_head.")} - set(loaded)
     missing = sorted(set(expected) - set(loaded) - fresh)
     if missing:

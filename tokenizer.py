@@ -401,6 +401,13 @@ class Tokenizer:
         if type(rows) is int and tok.vocab_size > rows:
             raise InputError(f"{dir}: the tokenizer's ids go up to {tok.vocab_size - 1}, past the model's vocab_size "
                              f"of {rows} (config.json); give the tokenizer files that belong to this model")
+        ids = config.get("eos_token_id") if isinstance(config, dict) else None
+        ids = [ids] if type(ids) is int else [i for i in ids if type(i) is int] if isinstance(ids, list) else []
+        if ids and not set(ids) & set(tok.eos_ids) and (Path(dir).resolve(), "eos") not in _NOTED and is_main():
+            _NOTED.add((Path(dir).resolve(), "eos"))  # said once; a note, as a config.json may name a stale id
+            print(f"note: {dir}: config.json's eos_token_id {ids} is none of the tokenizer's EOS ids "
+                  f"{list(tok.eos_ids)}: are tokenizer.json and tokenizer_config.json from another model? Responses "
+                  "of a mismatched tokenizer are garbage; give this model's own tokenizer files", file=sys.stderr)
         return tok
 
     @classmethod
