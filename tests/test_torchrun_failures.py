@@ -142,6 +142,10 @@ def own_distributed_error(rank, world, port, folder):
     text, sys.stderr = sys.stderr.getvalue(), err
     with open(os.path.join(folder, f"{rank}.json"), "w") as f:
         json.dump({"code": code, "stderr": text}, f)
+    for _ in range(3000):  # process 0 holds the store: leaving early would make process 1 lose its peer after all
+        if rank != 0 or os.path.exists(os.path.join(folder, "1.json")):
+            break
+        time.sleep(0.01)
     os._exit(0)
 
 
