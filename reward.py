@@ -96,6 +96,7 @@ MAX_POWER = 100  # largest exponent (of a number or a variable) that _value work
 POWER_BITS = 4_000  # and the largest numerator or denominator a power may reach, in bits
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
+BOX_COMMAND = re.compile("(?:" + "|".join(map(re.escape, _BOX_COMMANDS)) + ")(?![A-Za-z])")  # where a box starts
 # The box commands spelt backwards, for a search of the reversed text whose first match is the last box; each
 # starts with its literal (a fast scan) and then checks that no letter follows the command (not \fboxsep).
 _BOXES_REVERSED = [re.compile(re.escape(c[::-1]) + f"(?<![A-Za-z]{re.escape(c[::-1])})") for c in _BOX_COMMANDS]

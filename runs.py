@@ -271,12 +271,18 @@ def keep_actor(cfg, step):
                          f"step {step} is intact: once that is fixed, --resume --out {cfg.out} keeps it") from None
 
 
+def saved_step(out):
+    """The step of the checkpoint in run folder `out`, or None if none was saved yet (read only)."""
+    path = state_path(out)
+    return read_json(path)["step"] if os.path.isfile(path) else None
+
+
 def kept_text(out):
     """What a run stopped now can continue from, in words (read only)."""
-    path = state_path(out)
-    if not os.path.isfile(path):
+    step = saved_step(out)
+    if step is None:
         return "no checkpoint was saved yet, so there is nothing to resume: start the run again with --overwrite"
-    return f"the checkpoint of step {read_json(path)['step']} is intact; continue with --resume --out {out}"
+    return f"the checkpoint of step {step} is intact; continue with --resume --out {out}"
 
 
 def read_state(out):

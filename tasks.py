@@ -30,14 +30,13 @@ import json
 import operator
 import os
 import random
-import re
 import sys
 from decimal import Decimal
 
 from common import (InputError, Parser, cannot_create, cli, decimal_text, non_negative_int, positive_int, read_jsonl,
                     write_jsonl)
 from distributed import is_main
-from reward import extract_answer
+from reward import BOX_COMMAND, extract_answer
 
 LEVELS = (1, 2, 3, 4, 5)
 MAX_VALUE = 99
@@ -187,9 +186,6 @@ class DataError(InputError):
     """A problems file that cannot be used; the message names the file and line."""
 
 
-BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-
-
 def gold_answer(rec, where):
     """The gold answer of a record as text: `answer` (a JSON number is written out in full: 1e-05 ->
     0.00001; GSM8K's "... #### 29" gives 29; a whole solution gives its last \\boxed{}), else the last \\boxed{}
@@ -197,7 +193,7 @@ def gold_answer(rec, where):
     answer = rec.get("answer")
     if isinstance(answer, str) and "####" in answer:  # GSM8K: the reasoning, then "#### <answer>"
         answer = answer.rsplit("####", 1)[1].strip().replace(",", "")
-    elif isinstance(answer, str) and BOX.search(answer):  # a solution, or a boxed answer: what its box holds
+    elif isinstance(answer, str) and BOX_COMMAND.search(answer):  # a solution, or a boxed answer: what its box holds
         answer = extract_answer(answer)
         if answer is None:
             raise DataError(f"{where}: its 'answer' has a \\boxed{{}} with nothing readable in it")
@@ -285,7 +281,7 @@ def read_problems(path, levels=None):
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)
         boxed_from = rec.get("answer") if rec.get("answer") is not None else rec.get("solution")  # gold_answer's text
-        if isinstance(boxed_from, str) and len(BOX.findall(boxed_from)) > 1:
+        if isinstance(boxed_from, str) and len(BOX_COMMAND.findall(boxed_from)) > 1:
             several.append(record["id"])
         if record["id"] in seen:
             named = any(rec.get(k) is not None for k in ("id", "unique_id"))  # else named by its line, which

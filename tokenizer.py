@@ -188,13 +188,14 @@ def added_tokens(tok: dict) -> dict[str, dict]:
     return added
 
 
-_NOTED = set()  # the folders whose missing tokenizer_config.json was said
+_NOTED = set()  # (folder, what) of the notes said (noted)
 
 
-def noted(folder: Path) -> bool:
-    """True the first time a folder is named, on process 0 alone: a note is said once."""
-    first = folder.resolve() not in _NOTED and is_main()
-    _NOTED.add(folder.resolve())
+def noted(folder: Path, what: str = "tokenizer_config.json") -> bool:
+    """True the first time a folder is named for a note on `what`, on process 0 alone: a note is said once."""
+    key = (folder.resolve(), what)
+    first = key not in _NOTED and is_main()
+    _NOTED.add(key)
     return first
 
 
@@ -403,8 +404,8 @@ class Tokenizer:
                              f"of {rows} (config.json); give the tokenizer files that belong to this model")
         ids = config.get("eos_token_id") if isinstance(config, dict) else None
         ids = [ids] if type(ids) is int else [i for i in ids if type(i) is int] if isinstance(ids, list) else []
-        if ids and not set(ids) & set(tok.eos_ids) and (Path(dir).resolve(), "eos") not in _NOTED and is_main():
-            _NOTED.add((Path(dir).resolve(), "eos"))  # said once; a note, as a config.json may name a stale id
+        if ids and not set(ids) & set(tok.eos_ids) and noted(Path(dir), "eos_token_id"):  # a note: a config.json
+            # may name a stale id
             print(f"note: {dir}: config.json's eos_token_id {ids} is none of the tokenizer's EOS ids "
                   f"{list(tok.eos_ids)}: are tokenizer.json and tokenizer_config.json from another model? Responses "
                   "of a mismatched tokenizer are garbage; give this model's own tokenizer files", file=sys.stderr)

@@ -487,10 +487,11 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     }
 
 
-def nan_advice(cfg, ckpt, last_save):
+def nan_advice(cfg, ckpt):
     """What a run stopped by NaN/inf keeps and how to go on at a lower learning rate: --resume takes no new
     --actor-lr, so a new run from the checkpoint (which holds the weights of its own step, not of the last
     finite update: saves come every --save-every steps)."""
+    last_save = runs.saved_step(cfg.out)
     if last_save is None:
         return "No checkpoint was saved yet: start again with --overwrite and a lower --actor-lr/--critic-lr."
     critic = f" --critic-init {ckpt}/critic" if cfg.algo == "ppo" else ""
@@ -588,7 +589,6 @@ def run(cfg, resume, earlier=None):
     walls = []  # each step's seconds from its start to its log record, for the estimate of the time left
     early = cfg.stop_length_ratio > 0 and cfg.steps >= 2 * STOP_WINDOW  # the run may end before --steps
     kept = (lambda: runs.kept_text(cfg.out)) if is_main() else None  # said by a second Ctrl-C
-    last_save = start if resume else None  # the step of the checkpoint in --out, for the NaN stop's advice
     deadline, said_deadline = torchrun_stop_timeout(), False  # the seconds torchrun grants a stop, or None
     with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
@@ -607,7 +607,7 @@ def run(cfg, resume, earlier=None):
             if bad_steps >= cfg.max_bad_steps:
                 log(rec)
                 raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped. "
-                                 + nan_advice(cfg, ckpt, last_save))
+                                 + nan_advice(cfg, ckpt))
             lengths.append(rec["length_mean"])
             done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
@@ -616,7 +616,6 @@ def run(cfg, resume, earlier=None):
             saved = done % cfg.save_every == 0 or finished or stopping
             if saved:  # a skipped update left the weights finite
                 save()
-                last_save = done
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
             rec["time_wall"] = time.perf_counter() - began  # time_total and the evaluation and the save
@@ -632,7 +631,6 @@ def run(cfg, resume, earlier=None):
                 stopping = True
                 if not saved:
                     save()
-                    last_save = done
             if stopping and not finished:  # a stop in the last step has nothing left to resume: the run is done
                 say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
                 sys.exit(130)

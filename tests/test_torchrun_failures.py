@@ -79,19 +79,16 @@ def test_under_torchrun_the_stop_message_names_the_grace_period_once(monkeypatch
     assert common.torchrun_stop_timeout() == 600.0
 
 
-def peer_dies(rank, world, port, folder):
-    """Process 1 fails with an InputError (one line, exit 2); process 0 is waiting in a collective meanwhile."""
+def join(rank, world, port):
+    """Join a gloo group of `world` processes as torchrun's process `rank` would."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     distributed.setup()
 
-    @cli
-    def main():
-        if rank == 1:
-            time.sleep(0.5)  # process 0 is in the barrier by now
-            raise InputError("data.jsonl: no such file")
-        distributed.barrier()
 
+def record(main, rank, folder):
+    """Run a @cli main as a torchrun process would, and write what it ends with to folder/RANK.json: its exit
+    code (or the exception a traceback would show) and its stderr."""
     err, sys.stderr = sys.stderr, io.StringIO()
     try:
         main()
@@ -103,6 +100,20 @@ def peer_dies(rank, world, port, folder):
     text, sys.stderr = sys.stderr.getvalue(), err
     with open(os.path.join(folder, f"{rank}.json"), "w") as f:
         json.dump({"code": code, "stderr": text}, f)
+
+
+def peer_dies(rank, world, port, folder):
+    """Process 1 fails with an InputError (one line, exit 2); process 0 is waiting in a collective meanwhile."""
+    join(rank, world, port)
+
+    @cli
+    def main():
+        if rank == 1:
+            time.sleep(0.5)  # process 0 is in the barrier by now
+            raise InputError("data.jsonl: no such file")
+        distributed.barrier()
+
+    record(main, rank, folder)
     os._exit(0)  # the group is broken: no clean leave()
 
 
@@ -121,9 +132,7 @@ def test_a_process_that_loses_its_peer_says_one_line(tmp_path):
 
 def own_distributed_error(rank, world, port, folder):
     """Both processes alive; each fails on its own: a store lookup that times out (a DistError, no peer lost)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    distributed.setup()
+    join(rank, world, port)
 
     @cli
     def main():
@@ -131,17 +140,7 @@ def own_distributed_error(rank, world, port, folder):
         store.set_timeout(datetime.timedelta(seconds=1))
         store.get("never-set")
 
-    err, sys.stderr = sys.stderr, io.StringIO()
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    except BaseException as e:  # noqa: BLE001 (what torchrun would print as a traceback)
-        code = f"raised {type(e).__name__}"
-    text, sys.stderr = sys.stderr.getvalue(), err
-    with open(os.path.join(folder, f"{rank}.json"), "w") as f:
-        json.dump({"code": code, "stderr": text}, f)
+    record(main, rank, folder)
     for _ in range(3000):  # process 0 holds the store: leaving early would make process 1 lose its peer after all
         if rank != 0 or os.path.exists(os.path.join(folder, "1.json")):
             break
