@@ -186,11 +186,19 @@ class DataError(InputError):
     """A problems file that cannot be used; the message names the file and line."""
 
 
+def answer_field(rec):
+    """A record's 'answer', or None where it is null or blank text beside a MATH 'solution' (pandas writes a
+    missing text column as ""): the gold then comes from the solution's box."""
+    answer = rec.get("answer")
+    blank = isinstance(answer, str) and not answer.strip() and isinstance(rec.get("solution"), str)
+    return None if blank else answer
+
+
 def gold_answer(rec, where):
     """The gold answer of a record as text: `answer` (a JSON number is written out in full: 1e-05 ->
     0.00001; GSM8K's "... #### 29" gives 29; a whole solution gives its last \\boxed{}), else the last \\boxed{}
     of MATH's `solution`."""
-    answer = rec.get("answer")
+    answer = answer_field(rec)
     if isinstance(answer, str) and "####" in answer:  # GSM8K: the reasoning, then "#### <answer>"
         answer = answer.rsplit("####", 1)[1].strip().replace(",", "")
     elif isinstance(answer, str) and BOX_COMMAND.search(answer):  # a solution, or a boxed answer: what its box holds
@@ -261,6 +269,11 @@ def not_jsonl(path):
                 "pandas.read_parquet(IN).to_json(OUT, orient='records', lines=True)")
     if head.startswith(b"["):
         return "a JSON array, not JSON Lines: write one object per line (jq -c '.[]' IN > OUT.jsonl)"
+    if b"\r" in head and b"\n" not in head:
+        return "lines end in a lone carriage return (old Mac style): convert them to newlines (tr '\\r' '\\n')"
+    if head.startswith(b"{") and head.split(b"\n", 1)[0].strip() == b"{":  # an object written over several lines
+        return ("one JSON document written over several lines, not JSON Lines (one object per line): write its "
+                "records one per line, e.g. jq -c '.[]' or jq -c '.data[]' (where the records are) IN > OUT.jsonl")
     if head[:1].isascii() and head[:1] not in (b"{", b""):  # a CSV, say (other encodings: read_jsonl's message)
         return "not JSON Lines (one JSON object per line): convert it first"
     return None
@@ -280,7 +293,8 @@ def read_problems(path, levels=None):
     records, seen, several = [], {}, []
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)
-        boxed_from = rec.get("answer") if rec.get("answer") is not None else rec.get("solution")  # gold_answer's text
+        boxed_from = answer_field(rec)  # the text gold_answer reads
+        boxed_from = rec.get("solution") if boxed_from is None else boxed_from
         if isinstance(boxed_from, str) and len(BOX_COMMAND.findall(boxed_from)) > 1:
             several.append(record["id"])
         if record["id"] in seen:

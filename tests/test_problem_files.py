@@ -42,6 +42,15 @@ def test_an_answer_that_holds_a_whole_solution_gives_its_box(tmp_path, capsys):
     assert "1 of 1 problems have several" in capsys.readouterr().err
 
 
+def test_a_blank_answer_beside_a_solution_gives_the_solutions_box(tmp_path, capsys):
+    path = tmp_path / "p.jsonl"  # pandas writes a text column's missing values as ""
+    path.write_text(lines({**MATH500, "answer": ""}, {**MATH500, "unique_id": "b", "answer": " ",
+                                                      "solution": r"So \boxed{1} and \boxed{2}."}))
+    first, second = read_problems(str(path))
+    assert first["answer"] == MATH500["answer"] and second["answer"] == "1, 2"
+    assert "1 of 2 problems have several" in capsys.readouterr().err  # the note reads the solution too
+
+
 def test_a_null_id_is_no_id(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(lines({"id": None, "problem": "p", "answer": "1"}, {"id": None, "problem": "q", "answer": "2"}))
@@ -60,6 +69,8 @@ def test_a_utf8_bom_is_read(tmp_path):
     (gzip.compress(lines(MATH500).encode()), "gzip-compressed"),
     (b"PAR1\x15\x04\x15\xa0\x01" + bytes(range(256)) + b"PAR1", "not JSON Lines"),
     (b"problem,solution,answer,level\n\"1+1\",,2,1\n", "not JSON Lines"),
+    (json.dumps({"data": [MATH500]}, indent=2).encode(), r"over several lines.*jq -c '\.data\[\]'"),
+    ((lines(MATH500) * 2).replace("\n", "\r").encode(), "lone carriage return"),
 ])
 def test_files_that_are_not_jsonl_are_named(tmp_path, content, message):
     path = tmp_path / "p.json"

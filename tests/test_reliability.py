@@ -1711,3 +1711,12 @@ def test_out_of_gpu_memory_names_each_scripts_own_flags(capsys):
         err = one_line_error(main, [], capsys)
         assert err.startswith("error: out of GPU memory (CUDA out of memory. Tried to allocate 20.00 GiB.")
         assert f"is free.); {words}, then run the same command again" in err
+
+
+def test_the_demo_out_of_gpu_memory_names_no_flag_it_lacks(monkeypatch, capsys):
+    import demo  # its models are tiny: another process holds the memory (it has no --batch-size to lower)
+
+    monkeypatch.setattr(demo, "Parser", lambda **kwargs: (_ for _ in ()).throw(torch.OutOfMemoryError(OOM)))
+    err = one_line_error(demo.main, [], capsys)
+    assert "is free.); the demo's models are tiny, so other processes hold the GPU's memory" in err
+    assert "--batch-size" not in err
