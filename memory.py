@@ -37,7 +37,7 @@ import shutil
 import torch
 
 from eval import held_out
-from model import GPT, GPTConfig, read_checkpoint
+from model import GPT, HEAD_CHUNK_ELEMENTS, GPTConfig, read_checkpoint
 from sample import batch_bucket, static_width
 from tasks import encode_prompts, read_problems
 from tokenizer import Tokenizer
@@ -119,7 +119,7 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
         acts = L * tokens * d * 4 + per_layer
     else:
         acts = L * per_layer
-    head = min(2**24, tokens * model_cfg.vocab_size) * 4 * 3  # logits, log-softmax, its gradient
+    head = min(HEAD_CHUNK_ELEMENTS, tokens * model_cfg.vocab_size) * 4 * 3  # logits, log-softmax, its gradient
     out["training: activations (one micro-batch)"] = acts + head + tokens * d * 4 * 2  # + embeddings, final norm
     if gpus > 1:  # the whole fp32 weights FSDP gathers for a pass, and their gradients before reduce-scatter
         block = block_param_count(model_cfg)

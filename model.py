@@ -422,13 +422,12 @@ class GPT(nn.Module):
             config.value_head = True
         return build_from_tensors(cls, config, tensors, dtype, device)
 
-    def inference_copy(self, dtype, fused=True, device=None):
+    def inference_copy(self, dtype, fused=True):
         """A frozen copy of this model for sampling, in `dtype`, with q|k|v and gate|up each fused into one
         matmul (fused=True); load_weights_from refreshes it after each update."""
         with torch.device("meta"):
             copy = GPT(self.config, fused=fused)
-        device = device or next(self.parameters()).device
-        copy = copy.to_empty(device=device).to(dtype).eval().requires_grad_(False)
+        copy = copy.to_empty(device=next(self.parameters()).device).to(dtype).eval().requires_grad_(False)
         if self.config.tie_embeddings and not self.config.value_head:
             copy.lm_head.weight = copy.tok_emb.weight  # to_empty gave each module its own tensor
         copy.load_weights_from(self)
@@ -695,10 +694,10 @@ def safetensors_header(f, size):
     return sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
 
 
-def _hf_get(raw, key, default=None, required=True):
+def _hf_get(raw, key, default=None):
     if key in raw and raw[key] is not None:
         return raw[key]
-    if required and default is None:
+    if default is None:
         raise CheckpointError(f"config.json: missing field {key!r}")
     return default
 

@@ -88,6 +88,7 @@ from fractions import Fraction
 
 from common import InputError, Parser, cli, decimal_text, read_jsonl
 
+REWARDS = {"correct": 1.0, "wrong": -0.5, "no_answer": -1.0}  # the paper's, by grade()'s outcome
 MAX_ANSWER_CHARS = 1_000  # real final answers (matrices included) are a few hundred at most; bounds the work
 MAX_DIGITS = 300  # longer digit strings compare as text (int() of huge strings is slow or raises)
 MAX_RADICAND = 10_000  # keeps the square-factor search of sqrt(r) tiny
@@ -715,8 +716,8 @@ def grade(response: str, gold: str, finished: bool = True) -> str:
     return "correct" if is_equiv(pred, gold) else "wrong"
 
 
-def compute_reward(response: str, gold: str, correct: float = 1.0, wrong: float = -0.5,
-                   no_answer: float = -1.0, finished: bool = True) -> float:
+def compute_reward(response: str, gold: str, correct: float = REWARDS["correct"], wrong: float = REWARDS["wrong"],
+                   no_answer: float = REWARDS["no_answer"], finished: bool = True) -> float:
     """The paper's terminal reward: `correct` / `wrong` (boxed but not equal) / `no_answer` (no box)."""
     return {"correct": correct, "wrong": wrong, "no_answer": no_answer}[grade(response, gold, finished)]
 
@@ -741,8 +742,7 @@ def _score_jsonl(args: argparse.Namespace) -> None:
     n = sum(counts.values())
     if n == 0:
         raise InputError(f"{args.jsonl}: no records to score")
-    rewards = {"correct": 1.0, "wrong": -0.5, "no_answer": -1.0}  # the paper's values
-    mean = sum(rewards[k] * counts[k] for k in rewards) / max(n, 1)
+    mean = sum(REWARDS[k] * counts[k] for k in REWARDS) / max(n, 1)
     print(f"{n} responses: correct {counts['correct']}, wrong {counts['wrong']}, no answer {counts['no_answer']}; "
           f"mean reward {mean:+.3f}")
 

@@ -313,8 +313,8 @@ def _generate_static(model, ids, mask, max_new_tokens, sampling, eos, noise, str
     logits = check_finite(model(ids, attention_mask=mask, cache=KVCache(cache.k[:, :n], cache.v[:, :n]),
                                 last_only=True)[:, -1])
 
-    def padded(x, fill, dtype=None):  # a (B, ...) buffer whose first n rows hold x
-        buf = torch.full((B, *x.shape[1:]), fill, dtype=dtype or x.dtype, device=device)
+    def padded(x, fill):  # a (B, ...) buffer whose first n rows hold x
+        buf = torch.full((B, *x.shape[1:]), fill, dtype=x.dtype, device=device)
         buf[:n] = x
         return buf
 

@@ -20,7 +20,8 @@ verification: the mix a concise-reasoning method has to sort out.
 Train and test problems are split by a stable hash of the expression, so they are disjoint by
 construction and every seed agrees on the split.
 
-Records everywhere are JSONL `{"id", "problem", "answer", "level"}`. `read_problems` also takes
+Records everywhere are JSONL `{"id", "problem", "answer", "level"}` (plus "subject" where a MATH record has a
+`subject` or `type`: nothing reads it, but it is hashed with the problems --resume checks). `read_problems` also takes
 MATH-style files: `question` for `problem`, `unique_id` for `id`, `"Level 5"` for 5, and a gold answer given
 only as the last `\\boxed{}` of a `solution`. A record without an id is named by its line: "line 7".
 """
@@ -111,8 +112,8 @@ def parse_problem(text):
 def make_split(split, n_per_level, seed, max_tries=100):
     """Up to n_per_level distinct problems per level from one split, deterministic in seed.
 
-    Level 1 has only about a thousand distinct problems, so a level stops early once max_tries draws in a
-    row bring nothing new; the caller can see how many it got.
+    Level 1 has only about a thousand distinct problems, so a level stops early once max_tries * n_per_level
+    draws in a row bring nothing new; the caller can see how many it got.
     """
     rng = random.Random(f"{split}-{seed}")
     records, seen = [], set()
@@ -235,7 +236,8 @@ def problem_level(level, where):
 
 
 def normalize_record(rec, where):
-    """{"id", "problem", "answer", "level"} from a toy, MATH- or GSM8K-style record (see the module docstring).
+    """{"id", "problem", "answer", "level"} (and "subject") from a toy, MATH- or GSM8K-style record (see the module
+    docstring).
     where: "path:line". An id-less record is "line N", not named by its path: a moved file keeps its ids,
     so a run on it can still resume (its problems are checked by content, ids included)."""
     if not isinstance(rec, dict):

@@ -71,9 +71,9 @@ from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cl
 from distributed import all_max, all_sum, gather, is_main, my_share, on_main, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
-from reward import grade
+from reward import REWARDS, grade
 from sample import ENGINES, SAMPLER_HELP, generate, pad_rows
-from tasks import encode_prompts, pick_problems, read_problems
+from tasks import PAPER_NEW_TOKENS, encode_prompts, pick_problems, read_problems
 
 # ----------------------------------------------------------------------------------------------------
 # The maths: small pure functions on (batch, T) tensors, each pinned by a test with hand-computed numbers.
@@ -718,15 +718,16 @@ def build_parser():  # a flag added here needs an entry in runs.NEW_FLAGS, or ru
     g.add_argument("--prompts-per-step", type=positive_int, metavar="N", default=8, help="problems per step")
     g.add_argument("--samples-per-prompt", type=positive_int, metavar="N", default=8, help="responses sampled per problem")
     g.add_argument("--temperature", type=sampling_temperature, default=0.6, help="sampling temperature, also of log-probs")
-    g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=8192,
+    g.add_argument("--max-new-tokens", type=positive_int, metavar="N", default=PAPER_NEW_TOKENS,
                    help="response cut-off; a cut response scores as no answer")
     g.add_argument("--sample-batch", type=positive_int, metavar="N", default=64, help="rows sampled at once (KV cache)")
     g.add_argument("--sampler", choices=ENGINES, default="auto", help=SAMPLER_HELP)
     g = p.add_argument_group("reward (the paper's: correctness only)")
     reward = ranged(float, -1e6, 1e6)  # far beyond any sensible reward, far within float32
-    g.add_argument("--reward-correct", type=reward, default=1.0, help="reward of a correct answer")
-    g.add_argument("--reward-wrong", type=reward, default=-0.5, help="reward of a boxed but wrong answer")
-    g.add_argument("--reward-no-answer", type=reward, default=-1.0, help="reward of no boxed answer, or cut off")
+    g.add_argument("--reward-correct", type=reward, default=REWARDS["correct"], help="reward of a correct answer")
+    g.add_argument("--reward-wrong", type=reward, default=REWARDS["wrong"], help="reward of a boxed but wrong answer")
+    g.add_argument("--reward-no-answer", type=reward, default=REWARDS["no_answer"],
+                   help="reward of no boxed answer, or cut off")
     g.add_argument("--score-truncated", type=bool_flag, default=False, help="score cut-off responses by their text")
     g = p.add_argument_group("optimisation")
     g.add_argument("--actor-lr", type=positive_float, default=5e-7, help="actor peak learning rate")
