@@ -390,7 +390,8 @@ def fsync_path(path):
         os.close(fd)
 
 
-def _atomic(path, write, mode="w"):
+def atomic_write(path, write, mode="w"):
+    """Write file `path` whole or not at all: write(f) fills a temp file beside it (mode "wb": a binary one)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -408,7 +409,7 @@ def _atomic(path, write, mode="w"):
 
 
 def write_text(path, text):
-    _atomic(path, lambda f: f.write(text))
+    atomic_write(path, lambda f: f.write(text))
 
 
 def finite(obj):
@@ -576,7 +577,7 @@ NOT_OWNED = object()  # foreign_files: a name `owned` does not list
 def foreign_files(folder, owned, saving=False):
     """The paths in `folder` a run did not write there. A run writes each name of `owned` (and the .lock and
     COMPLETE markers; a key may be a pattern, re.compile(...), for names such as step-50): a file also as its
-    temp copy, name.tmp<digits> (_atomic); a folder also as name.tmp or name.old (publish_dir), holding only
+    temp copy, name.tmp<digits> (atomic_write); a folder also as name.tmp or name.old (publish_dir), holding only
     what `owned` gives it, and inside a save (name.tmp), cut short or in progress, the safetensors library's
     own temp files (.tmpXXXXXX), which a kill leaves half-written; recover_dir deletes an unfinished save. A
     symlink is never a run's."""

@@ -13,7 +13,7 @@ import bisect
 import os
 import statistics
 
-from common import InputError, Parser, cannot_create, cli, read_jsonl, repeated
+from common import InputError, Parser, atomic_write, cannot_create, cli, read_jsonl, repeated
 
 
 def pyplot():
@@ -116,10 +116,7 @@ def plot_tradeoff(results, out):
 
 
 def save(fig, out):
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = f"{out}.tmp{os.getpid()}"  # the temp name every atomic write uses (a run folder's checks know it)
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, out)
+    atomic_write(out, lambda f: fig.savefig(f, dpi=110, format="png"), mode="wb")
     pyplot().close(fig)
 
 
