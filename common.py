@@ -749,7 +749,13 @@ def timed(times, name):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Schedules
+# Algorithms and schedules
+
+
+def has_critic(algo):
+    """Whether --algo `algo` trains a critic (and so loads, saves and reports one): PPO does, GRPO does not. An
+    algorithm added to train_rl.py's --algo is critic-free unless it is named here."""
+    return algo == "ppo"
 
 
 def lr_at(step, total, peak, warmup_steps, min_ratio):

@@ -36,6 +36,7 @@ import shutil
 
 import torch
 
+from common import has_critic
 from eval import held_out
 from model import GPT, HEAD_CHUNK_ELEMENTS, GPTConfig, read_checkpoint
 from sample import batch_bucket, static_width
@@ -155,7 +156,7 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
     sample_batch = min(cfg.sample_batch, -(-rows // gpus))  # the rows one GPU samples at once
     est = estimate(model_cfg, prompt_len=prompt_len, max_new_tokens=cfg.max_new_tokens,
                    sample_batch=sample_batch, micro_batch=cfg.micro_batch,
-                   bf16=cfg.dtype == "bf16", grad_checkpointing=cfg.grad_checkpointing, critic=cfg.algo == "ppo",
+                   bf16=cfg.dtype == "bf16", grad_checkpointing=cfg.grad_checkpointing, critic=has_critic(cfg.algo),
                    micro_batch_tokens=cfg.micro_batch_tokens, gpus=gpus)
     n = param_count(model_cfg)
     size = f"{n / 1e9:.3f}B" if n >= 1e8 else f"{n / 1e6:.2f}M"  # R1-Distill: 1.777B; the toy: 0.79M
@@ -163,12 +164,13 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
             f"longest prompt {prompt_len} + {cfg.max_new_tokens} new tokens, sample batch {sample_batch}, "
             f"micro-batch {cfg.micro_batch} rows / {cfg.micro_batch_tokens or 'any'} tokens, {cfg.dtype}, "
             f"gradient checkpointing {'on' if cfg.grad_checkpointing else 'off'}")
-    ckpt = checkpoint_bytes(model_cfg, critic=cfg.algo == "ppo")
+    ckpt = checkpoint_bytes(model_cfg, critic=has_critic(cfg.algo))
     n_kept = kept_actors(cfg)
     kept = n_kept * ACTOR_BYTES_PER_PARAM * param_count(model_cfg)
     actors = f" and {n_kept} kept actors (--keep-every)" if n_kept else ""
+    critic = " and the critic" if has_critic(cfg.algo) else ""
     disk = (f"checkpoint on disk: {ckpt / GIB:.2f} GiB (fp32 weights and AdamW moments of the actor"
-            f"{' and the critic' if cfg.algo == 'ppo' else ''}); a save writes the new one before deleting the last, "
+            f"{critic}); a save writes the new one before deleting the last, "
             f"so a run needs {(2 * ckpt + kept) / GIB:.2f} GiB free at --out for two checkpoints{actors} "
             f"({free_bytes(cfg.out) / GIB:.2f} GiB free now)")
     return head + "\n" + report(est, gpu_mem_gib) + "\n" + disk

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 
 import memory
-from common import (FolderLock, InputError, check_out_folder, device, lock_holder, newest_dir, publish_dir, read_json,
-                    read_jsonl, recover_dir, remove_names, save_safetensors, sha256_of, write_json, write_jsonl)
+from common import (FolderLock, InputError, check_out_folder, device, has_critic, lock_holder, newest_dir, publish_dir,
+                    read_json, read_jsonl, recover_dir, remove_names, save_safetensors, sha256_of, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_checkpoint, read_safetensors
@@ -59,7 +59,7 @@ def check_models(cfg, actor_path, critic_path):
     models run on the actor's token ids. Reads config.json files only."""
     vocab = read_checkpoint(actor_path)[0].vocab_size
     others = [("--ref", cfg.ref or cfg.init, False)]  # (flag, folder, whether a value-head checkpoint may be given)
-    if cfg.algo == "ppo":
+    if has_critic(cfg.algo):
         others.append(("--critic-init", critic_path, True))
     for flag, path, critic in others:
         theirs = read_checkpoint(path, critic=critic)[0].vocab_size
@@ -86,7 +86,7 @@ def load_models(cfg, actor_path, critic_path):
 
     actor = load(actor_path)
     ref = load(cfg.ref or cfg.init, trained=False)
-    critic = load(critic_path, value_head=True) if cfg.algo == "ppo" else None
+    critic = load(critic_path, value_head=True) if has_critic(cfg.algo) else None
     rollout = actor.model.inference_copy(torch.bfloat16 if bf16 else torch.float32, fused=bf16) \
         if bf16 or world() > 1 else actor.model  # made from the shards, gathered one tensor at a time
     optimizer = lambda m, lr: torch.optim.AdamW(m.parameters(), lr=lr, betas=cfg.adam_betas,
@@ -441,10 +441,6 @@ def path_named(problems, path):
     return problems and [{**p, "id": f"{path}:{p['id'][5:]}"} if p["id"].startswith("line ") else p for p in problems]
 
 
-# Flags added since runs were saved without them, each with the value that does what those runs did.
-NEW_FLAGS = {"keep_every": 0}
-
-
 # Flags that --resume takes again: where the run's files are now (a moved or copied run folder resumes in
 # place) and how much memory a step takes, which changes neither the samples (each row has its own random
 # stream) nor the gradients (normalised per optimiser step), up to rounding; after an out-of-memory error
@@ -453,17 +449,18 @@ MOVABLE = {"out", "ref", "data", "eval_data", "device"}
 TUNABLE = {"sample_batch", "micro_batch", "micro_batch_tokens", "grad_checkpointing", "sampler"}
 
 
-def resumed_config(out, given, fields, refusal):
+def resumed_config(out, given, fields, refusal, new_flags):
     """The config saved in run folder `out`, for --resume, with the MOVABLE and TUNABLE flags in `given` (the
     flags set) applied; any other is refused. `fields`: the names a config of this code version has;
-    refusal(config): why a saved value is not one its flag gives (common.Parser.refusal)."""
+    refusal(config): why a saved value is not one its flag gives (common.Parser.refusal); new_flags: the values
+    of flags added since, for configs saved without them (train_rl.NEW_FLAGS)."""
     movable = MOVABLE | TUNABLE
     flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))
     fixed = flags(set(given) - movable)
     if out is None:
         raise InputError("--resume needs --out, the run folder to continue")
-    saved = {**NEW_FLAGS, **saved_state(out)["config"]}  # read only: the folder is not locked yet
-    critic = f" --critic-init {out}/checkpoint/critic" if saved.get("algo") == "ppo" else ""
+    saved = {**new_flags, **saved_state(out)["config"]}  # read only: the folder is not locked yet
+    critic = f" --critic-init {out}/checkpoint/critic" if has_critic(saved.get("algo")) else ""
     if fixed:
         more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor{critic} " \
                f"--ref {saved['ref'] or saved['init']}" if "steps" in given else ""
@@ -472,7 +469,7 @@ def resumed_config(out, given, fields, refusal):
         lacks, unknown = fields - set(saved), set(saved) - fields
         differ = "; ".join(([f"its config lacks {flags(lacks)}"] if lacks else []) +
                            ([f"has {flags(unknown)}"] if unknown else []))
-        added = " (a flag added to the code since: give it an entry in runs.NEW_FLAGS)" if lacks else ""
+        added = " (a flag added to the code since: give it an entry in train_rl.NEW_FLAGS)" if lacks else ""
         raise InputError(f"{out}/checkpoint/state.json was written by another version of train_rl.py ({differ}); "
                          f"resume it with that version, or start a new run from its models: --init "
                          f"{out}/checkpoint/actor{critic}{added}")

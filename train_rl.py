@@ -65,9 +65,9 @@ import torch
 import distributed
 import memory
 import runs
-from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, int_list, lr_at,
-                    non_negative_float, non_negative_int, positive_float, positive_int, ranged, sampling_temperature,
-                    seed_int, timed, torchrun_reads_timeout, torchrun_stop_timeout)
+from common import (InputError, Parser, StopRequest, append_jsonl, bool_flag, cli, device, fraction, has_critic,
+                    int_list, lr_at, non_negative_float, non_negative_int, positive_float, positive_int, ranged,
+                    sampling_temperature, seed_int, timed, torchrun_reads_timeout, torchrun_stop_timeout)
 from distributed import all_max, all_sum, gather, is_main, my_share, on_main, world
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
@@ -133,6 +133,13 @@ def kl_penalty(logp, logp_ref, estimator):
     if estimator == "k3":
         return torch.exp(-log_ratio) - 1 + log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r} (k1, k2, k3)")
+
+
+def kl_in_reward(cfg):
+    """Where the KL to the reference goes: k1 into the per-token rewards (the paper's choice; compute_advantages),
+    k2 and k3 into the policy loss (actor_backward). A critic-free algorithm has no per-token reward, so it
+    needs k2 or k3 (resolve_config refuses k1)."""
+    return cfg.kl_estimator == "k1"
 
 
 def aggregate(loss, mask, mode, num_tokens=None, num_seqs=None):
@@ -204,6 +211,9 @@ class Rollout:
     rewards: torch.Tensor = None  # (B, T)
     advantages: torch.Tensor = None  # (B, T)
     returns: torch.Tensor = None  # (B, T)
+    # A new field goes in one of these, or rows() leaves it out of every micro-batch:
+    PER_TOKEN = ("mask", "logp", "logp_ref", "values", "rewards", "advantages", "returns")  # (B, T), trimmed by rows()
+    PER_ROW = ("scores", "correct", "truncated")  # (B,)
 
     @property
     def lengths(self):
@@ -214,10 +224,10 @@ class Rollout:
         T = int(self.mask[idx].sum(1).max().item())
         sub = {"input_ids": self.input_ids[idx, : self.prompt_len + T],
                "attention_mask": self.attention_mask[idx, : self.prompt_len + T], "prompt_len": self.prompt_len}
-        for name in ("mask", "logp", "logp_ref", "values", "rewards", "advantages", "returns"):
+        for name in self.PER_TOKEN:
             t = getattr(self, name)
             sub[name] = None if t is None else t[idx, :T]
-        for name in ("scores", "correct", "truncated"):
+        for name in self.PER_ROW:
             sub[name] = getattr(self, name)[idx]
         return Rollout(**sub)
 
@@ -290,6 +300,14 @@ def my_micro_batches(cfg, batch, idx):
     return my_share(micro_batches(idx, cfg.micro_batch, batch.lengths, batch.prompt_len, cfg.micro_batch_tokens))
 
 
+def my_sub_batches(cfg, batch, idx):
+    """(sub-batch, real) for each of this process's micro-batches of rows idx. Where another process has more
+    micro-batches this one runs dummy ones (real False: one row of idx, its loss multiplied by 0), so that every
+    process makes as many forward and backward calls (FSDP's collectives)."""
+    for micro in my_micro_batches(cfg, batch, idx):
+        yield batch.rows(micro if micro is not None else idx[:1]), micro is not None
+
+
 @torch.no_grad()
 def forward_all(fn, cfg, batch):
     """fn(sub-batch) -> (rows, T') over micro-batches of the whole rollout, scattered back into (B, T) and
@@ -347,9 +365,9 @@ def compute_advantages(cfg, batch):
         batch.advantages = group_advantages(batch.scores, cfg.samples_per_prompt)[:, None] * batch.mask
         batch.returns = torch.zeros_like(batch.mask)
         return
-    if cfg.algo != "ppo":  # a new algorithm needs its branch here (and "ppo" tests elsewhere mean "has a critic")
+    if cfg.algo != "ppo":  # a new algorithm needs its branch here (and an entry in common.has_critic if it has one)
         raise ValueError(f"unknown algo {cfg.algo!r}")
-    if cfg.kl_estimator == "k1":
+    if kl_in_reward(cfg):
         batch.rewards = batch.rewards - cfg.kl_coef * kl_penalty(batch.logp, batch.logp_ref, "k1") * batch.mask
     adv, batch.returns = compute_gae(batch.rewards, batch.values, batch.mask, cfg.gamma, cfg.gae_lambda)
     batch.advantages = masked_whiten(adv, batch.mask) if cfg.whiten_advantages else adv
@@ -359,17 +377,16 @@ def actor_backward(cfg, actor, batch, idx, stats):
     """Accumulate the policy gradient of minibatch rows idx; False if a loss was not finite (its gradient
     is then not finite either, and the step is skipped)."""
     num_tokens, num_seqs, finite = batch.mask[idx].sum(), len(idx), True
-    for micro in my_micro_batches(cfg, batch, idx):
-        sub = batch.rows(micro if micro is not None else idx[:1])
+    for sub, real in my_sub_batches(cfg, batch, idx):
         with autocast(cfg):
             logp, entropy = actor(response_logprobs, sub, cfg.temperature)
         loss_tok, clipped = policy_loss(logp, sub.logp, sub.advantages, cfg.clip_eps)
-        if cfg.kl_estimator != "k1":
+        if not kl_in_reward(cfg):
             loss_tok = loss_tok + cfg.kl_coef * kl_penalty(logp, sub.logp_ref, cfg.kl_estimator)
-        loss = aggregate(loss_tok, sub.mask, cfg.loss_agg, num_tokens, num_seqs) * (micro is not None)
+        loss = aggregate(loss_tok, sub.mask, cfg.loss_agg, num_tokens, num_seqs) * real
         finite = finite and bool(torch.isfinite(loss))
         (loss * world()).backward()  # FSDP averages gradients over processes; ours are sums over the batch
-        if micro is None:
+        if not real:
             continue
         with torch.no_grad():
             log_ratio = (logp - sub.logp) * sub.mask
@@ -386,12 +403,11 @@ def actor_backward(cfg, actor, batch, idx, stats):
 def critic_backward(cfg, critic, batch, idx, stats):
     """Accumulate the value-loss gradient of minibatch rows idx; False if a loss was not finite."""
     num_tokens, num_seqs, finite = batch.mask[idx].sum(), len(idx), True
-    for micro in my_micro_batches(cfg, batch, idx):
-        sub = batch.rows(micro if micro is not None else idx[:1])
+    for sub, real in my_sub_batches(cfg, batch, idx):
         with autocast(cfg):
             values = critic(response_values, sub)
         loss = aggregate(value_loss(values, sub.values, sub.returns, cfg.value_clip_eps), sub.mask, cfg.loss_agg,
-                         num_tokens, num_seqs) * (micro is not None)
+                         num_tokens, num_seqs) * real
         finite = finite and bool(torch.isfinite(loss))
         (loss * world()).backward()
         stats["value_loss"] += loss.item()
@@ -462,6 +478,18 @@ def update(cfg, models, batch, step, train_actor):
     return out
 
 
+def ppo_step(cfg, models, tok, problems, prompts, step, actor_start):
+    """One PPO step, the module docstring's 1-5: its log record (run() below saves, evaluates, logs and stops)."""
+    train_actor = step >= actor_start  # the critic alone before actor_start (--critic-warmup-steps)
+    lrs = set_learning_rates(cfg, models, step, actor_start)
+    batch, times = collect(cfg, models, tok, problems, prompts, step)
+    compute_advantages(cfg, batch)
+    with timed(times, "update"):
+        stats = update(cfg, models, batch, step, train_actor)
+    return {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
+            "actor_trained": train_actor}
+
+
 # ----------------------------------------------------------------------------------------------------
 # The run: models, checkpoints, the log, the loop
 
@@ -470,7 +498,7 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     lengths = batch.lengths.float()
     groups = batch.correct.view(-1, cfg.samples_per_prompt).float().mean(1)
     kl_tok = (batch.logp - batch.logp_ref) * batch.mask
-    critic = cfg.algo == "ppo"  # GRPO has none: its figures are None
+    critic = has_critic(cfg.algo)  # GRPO has none: its figures are None
     return {
         "step": step, "phase": cfg.phase, "algo": cfg.algo, "loss_agg": cfg.loss_agg,
         "reward_mean": batch.scores.float().mean().item(), "accuracy": batch.correct.float().mean().item(),
@@ -494,7 +522,7 @@ def nan_advice(cfg, ckpt):
     last_save = runs.saved_step(cfg.out)
     if last_save is None:
         return "No checkpoint was saved yet: start again with --overwrite and a lower --actor-lr/--critic-lr."
-    critic = f" --critic-init {ckpt}/critic" if cfg.algo == "ppo" else ""
+    critic = f" --critic-init {ckpt}/critic" if has_critic(cfg.algo) else ""
     return (f"{ckpt} holds the weights after step {last_save}, its last save. To go on at a lower learning rate, "
             f"start a new run from it: --init {ckpt}/actor{critic} --ref {cfg.ref or cfg.init} and a lower "
             "--actor-lr/--critic-lr, with another --out.")
@@ -593,15 +621,8 @@ def run(cfg, resume, earlier=None):
     with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
             began = time.perf_counter()
-            train_actor = step >= actor_start
-            lrs = set_learning_rates(cfg, models, step, actor_start)
-            batch, times = collect(cfg, models, tok, problems, prompts, step)
-            compute_advantages(cfg, batch)
-            with timed(times, "update"):
-                stats = update(cfg, models, batch, step, train_actor)
-            rec = {**log_record(cfg, step, batch, stats, times, lrs, int(batch.mask.sum().item())),
-                   "actor_trained": train_actor}
-            bad_steps = bad_steps + 1 if stats["skipped_updates"] else 0
+            rec = ppo_step(cfg, models, tok, problems, prompts, step, actor_start)
+            bad_steps = bad_steps + 1 if rec["skipped_updates"] else 0
             if bad_steps:
                 say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
             if bad_steps >= cfg.max_bad_steps:
@@ -694,7 +715,12 @@ def preset(phase, scale, algo="ppo"):
     return {**SCALE_PRESETS[scale], **PHASE_PRESETS.get((phase, scale), {}), **(GRPO_PRESET if algo == "grpo" else {})}
 
 
-def build_parser():  # a flag added here needs an entry in runs.NEW_FLAGS, or runs saved before it cannot resume
+# A flag added to build_parser needs an entry here, the value that does what runs saved before it did; without one,
+# those runs cannot --resume (runs.resumed_config).
+NEW_FLAGS = {"keep_every": 0}
+
+
+def build_parser():
     p = Parser(description="PPO for concise reasoning: --phase 1 raises accuracy, --phase 2 shortens responses.",
                epilog="A flag left out takes its preset's value for the --phase, the model's --scale and the --algo, "
                       "else the paper's (the default shown).")
@@ -817,7 +843,8 @@ def resolve_config(argv):
         raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.resume:
         given = {k: v for k, v in given.items() if k not in CLI_ONLY}
-        return config(**runs.resumed_config(args.out, given, set(vars(config())), parser.refusal)), cli_flags
+        saved = runs.resumed_config(args.out, given, set(vars(config())), parser.refusal, NEW_FLAGS)
+        return config(**saved), cli_flags
     for name in ("init", "data", "out"):
         if name not in given:
             raise InputError(f"--{name} is required (or --resume --out RUN to continue a run)")
@@ -835,11 +862,12 @@ def resolve_config(argv):
     if cfg.algo == "grpo" and unused and is_main():  # accepted (a shared command line), but said
         print(f"note: --algo grpo has no critic and no GAE: {', '.join(unused)} go unused (config.json keeps them)")
     checks = [
-        (cfg.algo == "grpo" and cfg.kl_estimator == "k1", "--algo grpo has no per-token reward; use --kl-estimator k3"),
+        (not has_critic(cfg.algo) and kl_in_reward(cfg),
+         f"--algo {cfg.algo} has no per-token reward; use --kl-estimator k3"),
         (cfg.algo == "grpo" and cfg.samples_per_prompt < 2, "--algo grpo needs --samples-per-prompt of 2 or more"),
         (cfg.minibatches > cfg.prompts_per_step * cfg.samples_per_prompt,
          f"--minibatches ({cfg.minibatches}) exceeds a step's {cfg.prompts_per_step * cfg.samples_per_prompt} responses"),
-        (cfg.algo == "ppo" and cfg.critic_warmup_steps >= cfg.steps,
+        (has_critic(cfg.algo) and cfg.critic_warmup_steps >= cfg.steps,
          f"--critic-warmup-steps ({cfg.critic_warmup_steps}) leaves no step for the actor in --steps {cfg.steps}"),
         ("eval_every" in given and cfg.eval_every > 0 and cfg.eval_data is None, "--eval-every needs --eval-data"),
         (cfg.keep_every % cfg.save_every != 0, f"--keep-every ({cfg.keep_every}) keeps the actor of a checkpoint, so it "

@@ -736,10 +736,10 @@ def test_a_run_saved_before_a_flag_was_added_resumes_with_the_flags_old_behaviou
     del state["config"]["keep_every"]  # as the version before --keep-every saved it
     (out / "checkpoint" / "state.json").write_text(json.dumps(state))
     with monkeypatch.context() as m:  # without its entry: the message names the flag and the entry it needs
-        m.setattr(runs, "NEW_FLAGS", {})
+        m.setattr(train_rl, "NEW_FLAGS", {})
         err = one_line_error(train_rl.main, ["--resume", "--out", str(out)], capsys)
     assert "another version of train_rl.py (its config lacks --keep-every); resume it with that version" in err
-    assert err.endswith("(a flag added to the code since: give it an entry in runs.NEW_FLAGS)")
+    assert err.endswith("(a flag added to the code since: give it an entry in train_rl.NEW_FLAGS)")
     train_rl.main(["--resume", "--out", str(out)])
     assert log_steps(out) == [0, 1] and not (out / "actors").exists()
     state = json.loads((out / "checkpoint" / "state.json").read_text())

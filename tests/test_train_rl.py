@@ -161,8 +161,8 @@ def test_the_k1_penalty_goes_into_the_rewards_and_returns_are_taken_before_white
     assert torch.allclose(two.advantages, masked_whiten(adv, two.mask))
     # An algorithm added to --algo's choices without its branch here was trained as PPO with no critic (GAE on
     # zero values): refused instead
-    with pytest.raises(ValueError, match="unknown algo 'rloo'"):
-        train_rl.compute_advantages(hand_config(algo="rloo"), two)
+    with pytest.raises(ValueError, match="unknown algo 'no-such-algo'"):
+        train_rl.compute_advantages(hand_config(algo="no-such-algo"), two)
 
 
 @pytest.mark.parametrize("micro_batch", [16, 1])
