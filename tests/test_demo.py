@@ -356,3 +356,16 @@ def test_tradeoff_plots_mean_length_against_mean_accuracy(monkeypatch):
     fig = figure_of(monkeypatch, lambda: plots.plot_tradeoff(results, "x.png"))
     points = [(list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].lines if l.get_marker() in ("o", "x")]
     assert points == [([105.0], [72.0]), ([52.5], [82.0])]
+
+
+def test_a_plot_whose_save_fails_leaves_neither_a_file_nor_a_temp_copy(tmp_path):
+    class Figure:  # matplotlib's savefig writes part of the PNG, then fails (a full disk, say)
+        def savefig(self, f, **kwargs):
+            (open(f, "wb") if isinstance(f, str) else f).write(b"\x89PNG partial")  # a path or a file, as matplotlib
+            raise OSError(28, "No space left on device")
+
+    (tmp_path / "curves.png").write_bytes(b"the last good plot")
+    with pytest.raises(OSError):
+        plots.save(Figure(), str(tmp_path / "curves.png"))
+    assert sorted(os.listdir(tmp_path)) == ["curves.png"]
+    assert (tmp_path / "curves.png").read_bytes() == b"the last good plot"
