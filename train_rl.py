@@ -46,6 +46,9 @@ log.jsonl, one record per step (log_record), where a name could mislead:
                (at the run's temperature), approx_kl (k3 of the update's ratio) and value_loss are means
                over the step's optimiser steps, None where not trained (the critic's warm-up, GRPO);
   lengths      response tokens, the EOS included;
+  sampler_logp_gap  mean |log-prob a token was sampled with - its old log-prob recomputed by the trainer| per
+               response token (_max: the largest): how far the sampler's policy is from the one PPO's ratios
+               assume (about 1e-6 in fp32; a bf16 rollout copy rounds its logits to bf16);
   time_*       seconds per stage (time_reference holds the old log-probs' forward too), time_total their
                sum, time_wall the whole step with its evaluation and save; tokens_per_s is response tokens
                over time_total.
@@ -211,7 +214,8 @@ class Rollout:
     rewards: torch.Tensor = None  # (B, T)
     advantages: torch.Tensor = None  # (B, T)
     returns: torch.Tensor = None  # (B, T)
-    # A new field goes in one of these, or rows() leaves it out of every micro-batch:
+    sampler_logp: torch.Tensor = None  # (B, T) the log-probs the sampler drew the tokens with: for the log only
+    # A new field goes in one of these, or rows() leaves it out of every micro-batch (as sampler_logp):
     PER_TOKEN = ("mask", "logp", "logp_ref", "values", "rewards", "advantages", "returns")  # (B, T), trimmed by rows()
     PER_ROW = ("scores", "correct", "truncated")  # (B,)
 
@@ -237,10 +241,13 @@ def build_rollout(prompts, completions, scores, correct, pad_id, device):
     prompt_ids, prompt_mask = pad_rows(prompts, pad_id, "cpu", left=True)
     response_ids, response_mask = pad_rows([c.tokens for c in completions], pad_id, "cpu", left=False)
     truncated = torch.tensor([c.finish_reason == "length" for c in completions])
+    sampler_logp = torch.zeros(response_mask.shape)
+    for i, c in enumerate(completions):
+        sampler_logp[i, : len(c.logprobs)] = torch.tensor(c.logprobs)
     return Rollout(torch.cat([prompt_ids, response_ids], 1).to(device),
                    torch.cat([prompt_mask, response_mask], 1).to(device), prompt_ids.size(1),
                    response_mask.float().to(device), torch.tensor(scores, device=device),
-                   torch.tensor(correct, device=device), truncated.to(device))
+                   torch.tensor(correct, device=device), truncated.to(device), sampler_logp=sampler_logp.to(device))
 
 
 def score_responses(tok, completions, golds, rewards, score_truncated=False):
@@ -498,6 +505,7 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     lengths = batch.lengths.float()
     groups = batch.correct.view(-1, cfg.samples_per_prompt).float().mean(1)
     kl_tok = (batch.logp - batch.logp_ref) * batch.mask
+    gap = (batch.sampler_logp - batch.logp).abs() * batch.mask  # the sampler's policy against the trainer's
     critic = has_critic(cfg.algo)  # GRPO has none: its figures are None
     return {
         "step": step, "phase": cfg.phase, "algo": cfg.algo, "loss_agg": cfg.loss_agg,
@@ -506,6 +514,7 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
         "truncated_share": batch.truncated.float().mean().item(),
         "groups_all_correct": int((groups == 1).sum()), "groups_all_wrong": int((groups == 0).sum()),
         "kl": (kl_tok.sum() / batch.mask.sum()).item(), "kl_per_response": kl_tok.sum(1).mean().item(),
+        "sampler_logp_gap": masked_mean(gap, batch.mask).item(), "sampler_logp_gap_max": gap.max().item(),
         "value_mean": masked_mean(batch.values, batch.mask).item() if critic else None,
         "return_mean": masked_mean(batch.returns, batch.mask).item() if critic else None,
         "explained_variance": explained_variance(batch.values, batch.returns, batch.mask) if critic else None,

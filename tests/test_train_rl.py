@@ -235,8 +235,9 @@ def test_cut_off_response_scores_as_no_answer_unless_asked():
 
 def test_build_rollout_layout():
     prompts = [[1, 2, 3], [4]]
-    completions = [Completion([7, 8], [0, 0], "eos"), Completion([9, 9, 9], [0, 0, 0], "length")]
+    completions = [Completion([7, 8], [-0.5, -0.25], "eos"), Completion([9, 9, 9], [-1.0, -2.0, -3.0], "length")]
     r = build_rollout(prompts, completions, [1.0, -1.0], [True, False], pad_id=0, device="cpu")
+    assert r.sampler_logp.tolist() == [[-0.5, -0.25, 0.0], [-1.0, -2.0, -3.0]]  # aligned with the response tokens
     assert r.input_ids.tolist() == [[1, 2, 3, 7, 8, 0], [0, 0, 4, 9, 9, 9]]
     assert r.attention_mask.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
     assert r.mask.tolist() == [[1, 1, 0], [1, 1, 1]]
@@ -355,6 +356,10 @@ def test_first_minibatch_ratio_is_exactly_one(half_right, tmp_path, monkeypatch)
     for row, c in enumerate(sampled):
         assert batch.mask[row].sum() == len(c)
         assert torch.allclose(batch.logp[row, : len(c)], torch.tensor(c.logprobs), atol=1e-5), row
+    rec = train_rl.log_record(cfg, 0, batch, stats, {"sample": 1.0}, {}, 1)  # the log's figure of that agreement
+    gaps = (batch.sampler_logp - batch.logp).abs() * batch.mask
+    assert rec["sampler_logp_gap"] == pytest.approx((gaps.sum() / batch.mask.sum()).item())
+    assert rec["sampler_logp_gap_max"] == gaps.max().item() < 1e-5
 
 
 def test_rollouts_stop_at_every_eos_id_of_the_tokenizer(half_right, tmp_path):

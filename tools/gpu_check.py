@@ -127,6 +127,8 @@ def main(argv=None):
                                   micro_batch_tokens=run_cfg["micro_batch_tokens"])
             run = {"step_seconds": {k.removeprefix("time_"): v for k, v in rec.items() if k.startswith("time_")},
                    "response_length_mean": rec["length_mean"], "memory_estimate_gib": est["total"] / 2**30,
+                   # the bf16 sampler against the trainer's fp32 logits (random weights: logits near 0, smaller gaps)
+                   "sampler_logp_gap": rec["sampler_logp_gap"], "sampler_logp_gap_max": rec["sampler_logp_gap_max"],
                    "memory_estimate_items_gib": {k: v / 2**30 for k, v in est.items()}}
             if cuda:
                 # each stage resets the peak counter, so the run's peak is the largest of the stages' peaks
