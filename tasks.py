@@ -271,7 +271,7 @@ def not_jsonl(path):
                 "pandas.read_parquet(IN).to_json(OUT, orient='records', lines=True)")
     if head.startswith(b"["):
         return "a JSON array, not JSON Lines: write one object per line (jq -c '.[]' IN > OUT.jsonl)"
-    if b"\r" in head and b"\n" not in head:
+    if b"\r" in head.rstrip(b"\r") and b"\n" not in head:  # (a CRLF line cut by the 4096 bytes ends in \r)
         return "lines end in a lone carriage return (old Mac style): convert them to newlines (tr '\\r' '\\n')"
     if head.startswith(b"{") and head.split(b"\n", 1)[0].strip() == b"{":  # an object written over several lines
         return ("one JSON document written over several lines, not JSON Lines (one object per line): write its "

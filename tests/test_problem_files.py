@@ -79,6 +79,14 @@ def test_files_that_are_not_jsonl_are_named(tmp_path, content, message):
         read_problems(str(path))
 
 
+def test_a_crlf_file_whose_first_line_fills_the_sniffed_bytes_is_read(tmp_path):
+    record = {"problem": "", "answer": "1"}
+    record["problem"] = "x" * (4095 - len(json.dumps(record)))  # its \r is byte 4096 of the file, its \n byte 4097
+    path = tmp_path / "p.jsonl"
+    path.write_bytes((json.dumps(record) + "\r\n").encode() * 2)
+    assert [r["answer"] for r in read_problems(str(path))] == ["1", "1"]
+
+
 def test_missing_fields_name_the_keys_the_record_has(tmp_path):
     path = tmp_path / "aime.jsonl"
     path.write_text(lines({"ID": "2024-I-1", "Problem": "Every morning Aya...", "Answer": 204}))
