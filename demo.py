@@ -207,8 +207,8 @@ def read_results(path):
         raise InputError(f"{path}: not a demo results file ({what}); expected the results.json demo.py writes") from None
 
 
-@cli(memory="the demo's models are tiny, so other processes hold the GPU's memory: free it, or run the demo on the "
-     "CPU (CUDA_VISIBLE_DEVICES=)")
+@cli(memory="the demo's models are tiny, so other processes hold the GPU's memory: free it (on the CPU instead, "
+     "CUDA_VISIBLE_DEVICES=, the demo starts again: add --fresh, or give another --out, as its stages ran on the GPU)")
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="about 3 minutes: phase 2 alone, from the shipped phase-1 model")

@@ -31,6 +31,7 @@ import json
 import operator
 import os
 import random
+import re
 import sys
 from decimal import Decimal
 
@@ -260,6 +261,9 @@ def normalize_record(rec, where):
     return out
 
 
+RECORD_KEYS = {"id", "unique_id", "problem", "question", "answer", "solution", "level", "subject", "type"}
+
+
 def not_jsonl(path):
     """What a file that cannot be JSON Lines is, from its first bytes (None if it may be)."""
     with open(path, "rb") as f:
@@ -274,6 +278,10 @@ def not_jsonl(path):
     if b"\r" in head.rstrip(b"\r") and b"\n" not in head:  # (a CRLF line cut by the 4096 bytes ends in \r)
         return "lines end in a lone carriage return (old Mac style): convert them to newlines (tr '\\r' '\\n')"
     if head.startswith(b"{") and head.split(b"\n", 1)[0].strip() == b"{":  # an object written over several lines
+        first_key = re.match(rb'\{\s*"([^"\\]*)"', head)
+        if first_key and first_key[1].decode("utf-8", "replace").lower() in RECORD_KEYS:  # records, each over several lines
+            return ("records written over several lines (as jq . or json.dump(indent=...) write them), not JSON Lines "
+                    "(one object per line): write each on one line (jq -c . IN > OUT.jsonl)")
         return ("one JSON document written over several lines, not JSON Lines (one object per line): write its "
                 "records one per line, e.g. jq -c '.[]' or jq -c '.data[]' (where the records are) IN > OUT.jsonl")
     if head[:1].isascii() and head[:1] not in (b"{", b""):  # a CSV, say (other encodings: read_jsonl's message)

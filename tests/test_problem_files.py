@@ -79,6 +79,13 @@ def test_files_that_are_not_jsonl_are_named(tmp_path, content, message):
         read_problems(str(path))
 
 
+def test_records_each_written_over_several_lines_are_named_with_the_command_that_joins_them(tmp_path):
+    path = tmp_path / "p.jsonl"  # what `jq . IN.jsonl > OUT` or json.dump(record, f, indent=2) per record writes
+    path.write_text("".join(json.dumps({**MATH500, "unique_id": u}, indent=2) + "\n" for u in "ab"))
+    with pytest.raises(InputError, match=r"records written over several lines.*jq -c \. IN"):
+        read_problems(str(path))  # jq -c '.[]', the advice before, wrote each record's values: "What is...", "2", ...
+
+
 def test_a_crlf_file_whose_first_line_fills_the_sniffed_bytes_is_read(tmp_path):
     record = {"problem": "", "answer": "1"}
     record["problem"] = "x" * (4095 - len(json.dumps(record)))  # its \r is byte 4096 of the file, its \n byte 4097

@@ -1720,3 +1720,16 @@ def test_the_demo_out_of_gpu_memory_names_no_flag_it_lacks(monkeypatch, capsys):
     err = one_line_error(demo.main, [], capsys)
     assert "is free.); the demo's models are tiny, so other processes hold the GPU's memory" in err
     assert "--batch-size" not in err
+
+
+def test_the_demos_advice_to_move_to_the_cpu_names_what_that_costs(monkeypatch, capsys, tmp_path):
+    import demo  # a demo folder made on a GPU (device auto: cuda) refuses a CPU run: the stamp's device differs
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        demo.claim_out_dir(str(tmp_path), demo.run_stamp(demo.BASE, demo.SETTINGS["full"]))
+    with pytest.raises(common.InputError, match="presets.phase1.device"):
+        demo.claim_out_dir(str(tmp_path), demo.run_stamp(demo.BASE, demo.SETTINGS["full"]))
+    monkeypatch.setattr(demo, "Parser", lambda **kwargs: (_ for _ in ()).throw(torch.OutOfMemoryError(OOM)))
+    err = one_line_error(demo.main, [], capsys)
+    assert "CUDA_VISIBLE_DEVICES=, the demo starts again: add --fresh, or give another --out" in err
