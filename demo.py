@@ -296,6 +296,10 @@ def quick(out, test, settings, t0):
     print("skipped, shipped instead: the base model's training, phase 1 and the choice of the phase-2 set (seed 0 "
           f"of `python demo.py`, with 32 problems it solves 3 times in 8, in {os.path.relpath(PHASE1)}); "
           "`python demo.py` runs every stage")
+    print("reading the step lines: reward, acc and len are the step's training batch (--prompts-per-step problems "
+          "of the hard phase-2 set x --samples-per-prompt samples), noisy from step to step and longer than the "
+          "held-out mean below; the first --critic-warmup-steps steps train the critic alone (ent -, clip -, kl 0); "
+          "the shortening shows in len's trend, and in the held-out table at the end")
     phase2 = rl_phase(os.path.join(out, "phase2"), ["--phase", "2", "--init", PHASE1, "--data",
                                                     os.path.join(PHASE1, "phase2_set.jsonl"), "--eval-every", "0",
                                                     *QUICK_SCHEDULE], settings["phase2_steps"])
@@ -313,6 +317,9 @@ def quick(out, test, settings, t0):
     banner("results (accuracy ± its standard error over problems; the change's ± is the standard error of the "
            "per-problem difference)")
     print(table)
+    print("\nwhat to compare with: README.md's 'Results on the toy' gives this run's figures on two machines (a run "
+          "repeats bit for bit only on one CPU and thread count) and those of the full demo's phase 2 over six seeds; "
+          "training_curves.png shows the training batches, not held-out problems")
     print(f"\nwrote {out}/training_curves.png and {out}/tradeoff.png; demo finished in "
           f"{(time.perf_counter() - t0) / 60:.1f} min")
 

@@ -21,11 +21,19 @@ One PPO step:
      log.jsonl's ratio_dev_first holds it; the ratio to the reference at step 0 is exactly 1). The
      log-probs take fp32 logits in bf16 runs too (model.fp32_logits);
   4. rewards per token: -kl_coef * (logp - logp_ref) on every response token (k1, in the reward, the
-     paper's choice) plus the score on the last response token; GAE (gamma = 1, lambda = 0.95) with the
-     critic's values gives advantages and returns; advantages are whitened over the batch;
+     paper's choice) plus the score on the last response token; GAE (gamma = 1, lambda = --gae-lambda:
+     the paper's 0.95; the toy's phase 1 uses 1.0, see PHASE_PRESETS) with the critic's values gives
+     advantages and returns; advantages are whitened over the batch (README.md, "Why lambda < 1 shortens
+     responses", says what each of these does to response length);
   5. update  `ppo_epochs` passes over `minibatches` minibatches: clipped policy loss (plus k3 KL in the
      loss with --kl-estimator k3), clipped value loss for the critic, grad-norm clipping, AdamW with a
-     cosine schedule and warm-up, separate learning rates.
+     cosine schedule and warm-up (the toy's phase 2: constant after the warm-up), separate learning rates.
+     The first --critic-warmup-steps steps (toy: 5) train the critic alone: the actor's lr is 0, so the
+     terminal line shows "ent -  clip -" and kl stays 0 until the actor's first update has been sampled.
+
+The terminal line of a step: reward, acc and len are that step's training batch (prompts_per_step x
+samples_per_prompt responses to --data, not held-out problems), len [min-max] in tokens with the EOS; kl is
+log.jsonl's kl; ent, clip and vloss are the update's entropy, clip_frac and value_loss ("-": not trained).
 
 Masking convention, used everywhere below: tensors of shape (batch, T) are aligned with the *response
 tokens*; `mask[i, t] = 1` for the response tokens of row i up to and including its EOS. The log-prob of

@@ -349,6 +349,17 @@ def test_training_curves_plot_held_out_percent_against_step_plus_one(monkeypatch
     assert data(length) == [([0, 2], [12.0, 9.0])] * 2 + [([3, 4], [6.0, 5.0])] * 2
 
 
+def test_training_curves_say_whether_they_show_held_out_problems_or_training_batches(monkeypatch):
+    """--quick's phase 2 has no held-out evaluation: its curves are the training batches (32 level-4/5 problems,
+    accuracy near 50%), which a title of "held out" would have students compare with the held-out table's 78%."""
+    batches = [{"step": 0, "accuracy": 0.5, "length_mean": 10.0}, {"step": 1, "accuracy": 0.6, "length_mean": 8.0}]
+    held = [{"step": -1, "eval_accuracy": 0.4, "eval_length": 12.0}, {**batches[1], "eval_accuracy": 0.5, "eval_length": 9.0}]
+    title = lambda logs: [ax.get_title() for ax in figure_of(monkeypatch, lambda: plots.plot_training(logs, "x.png")).axes]
+    assert title({"phase2": [batches]}) == ["accuracy (training batches)", "response length (training batches)"]
+    assert title({"phase1": [held]}) == ["accuracy (held-out problems)", "response length (held-out problems)"]
+    assert "else training batches" in title({"phase1": [held], "phase2": [batches]})[0]
+
+
 def test_tradeoff_plots_mean_length_against_mean_accuracy(monkeypatch):
     row = lambda acc, length: {"accuracy": acc, "length": length,
                                "levels": {"1": {"accuracy": acc + 10, "length": length / 2}}}
