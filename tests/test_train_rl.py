@@ -43,12 +43,13 @@ def test_gae_lambda1_is_monte_carlo():
 def test_gae_with_a_constant_value_fades_the_advantage_towards_the_start():
     """README's "Why lambda < 1 shortens responses": reward r on the last token, value v everywhere, gamma 1:
     A_t = lambda^(T-1-t) (r - v), mean (r - v)(1 - lambda^T) / (T (1 - lambda)); with lambda 1, r - v on every token."""
-    for T, mean in ((10, 0.4013), (50, 0.1846), (200, 0.0500)):
+    for T, mean in ((10, 0.4013), (50, 0.1846), (200, 0.0500)):  # the sums over a response: 4.0, 9.2, 10.0
         rewards, values, mask = torch.zeros(1, T), torch.full((1, T), 0.5), torch.ones(1, T)
         rewards[0, -1] = 1.0
         adv, _ = train_rl.compute_gae(rewards, values, mask, gamma=1.0, lam=0.95)
         assert torch.allclose(adv[0], 0.5 * 0.95 ** torch.arange(T - 1, -1, -1.0), atol=1e-6)
         assert abs(adv.mean().item() - mean) < 1e-4 and abs(mean - 0.5 * (1 - 0.95**T) / (T * 0.05)) < 1e-4
+        assert abs(adv.sum().item() - T * mean) < 1e-3 and adv.sum() < 0.5 / (1 - 0.95)  # capped at (r - v) / (1 - lambda)
         adv, _ = train_rl.compute_gae(rewards, values, mask, gamma=1.0, lam=1.0)
         assert torch.allclose(adv, torch.full((1, T), 0.5))
 
