@@ -330,15 +330,17 @@ def quick_report(results):
     was kept have none ("-")."""
     a, b = (results["runs"][0]["rows"][n] for n in ("phase1", "phase2"))
     se = "-" if results.get("change_stderr") is None else f"{results['change_stderr']:.1f}"
+    # The order of the other tables (demo.report, eval.py): accuracy, then length
     lines = ["| | phase 1 (shipped) | phase 2 (just trained) | change |", "|---|---|---|---|",
-             f"| mean length (tokens) | {a['length']:.0f} | {b['length']:.0f} | "
-             f"{100 * (b['length'] / a['length'] - 1):+.0f}% |",
              f"| accuracy % | {a['accuracy']:.1f} ± {a['accuracy_stderr']:.1f} | {b['accuracy']:.1f} ± "
-             f"{b['accuracy_stderr']:.1f} | {b['accuracy'] - a['accuracy']:+.1f} (± {se}) |"]
-    lines += [f"| level {lv}: len / acc % | {a['levels'][lv]['length']:.0f} / {a['levels'][lv]['accuracy']:.1f} | "
-              f"{b['levels'][lv]['length']:.0f} / {b['levels'][lv]['accuracy']:.1f} | "
-              f"{100 * (b['levels'][lv]['length'] / a['levels'][lv]['length'] - 1):+.0f}% / "
-              f"{b['levels'][lv]['accuracy'] - a['levels'][lv]['accuracy']:+.1f} |" for lv in sorted(a["levels"], key=int)]
+             f"{b['accuracy_stderr']:.1f} | {b['accuracy'] - a['accuracy']:+.1f} (± {se}) |",
+             f"| mean length (tokens) | {a['length']:.0f} | {b['length']:.0f} | "
+             f"{100 * (b['length'] / a['length'] - 1):+.0f}% |"]
+    lines += [f"| level {lv}: acc % / length | {a['levels'][lv]['accuracy']:.1f} / {a['levels'][lv]['length']:.0f} | "
+              f"{b['levels'][lv]['accuracy']:.1f} / {b['levels'][lv]['length']:.0f} | "
+              f"{b['levels'][lv]['accuracy'] - a['levels'][lv]['accuracy']:+.1f} / "
+              f"{100 * (b['levels'][lv]['length'] / a['levels'][lv]['length'] - 1):+.0f}% |"
+              for lv in sorted(a["levels"], key=int)]
     return "\n".join(lines)
 
 
