@@ -261,6 +261,7 @@ def normalize_record(rec, where):
     return out
 
 
+PLACEHOLDER_GOLDS = {"proof", "notfound"}  # NuminaMath's answers of proof problems and of those without one
 RECORD_KEYS = {"id", "unique_id", "problem", "question", "answer", "solution", "level", "subject", "type"}
 
 
@@ -300,9 +301,11 @@ def read_problems(path, levels=None):
     """
     if os.path.isfile(path) and (what := not_jsonl(path)):
         raise DataError(f"{path}: {what}")
-    records, seen, several = [], {}, []
+    records, seen, several, placeholders = [], {}, [], []
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)
+        if record["answer"].lower() in PLACEHOLDER_GOLDS:
+            placeholders.append(record["id"])
         boxed_from = answer_field(rec)  # the text gold_answer reads
         boxed_from = rec.get("solution") if boxed_from is None else boxed_from
         if isinstance(boxed_from, str) and len(BOX_COMMAND.findall(boxed_from)) > 1:
@@ -321,6 +324,11 @@ def read_problems(path, levels=None):
         print(f"note: {path}: {len(several)} of {len(records)} problems have several \\boxed{{}} in their solution or "
               f"answer ({named}): the gold answer is the last, with the boxes side by side before it as a list; where "
               "that is not the whole answer, give it as 'answer'", file=sys.stderr)
+    if placeholders and is_main():
+        named = ", ".join(map(repr, placeholders[:5])) + (", ..." if len(placeholders) > 5 else "")
+        print(f"note: {path}: {len(placeholders)} of {len(records)} problems have the gold 'proof' or 'notfound' "
+              f"({named}), NuminaMath's marks for a proof and for a missing answer: no response can match them, so "
+              "they only cost samples; leave them out of the file", file=sys.stderr)
     if levels:
         unlevelled = all(r["level"] is None for r in records)
         records = [r for r in records if r["level"] in set(levels)]

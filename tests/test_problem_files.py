@@ -51,6 +51,17 @@ def test_a_blank_answer_beside_a_solution_gives_the_solutions_box(tmp_path, caps
     assert "1 of 2 problems have several" in capsys.readouterr().err  # the note reads the solution too
 
 
+def test_placeholder_golds_no_response_can_reach_are_named(tmp_path, capsys):
+    path = tmp_path / "numina.jsonl"  # NuminaMath marks proof problems, and those it has no answer for, so
+    path.write_text(lines({"problem": "Prove that 2 > 1.", "answer": "proof"}, {"problem": "1+1?", "answer": "2"},
+                          {"problem": "Find x.", "answer": "notfound"}))
+    assert [p["answer"] for p in read_problems(str(path))] == ["proof", "2", "notfound"]  # read, but said
+    assert "2 of 3 problems have the gold 'proof' or 'notfound' ('line 1', 'line 3')" in capsys.readouterr().err
+    path.write_text(lines({"problem": "Which is even?", "answer": "\\text{none}"}))
+    read_problems(str(path))
+    assert capsys.readouterr().err == ""
+
+
 def test_a_null_id_is_no_id(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(lines({"id": None, "problem": "p", "answer": "1"}, {"id": None, "problem": "q", "answer": "2"}))
