@@ -84,8 +84,8 @@ def plot_training(logs, out, starts=None):
                     label=f"{name}" + (f" (mean of {len(series)} seeds)" if len(series) > 1 else ""))
         next_start = offset + max(r["step"] + 1 for r in per_seed[0])
     held = {any(r.get("eval_accuracy") is not None for r in log) for per_seed in logs.values() for log in per_seed}
-    source = {frozenset({True}): "held-out problems", frozenset({False}): "training batches"}.get(
-        frozenset(held), "held out where evaluated, else training batches")  # as curve() picks them
+    source = ("held-out problems" if held == {True} else "training batches" if held == {False} else
+              "held out where evaluated, else training batches")  # as curve() picks them
     acc_ax.set(xlabel="RL step", ylabel="accuracy (%)", title=f"accuracy ({source})")
     len_ax.set(xlabel="RL step", ylabel="mean response length (tokens)", title=f"response length ({source})")
     for ax in (acc_ax, len_ax):

@@ -290,6 +290,11 @@ def not_jsonl(path):
     return None
 
 
+def first_ids(ids, n=5):
+    """The first n ids, quoted, for a note ("'a', 'b', ..." when there are more)."""
+    return ", ".join(map(repr, ids[:n])) + (", ..." if len(ids) > n else "")
+
+
 def read_problems(path, levels=None):
     """Problem records of a JSONL file (toy, MATH- or GSM8K-style), optionally only those at `levels`.
 
@@ -320,15 +325,13 @@ def read_problems(path, levels=None):
     if not records:
         raise DataError(f"{path}: no problems in file")
     if several and is_main():
-        named = ", ".join(map(repr, several[:5])) + (", ..." if len(several) > 5 else "")
         print(f"note: {path}: {len(several)} of {len(records)} problems have several \\boxed{{}} in their solution or "
-              f"answer ({named}): the gold answer is the last, with the boxes side by side before it as a list; where "
-              "that is not the whole answer, give it as 'answer'", file=sys.stderr)
+              f"answer ({first_ids(several)}): the gold answer is the last, with the boxes side by side before it as a "
+              "list; where that is not the whole answer, give it as 'answer'", file=sys.stderr)
     if placeholders and is_main():
-        named = ", ".join(map(repr, placeholders[:5])) + (", ..." if len(placeholders) > 5 else "")
         print(f"note: {path}: {len(placeholders)} of {len(records)} problems have the gold 'proof' or 'notfound' "
-              f"({named}), NuminaMath's marks for a proof and for a missing answer: no response can match them, so "
-              "they only cost samples; leave them out of the file", file=sys.stderr)
+              f"({first_ids(placeholders)}), NuminaMath's marks for a proof and for a missing answer: no response can "
+              "match them, so they only cost samples; leave them out of the file", file=sys.stderr)
     if levels:
         unlevelled = all(r["level"] is None for r in records)
         records = [r for r in records if r["level"] in set(levels)]

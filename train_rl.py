@@ -56,7 +56,8 @@ log.jsonl, one record per step (log_record), where a name could mislead:
   lengths      response tokens, the EOS included;
   sampler_logp_gap  mean |log-prob a token was sampled with - its old log-prob recomputed by the trainer| per
                response token (_max: the largest): how far the sampler's policy is from the one PPO's ratios
-               assume (about 1e-6 in fp32; a bf16 rollout copy rounds its logits to bf16);
+               assume (under 1e-7 on the toy in fp32; about 1e-3 in bf16, whose one-token decode steps and bf16
+               logits round differently from the trainer's forward over the whole sequence);
   time_*       seconds per stage (time_reference holds the old log-probs' forward too), time_total their
                sum, time_wall the whole step with its evaluation and save; tokens_per_s is response tokens
                over time_total.
