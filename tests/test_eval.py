@@ -306,6 +306,7 @@ def test_median_and_spread_of_lengths_by_hand():
     assert s["length_cv_correct"] == pytest.approx(0.587945, abs=1e-6)
     one = summarize([rec("x", 10, True), rec("y", 30, False), rec("y", 20, False)])
     assert (one["length_median_correct"], one["length_median_incorrect"], one["length_cv_correct"]) == (10, 25, None)
+    assert one["accuracy"] == 0.5  # pass@1 is a mean over problems (1 and 0), not over the responses (1 in 3)
     none = summarize([rec("y", 30, False)])
     assert (none["length_median_correct"], none["length_cv_correct"]) == (None, None)
 

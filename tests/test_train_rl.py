@@ -121,6 +121,10 @@ def test_group_advantages():
     adv = group_advantages(torch.tensor([1.0, -1.0, 1.0, 1.0]), group_size=2)
     assert adv[:2].tolist() == pytest.approx([1 / math.sqrt(2), -1 / math.sqrt(2)], rel=1e-4)
     assert adv[2:].tolist() == [0.0, 0.0]  # an all-correct group carries no signal
+    # 2 prompts x 3 samples: a group is 3 consecutive rows (with 8 x 8 any grouping of the square looks the same).
+    # [1, -1, -1]: mean -1/3, sample std sqrt(((4/3)^2 + 2 (2/3)^2) / 2) = sqrt(4/3); [1, 1, -1]: mean 1/3, same std
+    adv, s = group_advantages(torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, -1.0]), group_size=3), math.sqrt(4 / 3)
+    assert adv.tolist() == pytest.approx([x / 3 / s for x in (4, -2, -2, 2, 2, -4)], rel=1e-4)
 
 
 def test_explained_variance():
@@ -190,6 +194,57 @@ def test_the_critic_regresses_on_the_returns_over_the_whole_minibatch(micro_batc
     cfg = hand_config(micro_batch=micro_batch, value_clip_eps=0.2)
     assert train_rl.critic_backward(cfg, lambda fn, sub: v * sub.mask, batch, torch.arange(2), stats)
     assert stats["value_loss"] == pytest.approx(0.125) and v.grad.item() == pytest.approx(-0.1)
+
+
+def test_the_value_loss_clips_at_value_clip_eps_not_at_the_policys_clip_eps():
+    # Old value 0.5, new 1.0, return 2: clipped at 0.2 the value is 0.7 and (0.7 - 2)^2 = 1.69 beats (1 - 2)^2 = 1:
+    # loss 0.5 * 1.69 = 0.845, no gradient. Clipped at the policy's 0.5 it would be 0.5 with gradient v - R = -1.
+    batch = hand_batch(None, None, [[0.5, 0.5]], [1.0], [[1, 1]], returns=[[2.0, 2.0]])
+    v = torch.nn.Parameter(torch.tensor(1.0))
+    stats = {"value_loss": 0.0}
+    assert train_rl.critic_backward(hand_config(clip_eps=0.5, value_clip_eps=0.2), lambda fn, sub: v * sub.mask,
+                                    batch, torch.arange(1), stats)
+    assert stats["value_loss"] == pytest.approx(0.845) and v.grad.item() == pytest.approx(0.0)
+
+
+# A minibatch (rows idx of the step's batch; the toy presets run 2) averages over its own tokens, not the batch's.
+# The batch: row 0 has 3 tokens, row 1 has 2; the minibatch is row 1.
+MINIBATCH_MASK = [[1, 1, 1], [1, 1, 0]]
+
+
+def test_the_policy_loss_of_a_minibatch_is_a_mean_over_its_own_tokens():
+    # Ratio 1, advantage 2 on row 1's two tokens: loss -2, d/dlogp = -2 / 2 = -1 on each (over the batch's 5
+    # tokens it would be -0.8 and -0.4).
+    batch = hand_batch([[-1, -1, -1], [-1, -1, 0]], [[-1, -1, -1], [-1, -1, 0]], None, [0.0, 0.0], MINIBATCH_MASK,
+                       advantages=[[7, 7, 7], [2, 2, 0]])
+    logp = torch.nn.Parameter(torch.tensor([[-1.0, -1.0]]))
+    stats = dict.fromkeys(train_rl.ACTOR_STATS, 0.0)
+    assert train_rl.actor_backward(hand_config(kl_coef=0.0, kl_estimator="k3"),
+                                   lambda fn, sub, t: (logp * sub.mask, 0 * sub.mask), batch, torch.tensor([1]), stats)
+    assert stats["policy_loss"] == pytest.approx(-2.0) and logp.grad[0].tolist() == pytest.approx([-1.0, -1.0])
+
+
+def test_the_value_loss_of_a_minibatch_is_a_mean_over_its_own_tokens():
+    # Values 0.5 (unclipped), return 1 on row 1's two tokens: loss 0.5 * 0.25 = 0.125, d/dv = mean (v - R) = -0.5.
+    batch = hand_batch(None, None, [[0.5] * 3, [0.5, 0.5, 0]], [0.0, 0.0], MINIBATCH_MASK,
+                       returns=[[9, 9, 9], [1, 1, 0]])
+    v = torch.nn.Parameter(torch.tensor(0.5))
+    stats = {"value_loss": 0.0}
+    assert train_rl.critic_backward(hand_config(), lambda fn, sub: v * sub.mask, batch, torch.tensor([1]), stats)
+    assert stats["value_loss"] == pytest.approx(0.125) and v.grad.item() == pytest.approx(-0.5)
+
+
+def test_the_ratio_is_taken_against_the_sampling_policy_not_the_reference():
+    # The actor still gives the log-probs it sampled with (ratio 1, nothing clipped), 0.5 above the reference's;
+    # advantage 1, no KL: loss -1, d/dlogp = -1/2 per token. Against the reference the ratio would be e^0.5 = 1.65,
+    # clipped at 1.2: loss -1.2 and no gradient.
+    batch = hand_batch([[-1, -1]], [[-1.5, -1.5]], None, [0.0], [[1, 1]], advantages=[[1, 1]])
+    logp = torch.nn.Parameter(torch.tensor([[-1.0, -1.0]]))
+    stats = dict.fromkeys(train_rl.ACTOR_STATS, 0.0)
+    assert train_rl.actor_backward(hand_config(kl_coef=0.0, kl_estimator="k3"),
+                                   lambda fn, sub, t: (logp * sub.mask, 0 * sub.mask), batch, torch.arange(1), stats)
+    assert stats["policy_loss"] == pytest.approx(-1.0) and stats["clip_frac"] == 0.0
+    assert logp.grad[0].tolist() == pytest.approx([-0.5, -0.5])
 
 
 def test_the_k3_penalty_in_the_loss_pulls_toward_the_reference():
