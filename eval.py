@@ -377,4 +377,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    distributed.exit_after(main)

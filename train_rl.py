@@ -919,4 +919,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    distributed.exit_after(main)

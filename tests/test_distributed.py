@@ -96,7 +96,7 @@ def worker(rank, world, port, main, argv, record, interrupt_at, head_chunk):
     mains = {"train_rl": train_rl.main, "eval": evaluation.main, "select": select_problems.main,
              "nan_step": optimizer_step_where_one_process_saw_a_nan, "after_leave": main_after_leave,
              "host_copies": host_copies_in_a_save}
-    mains[main](argv)
+    distributed.exit_after(lambda: mains[main](argv))  # as the scripts end under torchrun
 
 
 def spawn(main, argv, record=None, interrupt_at=None, world=2, head_chunk=model.HEAD_CHUNK_ELEMENTS):
@@ -254,3 +254,38 @@ def test_torchruns_own_parser_passes_every_flag_to_the_script(main, monkeypatch)
     for flag in flags:
         parsed = get_args_parser().parse_args(["--nproc_per_node", "2", "script.py", flag, "1"])
         assert parsed.training_script_args == [flag, "1"], flag
+
+
+EXIT_SCRIPT = """
+import atexit, sys
+import distributed
+atexit.register(lambda: print("python's shutdown ran"))
+def main():
+    print("done", end="")  # stdout is a pipe, so this waits in Python's buffer
+    {ending}
+distributed.exit_after(main)
+"""
+
+
+@pytest.mark.parametrize("ending, code, err", [
+    ("", 0, ""),
+    pytest.param("sys.exit(2)", 2, "", marks=pytest.mark.slow),  # an InputError's exit, from cli
+    pytest.param("raise SystemExit('stopped')", 1, "stopped\n", marks=pytest.mark.slow),
+    pytest.param("raise ValueError('bad')", 1, "ValueError: bad\n", marks=pytest.mark.slow),
+])
+def test_a_torchrun_process_ends_with_mains_status_without_pythons_shutdown(ending, code, err):
+    """Under torchrun (WORLD_SIZE set) exit_after ends the process at once: the atexit handler never runs, which is
+    the shutdown in which gloo's threads crashed finished runs; what main printed still comes out."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": root}
+    got = subprocess.run([sys.executable, "-c", EXIT_SCRIPT.format(ending=ending)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert (got.returncode, got.stdout) == (code, "done")
+    assert got.stderr.endswith(err) and ("Traceback" in got.stderr) == ("ValueError" in ending), got.stderr
+    env.pop("WORLD_SIZE")  # a plain `python` run: Python's own shutdown, as before
+    got = subprocess.run([sys.executable, "-c", EXIT_SCRIPT.format(ending=ending)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert (got.returncode, got.stdout) == (code, "done" + "python's shutdown ran\n")
