@@ -218,7 +218,8 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="output folder (default: runs/demo, or runs/demo-quick)")
     p.add_argument("--base", default=BASE, help="base model checkpoint (default: the shipped toy base)")
     p.add_argument("--fresh", action="store_true", help="redo every stage: remove the demo's earlier outputs in --out")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice, one "
+                   "per core); 1 when another job shares the cores, as the threads would wait on each other")
     p.add_argument("--report", metavar="RESULTS_JSON", help="only print the tables of a results.json and exit")
     args = p.parse_args(argv)
     if args.report:
