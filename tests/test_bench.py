@@ -92,3 +92,15 @@ def test_a_batch_above_64_samples_as_many_rows_as_its_tokens_per_second_count(tm
                                       str(tmp_path / "b.json")])
     bench.main()
     assert set(rows[-2:]) == {96}  # the timed runs (a first one, then the repeat)
+
+
+def test_a_long_prompt_times_decoding_on_a_long_cache(tmp_path, monkeypatch):
+    """--prompt-len: every sampled prompt has that many tokens (the default, 4 with --tiny, before), and the
+    report says so."""
+    lengths, real = set(), bench.generate
+    monkeypatch.setattr(bench, "generate", lambda model, prompts, *a, **k: lengths.update(map(len, prompts)) or
+                        real(model, prompts, *a, **k))
+    out = tmp_path / "b.json"
+    bench.main(["--gpu-path", "--tiny", "--engines", "graph", "--batches", "2", "--prompt-len", "1000",
+                "--no-baseline", "--no-greedy-check", "--new-tokens", "2", "--out", str(out)])
+    assert lengths == {1000} and json.loads(out.read_text())["prompt_len"] == 1000

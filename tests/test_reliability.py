@@ -525,6 +525,9 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
      "cuda, or --gpu-path"),  # ignored: --tiny ran the full CPU benchmark
     (bench.main, ["--gpu-path", "--tiny", "--quick", "--threads", "1"], "--quick, --threads only go with the CPU "
      "benchmark"),  # ignored by the GPU measurement
+    (bench.main, ["--prompt-len", "40"], "--prompt-len only goes with the GPU measurement"),
+    (bench.main, ["--gpu-path", "--tiny", "--prompt-len", "1020"], "--prompt-len 1020 plus --new-tokens 8 exceeds the "
+     "model's context of 1024 tokens; give a shorter --prompt-len"),  # before building anything, not in generate
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--out", ""], "--out is empty; give a file path"),  # wrote nothing
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--save-responses"], "--save-responses writes the responses into "
      "--out"),

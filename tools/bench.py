@@ -6,19 +6,22 @@ Throughput of our model and sampler against Hugging Face `transformers` on the s
     python tools/bench.py --quick              # tiny sizes, seconds: the smoke test uses this
     python tools/bench.py --device cuda        # GPU: DeepSeek-R1-Distill-Qwen-1.5B's shape, bf16, decoding
     python tools/bench.py --device cuda --engines graph,compiled --batches 1,64 --profile compiled
+    python tools/bench.py --device cuda --engines graph --batches 1,8 --prompt-len 7936 --no-baseline \
+        --no-greedy-check --profile graph    # decoding at the end of an 8k-token response, as a PPO step's last rows
 
 On a GPU (`--device cuda`): random weights of R1-Distill-Qwen-1.5B's shape (28 layers, width 1536, 12 heads,
 2 KV heads, MLP 8960, vocabulary 151936, untied head) in bf16, shared by a transformers Qwen2 model and ours.
-For batch 1, 16 and 64, 16-token prompts and 256 new tokens (no EOS, every row runs to the end): tokens/s
-of transformers `generate`, of our eager sampler and of our graph sampler (the bf16 inference copy with
-fused projections, CUDA graphs; `--engines graph,compiled` adds the torch.compile'd step), each run once to
-warm up (its seconds are reported: they include compilation) and then timed. Next to each: the ratio to
-transformers and the share of the memory-bandwidth limit, batch x (copy bandwidth measured here) / (bytes of
-weights read per step). `--profile ENGINE` then runs that engine at batch 1 for 64 and for 128 tokens,
-timed and under torch.profiler, and writes to OUT_profile.txt where the time goes: per token of steady
-decoding (the difference of the two runs) the wall-clock and, on a GPU, kernels and microseconds by kind
-(matrix products, attention, torch.compile's fused kernels, the rest) and the time in which no kernel ran;
-per call, the one-off work (prefill, graph capture); then the costliest operators and kernels.
+For batch 1, 16 and 64, 16-token prompts (`--prompt-len`) and 256 new tokens (no EOS, every row runs to the
+end): tokens/s of transformers `generate`, of our eager sampler and of our graph sampler (the bf16 inference
+copy with fused projections, CUDA graphs; `--engines graph,compiled` adds the torch.compile'd step), each run
+once to warm up (its seconds are reported: they include compilation) and then timed. Next to each: the ratio
+to transformers and the share of the memory-bandwidth limit, batch x (copy bandwidth measured here) / (bytes
+of weights read per step; a long --prompt-len also reads the cache, which this leaves out). `--profile
+ENGINE` then runs that engine at batch 1 for 64 and for 128 tokens, timed and under torch.profiler, and writes
+to OUT_profile.txt where the time goes: per token of steady decoding (the difference of the two runs) the
+wall-clock and, on a GPU, kernels and microseconds by kind (matrix products, attention, torch.compile's fused
+kernels, the rest) and the time in which no kernel ran; per call, the one-off work (prefill, graph capture);
+then the costliest operators and kernels.
 
 Why a comparison and not absolute numbers: CPU speed varies from machine to machine (and another process
 may share the cores), so the useful number is the ratio ours / transformers measured in the same process,
@@ -376,7 +379,7 @@ def run_decoding(args):
     print(f"{ours.num_params() / 1e9:.2f}B parameters, {weight_bytes / 1e9:.2f} GB of weights read per decode step, "
           f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; max |logit diff| vs transformers "
           f"{extra['max_abs_logit_diff_vs_transformers']:.2e}, fused copy vs ours {extra['max_abs_logit_diff_fused_copy']:.2e}")
-    new, plen, repeats = args.new_tokens or (8 if args.tiny else 256), 4 if args.tiny else 16, args.repeats or 1
+    new, plen, repeats = args.new_tokens, args.prompt_len, args.repeats or 1
     extra.update(new_tokens=new, prompt_len=plen, repeats=repeats)
     rows = max(64, *args.batches)  # every batch gets as many prompts as it counts in its tokens/s
     prompts = torch.randint(0, cfg.vocab_size, (rows, plen), generator=torch.Generator().manual_seed(2)).tolist()
@@ -450,6 +453,10 @@ def main(argv=None):
                    "torch.compile'd step; its compilation takes minutes)")
     p.add_argument("--batches", type=positive_int_list, default="1,16,64",
                    help="with the GPU measurement: the batch sizes")
+    p.add_argument("--prompt-len", type=positive_int, metavar="N", help="with the GPU measurement: tokens per prompt "
+                   "(default 16, 4 with --tiny); a long prompt times decoding where attention reads a long cache, as "
+                   "the last, longest responses of a paper-scale PPO step do (at most the model's context minus "
+                   "--new-tokens: 131,072 for R1-1.5B's shape, 1,024 with --tiny)")
     p.add_argument("--profile", choices=engines, help="with the GPU measurement: then profile this engine at batch 1 "
                    "(runs of 64 and 128 tokens): where a token's time goes, and the costliest kernels, into "
                    "OUT_profile.txt")
@@ -457,8 +464,8 @@ def main(argv=None):
     p.add_argument("--no-greedy-check", dest="greedy_check", action="store_false", help="skip comparing each engine's "
                    "greedy tokens with the eager engine's (for the compiled engine, that check is a compilation)")
     args = p.parse_args(argv)
-    gpu_flags = {"tiny": "--tiny", "engines": "--engines", "batches": "--batches", "profile": "--profile",
-                 "baseline": "--no-baseline", "greedy_check": "--no-greedy-check"}
+    gpu_flags = {"tiny": "--tiny", "engines": "--engines", "batches": "--batches", "prompt_len": "--prompt-len",
+                 "profile": "--profile", "baseline": "--no-baseline", "greedy_check": "--no-greedy-check"}
     given = p.given(argv)
     gpu_only = [flag for dest, flag in gpu_flags.items() if dest in given]
     if gpu_only and not (args.device == "cuda" or args.gpu_path):
@@ -468,6 +475,13 @@ def main(argv=None):
     if cpu_only and (args.device == "cuda" or args.gpu_path):
         p.error(f"{', '.join(cpu_only)} only {'goes' if len(cpu_only) == 1 else 'go'} with the CPU benchmark: the GPU "
                 "measurement times sampling at --batches (--tiny for a tiny model)")
+    if args.device == "cuda" or args.gpu_path:
+        args.new_tokens, args.prompt_len = args.new_tokens or (8 if args.tiny else 256), args.prompt_len or (
+            4 if args.tiny else 16)
+        context = (TINY_QWEN2 if args.tiny else R1_15B)["max_position_embeddings"]
+        if args.prompt_len + args.new_tokens > context:
+            p.error(f"--prompt-len {args.prompt_len} plus --new-tokens {args.new_tokens} exceeds the model's context "
+                    f"of {context} tokens; give a shorter --prompt-len")
     check_writable(args.out)  # before minutes of measuring, not after
     if args.device == "cuda" or args.gpu_path:
         if args.device == "cuda" and not torch.cuda.is_available():
