@@ -265,7 +265,7 @@ def extract_answer(text: str, allow_unboxed: bool = False) -> str | None:
         if not (0 <= close < end and _BETWEEN_BOXES.fullmatch(text, close + 1, end)
                 and normalize_answer(content := text[brace.end():close])):
             break
-        if content.strip() != answers[0]:  # the same box twice is one answer
+        if content.strip() not in answers:  # the same box twice is one answer, wherever it repeats in the list
             answers.insert(0, content.strip())
         box = previous
     else:

@@ -103,4 +103,8 @@ def test_a_long_prompt_times_decoding_on_a_long_cache(tmp_path, monkeypatch):
     out = tmp_path / "b.json"
     bench.main(["--gpu-path", "--tiny", "--engines", "graph", "--batches", "2", "--prompt-len", "1000",
                 "--no-baseline", "--no-greedy-check", "--new-tokens", "2", "--out", str(out)])
-    assert lengths == {1000} and json.loads(out.read_text())["prompt_len"] == 1000
+    report = json.loads(out.read_text())
+    assert lengths == {1000} and report["prompt_len"] == 1000
+    # The tiny Qwen2 model (2 layers, 2 KV heads of 16 dimensions, fp32 on the CPU) by the last of 1,002 tokens:
+    # k and v, 2 x 2 x 2 x 16 x 4 bytes = 512 bytes a token
+    assert report["cache_bytes_per_row_at_end"] == 512 * 1002

@@ -204,8 +204,10 @@ def test_a_resume_after_an_interrupt_under_two_processes_ends_where_one_process_
     torch.set_num_threads(1)
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_rl.main(rl_flags(half_right, full, "--steps", "3"))
-    with pytest.raises(mp.ProcessExitedException):  # Ctrl-C in step 1: both processes save and stop
+    with pytest.raises(mp.ProcessExitedException) as stopped:  # Ctrl-C in step 1: both processes save and stop
         spawn("train_rl", rl_flags(half_right, cut, "--steps", "3"), interrupt_at=1)
+    # with status 130: exit_after turns a traceback into status 1, which is a ProcessExitedException too
+    assert stopped.value.exit_code == 130
     assert json.loads((cut / "checkpoint" / "state.json").read_text())["step"] == 2
     spawn("train_rl", ["--resume", "--out", str(cut)])  # resumed by two processes (one would do too)
     assert [r["step"] for r in log_without_times(cut)] == [0, 1, 2]
@@ -289,3 +291,17 @@ def test_a_torchrun_process_ends_with_mains_status_without_pythons_shutdown(endi
     got = subprocess.run([sys.executable, "-c", EXIT_SCRIPT.format(ending=ending)], env=env, capture_output=True,
                          text=True, timeout=120)
     assert (got.returncode, got.stdout) == (code, "done" + "python's shutdown ran\n")
+
+
+def test_a_profiled_torchrun_process_keeps_pythons_shutdown(tmp_path):
+    """`torchrun -m cProfile -o F script.py`: cProfile writes F after the script returns, and a tracer such as
+    coverage saves at exit; os._exit would drop both (exit status 0, no file)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script, prof = tmp_path / "script.py", tmp_path / "prof.out"
+    script.write_text(EXIT_SCRIPT.format(ending=""))
+    got = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), str(script)], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": root})
+    assert got.returncode == 0 and prof.exists(), got.stderr

@@ -528,6 +528,8 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
     (bench.main, ["--prompt-len", "40"], "--prompt-len only goes with the GPU measurement"),
     (bench.main, ["--gpu-path", "--tiny", "--prompt-len", "1020"], "--prompt-len 1020 plus --new-tokens 8 exceeds the "
      "model's context of 1024 tokens; give a shorter --prompt-len"),  # before building anything, not in generate
+    (bench.main, ["--gpu-path", "--tiny", "--prompt-len", "1016", "--profile", "graph"], "--prompt-len 1016 plus "
+     "16 tokens (--profile's longer run) exceeds the model's context of 1024 tokens"),  # not after the measurement
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--out", ""], "--out is empty; give a file path"),  # wrote nothing
     (evaluation.main, ["--ckpt", "x", "--data", "y", "--save-responses"], "--save-responses writes the responses into "
      "--out"),

@@ -348,6 +348,7 @@ def test_a_box_that_shows_nothing_is_no_answer(box):
     ("$\\boxed{5}$\n\n$\\boxed{5}$", "5"),  # the same box twice is one answer
     ("$\\boxed{2}$, $\\boxed{2}$, $\\boxed{2}$", "2"),  # three times too
     ("$\\boxed{2}$, $\\boxed{3}$, $\\boxed{3}$", "2, 3"),  # a repeat drops out of a list
+    ("$\\boxed{3}$, $\\boxed{2}$, $\\boxed{3}$", "2, 3"),  # wherever it is (was '3, 2, 3': wrong against '2, 3')
     ("\\boxed{2}, wait, \\boxed{3}", "3"),  # words between: a draft, then the answer
     ("\\boxed{2}. \\boxed{3}", "3"),
     ("\\boxed{\\boxed{2}} and \\boxed{3}", "3"),

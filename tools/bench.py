@@ -380,7 +380,11 @@ def run_decoding(args):
           f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; max |logit diff| vs transformers "
           f"{extra['max_abs_logit_diff_vs_transformers']:.2e}, fused copy vs ours {extra['max_abs_logit_diff_fused_copy']:.2e}")
     new, plen, repeats = args.new_tokens, args.prompt_len, args.repeats or 1
-    extra.update(new_tokens=new, prompt_len=plen, repeats=repeats)
+    per_token = 2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim * torch.empty(0, dtype=dtype).element_size()  # k and v
+    cache_bytes = per_token * (plen + new)
+    extra.update(new_tokens=new, prompt_len=plen, repeats=repeats, cache_bytes_per_row_at_end=cache_bytes)
+    print(f"a row's KV cache holds {cache_bytes / 1e9:.3f} GB by its last token, read at every step: the shares of "
+          "the bandwidth limit below count the weights alone", flush=True)
     rows = max(64, *args.batches)  # every batch gets as many prompts as it counts in its tokens/s
     prompts = torch.randint(0, cfg.vocab_size, (rows, plen), generator=torch.Generator().manual_seed(2)).tolist()
     engines, checked = args.engines, 8 if args.tiny else 64  # the checks: 8 rows of `checked` tokens
@@ -482,6 +486,10 @@ def main(argv=None):
         if args.prompt_len + args.new_tokens > context:
             p.error(f"--prompt-len {args.prompt_len} plus --new-tokens {args.new_tokens} exceeds the model's context "
                     f"of {context} tokens; give a shorter --prompt-len")
+        longest = 2 * min(args.new_tokens, 64)  # profile_decode's longer run
+        if args.profile and args.prompt_len + longest > context:
+            p.error(f"--prompt-len {args.prompt_len} plus {longest} tokens (--profile's longer run) exceeds the "
+                    f"model's context of {context} tokens; give a shorter --prompt-len")
     check_writable(args.out)  # before minutes of measuring, not after
     if args.device == "cuda" or args.gpu_path:
         if args.device == "cuda" and not torch.cuda.is_available():

@@ -18,7 +18,7 @@
 # Then, if the lent machine has time left (it goes back 30 s after a command ends), decoding on a long cache,
 # as the last and longest responses of a paper-scale PPO step decode (the graph sampler, nothing to compile):
 #   python3 tools/bench.py --device cuda --engines graph --batches 1,8 --prompt-len 7936 --no-baseline \
-#       --no-greedy-check --profile graph --out gpu_session/bench_long.json
+#       --no-greedy-check --profile graph --out "${OUT:-gpu_session}/bench_long.json"
 set -u
 case "${1:-}" in
     ""|--smoke) [ $# -le 1 ] || { echo "error: one flag at most (--smoke); see --help" >&2; exit 2; } ;;
