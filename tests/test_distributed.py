@@ -305,3 +305,17 @@ def test_a_profiled_torchrun_process_keeps_pythons_shutdown(tmp_path):
     got = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), str(script)], capture_output=True,
                          text=True, timeout=120, env={**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": root})
     assert got.returncode == 0 and prof.exists(), got.stderr
+
+
+def test_my_share_takes_every_nth_item_and_pads_to_the_same_count(monkeypatch):
+    """5 items over 2 processes: rank 0 takes 0, 2, 4 and rank 1 takes 1, 3 and a None, so both make 3 calls
+    (FSDP's collectives hang when one process makes fewer)."""
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    shares = []
+    for r in (0, 1):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        shares.append(distributed.my_share(iter(range(5))))
+    assert shares == [[0, 2, 4], [1, 3, None]]
+    monkeypatch.setattr(distributed, "world", lambda: 4)
+    monkeypatch.setattr(distributed, "rank", lambda: 2)
+    assert distributed.my_share(range(2)) == [None]  # 2 items over 4 processes: rank 2 has none, still one call

@@ -208,11 +208,12 @@ def test_load_in_bf16_casts_every_tensor(tmp_path):
     assert model(torch.tensor([[1, 2, 3]])).dtype == torch.bfloat16
 
 
-def test_a_checkpoint_in_mixed_dtypes_loads_in_its_matrices_dtype(tmp_path):
+@pytest.mark.parametrize("model_type", ["qwen2", "llama"])  # llama has no biases: its smallest tensors are the norms
+def test_a_checkpoint_in_mixed_dtypes_loads_in_its_matrices_dtype(tmp_path, model_type):
     """fp32 norms beside bf16 matrices (as some checkpoints store them) loaded "as stored" crashed at the
     first matmul (mat1 and mat2 must have the same dtype)."""
     import safetensors.torch
-    hf = hf_qwen2(tmp_path)
+    hf = hf_qwen2(tmp_path, model_type=model_type)
     tensors = safetensors.torch.load_file(str(tmp_path / "model.safetensors"))
     mixed = {k: v if "norm" in k else v.to(torch.bfloat16) for k, v in tensors.items()}
     assert {v.dtype for v in mixed.values()} == {torch.float32, torch.bfloat16}
@@ -357,3 +358,29 @@ def test_the_fused_sampling_copy_computes_what_the_model_does(tied):
     assert not torch.allclose(copy(idx), model(idx), atol=1e-3)
     copy.load_weights_from(model)
     assert torch.allclose(copy(idx), model(idx), atol=1e-5)
+
+
+def test_a_qwen2_folder_of_transformers_5_keeps_its_rope_theta(tmp_path):
+    """transformers 5 writes rope_theta only inside rope_parameters (Qwen2.5's 1e6): read as the default 10000,
+    every position would rotate at the wrong speed."""
+    ref = hf_qwen2(tmp_path, rope_theta=1e6)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    assert raw["rope_parameters"]["rope_theta"] == 1e6 and "rope_theta" not in raw  # how transformers 5 writes it
+    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    assert ours.config.rope_theta == 1e6
+    idx = torch.randint(0, 101, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (ours(idx) - hf_logits(ref, idx)).abs().max().item() < 1e-4
+
+
+def test_a_gpt2_config_without_tie_word_embeddings_is_tied(tmp_path):
+    """GPT-2's own config.json has no tie_word_embeddings and its weights no lm_head: tied, as transformers reads it."""
+    ref = hf_gpt2(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    del raw["tie_word_embeddings"]
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    assert ours.config.tie_embeddings and ours.lm_head.weight is ours.tok_emb.weight
+    idx = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (ours(idx) - hf_logits(ref, idx)).abs().max().item() < 1e-4

@@ -130,3 +130,23 @@ def test_math_and_gsm8k_concatenated_with_null_columns(tmp_path):
     got = read_problems(str(path))
     assert [(r["id"], r["problem"], r["answer"], r["level"]) for r in got] == [
         ("line 1", HENDRYCKS["problem"], "70", 5), ("line 2", "Q?", "72", None)]
+
+
+def test_numeric_ids_are_text_and_equal_to_the_same_id_written_as_text(tmp_path):
+    """An id column of integers (as pandas writes an index) gives text ids, so that 17 and "17" are one id."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(lines({"id": 17, "problem": "1+1?", "answer": "2"}, {"id": 3, "problem": "2+2?", "answer": "4"}))
+    assert [p["id"] for p in read_problems(str(path))] == ["17", "3"]
+    path.write_text(lines({"id": 17, "problem": "1+1?", "answer": "2"}, {"id": "17", "problem": "2+2?", "answer": "4"}))
+    with pytest.raises(DataError, match=r"p.jsonl:2: id '17' already used at .*p.jsonl:1; ids must be unique"):
+        read_problems(str(path))
+
+
+def test_maths_level_question_mark_is_no_level(tmp_path):
+    """Hendrycks MATH has problems of "Level ?": read with no level, so --levels leaves them out."""
+    path = tmp_path / "math.jsonl"
+    path.write_text(lines({**HENDRYCKS, "solution": "$\\boxed{1}$", "level": "Level ?"},
+                          {**HENDRYCKS, "solution": "$\\boxed{2}$", "unique_id": "b"}))
+    unknown, five = read_problems(str(path))
+    assert (unknown["level"], unknown["answer"], five["level"]) == (None, "1", 5)
+    assert [p["id"] for p in read_problems(str(path), levels=[5])] == ["b"]

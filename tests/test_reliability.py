@@ -1738,3 +1738,31 @@ def test_the_demos_advice_to_move_to_the_cpu_names_what_that_costs(monkeypatch, 
     monkeypatch.setattr(demo, "Parser", lambda **kwargs: (_ for _ in ()).throw(torch.OutOfMemoryError(OOM)))
     err = one_line_error(demo.main, [], capsys)
     assert "CUDA_VISIBLE_DEVICES=, the demo starts again: add --fresh, or give another --out" in err
+
+
+def test_a_resume_needs_room_only_for_the_actors_it_has_left_to_keep(tmp_path, monkeypatch):
+    """check_disk on --resume from step 8 of 10 with --keep-every 2: one actor left to keep (step 10), not five;
+    counting the five refused a resume near the end of a run that had room for it."""
+    from types import SimpleNamespace
+    model = GPT(GPTConfig(vocab_size=10, n_layer=1, n_head=1, n_embd=4, n_inner=8, max_seq_len=8))
+    n = sum(p.numel() for p in model.parameters())
+    models = SimpleNamespace(actor=SimpleNamespace(model=model), critic=None)
+    cfg = train_rl.config(steps=10, keep_every=2, out=str(tmp_path / "run"))  # no checkpoint there yet
+    need = 2 * 12 * n + 1 * 4 * n  # two checkpoints of fp32 weights and AdamW moments, one kept fp32 actor
+    monkeypatch.setattr(memory, "free_bytes", lambda path: need)
+    runs.check_disk(cfg, models, start=8)
+    monkeypatch.setattr(memory, "free_bytes", lambda path: need - 1)
+    with pytest.raises(InputError, match="and 1 kept actors of"):
+        runs.check_disk(cfg, models, start=8)
+
+
+def test_a_reference_that_differs_only_past_its_first_mib_is_another_reference(tmp_path):
+    """model_fingerprint hashes a weights file's first and last MiB: a model that differs from the run's reference
+    only in its last MiB (its last tensors, in a large model) must not pass for it."""
+    for name, tail in (("a", b"\0"), ("b", b"\1")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_bytes(bytes(3 * 2**20) + tail)
+    assert runs.model_fingerprint(str(tmp_path / "a")) != runs.model_fingerprint(str(tmp_path / "b"))
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")  # a copied folder is the same model
+    assert runs.model_fingerprint(str(tmp_path / "copy")) == runs.model_fingerprint(str(tmp_path / "a"))
