@@ -293,6 +293,16 @@ def test_a_settings_change_changes_the_stamp(monkeypatch, tmp_path):
         demo.claim_out_dir(str(tmp_path), demo.run_stamp(demo.BASE, demo.SETTINGS["full"]))
 
 
+def test_a_stamp_entry_only_the_new_or_only_the_old_stamp_has_differs():
+    """A setting or flag added since the folder's demo ran (in the new stamp alone) changes the run as much as one
+    removed (in the old stamp alone): both are named."""
+    assert demo.differences({"a": 1}, {"a": 1, "b": 2}) == ["b"]
+    assert demo.differences({"a": 1, "b": 2}, {"a": 1}) == ["b"]
+    assert demo.differences({"presets": {"phase1": {"x": 1}}}, {"presets": {"phase1": {"x": 1, "y": 0}}}) == \
+        ["presets.phase1.y"]
+    assert demo.differences({"a": {"b": 1}}, {"a": {"b": 1}}) == []
+
+
 def test_time_breakdown_is_the_mean():
     assert demo.time_breakdown([{"time_sample": 1.0, "time_update": 3.0}, {"time_sample": 2.0, "time_update": 5.0}]) \
         == "sample 1.50, update 4.00"

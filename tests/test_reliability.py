@@ -72,6 +72,7 @@ def rl_flags(half_right, tmp_path):
     (["--sample-batch", "0"], "argument --sample-batch: must be >= 1"),
     (["--levels", "a,b"], "argument --levels: expected comma-separated integers"),
     (["--adam-betas", "2", "2"], "argument --adam-betas: must be in [0, 1)"),
+    (["--adam-betas", "0.9", "1"], "argument --adam-betas: must be in [0, 1), got 1"),  # beta2 = 1: Adam divides by 0
     (["--gamma", "2"], "argument --gamma: must be in [0, 1]"),
     (["--gae-lambda", "-0.5"], "argument --gae-lambda: must be in [0, 1]"),
     (["--clip-eps", "-0.2"], "argument --clip-eps: must be > 0"),
@@ -931,6 +932,14 @@ def test_stop_length_ratio_compares_the_first_and_last_ten_steps():
     assert not train_rl.shortened([100.0] * 10 + [60.0] * 9 + [61.0], 0.6)  # 60.1 on average
     assert train_rl.shortened([100.0] * 10 + [90.0] * 7 + [55.0] * 10, 0.6)  # the first ten against the last ten
     assert not train_rl.shortened([100.0] * 10 + [10.0] * 10, 0.0)  # 0: never
+
+
+def test_stop_length_ratio_waits_for_two_windows_that_do_not_overlap():
+    """19 steps of which the last 9 fell to 10 tokens: the last ten (100 + 9 x 10 = 190) over the first ten (1000)
+    would be 0.19, but those windows share step 9; there is no ratio, and no stop, before step 20."""
+    assert train_rl.length_ratio([100.0] * 10 + [10.0] * 9) is None
+    assert not train_rl.shortened([100.0] * 10 + [10.0] * 9, 0.6)
+    assert train_rl.length_ratio([100.0] * 10 + [10.0] * 10) == pytest.approx(0.1)
 
 
 def test_a_run_that_stops_early_is_finished_and_resumes_to_nothing(half_right, tmp_path, monkeypatch, capsys):

@@ -44,6 +44,7 @@ EQUIVALENT = [
     ("5 \\mbox{ inches}", "5"),
     ("7 \\text{ square units}", "7"),
     ("5 cm", "5"),
+    ("\\frac{1}{2} cm", "0.5"),  # a bare unit after a fraction's brace
     ("30^\\circ", "30"),  # degrees
     ("30^{\\circ}", "30"),
     ("30°", "30"),
@@ -111,6 +112,7 @@ EQUIVALENT = [
     ("2\\pi \\text{ cm}", "2\\pi"),
     ("45^{\\circ}\\text{C}", "45"),
     ("\\frac{x+3}{2}", "\\frac{x}{2}+\\frac{3}{2}"),
+    ("\\frac{2+2\\sqrt{3}}{3}", "\\frac{2}{3}+\\frac{2\\sqrt{3}}{3}"),  # lowest terms: gcd(2, 2, 3) is 1
     ("x = -2 \\text{ or } x = 3", "-2, 3"),  # `or` and `and` between answers make a list
     ("2 \\text{ and } 3", "3, 2"),
     ("1 \\pm \\sqrt{2}", "1-\\sqrt{2}, 1+\\sqrt{2}"),  # \pm is the list of both

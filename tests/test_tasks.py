@@ -1,5 +1,6 @@
 import json
 import random
+import re
 
 import pytest
 
@@ -48,6 +49,26 @@ def test_a_checked_slip_is_repaired_and_an_unchecked_one_is_not():
     assert all(value == 34 and " no. " in text for text, value in checked)
     unchecked = [make_trace(rng, "20+5", verbosity=0.0, slip_rate=1.0) for _ in range(20)]
     assert all(value != 25 and f"={value}. " in text for text, value in unchecked)
+
+
+def test_a_recheck_writes_the_right_result_and_the_closing_sentence_the_boxed_one():
+    """The re-check of a slipped step shows the step's right result (10-6 is 4), not the slip again; the closing
+    sentence names the value the box holds, also when an unchecked slip carried through to a wrong answer."""
+    rng = random.Random(0)
+    for _ in range(20):
+        text, value = make_trace(rng, "10-6", verbosity=1.0, slip_rate=1.0)
+        m = re.fullmatch(r"We need 10-6\. Step by step\. 10-6=(\d+)\. check 10-6=4 no\. 10-6=4\. "
+                         r"So the answer is 4\. \\boxed\{4\}", text)
+        assert m and m[1] != "4" and value == 4, text
+    wrong_and_closed = 0
+    for _ in range(200):  # each step slips; its re-check and the closing sentence each come half the time
+        text, value = make_trace(rng, "(20+5)+9", verbosity=0.5, slip_rate=1.0)
+        assert text.endswith(f"\\boxed{{{value}}}")
+        said = re.search(r"So the answer is (\d+)\.", text)
+        if said:
+            assert int(said[1]) == value, text
+            wrong_and_closed += value != 34
+    assert wrong_and_closed >= 10
 
 
 def test_read_problems_accepts_toy_and_math_style(tmp_path):

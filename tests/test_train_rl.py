@@ -507,6 +507,46 @@ def test_each_step_logs_its_wall_time_and_says_the_time_left(half_right, tmp_pat
     assert [line.count("eval acc") for line in lines] == [0, 1, 0, 1]
 
 
+def test_log_record_figures_of_a_hand_made_batch():
+    """Six responses, two per prompt: lengths 3, 5, 2, 8, 4, 2 (mean 4), one cut off (a share of 1/6), groups
+    correct [1, 1], [0, 1], [0, 0] (one all right, one all wrong); log-probs 0.1 above the reference's (kl 0.1 a
+    token, 0.4 a response) and 0.2 away from the sampler's."""
+    lengths = torch.tensor([3, 5, 2, 8, 4, 2])
+    mask = (torch.arange(8) < lengths[:, None]).float()
+    batch = SimpleNamespace(lengths=lengths, mask=mask, scores=torch.tensor([1, 1, -0.5, 1, -1, -0.5]),
+                            correct=torch.tensor([True, True, False, True, False, False]),
+                            truncated=torch.tensor([False, False, False, False, True, False]),
+                            logp=torch.full((6, 8), -1.0), logp_ref=torch.full((6, 8), -1.1),
+                            sampler_logp=torch.full((6, 8), -1.2))
+    cfg = SimpleNamespace(samples_per_prompt=2, phase=2, algo="grpo", loss_agg="token-mean")
+    rec = train_rl.log_record(cfg, 3, batch, {}, {"sample": 2.0}, {}, 48)
+    assert (rec["length_mean"], rec["length_min"], rec["length_max"]) == (4, 2, 8)
+    assert rec["truncated_share"] == pytest.approx(1 / 6) and rec["accuracy"] == pytest.approx(0.5)
+    assert (rec["groups_all_correct"], rec["groups_all_wrong"]) == (1, 1)
+    assert rec["reward_mean"] == pytest.approx(1 / 6)
+    assert rec["kl"] == pytest.approx(0.1) and rec["kl_per_response"] == pytest.approx(0.4)
+    assert rec["sampler_logp_gap"] == pytest.approx(0.2) and rec["tokens_per_s"] == 24
+
+
+def test_the_stop_rule_reads_the_mean_length_and_the_last_step_is_evaluated(half_right, tmp_path, monkeypatch):
+    """Each step's record is the first step's with a mean length of 100 for ten steps, then 40, and a longest
+    response that stays at 300: --stop-length-ratio 0.5 stops at step 20 of 30 (40 / 100 = 0.4), and that last
+    step, not a multiple of --eval-every 7, is evaluated."""
+    first = []
+
+    def step_record(cfg, models, tok, problems, prompts, step, actor_start):
+        first or first.append(real_step(cfg, models, tok, problems, prompts, step, actor_start))
+        return {**first[0], "step": step, "length_mean": 100.0 if step < 10 else 40.0, "length_max": 300.0}
+
+    real_step = train_rl.ppo_step
+    monkeypatch.setattr(train_rl, "ppo_step", step_record)
+    monkeypatch.setattr(train_rl, "eval_record", lambda *args: {"eval_accuracy": 0.5, "eval_length": 1.0})
+    rec = train_rl.train(tiny_config(half_right, tmp_path, steps=30, stop_length_ratio=0.5, eval_every=7,
+                                     eval_data=str(half_right / "problems.jsonl"), eval_samples=1))
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert rec["step"] == 19 and [r["step"] for r in log if "eval_accuracy" in r] == [-1, 6, 13, 19]
+
+
 def test_a_step_that_ends_the_run_early_says_no_time_left(half_right, tmp_path, monkeypatch, capsys):
     """Ctrl-C during step 1 of 4: that step is saved and the run stops, so its line estimates nothing."""
     real_collect = train_rl.collect
