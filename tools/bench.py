@@ -322,6 +322,9 @@ def kernel_summary(short, long, tokens, wall_us):
     return lines
 
 
+PROFILE_TOKENS = 64  # --profile's shorter run, at most; its longer run is twice as long
+
+
 def profile_decode(model, prompts, new, engine, path):
     """Where a batch-1 decode's time goes. Runs of `new` and of 2 x `new` tokens, each timed warm and then run
     once under torch.profiler, differ by `new` tokens of steady decoding: per token, their difference gives
@@ -380,7 +383,7 @@ def run_decoding(args):
           f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; max |logit diff| vs transformers "
           f"{extra['max_abs_logit_diff_vs_transformers']:.2e}, fused copy vs ours {extra['max_abs_logit_diff_fused_copy']:.2e}")
     new, plen, repeats = args.new_tokens, args.prompt_len, args.repeats or 1
-    per_token = 2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim * torch.empty(0, dtype=dtype).element_size()  # k and v
+    per_token = 2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim * dtype.itemsize  # k and v
     cache_bytes = per_token * (plen + new)
     extra.update(new_tokens=new, prompt_len=plen, repeats=repeats, cache_bytes_per_row_at_end=cache_bytes)
     print(f"a row's KV cache holds {cache_bytes / 1e9:.3f} GB by its last token, read at every step: the shares of "
@@ -428,7 +431,7 @@ def run_decoding(args):
         write_json(dict(**extra, results=results), args.out + ".partial")  # what a cut-off run had measured
     if args.profile:
         try:
-            profile_decode(model_for(args.profile), prompts, min(new, 64), args.profile,
+            profile_decode(model_for(args.profile), prompts, min(new, PROFILE_TOKENS), args.profile,
                            os.path.splitext(args.out)[0] + "_profile.txt")
         except Exception as e:  # the figures above are still worth writing
             extra["profile_error"] = f"{type(e).__name__}: {str(e)[:1000]}"
@@ -486,7 +489,7 @@ def main(argv=None):
         if args.prompt_len + args.new_tokens > context:
             p.error(f"--prompt-len {args.prompt_len} plus --new-tokens {args.new_tokens} exceeds the model's context "
                     f"of {context} tokens; give a shorter --prompt-len")
-        longest = 2 * min(args.new_tokens, 64)  # profile_decode's longer run
+        longest = 2 * min(args.new_tokens, PROFILE_TOKENS)  # profile_decode's longer run
         if args.profile and args.prompt_len + longest > context:
             p.error(f"--prompt-len {args.prompt_len} plus {longest} tokens (--profile's longer run) exceeds the "
                     f"model's context of {context} tokens; give a shorter --prompt-len")
