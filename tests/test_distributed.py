@@ -269,6 +269,17 @@ distributed.exit_after(main)
 """
 
 
+def python(*args, torchrun=True):
+    """`python ARGS` with the project importable, in a torchrun process's environment (WORLD_SIZE set) or not."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    env.pop("WORLD_SIZE", None)
+    return subprocess.run([sys.executable, *args], env={**env, "WORLD_SIZE": "2"} if torchrun else env,
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("ending, code, err", [
     ("", 0, ""),
     pytest.param("sys.exit(2)", 2, "", marks=pytest.mark.slow),  # an InputError's exit, from cli
@@ -278,32 +289,19 @@ distributed.exit_after(main)
 def test_a_torchrun_process_ends_with_mains_status_without_pythons_shutdown(ending, code, err):
     """Under torchrun (WORLD_SIZE set) exit_after ends the process at once: the atexit handler never runs, which is
     the shutdown in which gloo's threads crashed finished runs; what main printed still comes out."""
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": root}
-    got = subprocess.run([sys.executable, "-c", EXIT_SCRIPT.format(ending=ending)], env=env, capture_output=True,
-                         text=True, timeout=120)
+    got = python("-c", EXIT_SCRIPT.format(ending=ending))
     assert (got.returncode, got.stdout) == (code, "done")
     assert got.stderr.endswith(err) and ("Traceback" in got.stderr) == ("ValueError" in ending), got.stderr
-    env.pop("WORLD_SIZE")  # a plain `python` run: Python's own shutdown, as before
-    got = subprocess.run([sys.executable, "-c", EXIT_SCRIPT.format(ending=ending)], env=env, capture_output=True,
-                         text=True, timeout=120)
+    got = python("-c", EXIT_SCRIPT.format(ending=ending), torchrun=False)  # Python's own shutdown, as before
     assert (got.returncode, got.stdout) == (code, "done" + "python's shutdown ran\n")
 
 
 def test_a_profiled_torchrun_process_keeps_pythons_shutdown(tmp_path):
     """`torchrun -m cProfile -o F script.py`: cProfile writes F after the script returns, and a tracer such as
     coverage saves at exit; os._exit would drop both (exit status 0, no file)."""
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script, prof = tmp_path / "script.py", tmp_path / "prof.out"
     script.write_text(EXIT_SCRIPT.format(ending=""))
-    got = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), str(script)], capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": root})
+    got = python("-m", "cProfile", "-o", str(prof), str(script))
     assert got.returncode == 0 and prof.exists(), got.stderr
 
 
