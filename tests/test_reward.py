@@ -45,6 +45,8 @@ EQUIVALENT = [
     ("7 \\text{ square units}", "7"),
     ("5 cm", "5"),
     ("\\frac{1}{2} cm", "0.5"),  # a bare unit after a fraction's brace
+    ("2\\pi meters", "2\\pi"),  # and after pi
+    ("4\\pi square units", "4\\pi"),
     ("30^\\circ", "30"),  # degrees
     ("30^{\\circ}", "30"),
     ("30°", "30"),
