@@ -52,7 +52,8 @@ log.jsonl, one record per step (log_record), where a name could mislead:
                --kl-estimator k2/k3 puts another estimator in the loss; kl_per_response is its sum per row;
   policy_loss  the clipped loss, plus kl_coef x k2/k3 when the KL is in the loss; it, clip_frac, entropy
                (at the run's temperature), approx_kl (k3 of the update's ratio) and value_loss are means
-               over the step's optimiser steps, None where not trained (the critic's warm-up, GRPO);
+               over the step's optimiser steps, None where not trained: all but value_loss in the critic's
+               warm-up, value_loss (and value_mean, return_mean, explained_variance) without a critic (GRPO);
   lengths      response tokens, the EOS included;
   sampler_logp_gap  mean |log-prob a token was sampled with - its old log-prob recomputed by the trainer| per
                response token (_max: the largest): how far the sampler's policy is from the one PPO's ratios
@@ -375,14 +376,14 @@ def collect(cfg, models, tok, problems, prompts, step):
 
 
 def compute_advantages(cfg, batch):
-    """Step 4: per-token rewards (score + k1 KL), GAE, whitening; GRPO: group-normalised scores."""
-    batch.rewards = place_rewards(batch.scores, batch.mask)
+    """Step 4: per-token rewards (score + k1 KL), GAE, whitening; GRPO: group-normalised scores (and no per-token
+    rewards or returns, which only GAE and the critic read)."""
     if cfg.algo == "grpo":
         batch.advantages = group_advantages(batch.scores, cfg.samples_per_prompt)[:, None] * batch.mask
-        batch.returns = torch.zeros_like(batch.mask)
         return
     if cfg.algo != "ppo":  # a new algorithm needs its branch here (and an entry in common.has_critic if it has one)
         raise ValueError(f"unknown algo {cfg.algo!r}")
+    batch.rewards = place_rewards(batch.scores, batch.mask)
     if kl_in_reward(cfg):
         batch.rewards = batch.rewards - cfg.kl_coef * kl_penalty(batch.logp, batch.logp_ref, "k1") * batch.mask
     adv, batch.returns = compute_gae(batch.rewards, batch.values, batch.mask, cfg.gamma, cfg.gae_lambda)
@@ -515,7 +516,7 @@ def log_record(cfg, step, batch, stats, times, lrs, tokens):
     groups = batch.correct.view(-1, cfg.samples_per_prompt).float().mean(1)
     kl_tok = (batch.logp - batch.logp_ref) * batch.mask
     gap = (batch.sampler_logp - batch.logp).abs() * batch.mask  # the sampler's policy against the trainer's
-    critic = has_critic(cfg.algo)  # GRPO has none: its figures are None
+    critic = has_critic(cfg.algo)  # GRPO has none: the critic's figures are None
     return {
         "step": step, "phase": cfg.phase, "algo": cfg.algo, "loss_agg": cfg.loss_agg,
         "reward_mean": batch.scores.float().mean().item(), "accuracy": batch.correct.float().mean().item(),
@@ -723,14 +724,16 @@ PHASE_PRESETS = {
 }
 PAPER_SCALE_PARAMS = 50_000_000  # --scale auto: models at least this big get the "paper" presets
 CLI_ONLY = {"help", "resume", "overwrite", "dry_run", "gpu_mem", "gpus"}  # flags that are not part of a run's config
-GRPO_PRESET = {"kl_estimator": "k3"}  # GRPO has no per-token reward to put KL in
-GRPO_UNUSED = ("critic_init", "critic_lr", "critic_warmup_steps", "value_clip_eps", "gamma", "gae_lambda",
-               "whiten_advantages")  # what --algo grpo has no use for
+# What changes for an algorithm without a critic (common.has_critic), GRPO or one added beside it:
+CRITIC_FREE_PRESET = {"kl_estimator": "k3"}  # no per-token reward to put the KL in: it goes in the loss
+CRITIC_FLAGS = ("critic_init", "critic_lr", "critic_warmup_steps", "value_clip_eps", "gamma", "gae_lambda",
+                "whiten_advantages")  # what only the critic and GAE read
 
 
 def preset(phase, scale, algo="ppo"):
     """What --phase, --scale and --algo change from the paper's recipe."""
-    return {**SCALE_PRESETS[scale], **PHASE_PRESETS.get((phase, scale), {}), **(GRPO_PRESET if algo == "grpo" else {})}
+    critic_free = {} if has_critic(algo) else CRITIC_FREE_PRESET
+    return {**SCALE_PRESETS[scale], **PHASE_PRESETS.get((phase, scale), {}), **critic_free}
 
 
 # A flag added to build_parser needs an entry here, the value that does what runs saved before it did; without one,
@@ -829,7 +832,7 @@ def build_parser():
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
         values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
-        values += [f"grpo: {GRPO_PRESET[action.dest]}"] if action.dest in GRPO_PRESET else []
+        values += [f"grpo: {CRITIC_FREE_PRESET[action.dest]}"] if action.dest in CRITIC_FREE_PRESET else []
         if values:
             action.help += f" (default: {action.default}; " + "; ".join(values) + ")"
     return p
@@ -875,14 +878,16 @@ def resolve_config(argv):
         if getattr(cfg, name):
             setattr(cfg, name, os.path.abspath(getattr(cfg, name)))
     if is_main():
-        print(f"presets: phase {cfg.phase}, {scale} scale" + (", grpo" if cfg.algo == "grpo" else ""))
-    unused = [f"--{k.replace('_', '-')}" for k in GRPO_UNUSED if k in given]
-    if cfg.algo == "grpo" and unused and is_main():  # accepted (a shared command line), but said
-        print(f"note: --algo grpo has no critic and no GAE: {', '.join(unused)} go unused (config.json keeps them)")
+        print(f"presets: phase {cfg.phase}, {scale} scale" + ("" if cfg.algo == "ppo" else f", {cfg.algo}"))
+    unused = [f"--{k.replace('_', '-')}" for k in CRITIC_FLAGS if k in given]
+    if not has_critic(cfg.algo) and unused and is_main():  # accepted (a shared command line), but said
+        print(f"note: --algo {cfg.algo} has no critic and no GAE: {', '.join(unused)} go unused (config.json keeps "
+              "them)")
     checks = [
         (not has_critic(cfg.algo) and kl_in_reward(cfg),
          f"--algo {cfg.algo} has no per-token reward; use --kl-estimator k3"),
-        (cfg.algo == "grpo" and cfg.samples_per_prompt < 2, "--algo grpo needs --samples-per-prompt of 2 or more"),
+        (not has_critic(cfg.algo) and cfg.samples_per_prompt < 2, f"--algo {cfg.algo} has no critic: it compares the "
+         "samples of a prompt with each other, so it needs --samples-per-prompt of 2 or more"),
         (cfg.minibatches > cfg.prompts_per_step * cfg.samples_per_prompt,
          f"--minibatches ({cfg.minibatches}) exceeds a step's {cfg.prompts_per_step * cfg.samples_per_prompt} responses"),
         (has_critic(cfg.algo) and cfg.critic_warmup_steps >= cfg.steps,

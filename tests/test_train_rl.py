@@ -657,6 +657,19 @@ def test_presets_pick_the_scale_and_flags_win(half_right, tmp_path):
         train_rl.build_parser().parse_args(["--loss-agg", "sum"])  # unknown values are refused by argparse
 
 
+def test_critic_free_rules_follow_has_critic(half_right, tmp_path, monkeypatch, capsys):
+    # An algorithm added beside GRPO gets the critic-free rules from common.has_critic alone; here "ppo" itself
+    # is made critic-free: KL moves into the loss, one sample per prompt is refused, the critic's flags are noted.
+    monkeypatch.setattr(train_rl, "has_critic", lambda algo: False)
+    parse = lambda *flags: train_rl.resolve_config(
+        ["--init", str(half_right), "--data", str(half_right / "problems.jsonl"), "--out", str(tmp_path), *flags])[0]
+    assert parse("--phase", "2").kl_estimator == "k3"
+    with pytest.raises(InputError, match="--algo ppo has no critic: .* needs --samples-per-prompt of 2 or more"):
+        parse("--samples-per-prompt", "1")
+    parse("--gae-lambda", "0.5")
+    assert "note: --algo ppo has no critic and no GAE: --gae-lambda go unused" in capsys.readouterr().out
+
+
 def test_actor_schedule_starts_when_the_actor_starts_training(half_right, tmp_path):
     # 6 steps, the first 2 critic-only: the actor's own 4-step schedule warms up over 2 of them (ratio 0.5).
     cfg = tiny_config(half_right, tmp_path, steps=6, critic_warmup_steps=2, warmup_ratio=0.5, min_lr_ratio=0.1,
