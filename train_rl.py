@@ -351,7 +351,7 @@ def autocast(cfg):
 def collect(cfg, models, tok, problems, prompts, step):
     """Steps 1-3 of the module docstring: a scored Rollout with old and reference log-probs and values.
     prompts: {problem id: prompt token ids}. Each process samples its share of the rows; every process
-    then holds the whole batch."""
+    then holds the whole batch. models.actor(fn, *args) is fn(actor, *args), sharded under torchrun (runs.Models)."""
     times = {}
     batch_problems = pick_problems(problems, cfg.prompts_per_step, cfg.seed, step)
     rows = [p for p in batch_problems for _ in range(cfg.samples_per_prompt)]
@@ -609,7 +609,7 @@ def run(cfg, resume, earlier=None):
                                                      cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.sample_batch,
                                                      cfg.sampler)}
     eval_due = lambda done, finished: eval_problems and (done % cfg.eval_every == 0 or finished)
-    start, lengths = (state["step"], state["lengths"]) if resume else (0, [])
+    start, lengths = (state["step"], state["lengths"]) if resume else (0, [])  # lengths: each step's mean (stop rule)
     if resume:  # optimiser state, and the log back at the checkpoint's step
         runs.resume(cfg.out, models, state, lambda rec: evaluate_now(rec) if eval_due(start, state["finished"]) else rec)
         on_main(lambda: runs.keep_actor(cfg, start))  # if a crash came between the save and keeping its actor
