@@ -9,6 +9,7 @@ import pytest
 
 import demo
 import eval as evaluation
+import select_problems
 from eval import evaluate, markdown_table, summarize
 from reward import extract_answer, grade, is_equiv
 from sample import generate, load_for_inference
@@ -385,3 +386,21 @@ def test_the_paired_standard_error_is_that_of_the_per_problem_differences():
     records = [{"problem_id": pid, "correct": c, "level": 1, "length": 5, "finish_reason": "eos"}
                for pid, c in [("p1", True), ("p1", True), ("p2", True), ("p2", False), ("p3", False), ("p3", False)]]
     assert evaluation.summarize_by_level(records)["pass_rates"] == a
+
+
+def test_selection_keeps_rates_strictly_inside_the_range_lowest_first_and_breaks_ties_by_its_seed():
+    problems = [{"id": i} for i in "abcdef"]
+    rates = {"a": 0.0, "b": 0.5, "c": 0.25, "d": 1.0, "e": 0.25, "f": 0.75}
+    pick = lambda seed, low=0.0, high=1.0: [p["id"] for p in select_problems.choose(problems, rates, 3, low, high, seed)]
+    assert pick(0) == ["e", "c", "b"] and pick(2) == ["c", "e", "b"]  # c and e tie at 0.25: seeded, not file order
+    assert pick(0, low=-0.1) == ["a", "c", "e"] and pick(0, high=0.5) == ["c", "e"]  # a 0 counts only below the range
+
+
+def test_selection_samples_as_training_does(half_right, tmp_path, monkeypatch):
+    # The pass rates that choose the set are those of phase 2's own sampling: temperature 0.6 and no top-p
+    # (evaluation's 0.95 would make the rates another policy's), with --samples responses per candidate.
+    seen, real = [], select_problems.rollout
+    monkeypatch.setattr(select_problems, "rollout", lambda *args, **kw: seen.append(args[3:8]) or real(*args, **kw))
+    select_problems.main(["--ckpt", str(half_right), "--data", str(half_right / "problems.jsonl"), "--samples", "4",
+                          "--num-problems", "1", "--max-new-tokens", "12", "--seed", "5", "--out", str(tmp_path / "s")])
+    assert seen == [(4, 0.6, 1.0, 12, 5)]  # samples, temperature, top_p, max_new_tokens, seed

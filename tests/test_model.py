@@ -93,7 +93,10 @@ def left_pad(rows, pad):
     GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_kv_head=4, n_embd=32, n_inner=64, max_seq_len=64),
     GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, n_inner=48, max_seq_len=64,
               norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False),
-], ids=["gpt2-style", "qwen2-style"])
+    # 3 query heads per KV head (Qwen2-1.5B has 6): a decode step's head folding sees groups unlike KV heads
+    GPTConfig(vocab_size=50, n_layer=2, n_head=6, n_kv_head=2, n_embd=48, n_inner=48, max_seq_len=64,
+              norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False),
+], ids=["gpt2-style", "qwen2-style", "gqa-3-per-kv-head"])
 def test_kv_cache_prefill_then_decode_equals_full_forward(cfg):
     torch.manual_seed(0)
     model = GPT(cfg).eval()

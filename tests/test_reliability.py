@@ -718,6 +718,9 @@ def test_a_stop_during_the_evaluation_or_the_save_stops_at_that_step(half_right,
     assert e.value.code == 130
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == (2 if during == "evaluation" else 4)
     assert log_steps(out)[-1] == (1 if during == "evaluation" else 3)  # no step after the one it stopped in
+    monkeypatch.undo()
+    train_rl.main(["--resume", "--out", str(out)])  # the held-out start (step -1) is logged once, not again
+    assert log_steps(out) == [-1, 0, 1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])

@@ -259,6 +259,16 @@ def test_graph_engine_logprobs_match_one_full_forward(small_buckets):
         assert (torch.tensor(c.logprobs) - want).abs().max().item() < 1e-5
 
 
+def test_graph_engine_uses_the_models_rope_theta(small_buckets):
+    # Qwen2's rope_theta is 1e6, not the default 1e4: the decode steps' rope tables must take it as the prefill does
+    model = tiny_model()
+    model.config.rope_theta = 1e6
+    completions = generate(model, PROMPTS * 2, 30, temperature=0.6, eos_id=EOS, pad_id=PAD, seed=3, engine="graph")
+    for prompt, c in zip(PROMPTS * 2, completions):
+        want = full_forward_logprobs(model, prompt, c.tokens, 0.6)
+        assert (torch.tensor(c.logprobs) - want).abs().max().item() < 1e-5
+
+
 def test_graph_engine_without_eos_runs_every_row_to_the_cap():
     model = tiny_model()
     completions = generate(model, PROMPTS, 20, temperature=1.0, eos_id=None, pad_id=PAD, engine="graph")

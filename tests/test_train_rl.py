@@ -247,6 +247,21 @@ def test_the_ratio_is_taken_against_the_sampling_policy_not_the_reference():
     assert logp.grad[0].tolist() == pytest.approx([-0.5, -0.5])
 
 
+def test_the_updates_diagnostics_on_a_hand_made_minibatch():
+    # log r = +0.2 and -0.3 against the sampling policy, advantage 1, clip 0.2: the first ratio (1.221) is clipped,
+    # the second (0.741) not, as A > 0; approx_kl is the mean of e^x - 1 - x; ratio_dev_first the largest |r - 1|.
+    batch = hand_batch([[-1, -1]], [[-1, -1]], None, [0.0], [[1, 1]], advantages=[[1, 1]])
+    logp = torch.nn.Parameter(torch.tensor([[-0.8, -1.3]]))
+    stats = dict.fromkeys(train_rl.ACTOR_STATS, 0.0)
+    assert train_rl.actor_backward(hand_config(kl_coef=0.0, kl_estimator="k3", clip_eps=0.2),
+                                   lambda fn, sub, t: (logp * sub.mask, torch.tensor([[0.5, 1.5]])), batch,
+                                   torch.arange(1), stats)
+    assert stats["clip_frac"] == 0.5 and stats["entropy"] == pytest.approx(1.0)
+    assert stats["approx_kl"] == pytest.approx((math.exp(0.2) - 1.2 + math.exp(-0.3) - 0.7) / 2)
+    assert stats["ratio_dev_first"] == pytest.approx(1 - math.exp(-0.3))
+    assert stats["policy_loss"] == pytest.approx(-(1.2 + math.exp(-0.3)) / 2)
+
+
 def test_the_k3_penalty_in_the_loss_pulls_toward_the_reference():
     # Advantages 0, so the loss is the k3 term alone: log r = logp - logp_ref = 0.5 on each of 2 tokens,
     # k3 = exp(-0.5) - 1 + 0.5 = 0.10653 (positive), d/dlogp = 1 - exp(-0.5) = 0.39347, over 2 tokens.
@@ -267,6 +282,43 @@ def test_an_optimiser_step_clips_the_gradient_norm():
     module.p = p
     assert train_rl.optimizer_step(module, torch.optim.SGD([p], lr=1.0), 1.0, True) == (True, 5.0)
     assert p.tolist() == pytest.approx([-0.6, -0.8]) and p.grad is None
+
+
+def test_an_optimiser_step_skips_a_gradient_that_is_not_finite_though_the_loss_was():
+    # A finite loss can still overflow to an inf gradient: clipping then scales it by 1 / inf = 0, inf * 0 is NaN,
+    # and a step would write NaN into the weights. The step is skipped and the gradient cleared.
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    p.grad = torch.tensor([float("inf"), 1.0])
+    module = torch.nn.Module()
+    module.p = p
+    applied, norm = train_rl.optimizer_step(module, torch.optim.SGD([p], lr=1.0), 1.0, True)
+    assert not applied and norm == math.inf
+    assert p.tolist() == [1.0, 2.0] and p.grad is None
+
+
+def test_the_update_logs_means_over_its_optimiser_steps(monkeypatch):
+    # 5 rows, 3 minibatches (2, 2, 1 rows), 2 passes: 6 optimiser steps per model. Each backward adds its
+    # minibatch's row count to every figure: the sums are 2 * (2 + 2 + 1) = 10, the means 10 / 6.
+    def backward(names):
+        def fake(cfg, model, batch, idx, stats):
+            for name in names:
+                stats[name] += len(idx)
+            return True
+        return fake
+
+    monkeypatch.setattr(train_rl, "actor_backward", backward(train_rl.ACTOR_STATS))
+    monkeypatch.setattr(train_rl, "critic_backward", backward(train_rl.CRITIC_STATS))
+    norms = iter(range(1, 13))
+    monkeypatch.setattr(train_rl, "optimizer_step", lambda model, opt, max_norm, ok: (True, float(next(norms))))
+    model = torch.nn.Linear(1, 1)
+    models = SimpleNamespace(actor=SimpleNamespace(model=model), critic=model, rollout=model, actor_opt=None,
+                             critic_opt=None)
+    batch = hand_batch(None, None, None, [0.0] * 5, [[1]] * 5)
+    out = train_rl.update(hand_config(ppo_epochs=2, minibatches=3), models, batch, 0, train_actor=True)
+    for name in train_rl.ACTOR_STATS + train_rl.CRITIC_STATS:
+        assert out[name] == pytest.approx(10 / 6), name
+    # the actor's steps take norms 1, 3, ..., 11 and the critic's 2, 4, ..., 12 (actor first at each minibatch)
+    assert out["actor_grad_norm"] == 6.0 and out["critic_grad_norm"] == 7.0 and out["skipped_updates"] == 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -595,6 +647,40 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
     assert [r["step"] for r in log] == [0, 1, 2, 3] and ["warning" in r for r in log] == [False, False, True, True]
 
 
+def test_nan_steps_that_are_not_in_a_row_do_not_stop_the_run(half_right, tmp_path, monkeypatch, capsys):
+    # Steps 1 and 3 of 5 skip their update; --max-bad-steps 2 counts them in a row only, so the run finishes.
+    cfg = tiny_config(half_right, tmp_path, steps=5, max_bad_steps=2)
+    real, calls = train_rl.compute_advantages, [0]
+
+    def poisoned(cfg_, batch):
+        real(cfg_, batch)
+        if calls[0] in (1, 3):
+            batch.advantages = batch.advantages * float("nan")
+        calls[0] += 1
+
+    monkeypatch.setattr(train_rl, "compute_advantages", poisoned)
+    assert train_rl.train(cfg)["step"] == 4
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert ["warning" in r for r in log] == [False, True, False, True, False]
+    assert capsys.readouterr().out.count("(1/2 in a row)") == 2
+
+
+def test_the_runs_seed_sets_the_critics_fresh_value_head(half_right, tmp_path, monkeypatch):
+    # The value head is new weights, drawn once the run has seeded torch: seeds give different heads, a seed one head.
+    heads, real = [], runs.load_models
+
+    def loaded(*args):
+        models, tok = real(*args)
+        heads.append(models.critic.model.value_head.weight.detach().clone())
+        raise KeyboardInterrupt  # the head is all this test needs
+
+    monkeypatch.setattr(runs, "load_models", loaded)
+    for seed in (1, 2, 1):
+        with pytest.raises(KeyboardInterrupt):
+            train_rl.train(tiny_config(half_right, tmp_path / f"run{len(heads)}", seed=seed))
+    assert not torch.equal(heads[0], heads[1]) and torch.equal(heads[0], heads[2])
+
+
 def test_nan_stop_names_the_step_its_checkpoint_holds_and_how_to_go_on(half_right, tmp_path, monkeypatch):
     """With saves every 4 steps the checkpoint is not the last finite update: steps 4 and 5 trained after the save
     of step 4. The advice names that step, and a new run from the checkpoint (--resume refuses a new --actor-lr)."""
@@ -750,3 +836,50 @@ def test_gradients_do_not_depend_on_how_a_minibatch_is_split(half_right, tmp_pat
     for other in grads[1:]:
         for a, b in zip(grads[0], other):
             assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)
+
+
+def test_after_an_update_the_sampling_copy_follows_the_actor_and_the_reference_stays_put(half_right, tmp_path):
+    """A bf16 run samples from a bf16 copy of the actor: it is refreshed after each update (a stale copy would
+    sample the initial policy all run long), and the reference stays the initial policy (the KL is to it)."""
+    cfg = tiny_config(half_right, tmp_path, dtype="bf16")
+    models, tok = runs.load_models(cfg, cfg.init, cfg.init)
+    assert models.rollout is not models.actor.model
+    problems = read_problems(cfg.data)
+    prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
+    batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=0)
+    train_rl.compute_advantages(cfg, batch)
+    before = models.rollout.tok_emb.weight.clone()
+    assert train_rl.update(cfg, models, batch, 0, train_actor=True)["skipped_updates"] == 0
+    fresh = dict(models.actor.model.inference_copy(torch.bfloat16).named_parameters())
+    assert all(torch.equal(p, fresh[name]) for name, p in models.rollout.named_parameters())
+    assert not torch.equal(models.rollout.tok_emb.weight, before)
+    after, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=1)
+    initial = GPT.from_pretrained(str(half_right)).eval()
+    with train_rl.autocast(cfg):
+        want = train_rl.forward_all(lambda sub: train_rl.response_logprobs(initial, sub, cfg.temperature)[0], cfg, after)
+    assert torch.equal(after.logp_ref, want) and not torch.allclose(after.logp, after.logp_ref)
+
+
+def test_each_step_draws_its_own_problems_and_samples(half_right, tmp_path, monkeypatch):
+    """Step s of seed k trains on pick_problems(problems, n, k, s) and samples from the random stream "k/s"."""
+    data = tmp_path / "four.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": str(i), "answer": str(i), "level": 1}) + "\n"
+                            for i in range(4)))
+    cfg = tiny_config(half_right, tmp_path, data=str(data), seed=7, samples_per_prompt=2)
+    seeds, real = [], train_rl.generate
+    monkeypatch.setattr(train_rl, "generate", lambda *args, **kw: (seeds.append(kw["seed"]), real(*args, **kw))[1])
+    models, tok = runs.load_models(cfg, cfg.init, cfg.init)
+    problems = read_problems(cfg.data)
+    prompts = {p["id"]: tok.encode(prompt_text(p["problem"], tok)) for p in problems}
+    batch, _ = train_rl.collect(cfg, models, tok, problems, prompts, step=3)
+    assert seeds == ["7/3"]
+    rows = [batch.input_ids[i, : batch.prompt_len][batch.attention_mask[i, : batch.prompt_len].bool()].tolist()
+            for i in range(4)]
+    assert rows == [prompts[q] for q in ("q2", "q2", "q1", "q1")]  # pick_problems(problems, 2, 7, 3); step 0: q0, q3
+
+
+def test_grpo_has_no_critic_warm_up_so_its_actor_trains_from_the_first_step(half_right, tmp_path):
+    # The toy preset's critic_warmup_steps (5) is for a fresh value head; GRPO has none to warm up.
+    train_rl.train(tiny_config(half_right, tmp_path, algo="grpo", kl_estimator="k3", critic_warmup_steps=2, steps=3))
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [r["actor_trained"] for r in log] == [True] * 3 and log[0]["actor_lr"] > 0
