@@ -22,7 +22,8 @@ QWEN_SPECIALS = ["<|im_start|>", "<|im_end|>", *R1_SPECIALS]
 # Non-special added tokens; "<answer>" and "<answer>\n" overlap to pin leftmost-longest matching.
 QWEN_ADDED = ["<think>", "</think>", "<answer>", "<answer>\n"]
 
-# A simplified DeepSeek-R1-Distill template: system prompt first, thoughts stripped from past answers.
+# A simplified DeepSeek-R1-Distill template: system prompt first, thoughts stripped from past answers. It renders
+# what R1's does (one line, no tool turns): `{{-` keeps the indentation before each turn out of the prompt.
 R1_TEMPLATE = """{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}
 {% set ns = namespace(system_prompt='') %}
 {%- for message in messages %}
@@ -31,11 +32,11 @@ R1_TEMPLATE = """{% if not add_generation_prompt is defined %}{% set add_generat
 {{ bos_token }}{{ ns.system_prompt }}
 {%- for message in messages %}
     {%- if message['role'] == 'user' %}
-        {{ '<｜User｜>' + message['content'] }}
+        {{- '<｜User｜>' + message['content'] }}
     {%- elif message['role'] == 'assistant' %}
         {% set content = message['content'] %}
         {% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}
-        {{ '<｜Assistant｜>' + content + eos_token }}
+        {{- '<｜Assistant｜>' + content + eos_token }}
     {%- elif message['role'] != 'system' %}
         {{ raise_exception('unknown role ' + message['role']) }}
     {%- endif %}
@@ -177,8 +178,11 @@ def test_matches_transformers(folders):
         for gen in (True, False):
             expected = auto.apply_chat_template(chat, tokenize=False, add_generation_prompt=gen)
             assert tok.apply_chat_template(chat, add_generation_prompt=gen) == expected
+    bos, eos, user, assistant = R1_SPECIALS
+    assert tok.apply_chat_template(chats[0]) == f"{bos}{user}What is 1/2 + 1/3?{assistant}<think>\n"  # R1's prompt
+    assert tok.apply_chat_template(chats[1], add_generation_prompt=False) == \
+        f"{bos}Be concise.{user}2+2?{assistant}4{eos}{user}And 3+3?"
     prompt = tok.apply_chat_template(chats[0])
-    assert prompt.startswith(R1_SPECIALS[0]) and prompt.endswith("<｜Assistant｜><think>\n")
     assert tok.encode(prompt) == auto.encode(prompt, add_special_tokens=False)
     with pytest.raises(Exception, match="unknown role tool"):
         tok.apply_chat_template([{"role": "tool", "content": "x"}])
