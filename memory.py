@@ -135,6 +135,7 @@ def estimate(model_cfg: GPTConfig, *, prompt_len, max_new_tokens, sample_batch, 
 
 def report(estimates: dict, gpu_mem_gib: float | None) -> str:
     lines = [f"  {name:<42} {b / GIB:8.2f} GiB" for name, b in estimates.items()]
+    lines[-1] += "  (not the sum: sampling, training and loading never hold their memory at once)"
     if gpu_mem_gib:
         fits = estimates["total"] * 1.1 <= gpu_mem_gib * GIB
         lines.append(f"  fits {gpu_mem_gib:g} GiB with 10% headroom: {'yes' if fits else 'NO'}")
@@ -172,5 +173,9 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
     disk = (f"checkpoint on disk: {ckpt / GIB:.2f} GiB (fp32 weights and AdamW moments of the actor"
             f"{critic}); a save writes the new one before deleting the last, "
             f"so a run needs {(2 * ckpt + kept) / GIB:.2f} GiB free at --out for two checkpoints{actors} "
-            f"({free_bytes(cfg.out) / GIB:.2f} GiB free now)")
+            f"({free_bytes(cfg.out) / GIB:.2f} GiB free now")
+    if free_bytes(cfg.out) < 2 * ckpt + kept:  # runs.check_disk's rule for a new run
+        disk += ": NOT enough, so the run would refuse to start; free some space or pick another --out)"
+    else:
+        disk += ")"
     return head + "\n" + report(est, gpu_mem_gib) + "\n" + disk

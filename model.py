@@ -791,6 +791,68 @@ def rename_qwen2(name):
     return [(name, lambda t: t)]
 
 
+# The way back: our tensors under a Hugging Face architecture's names (export_hf.py writes such folders).
+
+
+def hf_model_type(config):
+    """The Hugging Face model_type whose models have this config's shape (gpt2, qwen2 or llama), else None."""
+    c, layers = config, (config.norm, config.pos, config.mlp)
+    if c.value_head:
+        return None
+    if layers == ("layernorm", "learned", "gelu") and c.qkv_bias and c.bias and c.n_kv_head == c.n_head and \
+            c.head_dim * c.n_head == c.n_embd:
+        return "gpt2"
+    if layers == ("rmsnorm", "rope", "swiglu") and not c.bias:
+        if not c.qkv_bias:
+            return "llama"
+        return "qwen2" if c.head_dim * c.n_head == c.n_embd else None  # transformers' Qwen2 has no head_dim field
+    return None
+
+
+def hf_config(config, dtype, bos_id=None, eos_id=None):
+    """config.json of the Hugging Face folder (hf_model_type's architecture) that holds this model in `dtype`."""
+    c, model_type = config, hf_model_type(config)
+    shared = {"model_type": model_type, "vocab_size": c.vocab_size, "tie_word_embeddings": c.tie_embeddings,
+              "torch_dtype": str(dtype).removeprefix("torch."), "bos_token_id": bos_id, "eos_token_id": eos_id}
+    if model_type == "gpt2":
+        return {"architectures": ["GPT2LMHeadModel"], **shared, "n_embd": c.n_embd, "n_layer": c.n_layer,
+                "n_head": c.n_head, "n_inner": c.n_inner, "n_positions": c.max_seq_len,
+                "layer_norm_epsilon": c.norm_eps, "activation_function": "gelu_new"}
+    own = {"use_sliding_window": False} if model_type == "qwen2" else \
+        {"head_dim": c.head_dim, "attention_bias": False, "mlp_bias": False}
+    return {"architectures": [f"{'Qwen2' if model_type == 'qwen2' else 'Llama'}ForCausalLM"], **shared,
+            "hidden_size": c.n_embd, "intermediate_size": c.n_inner, "num_hidden_layers": c.n_layer,
+            "num_attention_heads": c.n_head, "num_key_value_heads": c.n_kv_head,
+            "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps, "rope_theta": c.rope_theta,
+            "hidden_act": "silu", **own}
+
+
+def hf_tensors(config, tensors):
+    """{Hugging Face name: tensor} of our (name, tensor) pairs: rename_gpt2 / rename_qwen2 undone (GPT-2's
+    Conv1D weights transposed back, its q, k and v joined into c_attn)."""
+    tensors = dict(tensors)
+    gpt2 = hf_model_type(config) == "gpt2"
+    names = {ours: theirs for theirs, ours in (_GPT2_NAMES if gpt2 else _QWEN2_NAMES).items()}
+    top = {"tok_emb.weight": "transformer.wte.weight", "pos_emb.weight": "transformer.wpe.weight",
+           "norm_f.weight": "transformer.ln_f.weight", "norm_f.bias": "transformer.ln_f.bias"} if gpt2 else \
+        {"tok_emb.weight": "model.embed_tokens.weight", "norm_f.weight": "model.norm.weight"}
+    out = {}
+    for name, t in tensors.items():
+        if name in top or name == "lm_head.weight":
+            out[top.get(name, name)] = t
+            continue
+        layer, part, kind = re.fullmatch(r"blocks\.(\d+)\.(.+)\.(weight|bias)", name).groups()
+        if not gpt2:
+            out[f"model.layers.{layer}.{names[part]}.{kind}"] = t
+        elif part == "attn.q":  # c_attn holds q, k and v, stored (in, out) as Conv1D weights are
+            qkv = torch.cat([tensors[f"blocks.{layer}.attn.{p}.{kind}"] for p in "qkv"])
+            out[f"transformer.h.{layer}.attn.c_attn.{kind}"] = qkv.t() if kind == "weight" else qkv
+        elif part not in ("attn.k", "attn.v"):
+            conv = kind == "weight" and not part.startswith("norm")
+            out[f"transformer.h.{layer}.{names[part]}.{kind}"] = t.t() if conv else t
+    return {name: t.contiguous() for name, t in out.items()}
+
+
 def build_from_tensors(cls, config, tensors, dtype, device):
     """Materialise `cls(config)` from (name, tensor) pairs, checking names and shapes strictly."""
     try:

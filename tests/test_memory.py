@@ -199,6 +199,7 @@ def test_dry_run_passes_the_runs_settings_to_the_estimate(tmp_path, monkeypatch,
     seen, real = {}, memory.estimate
     monkeypatch.setattr(memory, "estimate", lambda cfg, **kw: seen.update(kw) or real(cfg, **kw))
     monkeypatch.setattr(memory, "GIB", 1)  # the disk line in bytes: a tiny model is 0.00 GiB
+    monkeypatch.setattr(memory, "free_bytes", lambda path: 1000)  # less than two checkpoints
     train_rl.main(["--phase", "2", "--init", str(tmp_path), "--data", str(tmp_path / "p.jsonl"), "--out",
                    str(tmp_path / "run"), "--algo", "grpo", "--dtype", "fp32", "--grad-checkpointing", "true",
                    "--micro-batch-tokens", "100", "--prompts-per-step", "2", "--samples-per-prompt", "2",
@@ -211,4 +212,5 @@ def test_dry_run_passes_the_runs_settings_to_the_estimate(tmp_path, monkeypatch,
     ckpt, kept = 12 * n, 2 * 4 * n  # grpo: the actor alone; two kept fp32 actors (steps 2 and 4)
     out = capsys.readouterr().out
     assert f"checkpoint on disk: {ckpt:.2f} GiB" in out
-    assert f"so a run needs {2 * ckpt + kept:.2f} GiB free at --out for two checkpoints and 2 kept actors" in out
+    assert f"so a run needs {2 * ckpt + kept:.2f} GiB free at --out for two checkpoints and 2 kept actors (--keep-every) (1000.00 " \
+           "GiB free now: NOT enough, so the run would refuse to start; free some space or pick another --out)" in out

@@ -11,7 +11,7 @@ from model import GPT, CheckpointError, GPTConfig
 
 
 def hf_gpt2(path, **kw):
-    cfg = transformers.GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=4, **kw)
+    cfg = transformers.GPT2Config(**{"vocab_size": 97, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4, **kw})
     torch.manual_seed(0)
     m = transformers.GPT2LMHeadModel(cfg).eval()
     _randomize_biases(m)
