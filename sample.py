@@ -441,6 +441,8 @@ def main(argv=None):
     p.add_argument("--key", default=None, help="field of --prompts records to use (default: problem, else question, "
                    "else prompt)")
     p.add_argument("--raw", action="store_true", help="use the prompt text as is, without template/format")
+    p.add_argument("--show-prompt", action="store_true", help="first print the first prompt as the model reads it: "
+                   "the text the chat template (or the toy format) made, special tokens included, and its token count")
     p.add_argument("--num-samples", type=positive_int, metavar="N", default=1, help="completions per prompt")
     p.add_argument("--temperature", type=temperature, default=0.6, help="sampling temperature; 0 is greedy")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass, in (0, 1]; 1 is off")
@@ -466,6 +468,8 @@ def main(argv=None):
     prompts = [tok.encode(t) for t in texts for _ in range(args.num_samples)]
     if min(len(ids) for ids in prompts) == 0:
         raise InputError("a prompt is empty: give it some text")
+    if args.show_prompt:
+        print(f"--- prompt ({len(prompts[0])} tokens)\n{tok.decode(prompts[0])}\n--- response", flush=True)
     longest = max(len(ids) for ids in prompts)
     if longest + args.max_new_tokens > model.config.max_seq_len:
         raise InputError(f"a prompt of {longest} tokens plus --max-new-tokens {args.max_new_tokens} does not fit the "

@@ -625,6 +625,9 @@ def run(cfg, resume, earlier=None):
     say(f"actor {models.rollout.num_params() / 1e6:.2f}M params | {len(problems)} training problems | "
         f"{cfg.prompts_per_step} x {cfg.samples_per_prompt} samples per step | {cfg.steps} steps | "
         f"{world()} process(es)")
+    if cfg.prompts_per_step > len(problems):
+        say(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(problems)} training problems: each "
+            "step takes some of them twice or more (each time as its own group of --samples-per-prompt)")
     log = lambda rec: append_jsonl(log_path, rec) if is_main() else None
     if eval_problems and start == 0:  # the starting point of the curves
         rec = evaluate_now({"step": -1})

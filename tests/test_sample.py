@@ -6,6 +6,8 @@ import torch
 from model import GPT, GPTConfig
 import sample
 from sample import draw, filter_logits, generate, sample_next_token
+from tasks import prompt_text
+from tokenizer import Tokenizer
 
 EOS, PAD = 11, 12
 PROMPTS = [[1, 2, 3, 4, 5, 6, 7], [8, 9], [3, 1, 4, 1, 5], [2], [7, 7, 7, 7]]
@@ -199,6 +201,11 @@ def test_the_cli_prints_one_completion_with_every_sampler(capsys):
         sample.main(["--ckpt", "checkpoints/toy-base", "--prompt", "(3+4)*5", "--temperature", "0", "--sampler", sampler])
         printed.append(capsys.readouterr().out.strip())
     assert printed[0] == printed[1] and printed[0].endswith("\\boxed{35}")
+    sample.main(["--ckpt", "checkpoints/toy-base", "--prompt", "(3+4)*5", "--temperature", "0", "--show-prompt"])
+    tok = Tokenizer.load("checkpoints/toy-base")
+    ids = tok.encode(prompt_text("(3+4)*5", tok))
+    assert capsys.readouterr().out.strip() == f"--- prompt ({len(ids)} tokens)\n{tok.decode(ids)}\n--- response\n" \
+        + printed[0]
 
 
 # ---------------------------------------------------------------------------------------------------

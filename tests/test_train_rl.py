@@ -878,6 +878,17 @@ def test_each_step_draws_its_own_problems_and_samples(half_right, tmp_path, monk
     assert rows == [prompts[q] for q in ("q2", "q2", "q1", "q1")]  # pick_problems(problems, 2, 7, 3); step 0: q0, q3
 
 
+def test_a_step_of_more_prompts_than_problems_is_noted(half_right, tmp_path, capsys):
+    data = tmp_path / "two.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": "1", "answer": "1", "level": 1}) + "\n"
+                            for i in range(2)))
+    train_rl.train(tiny_config(half_right, tmp_path / "a", data=str(data), prompts_per_step=3, steps=1))
+    assert "note: --prompts-per-step 3 is more than the 2 training problems: each step takes some of them twice" \
+        in capsys.readouterr().out
+    train_rl.train(tiny_config(half_right, tmp_path / "b", data=str(data), prompts_per_step=2, steps=1))
+    assert "note: --prompts-per-step" not in capsys.readouterr().out
+
+
 def test_grpo_has_no_critic_warm_up_so_its_actor_trains_from_the_first_step(half_right, tmp_path):
     # The toy preset's critic_warmup_steps (5) is for a fresh value head; GRPO has none to warm up.
     train_rl.train(tiny_config(half_right, tmp_path, algo="grpo", kl_estimator="k3", critic_warmup_steps=2, steps=3))
