@@ -106,6 +106,13 @@ def test_markdown_table_layout():
     ]
 
 
+def test_markdown_table_orders_levels_by_number():
+    """Levels are JSON keys, text: "10" sorts before "2" as text, after it as a number."""
+    one = {"accuracy": 0.5, "accuracy_stderr": None, "length_mean": 42.0}
+    table = markdown_table({"m": {"all": one, "levels": {"10": one, "2": one}}})
+    assert [line.split(" |")[0] for line in table.splitlines()[2:]] == ["| all", "| level 2", "| level 10"]
+
+
 def test_problems_without_a_level_among_levelled_ones_get_their_own_row():
     """MATH's "Level ?" problems (a level of None beside levels 1-5) counted only in "all"."""
     record = lambda pid, level, correct: {"problem_id": pid, "level": level, "length": 10 * (1 + correct),

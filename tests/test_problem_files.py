@@ -150,3 +150,24 @@ def test_maths_level_question_mark_is_no_level(tmp_path):
     unknown, five = read_problems(str(path))
     assert (unknown["level"], unknown["answer"], five["level"]) == (None, "1", 5)
     assert [p["id"] for p in read_problems(str(path), levels=[5])] == ["b"]
+
+
+def test_a_gsm8k_answer_whose_reasoning_writes_four_hashes_gives_what_follows_the_last(tmp_path):
+    path = tmp_path / "gsm.jsonl"
+    path.write_text(lines({"question": "Q?", "answer": "Mark #### as the divider: 3 + 4 = 7\n#### 7"}))
+    assert read_problems(str(path))[0]["answer"] == "7"
+
+
+def test_an_id_less_record_is_named_by_its_line_in_a_path_with_a_colon(tmp_path):
+    """"PATH:LINE" is cut at its last colon: a folder named run:2 is part of the path, not the line."""
+    path = tmp_path / "run:2" / "gsm.jsonl"
+    path.parent.mkdir()
+    path.write_text(lines({"question": "Q1?", "answer": "#### 1"}, {"question": "Q2?", "answer": "#### 2"}))
+    assert [p["id"] for p in read_problems(str(path))] == ["line 1", "line 2"]
+
+
+def test_levels_keeps_the_problems_of_every_level_given(tmp_path):
+    path = tmp_path / "math.jsonl"
+    path.write_text(lines(*({**HENDRYCKS, "unique_id": f"p{i}", "level": f"Level {lv}"}
+                            for i, lv in enumerate((3, 4, 5, 4)))))
+    assert [p["id"] for p in read_problems(str(path), levels=[4, 5])] == ["p1", "p2", "p3"]

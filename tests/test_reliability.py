@@ -254,6 +254,30 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     assert os.listdir(tmp_path) == ["state.json"] and path.read_text() == "old"
 
 
+def test_an_atomic_write_stopped_by_ctrl_c_leaves_the_old_file_and_no_temp_file(tmp_path):
+    """A Ctrl-C (KeyboardInterrupt, not an Exception) inside the write: the temp file goes too."""
+    path = tmp_path / "state.json"
+    common.write_text(path, "old")
+
+    def interrupted(f):
+        f.write("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        common.atomic_write(path, interrupted)
+    assert os.listdir(tmp_path) == ["state.json"] and path.read_text() == "old"
+
+
+def test_an_atomic_write_fsyncs_the_file_then_the_folder_that_renamed_it(tmp_path, monkeypatch):
+    """A file written alone (config.json, eval.py's --out) is on disk when write_text returns: its data before
+    the rename, and after it the folder's list of names (without that, a power cut can lose the new name)."""
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    common.write_text(tmp_path / "config.json", "{}")
+    folder = os.path.realpath(tmp_path)
+    assert synced == [f"{folder}/config.json.tmp{os.getpid()}", folder]
+
+
 def test_json_files_hold_null_where_a_figure_is_not_finite(tmp_path):
     """Python's json wrote NaN and Infinity (a step's explained_variance when its returns do not vary, a
     skipped step's loss), which strict JSON readers refuse: null instead, nested too, finite values as they were."""
@@ -1766,6 +1790,29 @@ def test_a_resume_needs_room_only_for_the_actors_it_has_left_to_keep(tmp_path, m
     monkeypatch.setattr(memory, "free_bytes", lambda path: need - 1)
     with pytest.raises(InputError, match="and 1 kept actors of"):
         runs.check_disk(cfg, models, start=8)
+
+
+def test_a_moved_input_given_as_a_relative_path_on_resume_is_saved_absolute(tmp_path, monkeypatch):
+    """--resume --data/--ref PATH give a moved file's new place: a relative PATH is saved absolute, as a new run
+    saves its paths, so that a later --resume from another folder still finds it."""
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "new.jsonl").write_text("")
+    config = {"out": str(out), "init": str(tmp_path / "gone"), "ref": None, "critic_init": None, "algo": "ppo",
+              "data": str(tmp_path / "old.jsonl"), "eval_data": None, "eval_every": 0, "device": "cpu"}
+    state = {"version": runs.STATE_VERSION, "step": 1, "finished": False, "lengths": [9.0], "record": {},
+             "config": config}
+    (out / "checkpoint" / "state.json").write_text(json.dumps(state))
+    monkeypatch.chdir(tmp_path)
+    cfg = runs.resumed_config(str(out), {"data": "new.jsonl", "ref": "model"}, set(config), lambda c: None, {})
+    assert (cfg["data"], cfg["ref"]) == (str(tmp_path / "new.jsonl"), str(tmp_path / "model"))
+
+
+def test_the_lowest_temperature_the_message_names_is_accepted():
+    """"must be 0 (greedy) or >= 0.001": 0.001 itself samples."""
+    assert common.temperature("0.001") == common.sampling_temperature("0.001") == common.MIN_TEMPERATURE
+    assert common.temperature_ok(common.MIN_TEMPERATURE) and not common.temperature_ok(0.000999)
 
 
 def test_a_reference_that_differs_only_past_its_first_mib_is_another_reference(tmp_path):
