@@ -306,6 +306,9 @@ def read_problems(path, levels=None):
     """
     if os.path.isfile(path) and (what := not_jsonl(path)):
         raise DataError(f"{path}: {what}")
+    if os.path.isdir(path) and any(name.endswith(".json") for _, _, names in os.walk(path) for name in names):
+        raise DataError(f"{path} is a folder of JSON files (MATH's own release: a file a problem), not a problems file: "
+                        f"make one with find {path} -name '*.json' | sort | xargs jq -c . > problems.jsonl")
     records, seen, several, placeholders = [], {}, [], []
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)

@@ -171,3 +171,15 @@ def test_levels_keeps_the_problems_of_every_level_given(tmp_path):
     path.write_text(lines(*({**HENDRYCKS, "unique_id": f"p{i}", "level": f"Level {lv}"}
                             for i, lv in enumerate((3, 4, 5, 4)))))
     assert [p["id"] for p in read_problems(str(path), levels=[4, 5])] == ["p1", "p2", "p3"]
+
+
+def test_maths_own_release_a_folder_of_json_files_is_refused_with_the_command_that_converts_it(tmp_path):
+    (tmp_path / "MATH" / "train" / "algebra").mkdir(parents=True)
+    (tmp_path / "MATH" / "train" / "algebra" / "1.json").write_text(json.dumps(HENDRYCKS))
+    with pytest.raises(DataError, match=r"MATH is a folder of JSON files \(MATH's own release: a file a problem\), "
+                                        r"not a problems file: make one with find .*MATH -name '\*.json' \| sort \| "
+                                        r"xargs jq -c \. > problems.jsonl"):
+        read_problems(str(tmp_path / "MATH"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty is a folder, not a problems file"):
+        read_problems(str(tmp_path / "empty"))
