@@ -16,6 +16,8 @@ Extraction (`extract_answer`)
     `$\boxed{2}$ and $\boxed{3}$` holds `2, 3`, and a hedge `\boxed{2} or \boxed{3}` is not `3`; two boxes
     that hold one answer (`\boxed{0.5} or \boxed{\frac12}`) hold it; more than MAX_BOXES side by side hold none.
     A box inside a box is the outer one: `\boxed{2 \text{ or } \boxed{3}}` is not `3`.
+  * The whole response is read, a reasoning model's thoughts too: a box before R1's `</think>` decides when no
+    box follows it (`\boxed{7} ... </think> The answer is 8.` is graded 7).
   * No fallback to an earlier box: if the last one never closes (a truncated response; also any box
     longer than MAX_ANSWER_CHARS) or shows nothing once normalised (`\boxed{}`, `\boxed{\,}`), there is no
     answer (reward -1).

@@ -365,6 +365,7 @@ def test_a_box_that_shows_nothing_is_no_answer(box):
     ("\\boxed{2 \\text{ or } \\boxed{1}, no: \\boxed{3}}", "2 \\text{ or } \\boxed{1}, no: \\boxed{3}"),  # drafts inside
     ("\\boxed{1}" * (MAX_BOXES + 1), None),  # more boxes side by side than are read: none may drop out silently
     ("\\boxed{2} and \\boxed{}", None),  # the last box still decides
+    ("so \\boxed{7}.\n</think>\n\nThe answer is 8.", "7"),  # a reasoning model's thoughts are read too
     ("\\boxed{ 42 }", "42"),
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces are literal
     ("\\boxed{1", None),  # unbalanced
