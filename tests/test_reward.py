@@ -155,6 +155,9 @@ EQUIVALENT = [
 ]
 
 NOT_EQUIVALENT = [
+    ("\\frac{\\pi}{2} + 2\\pi m", "\\frac{\\pi}{2} + 2\\pi"),  # after pi, m is an integer more often than metres
+    ("2\\pi m", "2\\pi"),
+    ("2\\pi in", "2\\pi"),
     ("1/3", "0.333"),  # exact: no float tolerance
     ("0.333", "\\frac{1}{3}"),
     ("1.4142", "\\sqrt{2}"),
