@@ -514,6 +514,11 @@ def publish_dir(tmp_dir, final_dir):
         shutil.rmtree(old)
 
 
+def folder_bytes(path):
+    """Bytes of the files under `path` (0 if it does not exist)."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
 def newest_dir(final_dir):
     """The folder that recover_dir(final_dir) makes `final_dir`, changing nothing (a reader that holds no lock)."""
     tmp, old = f"{final_dir}.tmp", f"{final_dir}.old"

@@ -16,14 +16,17 @@ import time
 
 import torch
 
-from common import InputError, Parser, check_out_folder, cli, remove_names, save_safetensors, write_json, write_text
+from common import (SAFETENSORS_TEMP, InputError, Parser, check_out_folder, cli, remove_names, save_safetensors,
+                    write_json, write_text)
 from model import CheckpointError, hf_config, hf_model_type, hf_tensors, read_checkpoint
-from runs import size_text
+from runs import run_holding, size_text
 from sample import DTYPES
 from tokenizer import BYTES_FILE, HF_FILES, Tokenizer
 
 WEIGHTS = "model.safetensors"
-OWNED = dict.fromkeys(["config.json", WEIGHTS, *HF_FILES])  # what an export writes into --out
+# what an export writes into --out; the safetensors library writes the weights through a .tmpXXXXXX file there,
+# which a kill (or the OOM killer) mid-save leaves behind, and --overwrite then replaces
+OWNED = dict.fromkeys(["config.json", WEIGHTS, *HF_FILES, SAFETENSORS_TEMP])
 
 
 @cli
@@ -41,6 +44,13 @@ def main(argv=None):
     if os.path.isdir(args.out) and os.path.samefile(args.out, args.ckpt):
         raise InputError(f"--out {args.out} is the checkpoint itself, which the export would replace; give another "
                          "folder")
+    if run_holding(args.out):
+        raise InputError(f"--out {args.out} is inside the run folder {run_holding(args.out)}: its next save would delete "
+                         "an export in its checkpoint, and --resume refuses files the run did not write; give a folder "
+                         "outside it")
+    if os.path.islink(args.out) and not os.path.exists(args.out):
+        raise InputError(f"--out {args.out} is a link to {os.readlink(args.out)}, which does not exist; make that folder "
+                         "or give another --out")
     if os.path.isfile(os.path.join(args.ckpt, BYTES_FILE)):
         raise InputError(f"{args.ckpt} has the toy's byte-level tokenizer ({BYTES_FILE}), which no Hugging Face "
                          "tokenizer file describes; export a model trained from a Hugging Face folder")
@@ -56,6 +66,10 @@ def main(argv=None):
     t0, dtype = time.perf_counter(), DTYPES[args.dtype]
     print(f"reading {args.ckpt} ({model_type}, {config.n_layer} layers) into {args.dtype}", flush=True)
     ours = {name: t.to(dtype) for name, t in tensors}
+    overflow = [name for name, t in ours.items() if not torch.isfinite(t).all()]
+    if overflow:
+        raise InputError(f"{args.ckpt}: {overflow[:3]} hold values that are not finite in {args.dtype} (past its range, "
+                         "or already inf/NaN in the checkpoint); export in bf16 or fp32")
     print(f"writing {args.out}", flush=True)
     remove_names(args.out, sorted(earlier, key=lambda name: name != "config.json"))  # config.json first: no half model
     save_safetensors(hf_tensors(config, ours.items()), os.path.join(args.out, WEIGHTS))
@@ -66,16 +80,22 @@ def main(argv=None):
     write_json(hf_config(config, dtype, tok.bos_id, tok.eos_id), os.path.join(args.out, "config.json"))  # last
 
     print(f"reading {args.out} back", flush=True)
-    again, back = read_checkpoint(args.out)  # the export through this project's own loader, a tensor at a time
-    seen, differ = set(), []
-    for name, t in back:
-        seen.add(name)
-        if name not in ours or not torch.equal(t, ours[name]):
-            differ.append(name)
-    differ += sorted(set(ours) - seen)
-    if again != config or differ:
-        what = ("its config differs; " if again != config else "") + f"tensors differ or are missing: {differ[:5]}"
-        raise CheckpointError(f"{args.out} does not read back as {args.ckpt} ({what}): a bug in model.hf_tensors")
+    try:  # the export through this project's own loader, a tensor at a time
+        again, back = read_checkpoint(args.out)
+        seen, differ = set(), []
+        for name, t in back:
+            seen.add(name)
+            if name not in ours or not torch.equal(t, ours[name]):
+                differ.append(name)
+        differ += sorted(set(ours) - seen)
+        if again != config or differ:
+            what = ("its config differs; " if again != config else "") + f"tensors differ or are missing: {differ[:5]}"
+            raise CheckpointError(f"{args.out} does not read back as {args.ckpt} ({what}): a bug in model.hf_tensors; "
+                                  "its config.json is removed, so that no tool loads the wrong model")
+    except BaseException:  # a refused (or interrupted) check leaves no loadable folder behind
+        if os.path.isfile(os.path.join(args.out, "config.json")):
+            os.remove(os.path.join(args.out, "config.json"))
+        raise
     params, size = sum(t.numel() for t in ours.values()), os.path.getsize(os.path.join(args.out, WEIGHTS))
     print(f"wrote {args.out}: {model_type}, {args.dtype}, {params / 1e6:.1f}M parameters, {size_text(size)}, "
           f"in {time.perf_counter() - t0:.0f} s; it reads back as {args.ckpt} to the last bit in {args.dtype}")

@@ -36,7 +36,7 @@ import shutil
 
 import torch
 
-from common import has_critic
+from common import folder_bytes, has_critic, newest_dir
 from eval import held_out
 from model import GPT, HEAD_CHUNK_ELEMENTS, GPTConfig, read_checkpoint
 from sample import batch_bucket, static_width
@@ -170,11 +170,16 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
     kept = n_kept * ACTOR_BYTES_PER_PARAM * param_count(model_cfg)
     actors = f" and {n_kept} kept actors (--keep-every)" if n_kept else ""
     critic = " and the critic" if has_critic(cfg.algo) else ""
+    # runs.check_disk's rule: the checkpoint already at --out (an earlier run's, which --overwrite deletes at the
+    # first save; this run's own on --resume) is room a save gets back
+    there = folder_bytes(newest_dir(os.path.join(cfg.out, "checkpoint")))
+    need = max(ckpt, 2 * ckpt - there) + kept
+    held = f", less the {there / GIB:.2f} GiB checkpoint already there" if there else ""
     disk = (f"checkpoint on disk: {ckpt / GIB:.2f} GiB (fp32 weights and AdamW moments of the actor"
             f"{critic}); a save writes the new one before deleting the last, "
-            f"so a run needs {(2 * ckpt + kept) / GIB:.2f} GiB free at --out for two checkpoints{actors} "
+            f"so a run needs {need / GIB:.2f} GiB free at --out for two checkpoints{actors}{held} "
             f"({free_bytes(cfg.out) / GIB:.2f} GiB free now")
-    if free_bytes(cfg.out) < 2 * ckpt + kept:  # runs.check_disk's rule for a new run
+    if free_bytes(cfg.out) < need:  # runs.check_disk's rule
         disk += ": NOT enough, so the run would refuse to start; free some space or pick another --out)"
     else:
         disk += ")"

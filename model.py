@@ -805,7 +805,7 @@ def hf_model_type(config):
     if layers == ("rmsnorm", "rope", "swiglu") and not c.bias:
         if not c.qkv_bias:
             return "llama"
-        return "qwen2" if c.head_dim * c.n_head == c.n_embd else None  # transformers' Qwen2 has no head_dim field
+        return "qwen2" if c.head_dim * c.n_head == c.n_embd else None  # Qwen2Config has no head_dim: readers derive it
     return None
 
 

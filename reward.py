@@ -137,9 +137,9 @@ _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in [
     (_AFTER_NUMBER + r"\s*\\(?:text|mbox|mathrm)\s*\{\s*(?!" + _NOT_A_COUNT + r")[a-z]{2,}s\s*\}(?=\s*(?:\.\s*)?$)",
      ""),  # a last plural word after a number, a count: 6 \text{ ways} -> 6; not 5 \text{ thousands}, 5 \text{ more}
     (r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1"),  # \text{(C)} -> (C)
-    # a bare trailing unit: 5 cm, 2\pi meters -> 5, 2\pi; but not m or in after pi (2\pi m: an integer m, as in
-    # \frac{\pi}{2} + 2\pi m)
-    (r"(?:(?<=[\d}])|(?<=\\pi)(?!\s+(?:m|in)\s*$))\s+" + _UNIT + r"\s*$", ""),
+    (r"(?<=[\d}])\s+" + _UNIT + r"\s*$", ""),  # bare trailing unit: 5 cm -> 5
+    # and after pi, where a letter needs a space, so `2\pi m` is how 2 pi times m is written: not m, nor in (2\pi in)
+    (r"(?<=\\pi)\s+(?!(?:m|in)(?:\s*\^\s*\{?[23]\}?)?\s*$)" + _UNIT + r"\s*$", ""),  # 2\pi meters -> 2\pi
 ]]
 # x =, p(x) =, f^{-1}(x) =, \theta =, x \in
 _NAME = re.compile(r"((?:[A-Za-z]|\\[A-Za-z]+)(?:\^\{?-1\}?(?=\s*\())?(?:\s*\(\s*[A-Za-z]\s*\))?)\s*(?:=|\\in(?=\s*(?:[\[(]|\\\{|\\emptyset)))\s*")

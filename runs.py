@@ -34,8 +34,9 @@ from dataclasses import dataclass
 import torch
 
 import memory
-from common import (FolderLock, InputError, check_out_folder, device, has_critic, lock_holder, newest_dir, publish_dir,
-                    read_json, read_jsonl, recover_dir, remove_names, save_safetensors, sha256_of, write_json, write_jsonl)
+from common import (FolderLock, InputError, check_out_folder, device, folder_bytes, has_critic, lock_holder,
+                    newest_dir, publish_dir, read_json, read_jsonl, recover_dir, remove_names, save_safetensors,
+                    sha256_of, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_checkpoint, read_safetensors
@@ -194,11 +195,6 @@ def size_text(n):
     return f"{n / memory.GIB:.2f} GiB" if n >= memory.GIB else f"{n / 2**20:.2f} MiB"
 
 
-def folder_bytes(path):
-    """Bytes of the files under `path` (0 if it does not exist)."""
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-
-
 def check_inputs_outside(cfg):
     """Refuse to --overwrite a run folder that holds one of the new run's inputs (the old run's model, say)."""
     folder = os.path.realpath(cfg.out)
@@ -290,6 +286,18 @@ def read_state(out):
     caller holds the folder's lock)."""
     on_main(lambda: recover_dir(os.path.join(out, "checkpoint")))
     return saved_state(out)
+
+
+def run_holding(path):
+    """The run folder (train_rl.py's --out) that `path` is or is inside, else None: a run's saves replace what is
+    in its checkpoint/, and --resume refuses a folder holding files the run did not write."""
+    path = os.path.abspath(path)
+    while True:
+        if os.path.isfile(os.path.join(path, "log.jsonl")) and os.path.isdir(os.path.join(path, "checkpoint")):
+            return path
+        if os.path.dirname(path) == path:
+            return None
+        path = os.path.dirname(path)
 
 
 def state_path(out):

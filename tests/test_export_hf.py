@@ -91,6 +91,15 @@ def test_the_default_export_is_bf16_and_an_earlier_one_is_replaced_only_when_ask
     assert json.loads((out / "config.json").read_text())["torch_dtype"] == "float32"
     err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(ckpt), "--overwrite"], capsys)
     assert "is the checkpoint itself, which the export would replace; give another folder" in err
+    run = tmp_path / "run"  # a train_rl.py run folder: its saves replace checkpoint/, --resume refuses strangers
+    (run / "checkpoint" / "actor").mkdir(parents=True)
+    (run / "log.jsonl").write_text("")
+    for inside in (run / "checkpoint" / "hf", run / "hf"):
+        err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(inside)], capsys)
+        assert f"is inside the run folder {run}: its next save would delete an export" in err
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(tmp_path / "link")], capsys)
+    assert f"is a link to {tmp_path / 'nowhere'}, which does not exist; make that folder or give another --out" in err
     (out / "notes.txt").write_text("mine")
     err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(out), "--overwrite"], capsys)
     assert "holds files that are not a Hugging Face export's (notes.txt)" in err
@@ -126,3 +135,49 @@ def test_what_cannot_be_exported_is_refused_in_one_line(half_right, tokenizers, 
     (ckpt / "config.json").write_text(json.dumps({**config, "norm": "layernorm"}))  # no architecture has this shape
     err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", out], capsys)
     assert "no Hugging Face architecture has this model's shape (norm layernorm, positions rope, MLP swiglu" in err
+
+
+def test_a_refused_export_leaves_no_folder_that_loads(tokenizers, tmp_path, monkeypatch, capsys):
+    """The read-back refused the export: transformers, vLLM or lm-eval must not load that wrong model anyway."""
+    _, ckpt = trained_checkpoint(tmp_path, tokenizers, "llama")
+    capsys.readouterr()
+    real = export_hf.hf_tensors
+
+    def swapped(config, tensors):
+        out = real(config, tensors)
+        a, b = "model.layers.0.mlp.down_proj.weight", "model.layers.1.mlp.down_proj.weight"
+        out[a], out[b] = out[b], out[a]
+        return out
+
+    monkeypatch.setattr(export_hf, "hf_tensors", swapped)
+    out = tmp_path / "export"
+    assert "does not read back as" in one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(out)], capsys)
+    assert not (out / "config.json").exists()
+    with pytest.raises((OSError, ValueError)):  # no config.json: transformers finds no model there
+        transformers.AutoModelForCausalLM.from_pretrained(str(out))
+
+
+def test_overwrite_replaces_what_a_killed_export_left(tokenizers, tmp_path, capsys):
+    """A kill during the weights' save leaves the safetensors library's temp file (.tmpXXXXXX) in --out."""
+    _, ckpt = trained_checkpoint(tmp_path, tokenizers, "qwen2")
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / ".tmpAhLirt").write_bytes(b"\0" * 100)  # what a SIGKILL mid-save left (seen on a real kill)
+    capsys.readouterr()
+    err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(out)], capsys)
+    assert "already holds a Hugging Face export" in err
+    export_hf.main(["--ckpt", str(ckpt), "--out", str(out), "--overwrite"])
+    assert not (out / ".tmpAhLirt").exists() and (out / "config.json").exists()
+
+
+def test_weights_past_the_dtypes_range_are_refused(tokenizers, tmp_path, capsys):
+    model, _ = trained_checkpoint(tmp_path, tokenizers, "qwen2")
+    with torch.no_grad():
+        model.blocks[0].mlp.down.weight[0, 0] = 1e5  # fp16's largest finite value is 65504
+    ckpt = tmp_path / "big"
+    model.save(str(ckpt))
+    Tokenizer.load(tmp_path / "actor").save(str(ckpt))
+    capsys.readouterr()
+    err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(tmp_path / "e"), "--dtype", "fp16"],
+                         capsys)
+    assert "['blocks.0.mlp.down.weight'] hold values that are not finite in fp16" in err

@@ -214,3 +214,21 @@ def test_dry_run_passes_the_runs_settings_to_the_estimate(tmp_path, monkeypatch,
     assert f"checkpoint on disk: {ckpt:.2f} GiB" in out
     assert f"so a run needs {2 * ckpt + kept:.2f} GiB free at --out for two checkpoints and 2 kept actors (--keep-every) (1000.00 " \
            "GiB free now: NOT enough, so the run would refuse to start; free some space or pick another --out)" in out
+
+
+def test_dry_run_counts_the_checkpoint_an_overwrite_replaces_as_the_run_does(tmp_path, monkeypatch, capsys):
+    """runs.check_disk lets an --overwrite run start with room for one checkpoint beside the earlier run's (deleted at
+    the first save); the dry run must not say that run would refuse to start."""
+    import runs
+    import train_rl
+    run = ["--phase", "2", "--init", "checkpoints/toy-phase1", "--data", "checkpoints/toy-phase1/phase2_set.jsonl",
+           "--out", str(tmp_path / "run"), "--overwrite", "--steps", "1", "--critic-warmup-steps", "0",
+           "--prompts-per-step", "2", "--samples-per-prompt", "2", "--max-new-tokens", "16", "--device", "cpu"]
+    train_rl.main(run)  # the earlier run, its checkpoint in --out
+    there = runs.folder_bytes(str(tmp_path / "run" / "checkpoint"))
+    monkeypatch.setattr(memory, "free_bytes", lambda path: int(1.5 * there))  # one more checkpoint fits, not two
+    capsys.readouterr()
+    train_rl.main(run + ["--dry-run"])
+    assert "NOT enough" not in capsys.readouterr().out
+    train_rl.main(run)  # and the run indeed starts and ends
+    assert "done: the trained model is" in capsys.readouterr().out

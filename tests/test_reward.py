@@ -47,6 +47,7 @@ EQUIVALENT = [
     ("\\frac{1}{2} cm", "0.5"),  # a bare unit after a fraction's brace
     ("2\\pi meters", "2\\pi"),  # and after pi
     ("4\\pi square units", "4\\pi"),
+    ("2\\pi cm", "2\\pi"),
     ("30^\\circ", "30"),  # degrees
     ("30^{\\circ}", "30"),
     ("30°", "30"),
@@ -158,6 +159,8 @@ NOT_EQUIVALENT = [
     ("\\frac{\\pi}{2} + 2\\pi m", "\\frac{\\pi}{2} + 2\\pi"),  # after pi, m is an integer more often than metres
     ("2\\pi m", "2\\pi"),
     ("2\\pi in", "2\\pi"),
+    ("\\pi", "\\pi m^2"),  # a variable squared, not square metres
+    ("2\\pi\\,m", "2\\pi"),
     ("1/3", "0.333"),  # exact: no float tolerance
     ("0.333", "\\frac{1}{3}"),
     ("1.4142", "\\sqrt{2}"),
