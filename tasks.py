@@ -308,7 +308,8 @@ def read_problems(path, levels=None):
         raise DataError(f"{path}: {what}")
     if os.path.isdir(path) and any(name.endswith(".json") for _, _, names in os.walk(path) for name in names):
         raise DataError(f"{path} is a folder of JSON files (MATH's own release: a file a problem), not a problems file: "
-                        f"make one with find {path} -name '*.json' | sort | xargs jq -c . > problems.jsonl")
+                        f"make one with find {path} -name '*.json' | sort | xargs jq -c '. + {{id: input_filename}}' > "
+                        "problems.jsonl (each file's path its id)")
     records, seen, several, placeholders = [], {}, [], []
     for where, rec in read_jsonl(path, "problems file", parse_float=Decimal):
         record = normalize_record(rec, where)

@@ -178,7 +178,8 @@ def test_maths_own_release_a_folder_of_json_files_is_refused_with_the_command_th
     (tmp_path / "MATH" / "train" / "algebra" / "1.json").write_text(json.dumps(HENDRYCKS))
     with pytest.raises(DataError, match=r"MATH is a folder of JSON files \(MATH's own release: a file a problem\), "
                                         r"not a problems file: make one with find .*MATH -name '\*.json' \| sort \| "
-                                        r"xargs jq -c \. > problems.jsonl"):
+                                        r"xargs jq -c '\. \+ {id: input_filename}' > problems.jsonl \(each file's "
+                                        r"path its id\)"):
         read_problems(str(tmp_path / "MATH"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty is a folder, not a problems file"):
