@@ -8,7 +8,8 @@ our names. This writes the same model as the Hugging Face architecture of its sh
 that came from such a folder, gpt2 for GPT-2's): config.json, model.safetensors under that architecture's names in
 --dtype (default bf16, the dtype R1-Distill ships in and vLLM serves), and the tokenizer and generation_config.json
 files the checkpoint kept from the folder it started from, unchanged. It then reads the folder back through this
-project's loader and checks every tensor against the checkpoint's, rounded to --dtype.
+project's loader and checks every tensor against the checkpoint's, rounded to --dtype; a folder that fails the
+check loses its config.json, so that no tool loads it as a model.
 """
 
 import os
