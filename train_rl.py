@@ -649,7 +649,7 @@ def run(cfg, resume, earlier=None):
                 say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
             if bad_steps >= cfg.max_bad_steps:
                 log(rec)
-                raise SystemExit(f"error: {bad_steps} steps in a row with NaN/inf; stopped. "
+                raise SystemExit(f"error: {bad_steps} step{'s' if bad_steps > 1 else ''} in a row with NaN/inf; stopped. "
                                  + nan_advice(cfg, ckpt))
             lengths.append(rec["length_mean"])
             done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step

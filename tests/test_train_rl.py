@@ -647,6 +647,21 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
     assert [r["step"] for r in log] == [0, 1, 2, 3] and ["warning" in r for r in log] == [False, False, True, True]
 
 
+def test_nan_stop_before_any_save_says_to_start_again(half_right, tmp_path, monkeypatch):
+    cfg = tiny_config(half_right, tmp_path, steps=4, save_every=4, max_bad_steps=1)
+    real = train_rl.compute_advantages
+
+    def poisoned(cfg_, batch):
+        real(cfg_, batch)
+        batch.advantages = batch.advantages * float("nan")
+
+    monkeypatch.setattr(train_rl, "compute_advantages", poisoned)
+    with pytest.raises(SystemExit, match=r"1 step in a row with NaN/inf; stopped. No checkpoint was saved yet: start "
+                                         r"again with --overwrite and a lower --actor-lr/--critic-lr\."):
+        train_rl.train(cfg)
+    assert not (tmp_path / "checkpoint").exists()
+
+
 def test_nan_steps_that_are_not_in_a_row_do_not_stop_the_run(half_right, tmp_path, monkeypatch, capsys):
     # Steps 1 and 3 of 5 skip their update; --max-bad-steps 2 counts them in a row only, so the run finishes.
     cfg = tiny_config(half_right, tmp_path, steps=5, max_bad_steps=2)
