@@ -184,3 +184,11 @@ def test_maths_own_release_a_folder_of_json_files_is_refused_with_the_command_th
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty is a folder, not a problems file"):
         read_problems(str(tmp_path / "empty"))
+
+
+def test_an_answer_whose_box_holds_nothing_readable_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(lines({"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": "\\boxed{ }"}))
+    with pytest.raises(DataError, match=r"p.jsonl:2: its 'answer' has a \\boxed\{\} with nothing readable in it"):
+        read_problems(str(path))
+

@@ -528,6 +528,7 @@ def test_eval_refuses_a_repeated_column_and_checks_every_folder_first(half_right
     for argv, message in [(["--ckpt", ckpt, ckpt], f"--ckpt {ckpt} is given twice"),
                           (["--ckpt", ckpt, "--ckpt", ckpt], f"--ckpt {ckpt} is given twice"),  # both are kept
                           (["--ckpt", ckpt, "--ckpt", "x", "--names", "a", "a"], "--names a is given twice"),
+                          (["--ckpt", ckpt, "--ckpt", "x", "--names", "a"], "--names needs one name per --ckpt"),
                           (["--ckpt", ckpt, str(tmp_path / "nowhere")], "nowhere: no such checkpoint folder")]:
         assert message in one_line_error(evaluation.main, [*argv, "--data", data, "--device", "cpu"], capsys)
 
