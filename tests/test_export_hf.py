@@ -2,6 +2,7 @@
 oracle: its logits and its chat template), and the folders it refuses, in one line."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import transformers
 from safetensors import safe_open
 
 import export_hf
-from model import GPT
+from model import GPT, GPTConfig
 from test_model import hf_gpt2, hf_qwen2
 from test_reliability import one_line_error
 from test_tokenizer import R1_SPECIALS, R1_TEMPLATE, train
@@ -30,17 +31,17 @@ def tokenizers(tmp_path_factory):
     return out
 
 
-def trained_checkpoint(tmp_path, tokenizers, arch):
+def trained_checkpoint(tmp_path, tokenizers, arch, **kw):
     """A project checkpoint as train_rl.py leaves one: a Hugging Face model loaded, every weight moved (a
     transposed or misplaced tensor then changes the logits), saved in this project's format with its tokenizer."""
     hf = tmp_path / "hf"
     flavour = "gpt2" if arch == "gpt2" else "qwen2"
     vocab = Tokenizer.load(tokenizers[flavour]).vocab_size
     if arch == "gpt2":
-        hf_gpt2(hf, vocab_size=vocab)
+        hf_gpt2(hf, vocab_size=vocab, **kw)
     else:
         hf_qwen2(hf, vocab_size=vocab, model_type="llama" if arch == "llama" else "qwen2", tie=arch == "qwen2-tied",
-                 rope_theta=1e6)
+                 **{"rope_theta": 1e6, **kw})
     model = GPT.from_pretrained(str(hf))
     torch.manual_seed(1)
     with torch.no_grad():
@@ -72,6 +73,28 @@ def test_transformers_loads_the_export_as_the_same_model(tokenizers, tmp_path, a
             chat, tokenize=False, add_generation_prompt=True)
         assert prompt == Tokenizer.load(ckpt).apply_chat_template(chat) == \
             f"{R1_SPECIALS[0]}{R1_SPECIALS[2]}What is 1+2?{R1_SPECIALS[3]}<think>\n"
+
+
+@pytest.mark.parametrize("arch, kw, fields", [
+    # fields a reader defaults when missing or wrong, each set here to a value other than that default:
+    # GPT-2's n_inner (default 4 * n_embd = 128) and layer_norm_epsilon (1e-5); Llama's head_dim (default
+    # hidden_size / heads = 8) and rms_norm_eps (1e-6)
+    ("gpt2", dict(n_inner=48, layer_norm_epsilon=1e-3), {"n_inner": 48, "layer_norm_epsilon": 1e-3}),
+    ("llama", dict(head_dim=16, rms_norm_eps=1e-4), {"head_dim": 16, "rms_norm_eps": 1e-4}),
+])
+def test_the_exported_config_keeps_the_fields_a_reader_would_otherwise_default(tokenizers, tmp_path, arch, kw, fields,
+                                                                               capsys):
+    model, ckpt = trained_checkpoint(tmp_path, tokenizers, arch, **kw)
+    out = tmp_path / "export"
+    export_hf.main(["--ckpt", str(ckpt), "--out", str(out), "--dtype", "fp32"])
+    written = json.loads((out / "config.json").read_text())
+    assert {k: written[k] for k in fields} == fields
+    tok = Tokenizer.load(ckpt)  # what generate() in transformers and vLLM start and stop on
+    assert (written["bos_token_id"], written["eos_token_id"]) == (tok.bos_id, tok.eos_id)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (theirs(ids).logits - model(ids)).abs().max().item() < 1e-5
 
 
 def test_the_default_export_is_bf16_and_an_earlier_one_is_replaced_only_when_asked(tokenizers, tmp_path, capsys):
@@ -119,6 +142,74 @@ def test_an_export_that_does_not_read_back_as_the_checkpoint_is_an_error(tokeniz
     monkeypatch.setattr(export_hf, "hf_tensors", swapped)
     err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(tmp_path / "export")], capsys)
     assert "does not read back as" in err and "['blocks.0.mlp.down.weight', 'blocks.1.mlp.down.weight']" in err
+
+
+def test_an_export_whose_config_does_not_read_back_is_an_error(tokenizers, tmp_path, monkeypatch, capsys):
+    """Every tensor right, the config another model's (a field bug in model.hf_config): refused, config.json gone."""
+    _, ckpt = trained_checkpoint(tmp_path, tokenizers, "llama")
+    capsys.readouterr()
+    real = export_hf.hf_config
+    monkeypatch.setattr(export_hf, "hf_config", lambda *args: {**real(*args), "rms_norm_eps": 1e-5})  # ours: 1e-6
+    out = tmp_path / "export"
+    err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(out)], capsys)
+    assert "does not read back as" in err and "its config differs; tensors differ or are missing: []" in err
+    assert not (out / "config.json").exists()
+
+
+def test_an_export_interrupted_while_it_reads_back_leaves_no_folder_that_loads(tokenizers, tmp_path, monkeypatch,
+                                                                                 capsys):
+    _, ckpt = trained_checkpoint(tmp_path, tokenizers, "qwen2")
+    out = tmp_path / "export"
+    real = export_hf.read_checkpoint
+
+    def interrupted(path):  # a Ctrl-C during the read-back, after config.json was written
+        if path == str(out):
+            assert (out / "config.json").exists()
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(export_hf, "read_checkpoint", interrupted)
+    with pytest.raises(SystemExit) as e:  # cli() words a Ctrl-C as exit status 130
+        export_hf.main(["--ckpt", str(ckpt), "--out", str(out)])
+    assert e.value.code == 130
+    assert (out / "model.safetensors").exists() and not (out / "config.json").exists()
+
+
+def test_an_overwrite_cut_short_leaves_no_config_beside_missing_weights(tokenizers, tmp_path, monkeypatch, capsys):
+    """--overwrite deletes the earlier export's config.json first: stopped after one deletion, the folder is no
+    model a tool would load with some of its files gone."""
+    _, ckpt = trained_checkpoint(tmp_path, tokenizers, "qwen2")
+    out = tmp_path / "export"
+    export_hf.main(["--ckpt", str(ckpt), "--out", str(out)])
+    real, removed = os.remove, []
+
+    def remove_then_stop(path):
+        if removed:
+            raise KeyboardInterrupt
+        removed.append(os.path.basename(path))
+        real(path)
+
+    monkeypatch.setattr(os, "remove", remove_then_stop)
+    with pytest.raises(SystemExit) as e:
+        export_hf.main(["--ckpt", str(ckpt), "--out", str(out), "--overwrite"])
+    monkeypatch.undo()
+    assert e.value.code == 130 and removed == ["config.json"] and not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("shape", [
+    dict(norm="layernorm", pos="learned", mlp="gelu", qkv_bias=True, bias=True, head_dim=16),  # GPT-2 derives head_dim
+    dict(norm="rmsnorm", pos="rope", mlp="swiglu", qkv_bias=True, bias=False, head_dim=16),  # so does Qwen2
+    dict(norm="rmsnorm", pos="rope", mlp="swiglu", qkv_bias=True, bias=True),  # o_proj/MLP biases: not qwen2's
+])
+def test_a_shape_no_architecture_holds_is_refused_before_anything_is_written(tokenizers, tmp_path, shape, capsys):
+    flavour = "gpt2" if shape["norm"] == "layernorm" else "qwen2"
+    ckpt, out = tmp_path / "ckpt", tmp_path / "export"
+    config = GPTConfig(vocab_size=Tokenizer.load(tokenizers[flavour]).vocab_size, n_layer=1, n_head=2, n_embd=16,
+                       n_inner=32, max_seq_len=32, **shape)  # head_dim 16 * 2 heads is not n_embd 16
+    GPT(config).save(str(ckpt))
+    Tokenizer.load(tokenizers[flavour]).save(str(ckpt))
+    err = one_line_error(export_hf.main, ["--ckpt", str(ckpt), "--out", str(out)], capsys)
+    assert "no Hugging Face architecture has this model's shape" in err and not out.exists()
 
 
 def test_what_cannot_be_exported_is_refused_in_one_line(half_right, tokenizers, tmp_path, capsys):

@@ -387,3 +387,88 @@ def test_a_gpt2_config_without_tie_word_embeddings_is_tied(tmp_path):
     idx = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (ours(idx) - hf_logits(ref, idx)).abs().max().item() < 1e-4
+
+
+def test_a_llama_folder_with_its_own_head_dim_keeps_it(tmp_path):
+    """Llama's head_dim may differ from hidden_size / heads (here 16, not 32 / 4 = 8): q/k/v are then (64, 32)."""
+    ref = hf_qwen2(tmp_path, model_type="llama", head_dim=16)
+    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    assert ours.config.head_dim == 16
+    idx = torch.randint(0, 101, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (ours(idx) - hf_logits(ref, idx)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("make, field, want", [
+    (lambda p: hf_gpt2(p), "layer_norm_epsilon", 1e-5),  # transformers' defaults, which a folder may leave out
+    (lambda p: hf_qwen2(p, rms_norm_eps=1e-6), "rms_norm_eps", 1e-6),
+    (lambda p: hf_qwen2(p, model_type="llama", num_key_value_heads=4), "num_key_value_heads", 4),  # absent: MHA
+    (lambda p: hf_qwen2(p, tie=False), "tie_word_embeddings", False),  # unlike GPT-2's, a Qwen2 head is its own
+])
+def test_a_field_left_out_of_config_json_takes_transformers_default(tmp_path, make, field, want):
+    make(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    del raw[field]
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    theirs = transformers.AutoConfig.from_pretrained(str(tmp_path))
+    assert getattr(theirs, field) == want
+    config = GPT.from_pretrained(str(tmp_path)).config
+    assert {"layer_norm_epsilon": config.norm_eps, "rms_norm_eps": config.norm_eps,
+            "num_key_value_heads": config.n_kv_head, "tie_word_embeddings": config.tie_embeddings}[field] == want
+
+
+def test_a_gpt2_folder_with_exact_gelu_is_refused(tmp_path):
+    """activation_function "gelu" is erf GELU, not the tanh one this model computes: refused, not loaded wrong."""
+    hf_gpt2(tmp_path, activation_function="gelu")
+    with pytest.raises(CheckpointError, match="activation_function 'gelu' not supported"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"model_type": "qwen2", "hidden_act": "gelu"}, "hidden_act 'gelu' not supported"),
+    ({"model_type": "qwen2", "rope_scaling": {"type": "linear", "factor": 2.0}}, "rope scaling .* not supported"),
+    ({"model_type": "qwen2", "use_sliding_window": True}, "use_sliding_window=true not supported"),
+    ({"model_type": "llama", "mlp_bias": True}, "llama attention_bias/mlp_bias not supported"),
+    ({"model_type": "gpt2", "reorder_and_upcast_attn": True}, "reorder_and_upcast_attn unsupported"),
+])
+def test_a_config_this_model_would_compute_wrong_is_refused(tmp_path, raw, message):
+    """Refused from config.json alone, before any weight is read (the folder holds none)."""
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=message):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_a_qwen2_config_without_rope_settings_rotates_at_10000():
+    from model import config_from_qwen2
+    raw = {"model_type": "qwen2", "vocab_size": 11, "num_hidden_layers": 1, "num_attention_heads": 2,
+           "hidden_size": 8, "intermediate_size": 16, "max_position_embeddings": 32}
+    assert config_from_qwen2(raw).rope_theta == 10000.0  # transformers' default, RoPE's original base
+
+
+@pytest.mark.parametrize("entry, data, message", [
+    ({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, 16, "its size does not match its shape"),  # 16 bytes
+    ({"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, 15, "is truncated"),  # one byte short of its end
+    ({"dtype": "F32", "shape": [4], "data_offsets": [0, 16, 32]}, 32, "expected {dtype, shape, data_offsets}"),
+    ({"dtype": "F32", "shape": [True, 4], "data_offsets": [0, 16]}, 16, "expected {dtype, shape, data_offsets}"),
+])
+def test_a_safetensors_header_that_does_not_describe_its_bytes_is_refused(tmp_path, entry, data, message):
+    """Hand-made files: an 8-byte little-endian header length, the JSON header, then the data bytes."""
+    from model import read_safetensors
+    header = json.dumps({"w": entry}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(data))
+    with pytest.raises(CheckpointError, match=message):
+        list(read_safetensors(str(path)))
+    ok = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}  # the same file made right reads exactly
+    header = json.dumps({"w": ok}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + torch.arange(4.0).numpy().tobytes())
+    assert [(n, t.tolist()) for n, t in read_safetensors(str(path))] == [("w", [0.0, 1.0, 2.0, 3.0])]
+
+
+def test_a_safetensors_header_that_is_not_an_object_is_refused(tmp_path):
+    header = json.dumps([{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}]).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    from model import read_safetensors
+    with pytest.raises(CheckpointError, match="not a safetensors file .the header is a JSON list, not an object"):
+        list(read_safetensors(str(path)))

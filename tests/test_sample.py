@@ -111,6 +111,13 @@ def test_filter_logits_hand_computed():
     assert kept(filter_logits(shuffled, top_p=0.8)) == [False, True, False, True]
 
 
+def test_top_p_of_one_keeps_a_token_whose_mass_rounds_away():
+    """top_p = 1 is off: it keeps a token of probability 2e-9, whose mass above (1 - 2e-9) is 1.0 in float32."""
+    logits = torch.tensor([[0.0, -20.0]])
+    assert (logits.softmax(-1).cumsum(-1) - logits.softmax(-1))[0, 1].item() == 1.0  # the rounding itself
+    assert torch.equal(filter_logits(logits, top_p=1.0), logits)
+
+
 def test_tiny_top_p_is_greedy_and_logprob_is_unfiltered():
     model = tiny_model()
     greedy = generate(model, PROMPTS, 12, temperature=0, eos_id=EOS, pad_id=PAD)
@@ -193,6 +200,54 @@ def test_generate_rejects_bad_arguments_and_restores_training_mode(monkeypatch):
     with pytest.raises(RuntimeError, match="out of memory"):
         generate(model, PROMPTS, 4)
     assert model.training  # as the caller left it, even though sampling failed
+
+
+def test_generate_refuses_an_empty_prompt_and_takes_a_request_that_fills_the_context_exactly():
+    model = tiny_model()  # max_seq_len 64
+    with pytest.raises(ValueError, match="every prompt needs at least one token"):
+        generate(model, [[1, 2], []], 4, eos_id=EOS)
+    done = generate(model, [PROMPTS[0]], 64 - len(PROMPTS[0]), temperature=0, pad_id=PAD)  # 7 + 57 = 64, no EOS
+    assert len(done[0]) == 57 and done[0].finish_reason == "length"
+
+
+def test_the_eager_engine_compacts_once_a_quarter_of_its_rows_are_done(monkeypatch):
+    model = tiny_model()
+    batches = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda idx, **kw: (batches.append(len(idx)), forward(idx, **kw))[1])
+    completions = generate(model, PROMPTS * 4, 30, temperature=1.0, eos_id=EOS, pad_id=PAD, seed=7, engine="eager")
+    # the rule replayed from where each row stopped: after step t, drop the finished rows from the cache once
+    # they are at least a quarter of it
+    ended = [len(c) if c.finish_reason == "eos" else 99 for c in completions]
+    cache, want = list(range(20)), []
+    for t in range(30):
+        done = [r for r in cache if ended[r] <= t + 1]
+        if len(done) == len(cache):
+            break
+        if len(done) * 4 >= len(cache):
+            cache = [r for r in cache if ended[r] > t + 1]
+        want.append(len(cache))
+    assert batches[0] == 20 and batches[1:] == want  # the prefill, then one decode call per step
+    assert len(set(want)) >= 3  # it compacted at least twice
+
+
+def test_the_cli_refuses_flags_that_contradict_each_other_or_the_context(capsys):
+    base = ["--ckpt", "checkpoints/toy-base", "--prompt", "(3+4)*5"]
+    for flags, message in [(["--temperature", "0", "--num-samples", "2"], "--temperature 0 is greedy: its 2 samples"),
+                           (["--key", "question"], "--key picks the field of --prompts records")]:
+        with pytest.raises(SystemExit) as e:
+            sample.main(base + flags)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    tok = Tokenizer.load("checkpoints/toy-base")
+    context = GPT.from_pretrained("checkpoints/toy-base").config.max_seq_len
+    room = context - len(tok.encode(prompt_text("(3+4)*5", tok)))
+    with pytest.raises(SystemExit) as e:  # one token past the context: refused in one line, before sampling
+        sample.main(base + ["--max-new-tokens", str(room + 1)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert f"plus --max-new-tokens {room + 1} does not fit the model's context of {context} tokens" in err
+    sample.main(base + ["--temperature", "0", "--max-new-tokens", str(room)])  # exactly the context: taken
+    assert capsys.readouterr().out.strip().endswith("\\boxed{35}")
 
 
 def test_the_cli_prints_one_completion_with_every_sampler(capsys):
