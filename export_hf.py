@@ -18,7 +18,7 @@ import time
 import torch
 
 from common import (SAFETENSORS_TEMP, InputError, Parser, check_out_folder, cli, remove_names, save_safetensors,
-                    write_json, write_text)
+                    write_json)
 from model import CheckpointError, hf_config, hf_model_type, hf_tensors, read_checkpoint
 from runs import run_holding, size_text
 from sample import DTYPES
@@ -74,10 +74,7 @@ def main(argv=None):
     print(f"writing {args.out}", flush=True)
     remove_names(args.out, sorted(earlier, key=lambda name: name != "config.json"))  # config.json first: no half model
     save_safetensors(hf_tensors(config, ours.items()), os.path.join(args.out, WEIGHTS))
-    for name in HF_FILES:  # verbatim, as the checkpoint kept them
-        if os.path.isfile(os.path.join(args.ckpt, name)):
-            with open(os.path.join(args.ckpt, name), encoding="utf-8") as f:
-                write_text(os.path.join(args.out, name), f.read())
+    tok.save(args.out)  # the tokenizer and generation files verbatim, as the checkpoint kept them
     write_json(hf_config(config, dtype, tok.bos_id, tok.eos_id), os.path.join(args.out, "config.json"))  # last
 
     print(f"reading {args.out} back", flush=True)

@@ -142,6 +142,14 @@ def report(estimates: dict, gpu_mem_gib: float | None) -> str:
     return "\n".join(lines)
 
 
+def disk_needed(out, checkpoint, kept):
+    """(bytes a run needs free at `out`, bytes of the checkpoint already there): a save writes the new checkpoint
+    before deleting the last, so room for two, less the one already there (an earlier run's, which --overwrite
+    deletes at the first save; the run's own on --resume), plus `kept` bytes of actors --keep-every keeps."""
+    there = folder_bytes(newest_dir(os.path.join(out, "checkpoint")))
+    return max(checkpoint, 2 * checkpoint - there) + kept, there
+
+
 def run_report(cfg, gpu_mem_gib=None, gpus=1):
     """train_rl.py --dry-run: the estimate per GPU for a run's config on `gpus` GPUs, from its --init's
     config.json and longest prompt. The held-out evaluation (if any) samples with the same sample batch, so
@@ -170,16 +178,13 @@ def run_report(cfg, gpu_mem_gib=None, gpus=1):
     kept = n_kept * ACTOR_BYTES_PER_PARAM * param_count(model_cfg)
     actors = f" and {n_kept} kept actors (--keep-every)" if n_kept else ""
     critic = " and the critic" if has_critic(cfg.algo) else ""
-    # runs.check_disk's rule: the checkpoint already at --out (an earlier run's, which --overwrite deletes at the
-    # first save; this run's own on --resume) is room a save gets back
-    there = folder_bytes(newest_dir(os.path.join(cfg.out, "checkpoint")))
-    need = max(ckpt, 2 * ckpt - there) + kept
+    (need, there), free = disk_needed(cfg.out, ckpt, kept), free_bytes(cfg.out)  # as runs.check_disk counts
     held = f", less the {there / GIB:.2f} GiB checkpoint already there" if there else ""
     disk = (f"checkpoint on disk: {ckpt / GIB:.2f} GiB (fp32 weights and AdamW moments of the actor"
             f"{critic}); a save writes the new one before deleting the last, "
             f"so a run needs {need / GIB:.2f} GiB free at --out for two checkpoints{actors}{held} "
-            f"({free_bytes(cfg.out) / GIB:.2f} GiB free now")
-    if free_bytes(cfg.out) < need:  # runs.check_disk's rule
+            f"({free / GIB:.2f} GiB free now")
+    if free < need:
         disk += ": NOT enough, so the run would refuse to start; free some space or pick another --out)"
     else:
         disk += ")"

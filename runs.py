@@ -181,8 +181,7 @@ def check_disk(cfg, models, start=0):
               for name, m in (("actor", models.actor), ("critic", models.critic)) if m is not None}
     size = memory.CHECKPOINT_BYTES_PER_PARAM * sum(params.values())
     kept, each = memory.kept_actors(cfg, start), memory.ACTOR_BYTES_PER_PARAM * params["actor"]
-    there = folder_bytes(newest_dir(os.path.join(cfg.out, "checkpoint")))  # the checkpoint already in the folder
-    need, free = max(size, 2 * size - there) + kept * each, memory.free_bytes(cfg.out)
+    need, free = memory.disk_needed(cfg.out, size, kept * each)[0], memory.free_bytes(cfg.out)
     if free < need:
         actors = f", and {kept} kept actors of {size_text(each)}" if kept else ""
         raise InputError(f"--out {cfg.out}: {size_text(free)} free, but the run needs {size_text(need)} for its "
