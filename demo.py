@@ -386,7 +386,11 @@ def claim_out_dir(out, stamp):
     would otherwise be mixed silently (say, a new base model under an old phase 1)."""
     path = os.path.join(out, "demo.json")
     if os.path.isfile(path):
-        if (differ := differences(read_json(path), stamp)):
+        old = read_json(path)
+        if isinstance(old.get("presets"), dict):  # a flag added since, at the value that does what the old code did
+            old["presets"] = {k: {**train_rl.NEW_FLAGS, **v} if isinstance(v, dict) else v
+                              for k, v in old["presets"].items()}
+        if (differ := differences(old, stamp)):
             named = ", ".join(differ[:3]) + (", ..." if len(differ) > 3 else "")
             raise InputError(f"{out} holds a demo run from another base model, settings or presets ({named} differ); "
                              "rerun with --fresh, or pick another --out")

@@ -190,7 +190,7 @@ def check_disk(cfg, models, start=0):
 
 
 def size_text(n):
-    """Bytes in words: GiB from 1 GiB up (a paper-scale checkpoint: 37.1 GiB), else MiB (a toy one: 18.07 MiB)."""
+    """Bytes in words: GiB from 1 GiB up (a paper-scale checkpoint: 37.1 GiB), else MiB (a toy one: 18.11 MiB)."""
     return f"{n / memory.GIB:.2f} GiB" if n >= memory.GIB else f"{n / 2**20:.2f} MiB"
 
 
@@ -208,7 +208,8 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths, inputs=No
     """Write out/checkpoint (actor/, critic/, optim.safetensors, state.json) as one atomic swap. state.json
     holds the step's log record, so the log can always be made to agree with the checkpoint, whether the run
     has finished, and each step's mean response length (what --stop-length-ratio reads). Every process
-    gathers its shards; process 0 writes, and says how big the checkpoint is and how long the save took."""
+    gathers its shards; process 0 writes. Returns (on process 0, else None) the line that says where, how big
+    the checkpoint is and how long the save took, for the caller to print after the step's own line."""
     t0 = time.perf_counter()
     trained = {"actor": (models.actor, models.actor_opt), "critic": (models.critic, models.critic_opt)}
     weights = {name: full_state(m.model) for name, (m, _) in trained.items() if m is not None}
@@ -236,10 +237,11 @@ def save_checkpoint(cfg, step, record, models, tok, finished, lengths, inputs=No
         settle_replaced(cfg.out)  # the run that --overwrite replaced, if any, goes now
         keep_actor(cfg, step)
         written = folder_bytes(final)  # at paper scale tens of GiB: the save is worth timing
-        print(f"saved {final} at step {step} ({size_text(written)}, {time.perf_counter() - t0:.2f} s)", flush=True)
+        return f"saved {final} at step {step} ({size_text(written)}, {time.perf_counter() - t0:.2f} s)"
 
-    on_main(write)  # a failure stops every process
+    line = on_main(write)  # a failure stops every process
     barrier()
+    return line
 
 
 def keep_actor(cfg, step):
@@ -365,10 +367,12 @@ def start_log(cfg, resume):
 
 
 def progress_line(rec, left=None, at_most=False):
-    """A step's line on the terminal. `left`: the estimated seconds the run has left (None: not shown);
-    `at_most`: the run may stop before its last step (--stop-length-ratio)."""
+    """A step's line on the terminal, numbered as saves and kept actors count (step N: N steps done, so the line
+    of step N and "saved ... at step N" agree; the log's "step" is 0-based, N - 1). `left`: the estimated
+    seconds the run has left (None: not shown); `at_most`: the run may stop before its last step
+    (--stop-length-ratio)."""
     num = lambda name: "-" if rec[name] is None else f"{rec[name]:.3f}"  # None: not measured this step
-    line = (f"step {rec['step']:4d} | reward {rec['reward_mean']:+.3f} | acc {rec['accuracy']:.2f} | "
+    line = (f"step {rec['step'] + 1:4d} | reward {rec['reward_mean']:+.3f} | acc {rec['accuracy']:.2f} | "
             f"len {rec['length_mean']:5.1f} [{rec['length_min']:.0f}-{rec['length_max']:.0f}] | "
             f"kl {rec['kl']:+.4f} | ent {num('entropy')} | clip {num('clip_frac')} | "
             f"vloss {num('value_loss')} | {rec['time_wall']:.1f}s")
@@ -456,22 +460,42 @@ MOVABLE = {"out", "ref", "data", "eval_data", "device"}
 TUNABLE = {"sample_batch", "micro_batch", "micro_batch_tokens", "grad_checkpointing", "sampler"}
 
 
+def same_value(name, value, saved):
+    """Whether flag `name` given as `value` holds the saved config's value: paths compare absolute (as a run saves
+    them), and --scale auto matches the scale it chose (from --init, compared on its own)."""
+    if name in INPUTS and value:
+        value = os.path.abspath(value)
+    if name == "scale" and value == "auto":
+        return True
+    return name in saved and value == saved[name]
+
+
+def flag_text(value):
+    """A config value as it is written on the command line: [4, 5] -> 4,5; True -> true."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(flag_text, value))
+    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+
+
 def resumed_config(out, given, fields, refusal, new_flags):
     """The config saved in run folder `out`, for --resume, with the MOVABLE and TUNABLE flags in `given` (the
-    flags set) applied; any other is refused. `fields`: the names a config of this code version has;
+    flags set) applied. Any other flag must hold the run's own value (so the command that started the run, plus
+    --resume, continues it); one that differs is refused. `fields`: the names a config of this code version has;
     refusal(config): why a saved value is not one its flag gives (common.Parser.refusal); new_flags: the values
     of flags added since, for configs saved without them (train_rl.NEW_FLAGS)."""
     movable = MOVABLE | TUNABLE
     flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))
-    fixed = flags(set(given) - movable)
     if out is None:
         raise InputError("--resume needs --out, the run folder to continue")
     saved = {**new_flags, **saved_state(out)["config"]}  # read only: the folder is not locked yet
     critic = f" --critic-init {out}/checkpoint/critic" if has_critic(saved.get("algo")) else ""
+    fixed = sorted(k for k in set(given) - movable if not same_value(k, given[k], saved))
     if fixed:
         more = f"; to train past its --steps, start a new run from it: --init {out}/checkpoint/actor{critic} " \
-               f"--ref {saved['ref'] or saved['init']}" if "steps" in given else ""
-        raise InputError(f"--resume continues the saved run in --out; drop {fixed}{more}")
+               f"--ref {saved['ref'] or saved['init']}" if "steps" in fixed else ""
+        differ = ", ".join(f"--{k.replace('_', '-')} {flag_text(given[k])} (the run's: {flag_text(saved.get(k))})"
+                           for k in fixed)
+        raise InputError(f"--resume continues the saved run in --out; drop {differ}{more}")
     if set(saved) != fields:
         lacks, unknown = fields - set(saved), set(saved) - fields
         differ = "; ".join(([f"its config lacks {flags(lacks)}"] if lacks else []) +

@@ -18,7 +18,9 @@ unchecked slip carries through to a wrong answer. So verbosity is mostly padding
 verification: the mix a concise-reasoning method has to sort out.
 
 Train and test problems are split by a stable hash of the expression, so they are disjoint by
-construction and every seed agrees on the split.
+construction and every seed agrees on the split. A variant of the task (another operation, say) is a change
+to `random_step` (which operations apply to a value, and their operands) and `APPLY`; train_sft.py draws its
+traces through `make_problem` too. A new draw shifts the random stream, and with it every problem and trace.
 
 Records everywhere are JSONL `{"id", "problem", "answer", "level"}` (plus "subject" where a MATH record has a
 `subject` or `type`: nothing reads it, but it is hashed with the problems --resume checks). `read_problems` also takes
@@ -399,7 +401,8 @@ def encode_prompts(problems, tok, max_new_tokens, context):
 def main(argv=None):
     p = Parser(description="Write the toy task's train/test problem files, or show traces.")
     p.add_argument("--out", default="data", help="folder for toy_train.jsonl and toy_test.jsonl")
-    p.add_argument("--train-per-level", type=positive_int, metavar="N", default=2000, help="train problems per level")
+    p.add_argument("--train-per-level", type=positive_int, metavar="N", default=2000, help="train problems per level, "
+                   "at most (level 1 has only about 1000 distinct problems, 821 of them in the train split)")
     p.add_argument("--test-per-level", type=positive_int, metavar="N", default=200, help="test problems per level")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="problem generation seed")
     p.add_argument("--show", type=non_negative_int, metavar="N", default=0, help="print this many example traces and exit")

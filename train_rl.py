@@ -3,6 +3,8 @@ Hand-written PPO for concise reasoning (Fatemi et al., 2025): the two phases are
 
     python tasks.py                  # writes the toy's data/toy_train.jsonl and data/toy_test.jsonl
     python train_rl.py --phase 1 --init checkpoints/toy-base --data data/toy_train.jsonl --levels 4,5 --out runs/phase1
+    python select_problems.py --ckpt runs/phase1/checkpoint/actor --data data/toy_train.jsonl --levels 4,5 \\
+        --out runs/phase2_set.jsonl  # the paper's rule: the 8 lowest pass rates; the demo's is in demo.SETTINGS
     python train_rl.py --phase 2 --init runs/phase1/checkpoint/actor --data runs/phase2_set.jsonl --out runs/phase2
 
 Phase 1 trains on many hard problems to raise accuracy; phase 2 on a small set (the paper: 8 problems; the
@@ -18,7 +20,7 @@ One PPO step:
      full forward each, through the numerics of the update (so the first PPO ratio is 1 up to rounding:
      exactly where a micro-batch has the same rows as in the recomputation, else within about 1e-5 in fp32
      (the shipped toy: up to 1.0e-5) and about 1e-2 in bf16, as matmuls round differently at another width;
-     log.jsonl's ratio_dev_first holds it; the ratio to the reference at step 0 is exactly 1). The
+     log.jsonl's ratio_dev_first holds it; the ratio to the reference at the first step, log.jsonl's step 0, is exactly 1). The
      log-probs take fp32 logits in bf16 runs too (model.fp32_logits);
   4. rewards per token: -kl_coef * (logp - logp_ref) on every response token (k1, in the reward, the
      paper's choice) plus the score on the last response token; GAE (gamma = 1, lambda = --gae-lambda:
@@ -29,11 +31,13 @@ One PPO step:
      loss with --kl-estimator k3), clipped value loss for the critic, grad-norm clipping, AdamW with a
      cosine schedule and warm-up (the toy's phase 2: constant after the warm-up), separate learning rates.
      The first --critic-warmup-steps steps (toy: 5) train the critic alone: the actor's lr is 0, so the
-     terminal line shows "ent -  clip -" and kl stays 0 until the actor's first update has been sampled.
+     terminal line shows "ent - | clip -" and kl stays 0 until the actor's first update has been sampled.
 
-The terminal line of a step: reward, acc and len are that step's training batch (prompts_per_step x
-samples_per_prompt responses to --data, not held-out problems), len [min-max] in tokens with the EOS; kl is
-log.jsonl's kl; ent, clip and vloss are the update's entropy, clip_frac and value_loss ("-": not trained).
+The terminal line of a step: "step N" counts steps done, as the saves and --keep-every do (log.jsonl's "step"
+counts from 0, so it holds N - 1; "step 0" is the held-out evaluation before training). reward, acc and len
+are that step's training batch (prompts_per_step x samples_per_prompt responses to --data, not held-out
+problems), len [min-max] in tokens with the EOS; kl is log.jsonl's kl; ent, clip and vloss are the update's
+entropy, clip_frac and value_loss ("-": not trained).
 
 Masking convention, used everywhere below: tensors of shape (batch, T) are aligned with the *response
 tokens*; `mask[i, t] = 1` for the response tokens of row i up to and including its EOS. The log-prob of
@@ -632,7 +636,7 @@ def run(cfg, resume, earlier=None):
     if eval_problems and start == 0:  # the starting point of the curves
         rec = evaluate_now({"step": -1})
         log(rec)
-        say(f"step   -1 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
+        say(f"step    0 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
 
     actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
     bad_steps, rec = 0, None
@@ -646,7 +650,7 @@ def run(cfg, resume, earlier=None):
             rec = ppo_step(cfg, models, tok, problems, prompts, step, actor_start)
             bad_steps = bad_steps + 1 if rec["skipped_updates"] else 0
             if bad_steps:
-                say(f"warning: step {step}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
+                say(f"warning: step {step + 1}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
             if bad_steps >= cfg.max_bad_steps:
                 log(rec)
                 raise SystemExit(f"error: {bad_steps} step{'s' if bad_steps > 1 else ''} in a row with NaN/inf; stopped. "
@@ -657,8 +661,7 @@ def run(cfg, resume, earlier=None):
             finished = done == cfg.steps or short
             save = functools.partial(runs.save_checkpoint, cfg, done, rec, models, tok, finished, lengths, inputs)
             saved = done % cfg.save_every == 0 or finished or stopping
-            if saved:  # a skipped update left the weights finite
-                save()
+            save_line = save() if saved else None  # a skipped update left the weights finite
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
             rec["time_wall"] = time.perf_counter() - began  # time_total and the evaluation and the save
@@ -667,13 +670,15 @@ def run(cfg, resume, earlier=None):
             recent = walls[-WALL_WINDOW:]  # responses shorten in phase 2, and their steps with them
             left = None if finished or stopping else (cfg.steps - done) * sum(recent) / len(recent)
             say(runs.progress_line(rec, left, at_most=early), flush=True)
+            if save_line:
+                say(save_line, flush=True)
             if deadline is not None and rec["time_wall"] > deadline and not said_deadline:
                 said_deadline = True
-                say(stop_deadline_note(cfg, step, rec["time_wall"], deadline), flush=True)
+                say(stop_deadline_note(cfg, done, rec["time_wall"], deadline), flush=True)
             if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
                 stopping = True
                 if not saved:
-                    save()
+                    say(save(), flush=True)
             if stopping and not finished:  # a stop in the last step has nothing left to resume: the run is done
                 say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
                 sys.exit(130)
@@ -793,14 +798,15 @@ def build_parser():
     g.add_argument("--micro-batch", type=positive_int, metavar="N", default=16, help="rows per forward/backward")
     g.add_argument("--micro-batch-tokens", type=non_negative_int, metavar="N", default=0,
                    help="and at most N tokens (0: no limit)")
-    g.add_argument("--clip-eps", type=positive_float, default=0.2, help="PPO ratio clip")
+    g.add_argument("--clip-eps", type=ranged(float, 0, 1, low_open=True, high_open=True), default=0.2,
+                   help="PPO ratio clip: the ratio is kept in [1 - eps, 1 + eps]")
     g.add_argument("--value-clip-eps", type=positive_float, default=0.2, help="value clip around the old values")
     g = p.add_argument_group("advantages (GAE)")
     g.add_argument("--gamma", type=fraction, default=1.0, help="GAE discount")
     g.add_argument("--gae-lambda", type=fraction, default=0.95, help="GAE lambda; 1.0 removes the length pressure")
     g.add_argument("--whiten-advantages", type=bool_flag, default=True, help="normalise advantages over the batch")
     g.add_argument("--loss-agg", choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
-                   default="token-mean", help="how token losses are averaged")
+                   default="token-mean", help="how token losses are averaged, the actor's and the critic's")
     g.add_argument("--critic-warmup-steps", type=non_negative_int, metavar="N", default=0, help="N critic-only steps")
     g = p.add_argument_group("KL to the reference")
     g.add_argument("--kl-coef", type=ranged(float, 0, 1e6), default=0.01, help="KL-to-reference coefficient")
@@ -820,10 +826,10 @@ def build_parser():
                    "last checkpoint only)")
     g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N NaN/inf steps in a row")
     g = p.add_argument_group("start, stop, check")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint; "
-                   "takes again only --ref, --data, --eval-data and --device (where the files and the run are now) and "
-                   "--sample-batch, --micro-batch, --micro-batch-tokens, --grad-checkpointing and --sampler (memory "
-                   "and speed)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (the "
+                   "command that started it, less any --overwrite, plus --resume does); other values are taken only for --ref, --data, "
+                   "--eval-data and --device (where the files and the run are now) and --sample-batch, --micro-batch, "
+                   "--micro-batch-tokens, --grad-checkpointing and --sampler (memory and speed)")
     g.add_argument("--overwrite", action="store_true", help="replace the run in --out: its files (only those a run "
                    "writes) move to --out/replaced once the new run's inputs are checked, are deleted at the new run's "
                    "first checkpoint, and come back if it stops before one")
@@ -835,7 +841,7 @@ def build_parser():
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
         values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
-        values += [f"grpo: {CRITIC_FREE_PRESET[action.dest]}"] if action.dest in CRITIC_FREE_PRESET else []
+        values += [f"critic-free --algo: {CRITIC_FREE_PRESET[action.dest]}"] if action.dest in CRITIC_FREE_PRESET else []
         if values:
             action.help += f" (default: {action.default}; " + "; ".join(values) + ")"
     return p
@@ -864,7 +870,8 @@ def resolve_config(argv):
         raise InputError(f"{' and '.join(loose)} only {'goes' if len(loose) == 1 else 'go'} with --dry-run (the memory "
                          "estimate); add it, or drop them")
     if args.resume and args.overwrite:
-        raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+        raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them (to "
+                         "continue a run with the command that started it, drop that command's --overwrite)")
     if args.resume:
         given = {k: v for k, v in given.items() if k not in CLI_ONLY}
         saved = runs.resumed_config(args.out, given, set(vars(config())), parser.refusal, NEW_FLAGS)

@@ -286,6 +286,17 @@ def test_a_settings_change_changes_the_stamp(monkeypatch, tmp_path):
         parser.set_defaults(clip_eps=0.3)
         return parser
 
+    # A flag added since, at its train_rl.NEW_FLAGS value (what the older code did), is the same run: a stamp
+    # without it is reused (adding a flag forced an 11-minute --fresh); at another value it differs
+    older = {**base, "presets": {p: {k: v for k, v in f.items() if k != "keep_every"} for p, f in base["presets"].items()}}
+    (tmp_path / "demo.json").write_text(json.dumps(older))
+    demo.claim_out_dir(str(tmp_path), base)
+    monkeypatch.setitem(demo.train_rl.NEW_FLAGS, "keep_every", 5)
+    with pytest.raises(InputError, match=r"presets \(presets.phase1.keep_every, presets.phase2.keep_every differ\)"):
+        demo.claim_out_dir(str(tmp_path), base)
+    monkeypatch.setitem(demo.train_rl.NEW_FLAGS, "keep_every", 0)
+    (tmp_path / "demo.json").write_text(json.dumps(base))
+
     monkeypatch.setattr(demo.train_rl, "build_parser", edited_default)
     assert demo.run_stamp(demo.BASE, demo.SETTINGS["full"])["presets"]["phase1"]["clip_eps"] == 0.3
     assert base["presets"]["phase1"]["phase"] == 1

@@ -75,7 +75,8 @@ def rl_flags(half_right, tmp_path):
     (["--adam-betas", "0.9", "1"], "argument --adam-betas: must be in [0, 1), got 1"),  # beta2 = 1: Adam divides by 0
     (["--gamma", "2"], "argument --gamma: must be in [0, 1]"),
     (["--gae-lambda", "-0.5"], "argument --gae-lambda: must be in [0, 1]"),
-    (["--clip-eps", "-0.2"], "argument --clip-eps: must be > 0"),
+    (["--clip-eps", "-0.2"], "argument --clip-eps: must be in (0, 1), got -0.2"),
+    (["--clip-eps", "1"], "argument --clip-eps: must be in (0, 1), got 1"),  # 1 - eps = 0: no lower clip left
     (["--kl-coef", "-1"], "argument --kl-coef: must be in [0, 1000000.0], got -1"),
     (["--temperature", "-1"], "argument --temperature: must be >= 0.001"),
     (["--temperature", "0"], "argument --temperature: must be >= 0.001"),
@@ -1475,6 +1476,28 @@ def test_train_sft_finishes_a_save_cut_short_between_its_two_renames(tmp_path, m
         note, err = capsys.readouterr().err.splitlines()
         assert "finished a save that had been cut short" in note and "already holds a checkpoint" in err
         assert seed_of() == after and sorted(os.listdir(tmp_path)) == ["base"]
+
+
+def test_the_command_that_started_a_run_plus_resume_continues_it(half_right, tmp_path, monkeypatch, capsys):
+    """As eval.py's does. It refused every flag other than the movable ones ("drop --data, --init, --out, ...",
+    all ten of them), so only a hand-trimmed command resumed; a flag whose value differs is still refused."""
+    out = tmp_path / "run"
+    argv = tiny_run_flags(half_right, out, 3, "--levels", "1,2", "--adam-betas", "0.9", "0.95", "--scale", "auto")
+    stopped_by_ctrl_c(monkeypatch, 1, argv)
+    capsys.readouterr()
+    monkeypatch.chdir(half_right.parent)  # --init and --data given relative: the run saved them absolute
+    relative = [os.path.relpath(a) if a.startswith(str(half_right)) else a for a in argv]
+    train_rl.main([*relative, "--resume"])
+    assert log_steps(out) == [0, 1, 2] and "resumed from" in capsys.readouterr().out
+    for flags, differ in [(["--steps", "4"], "--steps 4 (the run's: 3)"),
+                          (["--levels", "2"], "--levels 2 (the run's: 1,2)"),
+                          (["--adam-betas", "0.9", "0.99"], "--adam-betas 0.9,0.99 (the run's: 0.9,0.95)"),
+                          (["--scale", "paper"], "--scale paper (the run's: toy)"),
+                          (["--whiten-advantages", "false", "--steps", "3"],
+                           "--whiten-advantages false (the run's: true)")]:
+        err = one_line_error(train_rl.main, [*argv, "--resume", *flags], capsys)
+        assert err.startswith(f"error: --resume continues the saved run in --out; drop {differ}"), err
+        assert ("start a new run from it" in err) == (flags[0] == "--steps")
 
 
 def test_a_finished_run_is_trained_further_as_its_message_says(half_right, tmp_path, capsys):

@@ -168,7 +168,8 @@ def test_a_step_longer_than_torchruns_grace_period_is_said_once(half_right, tmp_
     monkeypatch.setenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "0")  # every step is longer
     train_rl.main(tiny_run_flags(half_right, tmp_path / "run", 2))
     out = capsys.readouterr().out
-    assert out.count("note: step 0 took") == 1 and "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=60" in out
+    assert out.count("note: step 1 took") == 1 and "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=60" in out
+    assert out.split("note: step")[0].splitlines()[-2].startswith("step    1 |")  # the first step's, then its save
     for module in (common, train_rl):  # a torchrun that kills after 30 s whatever the variable says
         monkeypatch.setattr(module, "torchrun_reads_timeout", lambda: False)
     monkeypatch.setattr(train_rl, "torchrun_stop_timeout", lambda: 0.0)  # (30 s: a step of the tiny run is shorter)

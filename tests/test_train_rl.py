@@ -267,7 +267,7 @@ def test_the_k3_penalty_in_the_loss_pulls_toward_the_reference():
     # k3 = exp(-0.5) - 1 + 0.5 = 0.10653 (positive), d/dlogp = 1 - exp(-0.5) = 0.39347, over 2 tokens.
     batch = hand_batch([[-1, -1]], [[-1.5, -1.5]], None, [0.0], [[1, 1]], advantages=[[0, 0]])
     logp = torch.nn.Parameter(torch.tensor([[-1.0, -1.0]]))
-    stats = {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl")}
+    stats = dict.fromkeys(train_rl.ACTOR_STATS, 0.0)
     cfg = hand_config(kl_coef=1.0, kl_estimator="k3")
     assert train_rl.actor_backward(cfg, lambda fn, sub, t: (logp * sub.mask, 0 * sub.mask), batch, torch.arange(1),
                                    stats)
@@ -506,9 +506,14 @@ def test_resume_ends_where_an_uninterrupted_run_ends(half_right, tmp_path, monke
     train_rl.train(full)
     # Each save says where, at which step, how big (the files written) and how long it took.
     ckpt = tmp_path / "full" / "checkpoint"
-    saves = re.findall(r"^saved (.+) at step (\d+) \((.+) MiB, [\d.]+ s\)$", capsys.readouterr().out, re.M)
+    out = capsys.readouterr().out
+    saves = re.findall(r"^saved (.+) at step (\d+) \((.+) MiB, [\d.]+ s\)$", out, re.M)
     size = f"{runs.folder_bytes(ckpt) / 2**20:.2f}"  # both checkpoints: the same tensors, a state.json as long
     assert saves == [(str(ckpt), "2", size), (str(ckpt), "4", size)]
+    # each right after the line of the step it saved, which bears its number
+    lines = [line.split(" |")[0].split(" (")[0] for line in out.splitlines() if line.startswith(("step ", "saved "))]
+    assert lines == ["step    1", "step    2", f"saved {ckpt} at step 2", "step    3", "step    4",
+                     f"saved {ckpt} at step 4"]
 
     crashed = tiny_config(half_right, tmp_path / "crash", steps=4, save_every=2)
     real_collect = train_rl.collect
@@ -606,9 +611,13 @@ def test_a_step_that_ends_the_run_early_says_no_time_left(half_right, tmp_path, 
                                                             else None) or real_collect(*args))
     with pytest.raises(SystemExit) as e:
         train_rl.train(tiny_config(half_right, tmp_path, steps=4))
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("step ")]
     assert e.value.code == 130 and len(lines) == 2
     assert lines[0].endswith(" left") and not lines[1].endswith(" left")
+    # The lines count steps as the saves do: the stop's save, after the second step, follows "step 2"
+    assert [line.split(" |")[0] for line in lines] == ["step    1", "step    2"]
+    assert f"saved {tmp_path}/checkpoint at step 2; continue with --resume" in out
 
 
 def test_the_progress_line_says_the_time_left_in_its_two_largest_units():
@@ -616,7 +625,8 @@ def test_the_progress_line_says_the_time_left_in_its_two_largest_units():
         ["0s", "42s", "1m00s", "3m05s", "1h00m", "2h07m", "3d04h"]
     rec = {"step": 7, "reward_mean": 0.25, "accuracy": 0.5, "length_mean": 30.0, "length_min": 3, "length_max": 60,
            "kl": 0.001, "entropy": None, "clip_frac": 0.1, "value_loss": 0.2, "time_wall": 2.25}
-    assert runs.progress_line(rec) == ("step    7 | reward +0.250 | acc 0.50 | len  30.0 [3-60] | kl +0.0010 | "
+    # log.jsonl's step 7 is the 8th step, the one whose save says "at step 8"
+    assert runs.progress_line(rec) == ("step    8 | reward +0.250 | acc 0.50 | len  30.0 [3-60] | kl +0.0010 | "
                                        "ent - | clip 0.100 | vloss 0.200 | 2.2s")
     assert runs.progress_line(rec, 185).endswith("| 2.2s | 3m05s left")
     assert runs.progress_line(rec, 185, at_most=True).endswith("| 2.2s | at most 3m05s left")
@@ -843,7 +853,7 @@ def test_gradients_do_not_depend_on_how_a_minibatch_is_split(half_right, tmp_pat
     grads = []
     for micro_batch, budget in [(16, 0), (1, 0), (5, 0), (16, 40), (16, 25)]:
         split = train_rl.config(**{**vars(cfg), "micro_batch": micro_batch, "micro_batch_tokens": budget})
-        assert train_rl.actor_backward(split, models.actor, batch, idx, {k: 0.0 for k in ("policy_loss", "clip_frac", "entropy", "approx_kl")})
+        assert train_rl.actor_backward(split, models.actor, batch, idx, dict.fromkeys(train_rl.ACTOR_STATS, 0.0))
         grads.append([p.grad.clone() for p in models.actor.parameters()])
         models.actor_opt.zero_grad(set_to_none=True)
     assert len({len(train_rl.micro_batches(idx, m, batch.lengths, batch.prompt_len, b)) for m, b in
