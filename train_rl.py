@@ -20,8 +20,8 @@ One PPO step:
      full forward each, through the numerics of the update (so the first PPO ratio is 1 up to rounding:
      exactly where a micro-batch has the same rows as in the recomputation, else within about 1e-5 in fp32
      (the shipped toy: up to 1.0e-5) and about 1e-2 in bf16, as matmuls round differently at another width;
-     log.jsonl's ratio_dev_first holds it; the ratio to the reference at the first step, log.jsonl's step 0, is exactly 1). The
-     log-probs take fp32 logits in bf16 runs too (model.fp32_logits);
+     log.jsonl's ratio_dev_first holds it; the ratio to the reference at the first step, log.jsonl's step 0, is
+     exactly 1). The log-probs take fp32 logits in bf16 runs too (model.fp32_logits);
   4. rewards per token: -kl_coef * (logp - logp_ref) on every response token (k1, in the reward, the
      paper's choice) plus the score on the last response token; GAE (gamma = 1, lambda = --gae-lambda:
      the paper's 0.95; the toy's phase 1 uses 1.0, see PHASE_PRESETS) with the critic's values gives
@@ -648,15 +648,16 @@ def run(cfg, resume, earlier=None):
         for step in range(start, cfg.steps):
             began = time.perf_counter()
             rec = ppo_step(cfg, models, tok, problems, prompts, step, actor_start)
+            done = step + 1  # steps done, as the terminal, the saves and --resume count them
             bad_steps = bad_steps + 1 if rec["skipped_updates"] else 0
             if bad_steps:
-                say(f"warning: step {step + 1}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
+                say(f"warning: step {done}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
             if bad_steps >= cfg.max_bad_steps:
                 log(rec)
                 raise SystemExit(f"error: {bad_steps} step{'s' if bad_steps > 1 else ''} in a row with NaN/inf; stopped. "
                                  + nan_advice(cfg, ckpt))
             lengths.append(rec["length_mean"])
-            done, stopping = step + 1, all_max(stop.requested) > 0  # every process stops at the same step
+            stopping = all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
             finished = done == cfg.steps or short
             save = functools.partial(runs.save_checkpoint, cfg, done, rec, models, tok, finished, lengths, inputs)
@@ -677,8 +678,9 @@ def run(cfg, resume, earlier=None):
                 say(stop_deadline_note(cfg, done, rec["time_wall"], deadline), flush=True)
             if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
                 stopping = True
-                if not saved:
-                    say(save(), flush=True)
+                save_line = None if saved else save()
+                if save_line:
+                    say(save_line, flush=True)
             if stopping and not finished:  # a stop in the last step has nothing left to resume: the run is done
                 say(f"saved {ckpt} at step {done}; continue with --resume --out {cfg.out}")
                 sys.exit(130)
@@ -827,9 +829,10 @@ def build_parser():
     g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N NaN/inf steps in a row")
     g = p.add_argument_group("start, stop, check")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (the "
-                   "command that started it, less any --overwrite, plus --resume does); other values are taken only for --ref, --data, "
-                   "--eval-data and --device (where the files and the run are now) and --sample-batch, --micro-batch, "
-                   "--micro-batch-tokens, --grad-checkpointing and --sampler (memory and speed)")
+                   "command that started it, less any --overwrite, plus --resume does); other values are taken only "
+                   "for --ref, --data, --eval-data and --device (where the files and the run are now) and "
+                   "--sample-batch, --micro-batch, --micro-batch-tokens, --grad-checkpointing and --sampler (memory "
+                   "and speed)")
     g.add_argument("--overwrite", action="store_true", help="replace the run in --out: its files (only those a run "
                    "writes) move to --out/replaced once the new run's inputs are checked, are deleted at the new run's "
                    "first checkpoint, and come back if it stops before one")
@@ -841,7 +844,8 @@ def build_parser():
     for action in p._actions:  # each preset's value next to the paper's: "(default: 5e-07; toy: 5e-05; ...)"
         values = [f"{s}: {v[action.dest]}" for s, v in SCALE_PRESETS.items() if action.dest in v]
         values += [f"{s} phase {ph}: {v[action.dest]}" for (ph, s), v in PHASE_PRESETS.items() if action.dest in v]
-        values += [f"critic-free --algo: {CRITIC_FREE_PRESET[action.dest]}"] if action.dest in CRITIC_FREE_PRESET else []
+        if action.dest in CRITIC_FREE_PRESET:
+            values.append(f"critic-free --algo: {CRITIC_FREE_PRESET[action.dest]}")
         if values:
             action.help += f" (default: {action.default}; " + "; ".join(values) + ")"
     return p

@@ -288,7 +288,8 @@ def test_a_settings_change_changes_the_stamp(monkeypatch, tmp_path):
 
     # A flag added since, at its train_rl.NEW_FLAGS value (what the older code did), is the same run: a stamp
     # without it is reused (adding a flag forced an 11-minute --fresh); at another value it differs
-    older = {**base, "presets": {p: {k: v for k, v in f.items() if k != "keep_every"} for p, f in base["presets"].items()}}
+    without = lambda flags: {k: v for k, v in flags.items() if k != "keep_every"}
+    older = {**base, "presets": {phase: without(flags) for phase, flags in base["presets"].items()}}
     (tmp_path / "demo.json").write_text(json.dumps(older))
     demo.claim_out_dir(str(tmp_path), base)
     monkeypatch.setitem(demo.train_rl.NEW_FLAGS, "keep_every", 5)

@@ -632,7 +632,7 @@ def test_the_progress_line_says_the_time_left_in_its_two_largest_units():
     assert runs.progress_line(rec, 185, at_most=True).endswith("| 2.2s | at most 3m05s left")
 
 
-def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp_path, monkeypatch):
+def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp_path, monkeypatch, capsys):
     cfg = tiny_config(half_right, tmp_path, steps=6, save_every=1, max_bad_steps=2)
     real = train_rl.compute_advantages
 
@@ -655,6 +655,10 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
     assert all(torch.isfinite(p).all() for p in actor.parameters())
     log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     assert [r["step"] for r in log] == [0, 1, 2, 3] and ["warning" in r for r in log] == [False, False, True, True]
+    # The terminal counts as the advice does: the third step warns, is saved, and is "step 3"
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
+    assert said == [f"warning: step {n}: non-finite loss or gradient: skipped 2 of 4 optimiser steps ({n - 2}/2 in a "
+                    "row)" for n in (3, 4)]
 
 
 def test_nan_stop_before_any_save_says_to_start_again(half_right, tmp_path, monkeypatch):
