@@ -233,6 +233,8 @@ def main(argv=None):
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif (note := shared_cores_note()):
+        print(note, flush=True)
     start_model = PHASE1 if args.quick else args.base
     if args.quick and not os.path.isfile(os.path.join(PHASE1, "phase2_set.jsonl")):  # train_sft.py cannot make it
         raise InputError(f"--quick starts from the shipped phase-1 model and its phase-2 set, {PHASE1} with "
@@ -362,6 +364,20 @@ DEMO_FILES = {**dict.fromkeys(["demo.json", *written_by_eval("base_eval.json"), 
               **dict.fromkeys([f"seed{s}" for s in range(MAX_SEEDS)], SEED_FILES),
               **SEED_FILES,  # --quick's phase 2 and eval.json; and, before --seeds, one seed's files
               **dict.fromkeys([f"phase2_{name}" for name in ABLATIONS], runs.RUN_FILES)}  # (the ablations' old names)
+
+
+def shared_cores_note():
+    """A note when other work already holds the cores: torch starts a thread per core, and its threads wait on
+    each other whenever one of them cannot run (two 2-step toy runs at once on 2 cores: 250 s each with 2
+    threads, 4.7 s with 1; RESULTS.md). None when the cores look free (load average below half of them)."""
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if cores < 2 or load < cores / 2:
+        return None
+    return (f"note: the load average is {load:.1f} on {cores} cores: if other work is still running, torch's "
+            f"{cores} threads will wait on each other, many times slower; stop it, or start again with --threads 1 "
+            "(another thread count rounds differently, so the figures differ from the README's within the seeds' "
+            "spread)")
 
 
 def run_stamp(start_model, settings):

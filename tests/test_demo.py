@@ -113,6 +113,25 @@ def test_phase_1_starts_from_the_given_base_model(tmp_path, monkeypatch):
     assert started == [str(base)]
 
 
+def test_busy_cores_are_noted_unless_threads_are_given(tmp_path, monkeypatch, capsys):
+    """Two 2-step toy runs at once on 2 cores took 250 s each with torch's 2 threads, 4.7 s with one: the demo says
+    so when the load average shows other work, and says nothing when the cores are free or --threads is given."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for load, noted in [(0.9, False), (1.0, True), (3.2, True)]:
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, 0.0, 0.0))
+        assert (demo.shared_cores_note() is not None) == noted
+    assert demo.shared_cores_note().startswith("note: the load average is 3.2 on 2 cores: if other work is still "
+                                               "running, torch's 2 threads will wait on each other")
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert demo.shared_cores_note() is None  # one thread: nothing to wait on
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(demo, "quick", lambda *args: None)  # stop after the notes and the data
+    monkeypatch.setattr(demo.torch, "set_num_threads", lambda n: None)
+    for flags, noted in [([], True), (["--threads", "1"], False)]:
+        demo.main(["--quick", "--out", str(tmp_path / "q"), *flags])
+        assert ("note: the load average is 3.2" in capsys.readouterr().out) == noted
+
+
 def test_claim_out_dir_accepts_its_own_stamp(tmp_path):
     stamp = {"base_sha256": "ab" * 32, **demo.SETTINGS["quick"]}
     demo.claim_out_dir(str(tmp_path / "d"), stamp)
