@@ -91,15 +91,20 @@ def rl_phase(run_dir, flags, steps):
 
 
 def evaluate(models, test, settings, out):
-    """eval.py on every model not yet in out (a JSON of eval.py's figures); returns {name: summary}."""
+    """eval.py on every model not yet in out (a JSON of eval.py's figures, with each model's padding per response:
+    tasks.padding_counts); returns {name: summary}."""
     done = read_json(out)["results"] if os.path.isfile(out) else {}
     todo = {name: path for name, path in models.items() if "pass_rates" not in done.get(name, {})}  # (older: none)
     if todo:
         tmp = out + TMP
         resume = ["--resume"] if os.path.exists(evaluation.progress_path(tmp)) else []  # an evaluation cut short
         run("eval.py", evaluation, ["--ckpt", *todo.values(), "--names", *todo, "--data", test, "--samples",
-                                    str(settings["test_samples"]), "--max-new-tokens", NEW_TOKENS, "--out", tmp, *resume])
-        done.update(read_json(tmp)["results"])
+                                    str(settings["test_samples"]), "--max-new-tokens", NEW_TOKENS, "--out", tmp,
+                                    "--save-responses", *resume])
+        evaluated = read_json(tmp)
+        for name, responses in evaluated["responses"].items():
+            evaluated["results"][name]["padding"] = tasks.padding_counts([r["text"] for r in responses])
+        done.update(evaluated["results"])
         write_json({"results": done}, out)
         os.remove(tmp)
     return {name: done[name] for name in models}
@@ -144,11 +149,18 @@ def seed_stages(seed, out, base, data, settings, ablations):
 
 
 def row(summary):
-    """A results.json row from eval.py's summary: accuracy in %, mean length in tokens, per level."""
+    """A results.json row from eval.py's summary: accuracy in %, mean length in tokens, per level, and the padding
+    per response where the evaluation counted it (demo.evaluate)."""
     pick = lambda s: {"accuracy": 100 * s["accuracy"],
                       "accuracy_stderr": None if s["accuracy_stderr"] is None else 100 * s["accuracy_stderr"],
                       "length": s["length_mean"]}
-    return {**pick(summary["all"]), "levels": {lv: pick(s) for lv, s in summary["levels"].items()}}
+    padding = {"padding": summary["padding"]} if "padding" in summary else {}
+    return {**pick(summary["all"]), "levels": {lv: pick(s) for lv, s in summary["levels"].items()}, **padding}
+
+
+def padding_cell(rows):
+    """Re-checks / restatements / closings per response, as a table cell: the mean over `rows` (one per seed)."""
+    return " / ".join(f"{statistics.mean(r['padding'][kind] for r in rows):.2f}" for kind in tasks.PADDING)
 
 
 def results_table(results):
@@ -165,6 +177,9 @@ def results_table(results):
     lines += [f"| level {lv}: acc % / length | " + " | ".join(
         f"{cell(get(n, 'accuracy', lv), '.1f')} / {cell(get(n, 'length', lv), '.0f')}" for n in names) + " |"
         for lv in levels]
+    if all("padding" in r["rows"][n] for r in runs for n in names):  # (results.json files from before: none)
+        lines.append(f"| {' / '.join(tasks.PADDING)} per response | " +
+                     " | ".join(padding_cell([r["rows"][n] for r in runs]) for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -344,6 +359,11 @@ def quick_report(results):
               f"{b['levels'][lv]['accuracy'] - a['levels'][lv]['accuracy']:+.1f} / "
               f"{100 * (b['levels'][lv]['length'] / a['levels'][lv]['length'] - 1):+.0f}% |"
               for lv in sorted(a["levels"], key=int)]
+    if "padding" in a and "padding" in b:  # (results.json files from before: none)
+        change = " / ".join(f"{100 * (b['padding'][k] / a['padding'][k] - 1):+.0f}%" if a["padding"][k] else "-"
+                            for k in tasks.PADDING)
+        lines.append(f"| {' / '.join(tasks.PADDING)} per response | {padding_cell([a])} | {padding_cell([b])} | "
+                     f"{change} |")
     return "\n".join(lines)
 
 

@@ -146,6 +146,15 @@ def slipped(rng, result):
     return result + 1
 
 
+# make_trace's padding, by the words that open each kind: what phase 2 cuts (demo.py counts them)
+PADDING = {"re-checks": "check ", "restatements": "We need ", "closings": "So the answer is "}
+
+
+def padding_counts(texts):
+    """The mean number of each kind of PADDING per response in `texts` (responses to toy problems)."""
+    return {kind: sum(text.count(words) for text in texts) / max(1, len(texts)) for kind, words in PADDING.items()}
+
+
 def make_trace(rng, problem, verbosity=None, slip_rate=SLIP_RATE):
     """A reasoning trace for a toy problem; verbosity in [0, 1] (random when None) sets the padding.
 

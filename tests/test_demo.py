@@ -69,6 +69,14 @@ def test_results_table_gives_mean_and_sd_over_seeds():
         "| level 1: acc % / length | 70.0 / 100 | 75.0 ± 1.4 / 90 |"]
     assert demo.change_lines(results) == ("base -> phase1: accuracy +5.0 points ± 1.4, mean length -10.0% ± 0.0; "
                                           "by level: L1 +5.0")
+    # Padding per response (demo.evaluate counts it): a row of means over the seeds, once every row has it
+    for s, run in enumerate(results["runs"]):
+        run["rows"]["base"]["padding"] = {"re-checks": 2.0, "restatements": 0.5, "closings": 0.75}
+        run["rows"]["phase1"]["padding"] = {"re-checks": 1.0 + s, "restatements": 0.25, "closings": 0.5 * s}
+    assert demo.results_table(results).splitlines()[-1] == (
+        "| re-checks / restatements / closings per response | 2.00 / 0.50 / 0.75 | 1.50 / 0.25 / 0.25 |")
+    del results["runs"][1]["rows"]["phase1"]["padding"]  # a seed evaluated before it was counted: no row
+    assert "per response" not in demo.results_table(results)
 
 
 def test_the_mean_training_curve_carries_a_stopped_seed_at_its_last_value():
@@ -170,6 +178,13 @@ def test_report_of_a_quick_results_file():
                          "| level 1: acc % / length | 90.0 / 50 | 91.0 / 40 | +1.0 / -20% |"]  # the others' order
     older = demo.quick_report({"seeds": [0], "runs": [{"seed": 0, "rows": rows}]})  # kept no paired figure
     assert "| -1.0 (± -) |" in older
+    rows["phase1"]["padding"] = {"re-checks": 2.0, "restatements": 0.5, "closings": 0.0}
+    rows["phase2"]["padding"] = {"re-checks": 1.5, "restatements": 0.125, "closings": 0.25}
+    assert demo.quick_report({"seeds": [0], "runs": [{"seed": 0, "rows": rows}]}).splitlines()[-1] == (
+        "| re-checks / restatements / closings per response | 2.00 / 0.50 / 0.00 | 1.50 / 0.12 / 0.25 | "
+        "-25% / -75% / - |")  # (none before: no change to give)
+    del rows["phase2"]["padding"]
+    assert "per response" not in demo.quick_report({"seeds": [0], "runs": [{"seed": 0, "rows": rows}]})
 
 
 def test_the_readme_and_results_md_show_the_shipped_results_file():
@@ -213,11 +228,11 @@ def test_a_stage_cut_short_resumes_where_the_demo_reruns(tmp_path, monkeypatch):
     def run(name, module, argv):  # eval.py or train_rl.py, as far as the demo sees them
         calls.append(argv)
         if "--ckpt" in argv:
-            write_json({"results": {"a": {"accuracy": 0.5}}}, argv[argv.index("--out") + 1])
+            write_json({"results": {"a": {"accuracy": 0.5}}, "responses": {"a": []}}, argv[argv.index("--out") + 1])
 
     monkeypatch.setattr(demo, "run", run)
     assert demo.evaluate({"a": "ckpt"}, "test.jsonl", {"test_samples": 2}, str(tmp_path / "base_eval.json")) == {
-        "a": {"accuracy": 0.5}}
+        "a": {"accuracy": 0.5, "padding": {"re-checks": 0.0, "restatements": 0.0, "closings": 0.0}}}
     assert calls[-1][-1] == "--resume"
     swapped = tmp_path / "phase1" / "checkpoint.tmp"  # the new checkpoint complete, not yet renamed
     swapped.mkdir(parents=True)
@@ -269,6 +284,8 @@ def test_row_turns_fractions_into_percent():
     summary = {"all": s(0.75, 0.05, 123.0), "levels": {"1": s(0.5, 0.1, 50.0)}}
     assert demo.row(summary) == {"accuracy": 75.0, "accuracy_stderr": 5.0, "length": 123.0,
                                  "levels": {"1": {"accuracy": 50.0, "accuracy_stderr": 10.0, "length": 50.0}}}
+    padding = {"re-checks": 1.5, "restatements": 0.25, "closings": 0.5}  # counted per response, kept as it is
+    assert demo.row({**summary, "padding": padding}) == {**demo.row(summary), "padding": padding}
 
 
 def test_seed_stages_passes_the_seed_and_phase_2s_steps_on(tmp_path, monkeypatch):
@@ -353,20 +370,32 @@ def test_an_unfinished_run_resumes_and_a_new_one_overwrites(tmp_path, monkeypatc
 
 
 def test_evaluate_runs_only_the_models_not_yet_evaluated(tmp_path, monkeypatch):
-    """Figures kept from a version that wrote no per-problem pass rates count as not evaluated ("c")."""
+    """Figures kept from a version that wrote no per-problem pass rates count as not evaluated ("c"). Each new
+    model's padding per response is counted in its responses (b's two: 1 and 0 re-checks, 1 and 0 restatements,
+    0 and 0 closings; c's one: 2, 0, 1); those kept ("a") stay as they were."""
     from common import write_json
     calls = []
+    texts = {"B": ["We need 1+2. Step by step. 1+2=3. check 1+2=3 ok. \\boxed{3}", "1+2=3. \\boxed{3}"],
+             "C": ["1+2=3. check 1+2=3 ok. 3*2=6. check 3*2=6 ok. So the answer is 6. \\boxed{6}"]}
 
     def run(name, module, argv):
         calls.append(argv)
         names = argv[argv.index("--names") + 1 : argv.index("--data")]
-        write_json({"results": {n: {"accuracy": 0.25, "pass_rates": {}} for n in names}}, argv[argv.index("--out") + 1])
+        ckpts = argv[argv.index("--ckpt") + 1 : argv.index("--names")]
+        write_json({"results": {n: {"accuracy": 0.25, "pass_rates": {}} for n in names},
+                    "responses": {n: [{"text": t} for t in texts[c]] for n, c in zip(names, ckpts)}},
+                   argv[argv.index("--out") + 1])
 
     monkeypatch.setattr(demo, "run", run)
     write_json({"results": {"a": {"accuracy": 0.5, "pass_rates": {}}, "c": {"accuracy": 0.5}}}, str(tmp_path / "e.json"))
     got = demo.evaluate({"a": "A", "b": "B", "c": "C"}, "t.jsonl", {"test_samples": 2}, str(tmp_path / "e.json"))
-    assert got == {"a": {"accuracy": 0.5, "pass_rates": {}}, "b": {"accuracy": 0.25, "pass_rates": {}},
-                   "c": {"accuracy": 0.25, "pass_rates": {}}}
+    counted = lambda checks, restatements, closings: {"re-checks": checks, "restatements": restatements,
+                                                      "closings": closings}
+    assert got == {"a": {"accuracy": 0.5, "pass_rates": {}},
+                   "b": {"accuracy": 0.25, "pass_rates": {}, "padding": counted(0.5, 0.5, 0.0)},
+                   "c": {"accuracy": 0.25, "pass_rates": {}, "padding": counted(2.0, 0.0, 1.0)}}
+    assert "--save-responses" in calls[0]
+    assert json.loads((tmp_path / "e.json").read_text())["results"] == got  # kept, without the responses
     assert len(calls) == 1 and calls[0][calls[0].index("--ckpt") + 1: calls[0].index("--names")] == ["B", "C"]
 
 

@@ -71,6 +71,20 @@ def test_a_recheck_writes_the_right_result_and_the_closing_sentence_the_boxed_on
     assert wrong_and_closed >= 10
 
 
+def test_padding_counts_find_each_kind_a_trace_writes():
+    """Full verbosity writes a restatement, a re-check after each of the 3 steps and a closing; none writes none.
+    A caught slip's re-check ("check ... no.") is one re-check."""
+    problem = "((10-6)*5)-3"
+    full, _ = make_trace(random.Random(0), problem, verbosity=1.0, slip_rate=0.0)
+    bare, _ = make_trace(random.Random(0), problem, verbosity=0.0, slip_rate=0.0)
+    assert bare == "10-6=4. 4*5=20. 20-3=17. \\boxed{17}"
+    assert tasks.padding_counts([full]) == {"re-checks": 3, "restatements": 1, "closings": 1}
+    assert tasks.padding_counts([full, bare]) == {"re-checks": 1.5, "restatements": 0.5, "closings": 0.5}
+    slipped, _ = make_trace(random.Random(0), problem, verbosity=1.0, slip_rate=1.0)
+    assert slipped.count(" no. ") == 3 and tasks.padding_counts([slipped])["re-checks"] == 3
+    assert tasks.padding_counts([]) == {"re-checks": 0, "restatements": 0, "closings": 0}
+
+
 def test_read_problems_accepts_toy_and_math_style(tmp_path):
     path = tmp_path / "p.jsonl"
     rows = [
