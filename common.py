@@ -463,6 +463,18 @@ CHECKPOINT_FILES = ("config.json", "state.json", "log.jsonl", "generation_config
 CHECKPOINT_SUFFIXES = (".safetensors", ".safetensors.index.json", "tokenizer.json", "tokenizer_config.json")
 
 
+def run_holding(path):
+    """The train_rl.py run folder (its --out) that `path` is or is inside, else None: a run's saves replace what is
+    in its checkpoint/, and --resume refuses a folder holding files the run did not write."""
+    path = os.path.abspath(path)
+    while True:
+        if os.path.isfile(os.path.join(path, "log.jsonl")) and os.path.isdir(os.path.join(path, "checkpoint")):
+            return path
+        if os.path.dirname(path) == path:
+            return None
+        path = os.path.dirname(path)
+
+
 def check_writable(path, inputs=()):
     """Refuse, before any work, an output file path that cannot be written (a folder, a missing parent
     that cannot be made, no permission), that is one of the files it is made from, `inputs`: (flag, path),
@@ -479,6 +491,9 @@ def check_writable(path, inputs=()):
     if holds_a_model and (name in CHECKPOINT_FILES or name.endswith(CHECKPOINT_SUFFIXES)):
         raise InputError(f"--out {path} is a file of the checkpoint or run in {folder}: writing it would destroy "
                          "it; give another --out")
+    if run := run_holding(folder):
+        raise InputError(f"--out {path} is inside the train_rl.py run folder {run}: its next save deletes what is in "
+                         "its checkpoint/, and --resume refuses files the run did not write; give a path outside it")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -549,22 +564,25 @@ def recover_dir(final_dir):
 
 
 def check_out_folder(folder, owned, resume=False, overwrite=False, what="run",
-                     fix="continue it with --resume, or replace it with --overwrite"):
+                     fix="continue it with --resume, or replace it with --overwrite", again="--resume again"):
     """Refuse to write into `folder` unless that is safe; returns the earlier run's names there that overwrite
     replaces, for the caller to remove (remove_names) once the new run's inputs are checked.
 
     owned: {name: None for a file a run writes there, or the `owned` of a folder it writes} (foreign_files).
+    again: how the command that continues it is run, for the advice on a folder holding files of another's.
     A new run needs a missing or empty folder (else `fix` is the advice); overwrite lets it replace a folder
     that holds only an earlier run's files; resume continues one. Files a run did not write are never
     deleted: a folder holding any is refused.
     """
+    if not folder:  # os.path.join("", name) is name: the files would land in the current folder, over its own
+        raise InputError("--out is empty; give a folder path")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise InputError(f"--out {folder} is a file, not a folder")
     present = sorted(set(os.listdir(folder)) - {".lock", COMPLETE}) if os.path.isdir(folder) else []
     others = foreign_files(folder, owned) if present else []
     if others:
         listed = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
-        fix_it = "move them out of it, then --resume again" if resume else "move them out, or pick an empty or new --out"
+        fix_it = f"move them out of it, then {again}" if resume else "move them out, or pick an empty or new --out"
         raise InputError(f"--out {folder} holds files that are not a {what}'s ({listed}); {fix_it}")
     if resume or not present:
         return []

@@ -258,7 +258,8 @@ def main(argv=None):
     if not os.path.exists(start_model):
         raise InputError(f"no model at {start_model}; train one with: python train_sft.py --out {start_model}")
     read_checkpoint(start_model)  # a folder of the wrong kind (a train_rl.py run, say) is named as such
-    earlier = check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run")
+    earlier = check_out_folder(out, DEMO_FILES, resume=not args.fresh, overwrite=args.fresh, what="demo run",
+                               again="run the same demo command again (or give another --out)")
     check_writable(os.path.join(out, "demo.json"))  # a folder it can write in (made here), before anything goes
     remove_names(out, earlier)
     claim_out_dir(out, run_stamp(start_model, settings))

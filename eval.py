@@ -214,7 +214,11 @@ def read_progress(path, settings, sources):
         for rec in lines[1:]:
             name = rec["checkpoint"]
             if "index" in rec:
-                done[name][rec["index"]] = rec["record"]
+                r = rec["record"]  # what summarize reads: a bad one failed in a traceback, after all the sampling
+                if not (isinstance(r, dict) and isinstance(r.get("correct"), bool) and type(r.get("length")) is int
+                        and isinstance(r.get("finish_reason"), str) and "problem_id" in r and "level" in r):
+                    raise TypeError
+                done[name][rec["index"]] = r
             elif name in sources and rec["source"] != sources[name]:
                 raise InputError(f"{path}: checkpoint {name!r} is not what it was then (another folder, or its files "
                                  f"changed); {start_over}")

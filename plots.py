@@ -13,7 +13,7 @@ import bisect
 import os
 import statistics
 
-from common import InputError, Parser, atomic_write, cannot_create, cli, read_jsonl, repeated
+from common import InputError, Parser, atomic_write, cannot_create, cli, read_jsonl, repeated, run_holding
 
 
 def pyplot():
@@ -151,6 +151,10 @@ def main(argv=None):
     names = args.names or log_names(args.logs)
     if (twice := repeated(names)) is not None:  # a legend's runs are keyed by name: one would hide another
         p.error(f"{'--names' if args.names else '--logs'} {twice} is given twice: each log needs its own name")
+    if run := run_holding(args.out_dir):
+        raise InputError(f"--out-dir {args.out_dir} is inside the train_rl.py run folder {run}: its next save deletes "
+                         "what is in its checkpoint/, and --resume refuses files the run did not write; give a folder "
+                         "outside it")
     try:
         os.makedirs(args.out_dir, exist_ok=True)
     except OSError as e:

@@ -35,8 +35,8 @@ import torch
 
 import memory
 from common import (FolderLock, InputError, check_out_folder, device, folder_bytes, has_critic, lock_holder,
-                    newest_dir, publish_dir, read_json, read_jsonl, recover_dir, remove_names, save_safetensors,
-                    sha256_of, write_json, write_jsonl)
+                    newest_dir, publish_dir, read_json, read_jsonl, recover_dir, remove_names, run_holding,
+                    save_safetensors, sha256_of, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_checkpoint, read_safetensors
@@ -287,18 +287,6 @@ def read_state(out):
     caller holds the folder's lock)."""
     on_main(lambda: recover_dir(os.path.join(out, "checkpoint")))
     return saved_state(out)
-
-
-def run_holding(path):
-    """The run folder (train_rl.py's --out) that `path` is or is inside, else None: a run's saves replace what is
-    in its checkpoint/, and --resume refuses a folder holding files the run did not write."""
-    path = os.path.abspath(path)
-    while True:
-        if os.path.isfile(os.path.join(path, "log.jsonl")) and os.path.isdir(os.path.join(path, "checkpoint")):
-            return path
-        if os.path.dirname(path) == path:
-            return None
-        path = os.path.dirname(path)
 
 
 def state_path(out):

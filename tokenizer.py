@@ -308,7 +308,8 @@ class Tokenizer:
             return compile_template(self.chat_template).render(
                 messages=messages, tools=None, documents=None, add_generation_prompt=add_generation_prompt,
                 **self._template_tokens)
-        except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError) as e:
+        except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as e:
+            # ArithmeticError: {{ 1 // 0 }}, or the sandbox's range() past 100000 (an OverflowError)
             raise InputError(f"the model's chat template (chat_template.jinja or tokenizer_config.json) fails on a "
                              f"user message: {type(e).__name__}: {e}; fix the template") from None
 
