@@ -69,7 +69,6 @@ log.jsonl, one record per step (log_record), where a name could mislead:
 A figure that is not finite is written null (explained_variance when a step's returns do not vary).
 """
 
-import functools
 import json
 import math
 import os
@@ -89,7 +88,7 @@ from distributed import all_max, all_sum, gather, is_main, my_share, on_main, wo
 from eval import eval_record, held_out
 from model import head_logprobs, read_checkpoint
 from reward import REWARDS, grade
-from sample import ENGINES, SAMPLER_HELP, generate, pad_rows
+from sample import ENGINES, SAMPLER_HELP, NonFiniteLogits, generate, pad_rows
 from tasks import PAPER_NEW_TOKENS, encode_prompts, pick_problems, read_problems
 
 # ----------------------------------------------------------------------------------------------------
@@ -551,6 +550,16 @@ def nan_advice(cfg, ckpt):
             "--actor-lr/--critic-lr, with another --out.")
 
 
+def diverged(cfg, models, prompt):
+    """Whether the actor's logits on one prompt hold NaN or inf. An update at far too high a learning rate can
+    leave finite weights whose logits are not (its loss and gradients were finite, so no optimiser step was
+    skipped), and a checkpoint of them could never be resumed. Checked before each save, on every process."""
+    ids = torch.tensor([prompt], device=cfg.device)
+    with torch.no_grad(), autocast(cfg):
+        logits = models.actor(lambda actor, x: actor(x, last_only=True), ids)
+    return all_max(float(not torch.isfinite(logits).all())) > 0
+
+
 def stop_deadline_note(cfg, step, wall, deadline):
     """Said once, under torchrun, when a step took longer than torchrun lets its processes finish after a Ctrl-C or
     SIGTERM: such a stop would kill the run before it saves."""
@@ -639,6 +648,7 @@ def run(cfg, resume, earlier=None):
         say(f"step    0 | eval acc {rec['eval_accuracy']:.3f} len {rec['eval_length']:.1f}")
 
     actor_start = cfg.critic_warmup_steps if models.critic is not None else 0  # the actor's schedule starts here
+    probe = next(iter(prompts.values()))  # a prompt whose logits are checked before each save (diverged)
     bad_steps, rec = 0, None
     walls = []  # each step's seconds from its start to its log record, for the estimate of the time left
     early = cfg.stop_length_ratio > 0 and cfg.steps >= 2 * STOP_WINDOW  # the run may end before --steps
@@ -647,8 +657,14 @@ def run(cfg, resume, earlier=None):
     with StopRequest(kept) as stop:  # Ctrl-C handled here, and only while the steps run
         for step in range(start, cfg.steps):
             began = time.perf_counter()
-            rec = ppo_step(cfg, models, tok, problems, prompts, step, actor_start)
             done = step + 1  # steps done, as the terminal, the saves and --resume count them
+            try:
+                rec = ppo_step(cfg, models, tok, problems, prompts, step, actor_start)
+            except NonFiniteLogits:
+                if step == start:  # no update of this run's yet: the model it started from
+                    raise
+                raise SystemExit(f"error: step {done}: the actor's logits are NaN or inf: an update diverged; stopped. "
+                                 + nan_advice(cfg, ckpt)) from None
             bad_steps = bad_steps + 1 if rec["skipped_updates"] else 0
             if bad_steps:
                 say(f"warning: step {done}: {rec['warning']} ({bad_steps}/{cfg.max_bad_steps} in a row)", flush=True)
@@ -660,9 +676,15 @@ def run(cfg, resume, earlier=None):
             stopping = all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
             finished = done == cfg.steps or short
-            save = functools.partial(runs.save_checkpoint, cfg, done, rec, models, tok, finished, lengths, inputs)
+            def save():  # never weights that could not be resumed (diverged): the last good checkpoint stays
+                if diverged(cfg, models, probe):
+                    log(rec)
+                    raise SystemExit(f"error: after step {done} the actor's logits are NaN or inf: its update "
+                                     "diverged; stopped without saving it. " + nan_advice(cfg, ckpt))
+                return runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths, inputs)
+
             saved = done % cfg.save_every == 0 or finished or stopping
-            save_line = save() if saved else None  # a skipped update left the weights finite
+            save_line = save() if saved else None  # skipped updates left the weights finite; save() checks logits
             if eval_due(done, finished):
                 rec = evaluate_now(rec)
             rec["time_wall"] = time.perf_counter() - began  # time_total and the evaluation and the save
@@ -826,7 +848,9 @@ def build_parser():
     g.add_argument("--keep-every", type=non_negative_int, metavar="N", default=0, help="also keep the actor of every "
                    "N-th step in --out/actors/step-N, to evaluate later; a multiple of --save-every (0: keep the "
                    "last checkpoint only)")
-    g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N NaN/inf steps in a row")
+    g.add_argument("--max-bad-steps", type=positive_int, metavar="N", default=3, help="stop after N steps in a "
+                   "row whose loss or gradient was NaN/inf (their optimiser steps are skipped); an actor whose "
+                   "logits are NaN/inf (a diverged update) stops the run at once, without saving it")
     g = p.add_argument_group("start, stop, check")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (the "
                    "command that started it, less any --overwrite, plus --resume does); other values are taken only "

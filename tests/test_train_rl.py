@@ -3,6 +3,7 @@ import math
 import os
 import re
 import signal
+import shutil
 import weakref
 from types import SimpleNamespace
 
@@ -659,6 +660,58 @@ def test_nan_loss_skips_steps_then_stops_keeping_last_checkpoint(half_right, tmp
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
     assert said == [f"warning: step {n}: non-finite loss or gradient: skipped 2 of 4 optimiser steps ({n - 2}/2 in a "
                     "row)" for n in (3, 4)]
+
+
+@pytest.mark.parametrize("lr", [1e30, 1e8])
+def test_a_diverged_update_is_never_saved(half_right, tmp_path, monkeypatch, lr):
+    """A fuzzing helper's find: at an actor lr of 1e30 (or 1e8) a step's finite optimiser steps left finite weights
+    whose logits were NaN; the run saved them, and its next step, and every --resume after, failed with "the
+    model's logits for the prompt are NaN or inf ... load another checkpoint": no good checkpoint was left."""
+    from test_reliability import tiny_run_flags
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        train_rl.main(tiny_run_flags(half_right, out, 4, "--actor-lr", str(lr)))
+    assert str(e.value) == ("error: after step 1 the actor's logits are NaN or inf: its update diverged; stopped "
+                            "without saving it. No checkpoint was saved yet: start again with --overwrite and a lower "
+                            "--actor-lr/--critic-lr.")
+    assert not (out / "checkpoint").exists()
+    # Two good steps (saved), then the lr: the checkpoint of step 2 stays, and the advice names it
+    real = train_rl.set_learning_rates
+
+    def diverging_from_step_3(cfg, models, step, actor_start):
+        lrs = real(cfg, models, step, actor_start)
+        for group in models.actor_opt.param_groups if step >= 2 else []:
+            group["lr"] = lr
+        return lrs
+
+    monkeypatch.setattr(train_rl, "set_learning_rates", diverging_from_step_3)
+    with pytest.raises(SystemExit) as e:
+        train_rl.main(tiny_run_flags(half_right, out, 4, "--overwrite"))
+    ckpt = out / "checkpoint"
+    assert str(e.value).startswith("error: after step 3 the actor's logits are NaN or inf: its update diverged; "
+                                   f"stopped without saving it. {ckpt} holds the weights after step 2, its last save.")
+    assert json.loads((ckpt / "state.json").read_text())["step"] == 2
+    assert torch.isfinite(GPT.from_pretrained(str(ckpt / "actor"))(torch.tensor([[1, 2, 3]]))).all()
+    # A step that samples from diverged weights (saved only every 4 steps here) names the divergence too
+    with pytest.raises(SystemExit) as e:
+        train_rl.main(tiny_run_flags(half_right, tmp_path / "every4", 4, "--save-every", "4"))
+    assert str(e.value).startswith("error: step 4: the actor's logits are NaN or inf: an update diverged; stopped. "
+                                   "No checkpoint was saved yet")
+
+
+def test_a_model_with_nan_logits_at_the_start_is_named_as_such(half_right, tmp_path, capsys):
+    """Before any update of the run, NaN logits come from the model it started from, not from a divergence."""
+    from test_reliability import one_line_error, tiny_run_flags
+
+    model = GPT.from_pretrained(str(half_right))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1e38)  # finite, but its logits overflow
+    shutil.copytree(half_right, tmp_path / "huge")
+    model.save(str(tmp_path / "huge"))
+    flags = tiny_run_flags(half_right, tmp_path / "run", 2, "--init", str(tmp_path / "huge"), "--ref", str(half_right))
+    assert "the model's logits for the prompt are NaN or inf: its weights are damaged or too large for their dtype; " \
+        "load another checkpoint" in one_line_error(train_rl.main, flags, capsys)
 
 
 def test_nan_stop_before_any_save_says_to_start_again(half_right, tmp_path, monkeypatch):
