@@ -96,8 +96,10 @@ def evaluate(models, test, settings, out):
     done = read_json(out)["results"] if os.path.isfile(out) else {}
     todo = {name: path for name, path in models.items() if "pass_rates" not in done.get(name, {})}  # (older: none)
     if todo:
-        tmp = out + TMP
-        resume = ["--resume"] if os.path.exists(evaluation.progress_path(tmp)) else []  # an evaluation cut short
+        tmp, progress = out + TMP, evaluation.progress_path(out + TMP)
+        if os.path.exists(progress) and begun_without_responses(progress):  # its --resume would be refused
+            os.remove(progress)  # (a toy evaluation: a minute or two to redo)
+        resume = ["--resume"] if os.path.exists(progress) else []  # an evaluation cut short
         run("eval.py", evaluation, ["--ckpt", *todo.values(), "--names", *todo, "--data", test, "--samples",
                                     str(settings["test_samples"]), "--max-new-tokens", NEW_TOKENS, "--out", tmp,
                                     "--save-responses", *resume])
@@ -108,6 +110,16 @@ def evaluate(models, test, settings, out):
         write_json({"results": done}, out)
         os.remove(tmp)
     return {name: done[name] for name in models}
+
+
+def begun_without_responses(progress):
+    """Whether an evaluation cut short was begun by a demo that kept no responses (before it counted the
+    padding): eval.py --resume refuses other settings than its own, so the demo starts such a one over."""
+    try:
+        with open(progress) as f:
+            return json.loads(f.readline())["settings"]["save_responses"] is False
+    except (OSError, ValueError, KeyError, TypeError):  # not a progress file: eval.py names what is wrong
+        return False
 
 
 def seed_stages(seed, out, base, data, settings, ablations):
@@ -391,12 +403,12 @@ def shared_cores_note():
     """A note when other work already holds the cores: torch starts a thread per core, and its threads wait on
     each other whenever one of them cannot run (two 2-step toy runs at once on 2 cores: 250 s each with 2
     threads, 4.7 s with 1; RESULTS.md). None when the cores look free (load average below half of them)."""
-    cores = os.cpu_count() or 1
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if cores < 2 or load < cores / 2:
+    if threads < 2 or load < cores / 2:
         return None
     return (f"note: the load average is {load:.1f} on {cores} cores: if other work is still running, torch's "
-            f"{cores} threads will wait on each other, many times slower; stop it, or start again with --threads 1 "
+            f"{threads} threads will wait on each other, many times slower; stop it, or start again with --threads 1 "
             "(another thread count rounds differently, so the figures differ from the README's within the seeds' "
             "spread)")
 

@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from common import (SAFETENSORS_TEMP, InputError, Parser, check_out_folder, cli, remove_names, save_safetensors,
-                    write_json)
+from common import (SAFETENSORS_TEMP, InputError, Parser, check_out_folder, cli, remove_names, run_holding,
+                    save_safetensors, write_json)
 from model import CheckpointError, hf_config, hf_model_type, hf_tensors, read_checkpoint
-from runs import run_holding, size_text
+from runs import size_text
 from sample import DTYPES
 from tokenizer import BYTES_FILE, HF_FILES, Tokenizer
 

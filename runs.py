@@ -35,8 +35,8 @@ import torch
 
 import memory
 from common import (FolderLock, InputError, check_out_folder, device, folder_bytes, has_critic, lock_holder,
-                    newest_dir, publish_dir, read_json, read_jsonl, recover_dir, remove_names, run_holding,
-                    save_safetensors, sha256_of, write_json, write_jsonl)
+                    newest_dir, publish_dir, read_json, read_jsonl, recover_dir, remove_names, save_safetensors,
+                    sha256_of, write_json, write_jsonl)
 from distributed import (Runner, barrier, full_state, is_main, load_optimizer_state, on_main, optimizer_state, shard,
                          world)
 from model import GPT, read_checkpoint, read_safetensors
@@ -452,17 +452,19 @@ def same_value(name, value, saved):
     """Whether flag `name` given as `value` holds the saved config's value: paths compare absolute (as a run saves
     them), and --scale auto matches the scale it chose (from --init, compared on its own)."""
     if name in INPUTS and value:
-        value = os.path.abspath(value)
+        value, then = os.path.abspath(value), saved.get(name)
+        if isinstance(then, str) and os.path.exists(value) and os.path.exists(then) and os.path.samefile(value, then):
+            return True  # the same folder or file by another path (a link, say)
     if name == "scale" and value == "auto":
         return True
     return name in saved and value == saved[name]
 
 
 def flag_text(value):
-    """A config value as it is written on the command line: [4, 5] -> 4,5; True -> true."""
+    """A config value as it is written on the command line: [4, 5] -> 4,5; True -> true; None -> not given."""
     if isinstance(value, (list, tuple)):
         return ",".join(map(flag_text, value))
-    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+    return "not given" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def resumed_config(out, given, fields, refusal, new_flags):

@@ -551,13 +551,17 @@ def nan_advice(cfg, ckpt):
 
 
 def diverged(cfg, models, prompt):
-    """Whether the actor's logits on one prompt hold NaN or inf. An update at far too high a learning rate can
-    leave finite weights whose logits are not (its loss and gradients were finite, so no optimiser step was
-    skipped), and a checkpoint of them could never be resumed. Checked before each save, on every process."""
+    """Which of "the actor's logits" and "the critic's values" on one prompt hold NaN or inf, in words, or None.
+    An update at far too high a learning rate can leave finite weights whose outputs are not (its loss and
+    gradients were finite, so no optimiser step was skipped). A checkpoint of such an actor could never be
+    resumed; of such a critic, every later update would be skipped. Checked before each save and each
+    held-out evaluation, on every process (each process then takes the same decision)."""
     ids = torch.tensor([prompt], device=cfg.device)
+    named = {"the actor's logits": models.actor, "the critic's values": models.critic}
     with torch.no_grad(), autocast(cfg):
-        logits = models.actor(lambda actor, x: actor(x, last_only=True), ids)
-    return all_max(float(not torch.isfinite(logits).all())) > 0
+        bad = [all_max(float(not torch.isfinite(m(lambda model, x: model(x, last_only=True), ids)).all())) > 0
+               if m is not None else False for m in named.values()]
+    return " and ".join(name for name, b in zip(named, bad) if b) or None
 
 
 def stop_deadline_note(cfg, step, wall, deadline):
@@ -676,16 +680,22 @@ def run(cfg, resume, earlier=None):
             stopping = all_max(stop.requested) > 0  # every process stops at the same step
             short = shortened(lengths, cfg.stop_length_ratio)  # the same on every process: each holds the batch
             finished = done == cfg.steps or short
-            def save():  # never weights that could not be resumed (diverged): the last good checkpoint stays
-                if diverged(cfg, models, probe):
-                    log(rec)
-                    raise SystemExit(f"error: after step {done} the actor's logits are NaN or inf: its update "
-                                     "diverged; stopped without saving it. " + nan_advice(cfg, ckpt))
+            def stop_if_diverged(logged=False):  # before a save or an evaluation: the last good checkpoint stays
+                if what := diverged(cfg, models, probe):
+                    if not logged:
+                        log(rec)
+                    raise SystemExit(f"error: after step {done} {what} are NaN or inf: its update diverged; "
+                                     "stopped without saving it. " + nan_advice(cfg, ckpt))
+
+            def save(logged=False):
+                stop_if_diverged(logged)
                 return runs.save_checkpoint(cfg, done, rec, models, tok, finished, lengths, inputs)
 
             saved = done % cfg.save_every == 0 or finished or stopping
-            save_line = save() if saved else None  # skipped updates left the weights finite; save() checks logits
+            save_line = save() if saved else None  # skipped updates left the weights finite; save() checks outputs
             if eval_due(done, finished):
+                if not saved:  # it would sample from diverged weights
+                    stop_if_diverged()
                 rec = evaluate_now(rec)
             rec["time_wall"] = time.perf_counter() - began  # time_total and the evaluation and the save
             log(rec)
@@ -700,7 +710,7 @@ def run(cfg, resume, earlier=None):
                 say(stop_deadline_note(cfg, done, rec["time_wall"], deadline), flush=True)
             if not (stopping or finished) and all_max(stop.requested) > 0:  # asked during the save or evaluation
                 stopping = True
-                save_line = None if saved else save()
+                save_line = None if saved else save(logged=True)
                 if save_line:
                     say(save_line, flush=True)
             if stopping and not finished:  # a stop in the last step has nothing left to resume: the run is done

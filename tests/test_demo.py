@@ -125,14 +125,15 @@ def test_busy_cores_are_noted_unless_threads_are_given(tmp_path, monkeypatch, ca
     """Two 2-step toy runs at once on 2 cores took 250 s each with torch's 2 threads, 4.7 s with one: the demo says
     so when the load average shows other work, and says nothing when the cores are free or --threads is given."""
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(demo.torch, "get_num_threads", lambda: 2)
     for load, noted in [(0.9, False), (1.0, True), (3.2, True)]:
         monkeypatch.setattr(os, "getloadavg", lambda: (load, 0.0, 0.0))
         assert (demo.shared_cores_note() is not None) == noted
     assert demo.shared_cores_note().startswith("note: the load average is 3.2 on 2 cores: if other work is still "
                                                "running, torch's 2 threads will wait on each other")
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
-    assert demo.shared_cores_note() is None  # one thread: nothing to wait on
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(demo.torch, "get_num_threads", lambda: 1)  # one thread (taskset, a cpuset, --threads 1)
+    assert demo.shared_cores_note() is None  # nothing to wait on
+    monkeypatch.setattr(demo.torch, "get_num_threads", lambda: 2)
     monkeypatch.setattr(demo, "quick", lambda *args: None)  # stop after the notes and the data
     monkeypatch.setattr(demo.torch, "set_num_threads", lambda n: None)
     for flags, noted in [([], True), (["--threads", "1"], False)]:
@@ -234,6 +235,17 @@ def test_a_stage_cut_short_resumes_where_the_demo_reruns(tmp_path, monkeypatch):
     assert demo.evaluate({"a": "ckpt"}, "test.jsonl", {"test_samples": 2}, str(tmp_path / "base_eval.json")) == {
         "a": {"accuracy": 0.5, "padding": {"re-checks": 0.0, "restatements": 0.0, "closings": 0.0}}}
     assert calls[-1][-1] == "--resume"
+    # One begun by a demo that kept no responses: eval.py --resume would refuse its settings, so it starts over
+    progress = tmp_path / "seed0" / "eval.json.tmp.json.partial.jsonl"
+    progress.write_text(json.dumps({"settings": {"save_responses": False}}) + "\n")
+    demo.evaluate({"a": "ckpt"}, "test.jsonl", {"test_samples": 2}, str(tmp_path / "seed0" / "eval.json"))
+    assert "--resume" not in calls[-1] and not progress.exists()
+    progress.write_text(json.dumps({"settings": {"save_responses": True}}) + "\n")
+    demo.evaluate({"a": "ckpt"}, "test.jsonl", {"test_samples": 2}, str(tmp_path / "seed0" / "eval2.json"))
+    assert "--resume" not in calls[-1]  # (another --out: its own progress file)
+    os.rename(progress, tmp_path / "seed0" / "eval2.json.tmp.json.partial.jsonl")
+    demo.evaluate({"a": "ckpt"}, "test.jsonl", {"test_samples": 2}, str(tmp_path / "seed0" / "eval2.json"))
+    assert calls[-1][-1] == "--resume"  # begun with the responses kept: continued
     swapped = tmp_path / "phase1" / "checkpoint.tmp"  # the new checkpoint complete, not yet renamed
     swapped.mkdir(parents=True)
     (swapped / "state.json").write_text(json.dumps({"finished": True}))

@@ -1487,12 +1487,17 @@ def test_the_command_that_started_a_run_plus_resume_continues_it(half_right, tmp
     capsys.readouterr()
     monkeypatch.chdir(half_right.parent)  # --init and --data given relative: the run saved them absolute
     relative = [os.path.relpath(a) if a.startswith(str(half_right)) else a for a in argv]
+    os.symlink(half_right, tmp_path / "link")  # the same folder by another path
+    linked = [str(tmp_path / "link") if a == str(half_right) else a for a in argv]
     train_rl.main([*relative, "--resume"])
     assert log_steps(out) == [0, 1, 2] and "resumed from" in capsys.readouterr().out
+    train_rl.main([*linked, "--resume"])
+    assert "the run had finished at step 3: nothing to do" in capsys.readouterr().out
     for flags, differ in [(["--steps", "4"], "--steps 4 (the run's: 3)"),
                           (["--levels", "2"], "--levels 2 (the run's: 1,2)"),
                           (["--adam-betas", "0.9", "0.99"], "--adam-betas 0.9,0.99 (the run's: 0.9,0.95)"),
                           (["--scale", "paper"], "--scale paper (the run's: toy)"),
+                          (["--critic-init", str(half_right)], f"--critic-init {half_right} (the run's: not given)"),
                           (["--whiten-advantages", "false", "--steps", "3"],
                            "--whiten-advantages false (the run's: true)")]:
         err = one_line_error(train_rl.main, [*argv, "--resume", *flags], capsys)

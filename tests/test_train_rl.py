@@ -700,6 +700,39 @@ def test_a_diverged_update_is_never_saved(half_right, tmp_path, monkeypatch, lr)
                                    "No checkpoint was saved yet")
 
 
+def test_a_diverged_critic_or_an_evaluation_between_saves_stops_the_run_too(half_right, tmp_path, monkeypatch):
+    """A review's finds. A critic whose values went NaN was saved, and a new run from it, as the advice said,
+    skipped every update without a word; a held-out evaluation between saves sampled diverged weights and gave
+    "load another checkpoint"; a Ctrl-C after such a step logged it twice."""
+    from test_reliability import tiny_run_flags
+
+    def stopped(flags, out):
+        with pytest.raises(SystemExit) as e:
+            train_rl.main(tiny_run_flags(half_right, out, 4, *flags))
+        assert not (out / "checkpoint").exists()
+        return str(e.value)
+
+    assert stopped(["--critic-lr", "1e30"], tmp_path / "critic").startswith(
+        "error: after step 1 the critic's values are NaN or inf: its update diverged; stopped without saving it. "
+        "No checkpoint was saved yet")
+    held_out = ["--eval-every", "1", "--eval-data", str(half_right / "problems.jsonl"), "--eval-problems", "2",
+                "--eval-samples", "1"]
+    out = tmp_path / "eval"
+    assert stopped(["--actor-lr", "1e30", "--save-every", "4", *held_out], out).startswith(
+        "error: after step 1 the actor's logits are NaN or inf: its update diverged; stopped without saving it.")
+    assert [json.loads(line)["step"] for line in open(out / "log.jsonl")] == [-1, 0]  # the step's record is kept
+    real = runs.progress_line
+
+    def line_then_ctrl_c(*args, **kwargs):  # Ctrl-C once the step is logged: the stop's save finds it diverged
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "progress_line", line_then_ctrl_c)
+    out = tmp_path / "stop"
+    assert "its update diverged; stopped without saving it" in stopped(["--actor-lr", "1e30", "--save-every", "4"], out)
+    assert [json.loads(line)["step"] for line in open(out / "log.jsonl")] == [0]  # logged once
+
+
 def test_a_model_with_nan_logits_at_the_start_is_named_as_such(half_right, tmp_path, capsys):
     """Before any update of the run, NaN logits come from the model it started from, not from a divergence."""
     from test_reliability import one_line_error, tiny_run_flags
