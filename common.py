@@ -475,6 +475,13 @@ def run_holding(path):
         path = os.path.dirname(path)
 
 
+def check_outside_run(path, flag="--out", what="path"):
+    """Refuse an output `path` (a file or a folder) inside a train_rl.py run folder (run_holding)."""
+    if run := run_holding(path):
+        raise InputError(f"{flag} {path} is inside the train_rl.py run folder {run}: its next save deletes what is in "
+                         f"its checkpoint/, and --resume refuses files the run did not write; give a {what} outside it")
+
+
 def check_writable(path, inputs=()):
     """Refuse, before any work, an output file path that cannot be written (a folder, a missing parent
     that cannot be made, no permission), that is one of the files it is made from, `inputs`: (flag, path),
@@ -491,9 +498,7 @@ def check_writable(path, inputs=()):
     if holds_a_model and (name in CHECKPOINT_FILES or name.endswith(CHECKPOINT_SUFFIXES)):
         raise InputError(f"--out {path} is a file of the checkpoint or run in {folder}: writing it would destroy "
                          "it; give another --out")
-    if run := run_holding(folder):
-        raise InputError(f"--out {path} is inside the train_rl.py run folder {run}: its next save deletes what is in "
-                         "its checkpoint/, and --resume refuses files the run did not write; give a path outside it")
+    check_outside_run(path)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:

@@ -45,8 +45,8 @@ def main(argv=None):
     if os.path.isdir(args.out) and os.path.samefile(args.out, args.ckpt):
         raise InputError(f"--out {args.out} is the checkpoint itself, which the export would replace; give another "
                          "folder")
-    if run_holding(args.out):
-        raise InputError(f"--out {args.out} is inside the run folder {run_holding(args.out)}: its next save would delete "
+    if run := run_holding(args.out):
+        raise InputError(f"--out {args.out} is inside the run folder {run}: its next save would delete "
                          "an export in its checkpoint, and --resume refuses files the run did not write; give a folder "
                          "outside it")
     if os.path.islink(args.out) and not os.path.exists(args.out):

@@ -13,7 +13,7 @@ import bisect
 import os
 import statistics
 
-from common import InputError, Parser, atomic_write, cannot_create, cli, read_jsonl, repeated, run_holding
+from common import InputError, Parser, atomic_write, cannot_create, check_outside_run, cli, read_jsonl, repeated
 
 
 def pyplot():
@@ -151,10 +151,7 @@ def main(argv=None):
     names = args.names or log_names(args.logs)
     if (twice := repeated(names)) is not None:  # a legend's runs are keyed by name: one would hide another
         p.error(f"{'--names' if args.names else '--logs'} {twice} is given twice: each log needs its own name")
-    if run := run_holding(args.out_dir):
-        raise InputError(f"--out-dir {args.out_dir} is inside the train_rl.py run folder {run}: its next save deletes "
-                         "what is in its checkpoint/, and --resume refuses files the run did not write; give a folder "
-                         "outside it")
+    check_outside_run(args.out_dir, "--out-dir", "folder")
     try:
         os.makedirs(args.out_dir, exist_ok=True)
     except OSError as e:

@@ -217,8 +217,8 @@ def check_finite(logits):
     """The prompts' logits, refused if any is NaN or inf: such a model would sample garbage (token 0 again and
     again) and exit as if all were well. Checked once per chunk, after the prefill (one wait for the GPU)."""
     if not torch.isfinite(logits).all():
-        raise NonFiniteLogits("the model's logits for the prompt are NaN or inf: its weights are damaged or too large "
-                         "for their dtype; load another checkpoint")
+        raise NonFiniteLogits("the model's logits for the prompt are NaN or inf: its weights are damaged or too "
+                              "large for their dtype; load another checkpoint")
     return logits
 
 
